@@ -1,0 +1,80 @@
+"""Trellis: a low-code platform. ``create_app`` is the application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from trellis import config as settings
+from trellis.exceptions import TrellisError
+
+__version__ = "0.1.0"
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from defaults, ``TRELLIS_*`` variables and ``test_config``, in that order."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(settings.DEFAULTS)
+    app.config.update(settings.from_environment())
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = settings.default_database_url(app.instance_path)
+        settings.Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = settings.instance_secret(app.instance_path)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    from trellis.extensions import db
+    from trellis.platform.runtime import api
+
+    db.init_app(app)
+    api.init_app(app)
+    _register_error_handlers(app)
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html", version=__version__)
+
+    return app
+
+
+def _error(status: int, code: str, message: str) -> Any:
+    return jsonify({"error": {"code": code, "message": message, "details": []}}), status
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(TrellisError)
+    def trellis_error(exc: TrellisError) -> Any:
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if not request.path.startswith("/api/"):
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return _error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(IntegrityError)
+    def integrity_error(exc: IntegrityError) -> Any:
+        # The service checks references and uniqueness first; this is the race backstop.
+        log.info("integrity error: %s", exc.orig)
+        return _error(409, "conflict", "the change conflicts with a concurrent change; retry")
+
+    @app.errorhandler(OperationalError)
+    def operational_error(exc: OperationalError) -> Any:
+        if "locked" in str(exc.orig):
+            return _error(503, "busy", "the database is busy; retry")
+        log.exception("database error")
+        return _error(500, "internal_error", "internal error")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", "internal error")

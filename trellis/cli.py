@@ -1,0 +1,175 @@
+"""The ``trellis`` command (also reachable as ``flask --app trellis``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from trellis import create_app
+from trellis.exceptions import TrellisError
+from trellis.extensions import db
+
+DEMO_ADMIN_EMAIL = "admin@example.com"
+
+
+def _registry() -> Any:
+    return current_app.extensions["trellis.registry"]
+
+
+def _fail(exc: TrellisError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    for detail in exc.details:
+        click.echo(f"  {detail.get('field', '')}: {detail.get('message', '')}", err=True)
+    sys.exit(2)
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """Trellis: a low-code platform."""
+
+
+def _init(admin_email: str | None, admin_password: str | None) -> bool:
+    from trellis.platform.runtime.bootstrap import init_database
+
+    assert db.engine is not None
+    with db.session() as session:
+        return init_database(db.engine, session, admin_email, admin_password)
+
+
+@main.command("init")
+@click.option("--admin-email", envvar="TRELLIS_ADMIN_EMAIL", help="e-mail of the administrator")
+@click.option("--admin-password", envvar="TRELLIS_ADMIN_PASSWORD",
+              help="password of the administrator (8 characters at least)")
+@with_appcontext
+def init_command(admin_email: str | None, admin_password: str | None) -> None:
+    """Create or upgrade the database and create (or update) the admin. Idempotent."""
+    if bool(admin_email) != bool(admin_password):
+        raise click.UsageError("give both --admin-email and --admin-password, or neither")
+    try:
+        created = _init(admin_email, admin_password)
+    except TrellisError as exc:
+        _fail(exc)
+    click.echo(f"database ready: {_safe_url()}")
+    if admin_email:
+        click.echo(f"admin {admin_email} {'created' if created else 'updated'}")
+
+
+def _safe_url() -> str:
+    assert db.engine is not None
+    return db.engine.url.render_as_string(hide_password=True)
+
+
+@main.group("token")
+def token_group() -> None:
+    """API tokens."""
+
+
+@token_group.command("create")
+@click.option("--user", "email", required=True, help="e-mail of the token's user")
+@click.option("--name", default="cli", help="a name to recognise the token by")
+@with_appcontext
+def token_create(email: str, name: str) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from trellis.platform.runtime.auth import issue_token
+
+    try:
+        with db.session() as session:
+            token = issue_token(session, email, name=name)
+            session.commit()
+    except TrellisError as exc:
+        _fail(exc)
+    click.echo(f"token for {email} (shown once, store it safely):")
+    click.echo(token)
+
+
+@main.group("pack")
+def pack_group() -> None:
+    """Packs of metadata."""
+
+
+@pack_group.command("install")
+@click.argument("path_or_name")
+@click.option("--demo", is_flag=True, help="also load the pack's demo data (once)")
+@with_appcontext
+def pack_install(path_or_name: str, demo: bool) -> None:
+    """Install or upgrade a pack from a folder or by built-in name. Idempotent."""
+    _install(path_or_name, demo)
+
+
+def _install(path_or_name: str, demo: bool) -> None:
+    from trellis.platform.runtime.packs import install_pack, resolve_pack
+
+    registry = _registry()
+    try:
+        with db.session() as session:
+            result = install_pack(
+                session, registry, resolve_pack(path_or_name), author_id=None, with_demo=demo
+            )
+            session.commit()
+    except TrellisError as exc:
+        registry.invalidate()
+        _fail(exc)
+    click.echo(
+        f"pack {result.name} {result.version}: created {len(result.created)}, "
+        f"updated {len(result.updated)}, unchanged {len(result.unchanged)} object(s)"
+        + (f", {result.demo_records} demo record(s)" if result.demo_records else "")
+    )
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve_command(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the production WSGI server (gunicorn)."""
+    serve(host, port, workers, threads)
+
+
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Flask:
+            return create_app()
+
+    Server().run()
+
+
+@main.command("demo")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@with_appcontext
+def demo_command(port: int, host: str) -> None:
+    """Set up the channel pack with demo data and serve it."""
+    from trellis.platform.runtime.auth import issue_token
+
+    password = os.environ.get("TRELLIS_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
+    _init(DEMO_ADMIN_EMAIL, password)
+    _install("channel_pack", demo=True)
+    with db.session() as session:
+        token = issue_token(session, DEMO_ADMIN_EMAIL, name="demo")
+        session.commit()
+    click.echo("")
+    click.echo(f"Trellis demo on http://{host}:{port}")
+    click.echo(f"  sign in:   {DEMO_ADMIN_EMAIL} / {password}")
+    click.echo(f"  API token: {token}")
+    click.echo(f"  try:       curl -H 'Authorization: Bearer {token}' "
+               f"http://{host}:{port}/api/v1/records/dealer")
+    click.echo("")
+    assert db.engine is not None
+    db.engine.dispose()
+    serve(host, port, workers=2, threads=4)

@@ -1,0 +1,63 @@
+"""Settings, read from ``TRELLIS_*`` environment variables.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| TRELLIS_DATABASE_URL | SQLAlchemy URL of the system database | SQLite file in the instance folder |
+| TRELLIS_REDIS_URL | Redis for background jobs (optional) | unset: jobs run in-process |
+| TRELLIS_SECRET_KEY | signs sessions and CSRF tokens | a random key kept in the instance folder |
+| TRELLIS_INSTANCE_PATH | where the SQLite file and generated secret live | Flask's instance folder |
+| TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+PREFIX = "TRELLIS_"
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,
+    "REDIS_URL": None,
+    "SECRET_KEY": None,
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "PAGE_SIZE_DEFAULT": 50,
+    "PAGE_SIZE_MAX": 500,
+    "SQL_ECHO": False,
+}
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The settings found in the environment, typed like their defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    settings: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        raw = environ.get(PREFIX + key)
+        if raw is None or raw == "":
+            continue
+        if isinstance(default, bool):
+            settings[key] = raw.lower() in {"1", "true", "yes", "on"}
+        elif isinstance(default, int):
+            settings[key] = int(raw)
+        else:
+            settings[key] = raw
+    return settings
+
+
+def default_database_url(instance_path: str) -> str:
+    return f"sqlite:///{Path(instance_path) / 'trellis.db'}"
+
+
+def instance_secret(instance_path: str) -> str:
+    """A secret key generated once and kept (mode 0600) in the instance folder."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

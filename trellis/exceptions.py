@@ -1,0 +1,97 @@
+"""Every error the platform raises on purpose.
+
+Each carries an HTTP status, a stable machine-readable ``code`` and optional
+``details`` (a list of ``{"field": ..., "message": ...}``), so the API can turn
+any of them into the JSON error body of DESIGN §4 without knowing the type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrellisError(Exception):
+    """Base class: a refusal the caller can act on."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequest(TrellisError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidQuery(BadRequest):
+    """A filter, sort, cursor or field list that cannot be understood."""
+
+    code = "invalid_query"
+
+
+class AuthenticationRequired(TrellisError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(TrellisError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(TrellisError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TrellisError):
+    status = 409
+    code = "conflict"
+
+
+class StaleRecord(Conflict):
+    """The caller's ``version`` is not the stored one: somebody saved first."""
+
+    code = "stale_version"
+
+
+class ReferencedRecord(Conflict):
+    """A record other records still point at cannot be deleted."""
+
+    code = "referenced"
+
+
+class DuplicateValue(Conflict):
+    code = "duplicate"
+
+
+class InvalidDefinition(TrellisError):
+    """An object definition refused by the meta-schema or by the platform's rules."""
+
+    status = 422
+    code = "invalid_definition"
+
+
+class IncompatibleChange(InvalidDefinition):
+    """A definition change that the stored data cannot survive."""
+
+    code = "incompatible_change"
+
+
+class ValidationFailed(TrellisError):
+    """A record refused by its object's schema or rules."""
+
+    status = 422
+    code = "validation_failed"
+
+
+class PackError(TrellisError):
+    status = 422
+    code = "invalid_pack"

@@ -1,0 +1,80 @@
+"""Shared integrations, each with ``init_app(app)``: the database and Redis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from redis import Redis
+
+
+class Database:
+    """One engine and session factory per app.
+
+    SQLite is set up so that concurrent requests queue instead of failing: WAL
+    journal, a busy timeout, foreign keys on, and transactions begun by us (the
+    pysqlite driver would otherwise run DDL outside them). A connection opened with
+    the execution option ``trellis_write`` begins ``IMMEDIATE``, taking the write lock
+    up front, so two writers wait for each other instead of one failing mid-way.
+    """
+
+    def __init__(self) -> None:
+        self.engine: sa.Engine | None = None
+        self.sessionmaker: sessionmaker[Session] | None = None
+
+    def init_app(self, app: Flask) -> None:
+        self.engine = create_engine(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        app.extensions["trellis.db"] = self
+
+    @property
+    def dialect(self) -> str:
+        assert self.engine is not None
+        return self.engine.dialect.name
+
+    def session(self) -> Session:
+        assert self.sessionmaker is not None, "Database.init_app was not called"
+        return self.sessionmaker()
+
+
+def create_engine(url: str, echo: bool = False) -> sa.Engine:
+    kwargs: dict[str, Any] = {"echo": echo}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get("trellis_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def redis_connection(url: str) -> Redis:
+    from redis import Redis
+
+    return Redis.from_url(url)
+
+
+db = Database()

@@ -1,0 +1,1 @@
+"""The platform: pure metadata and workflow cores, and the runtime that does the I/O."""

@@ -1,0 +1,272 @@
+"""Object definitions: checking them, parsing them, and comparing two of them.
+
+An object definition is a JSON Schema (draft 2020-12) document whose ``x-`` keywords
+carry the platform's meaning (DESIGN §2). ``validate_definition`` returns every
+problem with the JSON pointer where it is; ``parse_definition`` turns a valid
+document into an ``ObjectDefinition`` the runtime can ask questions of.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from trellis.exceptions import InvalidDefinition
+from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA, FieldSpec, get_type, registered_types
+from trellis.platform.metadata.names import NAME_PATTERN, RESERVED_NAMES
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+MAX_FIELDS = 400
+
+
+@cache
+def meta_schema() -> dict[str, Any]:
+    """The meta-schema every object definition must satisfy, built from the registry."""
+    name = {"type": "string", "pattern": NAME_PATTERN, "not": {"enum": sorted(RESERVED_NAMES)}}
+    per_type = [
+        {
+            "if": {"properties": {"x-type": {"const": type_name}}, "required": ["x-type"]},
+            "then": field_type.definition_schema(),
+        }
+        for type_name, field_type in sorted(registered_types().items())
+    ]
+    field_schema = {
+        "type": "object",
+        "properties": {"x-type": {"enum": sorted(registered_types())}},
+        "required": ["x-type"],
+        "allOf": per_type,
+    }
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": "https://trellis.dev/schemas/object-definition.json",
+        "title": "Trellis object definition",
+        "type": "object",
+        "properties": {
+            "$schema": {"const": SCHEMA_DIALECT},
+            "$id": {"type": "string"},
+            "x-name": name,
+            "x-label": LABEL_SCHEMA,
+            "x-label-plural": LABEL_SCHEMA,
+            "x-description": LABEL_SCHEMA,
+            "x-title-field": {"type": "string"},
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "type": {"const": "object"},
+            "properties": {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": MAX_FIELDS,
+                "propertyNames": name,
+                "additionalProperties": field_schema,
+            },
+            "required": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            "additionalProperties": {"const": False},
+        },
+        "required": ["x-name", "x-label", "type", "properties"],
+        "additionalProperties": False,
+    }
+
+
+@cache
+def _meta_validator() -> Draft202012Validator:
+    schema = meta_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _pointer(path: Any) -> str:
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
+    return "/" + "/".join(parts) if parts else ""
+
+
+def _locate(error: ValidationError) -> Problem:
+    pointer = _pointer(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:
+        # jsonschema reports a bad property name at its parent object; point at the name.
+        pointer = f"{pointer}/{_pointer([error.instance])[1:]}"
+    if error.validator == "not":
+        return Problem(pointer, f"{error.instance!r} is a reserved word")
+    if error.validator == "anyOf" and list(error.absolute_schema_path)[-3:-1] == [
+        "properties",
+        "type",
+    ]:
+        expected = error.schema["anyOf"][0]["const"]
+        return Problem(pointer, f"type must be {expected!r} or [{expected!r}, 'null']")
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        return Problem(pointer, error.message.replace("Additional properties", "Unknown keywords"))
+    return Problem(pointer, error.message)
+
+
+def _leaf_errors(error: ValidationError) -> list[ValidationError]:
+    if error.context and error.validator != "anyOf":
+        leaves: list[ValidationError] = []
+        for sub in error.context:
+            leaves.extend(_leaf_errors(sub))
+        return leaves
+    return [error]
+
+
+@dataclass(frozen=True)
+class Problem:
+    pointer: str
+    message: str
+
+    def as_detail(self) -> dict[str, str]:
+        return {"field": self.pointer, "message": self.message}
+
+
+def validate_definition(
+    document: Any, known_objects: dict[str, dict[str, Any]] | None = None
+) -> list[Problem]:
+    """Every problem with ``document``, each at its JSON pointer; empty when valid.
+
+    ``known_objects`` maps the names of the other current objects to their
+    documents, so references (``x-target``) can be checked.
+    """
+    if not isinstance(document, dict):
+        return [Problem("", "an object definition must be a JSON object")]
+    problems: list[Problem] = []
+    for error in sorted(_meta_validator().iter_errors(document), key=lambda e: list(e.path)):
+        problems.extend(_locate(leaf) for leaf in _leaf_errors(error))
+    if problems:
+        return _unique(problems)
+    return _semantic_problems(document, known_objects or {})
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    result = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            result.append(problem)
+    return result
+
+
+def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Rules a JSON Schema cannot express: references, defaults, cross-field facts."""
+    problems: list[Problem] = []
+    name = doc["x-name"]
+    properties: dict[str, Any] = doc["properties"]
+    required = doc.get("required", [])
+    for index, field_name in enumerate(required):
+        if field_name not in properties:
+            problems.append(Problem(f"/required/{index}", f"{field_name!r} is not a field"))
+    title = doc.get("x-title-field")
+    if title is not None and title not in properties:
+        problems.append(Problem("/x-title-field", f"{title!r} is not a field"))
+    objects = {**known, name: doc}
+    for field_name, prop in properties.items():
+        problems.extend(_field_problems(name, field_name, prop, field_name in required, objects))
+    return problems
+
+
+def _field_problems(
+    object_name: str,
+    field_name: str,
+    prop: dict[str, Any],
+    required: bool,
+    objects: dict[str, dict[str, Any]],
+) -> list[Problem]:
+    at = f"/properties/{field_name}"
+    problems: list[Problem] = []
+    type_name = prop["x-type"]
+    target = prop.get("x-target")
+    if target is not None and target not in objects:
+        problems.append(Problem(f"{at}/x-target", f"unknown object {target!r}"))
+    if type_name == "master_detail":
+        if not required:
+            problems.append(Problem(at, "a master_detail field must be required"))
+        if target == object_name:
+            problems.append(Problem(f"{at}/x-target", "an object cannot be its own master"))
+        related = prop["x-related-name"]
+        if target in objects and related in objects[target].get("properties", {}):
+            problems.append(
+                Problem(f"{at}/x-related-name", f"{related!r} is already a field of {target!r}")
+            )
+    if type_name == "autonumber" and "{0" not in prop["x-format"]:
+        problems.append(Problem(f"{at}/x-format", "the format needs a counter such as {0000}"))
+    if type_name in {"picklist", "multipicklist"}:
+        values = prop["enum"] if type_name == "picklist" else prop["items"]["enum"]
+        for value in prop.get("x-enum-labels", {}):
+            if value not in values:
+                problems.append(
+                    Problem(f"{at}/x-enum-labels/{value}", f"{value!r} is not one of the values")
+                )
+    if prop.get("x-unique") and type_name in {"multipicklist", "json", "textarea", "boolean"}:
+        problems.append(Problem(f"{at}/x-unique", f"a {type_name} field cannot be unique"))
+    if "default" in prop:
+        spec = FieldSpec(field_name, get_type(type_name), prop, required)
+        if not spec.type.writable:
+            problems.append(Problem(f"{at}/default", "this field cannot have a default"))
+        validator = Draft202012Validator(spec.value_schema())
+        for error in validator.iter_errors(prop["default"]):
+            problems.append(Problem(f"{at}/default", error.message))
+    if "pattern" in prop:
+        try:
+            re.compile(prop["pattern"])
+        except re.error as exc:
+            problems.append(Problem(f"{at}/pattern", f"invalid regular expression: {exc}"))
+    return problems
+
+
+@dataclass(frozen=True)
+class ObjectDefinition:
+    """A valid definition, parsed: fields in order, each a ``FieldSpec``."""
+
+    name: str
+    document: dict[str, Any]
+    fields: dict[str, FieldSpec]
+
+    @property
+    def label(self) -> dict[str, str]:
+        return dict(self.document["x-label"])
+
+    @property
+    def title_field(self) -> str | None:
+        return self.document.get("x-title-field")
+
+    def lookups(self) -> list[FieldSpec]:
+        return [f for f in self.fields.values() if f.target is not None]
+
+    def master_field(self) -> FieldSpec | None:
+        return next((f for f in self.fields.values() if f.type.name == "master_detail"), None)
+
+    def record_schema(self) -> dict[str, Any]:
+        """A standard JSON Schema for a record's field values (writes and reads)."""
+        required = [f.name for f in self.fields.values() if f.required and f.writable]
+        return {
+            "type": "object",
+            "properties": {name: spec.value_schema() for name, spec in self.fields.items()},
+            "required": required,
+            "additionalProperties": False,
+        }
+
+
+def parse_definition(
+    document: dict[str, Any], known_objects: dict[str, dict[str, Any]] | None = None
+) -> ObjectDefinition:
+    """Check ``document`` and parse it; ``InvalidDefinition`` lists every problem."""
+    problems = validate_definition(document, known_objects)
+    if problems:
+        raise InvalidDefinition(
+            f"the definition has {len(problems)} problem(s)", [p.as_detail() for p in problems]
+        )
+    return load_definition(document)
+
+
+def load_definition(document: dict[str, Any]) -> ObjectDefinition:
+    """Parse a definition already known to be valid (a stored version)."""
+    document = copy.deepcopy(document)
+    required = set(document.get("required", []))
+    fields = {
+        name: FieldSpec(name, get_type(prop["x-type"]), prop, name in required)
+        for name, prop in document["properties"].items()
+    }
+    return ObjectDefinition(document["x-name"], document, fields)

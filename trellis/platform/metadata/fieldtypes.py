@@ -1,0 +1,606 @@
+"""The field-type registry: one small class per ``x-type``.
+
+A field type knows everything the platform needs about a kind of field: the JSON
+Schema keywords a definition may use with it, its SQL column type, how a JSON value
+becomes a stored value and back, which filter operators apply and which form widget
+shows it. The registry is the one place to look a type up (flask-admin's converter
+registry is the model); a new type is one new class and one ``@register``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from sqlalchemy.types import TypeEngine
+
+EQUALITY_OPS = frozenset({"=", "!=", "in", "not_in", "is_null"})
+ORDER_OPS = frozenset({"<", "<=", ">", ">=", "between"})
+TEXT_OPS = frozenset({"contains", "startswith"})
+ALL_OPS = EQUALITY_OPS | ORDER_OPS | TEXT_OPS
+
+LABEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": "^[a-z]{2}(-[A-Za-z]{2,4})?$"},
+    "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+# Keywords every field may carry, whatever its type.
+COMMON_KEYWORDS: dict[str, Any] = {
+    "x-type": {"type": "string"},
+    "x-label": LABEL_SCHEMA,
+    "x-help": LABEL_SCHEMA,
+    "title": {"type": "string"},
+    "description": {"type": "string", "maxLength": 2000},
+    "default": {},
+    "readOnly": {"type": "boolean"},
+    "x-unique": {"type": "boolean"},
+    "x-indexed": {"type": "boolean"},
+}
+
+_NUMBER_BOUNDS = {"minimum": {"type": "number"}, "maximum": {"type": "number"}}
+_ENUM_LABELS = {
+    "type": "object",
+    "additionalProperties": LABEL_SCHEMA,
+}
+
+
+class FieldConversionError(ValueError):
+    """A JSON value that cannot become this field's stored value."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of an object definition, parsed: what the runtime asks about a field."""
+
+    name: str
+    type: FieldType
+    schema: dict[str, Any]
+    required: bool = False
+
+    @property
+    def label(self) -> dict[str, str]:
+        return dict(self.schema.get("x-label") or {"en": self.name})
+
+    @property
+    def unique(self) -> bool:
+        return bool(self.schema.get("x-unique")) or self.type.name == "autonumber"
+
+    @property
+    def target(self) -> str | None:
+        return self.schema.get("x-target")
+
+    @property
+    def indexed(self) -> bool:
+        return self.unique or self.target is not None or bool(self.schema.get("x-indexed"))
+
+    @property
+    def on_delete(self) -> str:
+        if self.type.name == "master_detail":
+            return "cascade"
+        return str(self.schema.get("x-on-delete", "restrict"))
+
+    @property
+    def related_name(self) -> str | None:
+        return self.schema.get("x-related-name")
+
+    @property
+    def writable(self) -> bool:
+        return self.type.writable and not self.schema.get("readOnly", False)
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.schema
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+    def column_type(self) -> TypeEngine[Any]:
+        return self.type.column_type(self)
+
+    def to_python(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return self.type.to_python(value, self)
+
+    def to_json(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return self.type.to_json(value, self)
+
+    def value_schema(self) -> dict[str, Any]:
+        """The JSON Schema a record's value of this field must satisfy (nullable unless required)."""
+        return self.type.value_schema(self)
+
+
+class FieldType:
+    """Base class. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    json_type: ClassVar[str | None] = None
+    keywords: ClassVar[dict[str, Any]] = {}
+    required_keywords: ClassVar[tuple[str, ...]] = ()
+    operators: ClassVar[frozenset[str]] = EQUALITY_OPS
+    widget: ClassVar[str] = "input"
+    writable: ClassVar[bool] = True
+    sortable: ClassVar[bool] = True
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        raise NotImplementedError
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return value
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return value
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        """Best-effort conversion of a value stored under another type (type changes)."""
+        return value
+
+    def definition_schema(self) -> dict[str, Any]:
+        """Meta-schema fragment a property of this type must satisfy."""
+        props = dict(COMMON_KEYWORDS)
+        props.update(self.keywords)
+        if self.json_type is not None:
+            props["type"] = {
+                "anyOf": [
+                    {"const": self.json_type},
+                    {
+                        "type": "array",
+                        "items": {"enum": [self.json_type, "null"]},
+                        "contains": {"const": self.json_type},
+                        "uniqueItems": True,
+                    },
+                ]
+            }
+        return {
+            "type": "object",
+            "properties": props,
+            "required": ["x-type", *(["type"] if self.json_type else []), *self.required_keywords],
+            "additionalProperties": False,
+        }
+
+    def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
+        schema = {k: v for k, v in spec.schema.items() if not k.startswith("x-")}
+        schema.pop("default", None)
+        schema.pop("title", None)
+        schema.pop("description", None)
+        schema.pop("readOnly", None)
+        if self.json_type is not None:
+            schema["type"] = self.json_type if spec.required else [self.json_type, "null"]
+            if "enum" in schema and not spec.required:
+                schema["enum"] = [*schema["enum"], None]
+        return schema
+
+
+_REGISTRY: dict[str, FieldType] = {}
+
+
+def register(cls: type[FieldType]) -> type[FieldType]:
+    """Class decorator: make a field type available under its ``name``."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_type(name: str) -> FieldType:
+    return _REGISTRY[name]
+
+
+def type_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def registered_types() -> dict[str, FieldType]:
+    return dict(_REGISTRY)
+
+
+# --- text-like ---------------------------------------------------------------------
+
+
+class _StringType(FieldType):
+    json_type = "string"
+    operators = EQUALITY_OPS | ORDER_OPS | TEXT_OPS
+    default_length: ClassVar[int | None] = None
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        length = spec.schema.get("maxLength", self.default_length)
+        return sa.String(length) if length else sa.Text()
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float | Decimal):
+            return format(value, "f") if isinstance(value, Decimal) else str(value)
+        if isinstance(value, list | dict):
+            raise FieldConversionError("a structured value cannot become text")
+        return str(value)
+
+
+@register
+class TextType(_StringType):
+    name = "text"
+    keywords: ClassVar[dict[str, Any]] = {
+        "maxLength": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "minLength": {"type": "integer", "minimum": 0},
+        "pattern": {"type": "string", "format": "regex", "maxLength": 500},
+    }
+    required_keywords = ("maxLength",)
+
+
+@register
+class TextareaType(_StringType):
+    name = "textarea"
+    widget = "textarea"
+    keywords: ClassVar[dict[str, Any]] = {
+        "maxLength": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+        "minLength": {"type": "integer", "minimum": 0},
+    }
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Text()
+
+
+@register
+class EmailType(_StringType):
+    name = "email"
+    widget = "email"
+    default_length = 254
+    keywords: ClassVar[dict[str, Any]] = {
+        "format": {"const": "email"},
+        "maxLength": {"type": "integer", "minimum": 3, "maximum": 254},
+    }
+
+
+@register
+class PhoneType(_StringType):
+    name = "phone"
+    widget = "tel"
+    default_length = 40
+    keywords: ClassVar[dict[str, Any]] = {
+        "maxLength": {"type": "integer", "minimum": 3, "maximum": 40},
+        "pattern": {"type": "string", "format": "regex", "maxLength": 200},
+    }
+
+
+@register
+class UrlType(_StringType):
+    name = "url"
+    widget = "url"
+    default_length = 2000
+    keywords: ClassVar[dict[str, Any]] = {
+        "format": {"const": "uri"},
+        "maxLength": {"type": "integer", "minimum": 8, "maximum": 2000},
+    }
+
+
+@register
+class PicklistType(_StringType):
+    name = "picklist"
+    widget = "select"
+    operators = EQUALITY_OPS
+    keywords: ClassVar[dict[str, Any]] = {
+        "enum": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 100},
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+        "x-enum-labels": _ENUM_LABELS,
+    }
+    required_keywords = ("enum",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.String(100)
+
+
+@register
+class AutonumberType(_StringType):
+    """A read-only number the platform assigns on insert, e.g. ``SO-{YYYY}-{0000}``."""
+
+    name = "autonumber"
+    widget = "readonly"
+    writable = False
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-format": {"type": "string", "pattern": r"^[^{}]*(\{(YYYY|YY|MM|DD|0+)\}[^{}]*)+$",
+                     "maxLength": 60},
+    }
+    required_keywords = ("x-format",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.String(100)
+
+
+# --- numbers -----------------------------------------------------------------------
+
+
+def _to_number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise FieldConversionError("a boolean is not a number")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    try:
+        number = float(str(value).strip())
+    except ValueError as exc:
+        raise FieldConversionError(f"{value!r} is not a number") from exc
+    if math.isnan(number) or math.isinf(number):
+        raise FieldConversionError(f"{value!r} is not a finite number")
+    return int(number) if number.is_integer() and "." not in str(value) else number
+
+
+@register
+class IntegerType(FieldType):
+    name = "integer"
+    json_type = "integer"
+    widget = "number"
+    operators = EQUALITY_OPS | ORDER_OPS
+    keywords = _NUMBER_BOUNDS
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.BigInteger()
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        number = _to_number(value)
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise FieldConversionError(f"{value!r} is not a whole number")
+            return int(number)
+        return number
+
+
+@register
+class NumberType(FieldType):
+    name = "number"
+    json_type = "number"
+    widget = "number"
+    operators = EQUALITY_OPS | ORDER_OPS
+    keywords = _NUMBER_BOUNDS
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Double()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return float(value)
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        return _to_number(value)
+
+
+@register
+class PercentType(NumberType):
+    name = "percent"
+    widget = "percent"
+
+
+@register
+class CurrencyType(FieldType):
+    """Money: exact decimals in storage, plain JSON numbers on the wire."""
+
+    name = "currency"
+    json_type = "number"
+    widget = "currency"
+    operators = EQUALITY_OPS | ORDER_OPS
+    keywords: ClassVar[dict[str, Any]] = {
+        **_NUMBER_BOUNDS,
+        "x-scale": {"type": "integer", "minimum": 0, "maximum": 6},
+    }
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Numeric(20, int(spec.schema.get("x-scale", 2)))
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        scale = int(spec.schema.get("x-scale", 2))
+        try:
+            return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        except InvalidOperation as exc:
+            raise FieldConversionError(f"{value!r} is not an amount") from exc
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        number = float(value)
+        return int(number) if number.is_integer() else number
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        return _to_number(value)
+
+
+@register
+class BooleanType(FieldType):
+    name = "boolean"
+    json_type = "boolean"
+    widget = "checkbox"
+    operators = frozenset({"=", "!=", "is_null"})
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Boolean()
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return bool(value)
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"true", "1", "yes", "y", "t"}:
+            return True
+        if text in {"false", "0", "no", "n", "f"}:
+            return False
+        raise FieldConversionError(f"{value!r} is not a yes/no value")
+
+
+# --- dates -------------------------------------------------------------------------
+
+
+@register
+class DateType(FieldType):
+    name = "date"
+    json_type = "string"
+    widget = "date"
+    operators = EQUALITY_OPS | ORDER_OPS
+    keywords: ClassVar[dict[str, Any]] = {"format": {"const": "date"}}
+    required_keywords = ("format",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Date()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(value)
+        except (TypeError, ValueError) as exc:
+            raise FieldConversionError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return value.isoformat()
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, dt.datetime):
+            return value.date().isoformat()
+        return self.to_json(self.to_python(str(value)[:10], spec), spec)
+
+
+@register
+class DateTimeType(FieldType):
+    """Instants, stored in UTC; a value without an offset is taken to be UTC."""
+
+    name = "datetime"
+    json_type = "string"
+    widget = "datetime"
+    operators = EQUALITY_OPS | ORDER_OPS
+    keywords: ClassVar[dict[str, Any]] = {"format": {"const": "date-time"}}
+    required_keywords = ("format",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.DateTime(timezone=True)
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, dt.datetime):
+            moment = value
+        else:
+            try:
+                moment = dt.datetime.fromisoformat(value)
+            except (TypeError, ValueError) as exc:
+                raise FieldConversionError(f"{value!r} is not an ISO 8601 date-time") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        return self.to_json(self.to_python(str(value), spec), spec)
+
+
+# --- structured --------------------------------------------------------------------
+
+
+@register
+class MultipicklistType(FieldType):
+    name = "multipicklist"
+    json_type = "array"
+    widget = "multiselect"
+    operators = frozenset({"contains", "is_null"})
+    sortable = False
+    keywords: ClassVar[dict[str, Any]] = {
+        "items": {
+            "type": "object",
+            "properties": {
+                "type": {"const": "string"},
+                "enum": PicklistType.keywords["enum"],
+            },
+            "required": ["type", "enum"],
+            "additionalProperties": False,
+        },
+        "uniqueItems": {"type": "boolean"},
+        "minItems": {"type": "integer", "minimum": 0},
+        "maxItems": {"type": "integer", "minimum": 1},
+        "x-enum-labels": _ENUM_LABELS,
+    }
+    required_keywords = ("items",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.JSON()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return list(value)
+
+
+@register
+class JsonType(FieldType):
+    name = "json"
+    widget = "json"
+    operators = frozenset({"is_null"})
+    sortable = False
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.JSON()
+
+    def definition_schema(self) -> dict[str, Any]:
+        schema = super().definition_schema()
+        # A json field may carry any JSON Schema to constrain its value.
+        schema["additionalProperties"] = True
+        return schema
+
+
+# --- references --------------------------------------------------------------------
+
+
+@register
+class LookupType(FieldType):
+    """A reference to a record of ``x-target``: a real foreign key."""
+
+    name = "lookup"
+    json_type = "integer"
+    widget = "lookup"
+    operators = EQUALITY_OPS
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-target": {"type": "string"},
+        "x-on-delete": {"enum": ["restrict", "set_null"]},
+    }
+    required_keywords = ("x-target",)
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.BigInteger()
+
+    def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
+        schema = super().value_schema(spec)
+        schema["minimum"] = 1
+        return schema
+
+
+@register
+class MasterDetailType(LookupType):
+    """A child's link to its parent: written, deleted and restored with the parent."""
+
+    name = "master_detail"
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-target": {"type": "string"},
+        "x-related-name": {"type": "string"},
+    }
+    required_keywords = ("x-target", "x-related-name")
+
+
+__all__ = [
+    "ALL_OPS",
+    "FieldConversionError",
+    "FieldSpec",
+    "FieldType",
+    "get_type",
+    "register",
+    "registered_types",
+    "type_names",
+]
+

@@ -1,0 +1,1 @@
+"""Where I/O happens: storage, records, queries, the REST API."""

@@ -1,0 +1,119 @@
+"""Users and API tokens.
+
+Tokens are 256-bit random strings shown once; only their SHA-256 is stored (a
+slow hash buys nothing for a secret of that entropy, and a fast one keeps every
+request cheap). Passwords use werkzeug's scrypt hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from trellis.exceptions import AuthenticationRequired, NotFound, ValidationFailed
+from trellis.platform.runtime.models import ApiToken, User, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+TOKEN_PREFIX = "trl_"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+MIN_PASSWORD_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is making the request."""
+
+    user_id: int
+    email: str
+    is_admin: bool
+    token_id: int | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(
+    session: Session, email: str, password: str, *, name: str = "", is_admin: bool = False
+) -> tuple[User, bool]:
+    """Create the user, or update the password of an existing one. Returns (user, created)."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise ValidationFailed("invalid e-mail address", [{"field": "email", "message": email}])
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            "password too short",
+            [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}],
+        )
+    user = session.scalar(sa.select(User).where(User.email == email))
+    created = user is None
+    if user is None:
+        user = User(email=email, name=name or email.split("@")[0], is_admin=is_admin)
+        session.add(user)
+    user.password_hash = generate_password_hash(password)
+    user.is_admin = user.is_admin or is_admin
+    session.flush()
+    return user, created
+
+
+def verify_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and check_password_hash(str(user.password_hash), password)
+
+
+def issue_token(
+    session: Session, email: str, *, name: str = "", expires_at: dt.datetime | None = None
+) -> str:
+    """Create an API token for ``email`` and return it (the only time it is visible)."""
+    user = session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.is_active:
+        raise NotFound(f"no active user {email!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            name=name,
+            token_hash=hash_token(token),
+            prefix=token[:10],
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+    return token
+
+
+def authenticate_token(session: Session, authorization: str | None) -> Caller:
+    """The caller behind an ``Authorization: Bearer`` header, or ``AuthenticationRequired``."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise AuthenticationRequired("send an API token: Authorization: Bearer <token>")
+    token = authorization[len("Bearer ") :].strip()
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        raise AuthenticationRequired("the token is not valid")
+    row = session.execute(
+        sa.select(ApiToken.id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at,
+                  User.id, User.email, User.is_admin, User.is_active)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        raise AuthenticationRequired("the token is not valid")
+    token_id, expires_at, revoked_at, last_used_at, user_id, email, is_admin, is_active = row
+    now = utcnow()
+    if revoked_at is not None or not is_active or (expires_at and _aware(expires_at) <= now):
+        raise AuthenticationRequired("the token is revoked or expired")
+    if last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION:
+        session.execute(
+            sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+        )
+    return Caller(user_id, email, bool(is_admin), token_id)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

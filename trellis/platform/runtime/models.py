@@ -1,0 +1,143 @@
+"""Platform tables: ordinary SQLAlchemy 2.0 typed models, migrated with Alembic.
+
+Object tables (``obj_<name>``) are not here: they are built from metadata at run
+time (see ``storage``) and live in their own ``MetaData``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A 64-bit key on PostgreSQL; plain INTEGER on SQLite, where only that autoincrements.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: sa.DateTime(timezone=True),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    language: Mapped[str] = mapped_column(sa.String(10), default="en")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+
+class MetaObject(Base):
+    """One row per defined object: which version of its definition is current."""
+
+    __tablename__ = "meta_objects"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    current_version: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MetaObjectVersion(Base):
+    """An immutable version of an object definition, with who, when and what changed."""
+
+    __tablename__ = "meta_object_versions"
+    __table_args__ = (sa.UniqueConstraint("object_name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(
+        sa.ForeignKey("meta_objects.name", ondelete="CASCADE")
+    )
+    version: Mapped[int]
+    document: Mapped[dict[str, Any]]
+    diff: Mapped[dict[str, Any]]
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    restored_from: Mapped[int | None]
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MetaRevision(Base):
+    """A single counter bumped by every metadata change, so each process knows to reload."""
+
+    __tablename__ = "meta_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(default=0)
+
+
+class RecordHistory(Base):
+    """Field history: one row per write, with ``{field: [old, new]}``."""
+
+    __tablename__ = "record_history"
+    __table_args__ = (sa.Index("ix_record_history_record", "object_name", "record_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(sa.String(40))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    action: Mapped[str] = mapped_column(sa.String(16))
+    version: Mapped[int]
+    changes: Mapped[dict[str, Any]]
+    changed_by: Mapped[int | None] = mapped_column(sa.BigInteger)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AutonumberCounter(Base):
+    """The last number handed out per object, field and period (e.g. per year)."""
+
+    __tablename__ = "autonumber_counters"
+
+    object_name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    field_name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class InstalledPack(Base):
+    __tablename__ = "installed_packs"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(sa.String(32))
+    manifest: Mapped[dict[str, Any]]
+    demo_loaded: Mapped[bool] = mapped_column(default=False)
+    installed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

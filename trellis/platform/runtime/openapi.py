@@ -1,0 +1,277 @@
+"""The OpenAPI 3.1 document, generated from the current metadata.
+
+OpenAPI 3.1 speaks JSON Schema 2020-12, so each object's record schema goes in
+as it is. The document is rebuilt only when the metadata revision moves.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from trellis.platform.metadata.fieldtypes import ALL_OPS
+
+if TYPE_CHECKING:
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+
+_cache: dict[tuple[int, int | None, str], dict[str, Any]] = {}
+
+ERROR = {"$ref": "#/components/responses/Error"}
+STANDARD_ERRORS = {"400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR}
+
+
+def openapi_document(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
+    key = (id(registry), registry.revision, server_url)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = _build(registry, server_url)
+    return _cache[key]
+
+
+def _build(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {**_metadata_paths()}
+    schemas: dict[str, Any] = {
+        "ObjectDefinition": {
+            "type": "object",
+            "description": "A JSON Schema 2020-12 document with x- keywords (see docs/metadata.md)",
+            "additionalProperties": True,
+        },
+        "DefinitionResponse": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "integer"},
+                "definition": {"$ref": "#/components/schemas/ObjectDefinition"},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    }
+    for meta in sorted(registry.all(), key=lambda m: m.name):
+        schemas.update(_record_schemas(meta))
+        paths.update(_record_paths(meta))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Trellis API",
+            "version": f"1.{registry.revision or 0}",
+            "description": "Generated from the current metadata; regenerated when it changes.",
+        },
+        "servers": [{"url": f"{server_url}/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "An error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
+        },
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, **_json(schema)}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _name_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _int_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _metadata_paths() -> dict[str, Any]:
+    definition = _ref("DefinitionResponse")
+    listing = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}}
+    name = _name_param("name", "object name")
+    return {
+        "/objects": {
+            "get": {"operationId": "listObjects", "tags": ["metadata"],
+                    "responses": {"200": _ok("Objects", listing), **STANDARD_ERRORS}},
+            "post": {"operationId": "createObject", "tags": ["metadata"],
+                     "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
+                     "responses": {"201": _ok("Created", definition), "409": ERROR, "422": ERROR,
+                                   **STANDARD_ERRORS}},
+        },
+        "/objects/{name}": {
+            "parameters": [name],
+            "get": {"operationId": "getObject", "tags": ["metadata"],
+                    "responses": {"200": _ok("Definition", definition), **STANDARD_ERRORS}},
+            "put": {"operationId": "updateObject", "tags": ["metadata"],
+                    "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
+                    "responses": {"200": _ok("New version", definition), "422": ERROR,
+                                  **STANDARD_ERRORS}},
+        },
+        "/objects/{name}/versions": {
+            "parameters": [name],
+            "get": {"operationId": "listObjectVersions", "tags": ["metadata"],
+                    "responses": {"200": _ok("Versions, newest first", listing), **STANDARD_ERRORS}},
+        },
+        "/objects/{name}/versions/{version}": {
+            "parameters": [name, _int_param("version")],
+            "get": {"operationId": "getObjectVersion", "tags": ["metadata"],
+                    "responses": {"200": _ok("That version", definition), **STANDARD_ERRORS}},
+        },
+        "/objects/{name}/versions/{version}/restore": {
+            "parameters": [name, _int_param("version")],
+            "post": {"operationId": "restoreObjectVersion", "tags": ["metadata"],
+                     "responses": {"200": _ok("Restored as a new version", definition),
+                                   "422": ERROR, **STANDARD_ERRORS}},
+        },
+    }
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _system_properties() -> dict[str, Any]:
+    stamp = {"type": "string", "format": "date-time"}
+    user = {"type": ["integer", "null"]}
+    return {
+        "id": {"type": "integer", "readOnly": True},
+        "version": {"type": "integer", "readOnly": True},
+        "created_at": {**stamp, "readOnly": True},
+        "created_by": {**user, "readOnly": True},
+        "updated_at": {**stamp, "readOnly": True},
+        "updated_by": {**user, "readOnly": True},
+        "owner_id": {**user, "readOnly": True},
+    }
+
+
+def _record_schemas(meta: ObjectMeta) -> dict[str, Any]:
+    base = _pascal(meta.name)
+    fields = copy.deepcopy(meta.record_schema["properties"])
+    for name, spec in meta.fields.items():
+        fields[name]["title"] = spec.label.get("en", name)
+        labels = spec.label
+        if len(labels) > 1:
+            fields[name]["description"] = " / ".join(labels.values())
+        if not spec.writable:
+            fields[name]["readOnly"] = True
+    writable = {n: s for n, s in fields.items() if meta.fields[n].writable}
+    children = {
+        str(spec.related_name): {"type": "array", "items": _ref(f"{_pascal(child)}Input")}
+        for child, spec in meta.children
+    }
+    output_children = {
+        str(spec.related_name): {"type": "array", "items": _ref(_pascal(child))}
+        for child, spec in meta.children
+    }
+    required = [n for n in meta.record_schema["required"] if n in writable]
+    return {
+        base: {
+            "type": "object",
+            "title": meta.definition.label.get("en", meta.name),
+            "properties": {**_system_properties(), **fields, **output_children},
+        },
+        f"{base}Input": {
+            "type": "object",
+            "properties": {**writable, **children},
+            "required": required,
+            "additionalProperties": False,
+        },
+        f"{base}Patch": {
+            "type": "object",
+            "properties": {"version": {"type": "integer"}, **writable},
+            "required": ["version"],
+            "additionalProperties": False,
+        },
+        f"{base}Page": {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": _ref(base)},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    }
+
+
+def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
+    base = _pascal(meta.name)
+    label = meta.definition.label.get("en", meta.name)
+    tag = [meta.name]
+    record_id = _int_param("id")
+    list_params = [
+        {"name": "filter", "in": "query", "schema": {"type": "string"},
+         "description": "JSON list of [field, op, value]; ops: " + ", ".join(sorted(ALL_OPS))},
+        {"name": "sort", "in": "query", "schema": {"type": "string"},
+         "description": "comma-separated fields, '-' for descending"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {"name": "fields", "in": "query", "schema": {"type": "string"}},
+    ]
+    record = _ref(base)
+    return {
+        f"/records/{meta.name}": {
+            "get": {"operationId": f"list{base}", "tags": tag, "summary": f"List {label}",
+                    "parameters": list_params,
+                    "responses": {"200": _ok("A page", _ref(f"{base}Page")), **STANDARD_ERRORS}},
+            "post": {"operationId": f"create{base}", "tags": tag, "summary": f"Create {label}",
+                     "requestBody": {"required": True, **_json(_ref(f"{base}Input"))},
+                     "responses": {"201": _ok("Created", record), "409": ERROR, "422": ERROR,
+                                   **STANDARD_ERRORS}},
+        },
+        f"/records/{meta.name}/{{id}}": {
+            "parameters": [record_id],
+            "get": {"operationId": f"get{base}", "tags": tag,
+                    "responses": {"200": _ok("The record", record), **STANDARD_ERRORS}},
+            "patch": {"operationId": f"update{base}", "tags": tag,
+                      "requestBody": {"required": True, **_json(_ref(f"{base}Patch"))},
+                      "responses": {"200": _ok("Updated", record), "409": ERROR, "422": ERROR,
+                                    **STANDARD_ERRORS}},
+            "delete": {"operationId": f"delete{base}", "tags": tag,
+                       "responses": {"204": {"description": "Deleted (restorable)"},
+                                     "409": ERROR, **STANDARD_ERRORS}},
+        },
+        f"/records/{meta.name}/{{id}}/restore": {
+            "parameters": [record_id],
+            "post": {"operationId": f"restore{base}", "tags": tag,
+                     "responses": {"200": _ok("Restored", record), "409": ERROR,
+                                   **STANDARD_ERRORS}},
+        },
+        f"/records/{meta.name}/{{id}}/history": {
+            "parameters": [record_id],
+            "get": {"operationId": f"history{base}", "tags": tag,
+                    "responses": {"200": _ok("Field history", {"type": "object"}),
+                                  **STANDARD_ERRORS}},
+        },
+    }

@@ -1,0 +1,154 @@
+"""Packs: folders of metadata and demo data, installed in one transaction (DESIGN §8).
+
+A pack folder holds ``pack.json`` — name, version, label, dependencies, the object
+files in install order, demo data files — and the files it names. Installing is
+idempotent: an unchanged definition writes nothing, a changed one becomes a new
+version through the same service as the API, and demo data loads once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from trellis.exceptions import PackError, TrellisError
+from trellis.platform.metadata.names import is_valid_name
+from trellis.platform.runtime.models import InstalledPack, utcnow
+from trellis.platform.runtime.objects import ObjectService
+from trellis.platform.runtime.records import RecordService
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.runtime.registry import MetaRegistry
+
+BUILTIN_PACKS = Path(__file__).resolve().parents[2] / "apps"
+
+
+@dataclass
+class InstallResult:
+    name: str
+    version: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    demo_records: int = 0
+
+
+def resolve_pack(path_or_name: str) -> Path:
+    """A pack folder given as a path, or the name of a pack shipped with Trellis."""
+    path = Path(path_or_name)
+    if (path / "pack.json").is_file():
+        return path
+    if is_valid_name(path_or_name) and (BUILTIN_PACKS / path_or_name / "pack.json").is_file():
+        return BUILTIN_PACKS / path_or_name
+    raise PackError(f"no pack at {path_or_name!r} (a folder with pack.json, or a built-in name)")
+
+
+def _read_json(folder: Path, relative: str) -> Any:
+    path = (folder / relative).resolve()
+    if folder.resolve() not in path.parents:
+        raise PackError(f"{relative!r} is outside the pack folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackError(f"the pack names {relative!r}, which does not exist") from None
+    except ValueError as exc:
+        raise PackError(f"{relative} is not valid JSON: {exc}") from None
+
+
+def load_manifest(folder: Path) -> dict[str, Any]:
+    manifest = _read_json(folder, "pack.json")
+    problems = []
+    if not isinstance(manifest, dict):
+        raise PackError("pack.json must be a JSON object")
+    if not is_valid_name(manifest.get("name")):
+        problems.append({"field": "name", "message": "must be a lower snake_case name"})
+    if not isinstance(manifest.get("version"), str):
+        problems.append({"field": "version", "message": "must be a version string"})
+    for key in ("objects", "demo"):
+        value = manifest.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append({"field": key, "message": "must be a list of file paths"})
+    if problems:
+        raise PackError("pack.json is not valid", problems)
+    return manifest
+
+
+def install_pack(
+    session: Session,
+    registry: MetaRegistry,
+    folder: Path,
+    *,
+    author_id: int | None,
+    with_demo: bool = False,
+) -> InstallResult:
+    """Install or upgrade the pack in ``folder``; the caller commits."""
+    manifest = load_manifest(folder)
+    result = InstallResult(manifest["name"], manifest["version"])
+    service = ObjectService(session, registry, author_id)
+    for relative in manifest.get("objects", []):
+        document = _read_json(folder, relative)
+        name = document.get("x-name") if isinstance(document, dict) else None
+        try:
+            registry.ensure_current(session)
+            if isinstance(name, str) and registry.find(name) is not None:
+                outcome = service.update(name, document)
+                (result.updated if outcome.created else result.unchanged).append(name)
+            else:
+                service.create(document)
+                result.created.append(str(name))
+        except TrellisError as exc:
+            raise PackError(f"{relative}: {exc.message}", exc.details) from None
+    row = session.get(InstalledPack, manifest["name"])
+    if row is None:
+        row = InstalledPack(name=manifest["name"], version=manifest["version"], manifest=manifest)
+        session.add(row)
+    else:
+        row.version, row.manifest, row.updated_at = manifest["version"], manifest, utcnow()
+    if with_demo and not row.demo_loaded:
+        registry.ensure_current(session)
+        records = RecordService(session, registry, author_id)
+        for relative in manifest.get("demo", []):
+            result.demo_records += load_demo_data(records, _read_json(folder, relative), relative)
+        row.demo_loaded = True
+    session.flush()
+    return result
+
+
+def load_demo_data(records: RecordService, data: Any, source: str) -> int:
+    """Create demo records; ``{"$ref": "name"}`` points at an earlier record of the file."""
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise PackError(f"{source} must hold {{'records': [...]}}")
+    ids: dict[str, int] = {}
+    for index, entry in enumerate(data["records"]):
+        try:
+            values = _resolve_refs(entry["values"], ids)
+            record = records.create(entry["object"], values)
+        except (KeyError, TypeError):
+            raise PackError(f"{source} record {index} needs 'object' and 'values'") from None
+        except TrellisError as exc:
+            raise PackError(f"{source} record {index}: {exc.message}", exc.details) from None
+        if entry.get("ref"):
+            ids[str(entry["ref"])] = int(record["id"])
+    return len(data["records"])
+
+
+def _resolve_refs(value: Any, ids: dict[str, int]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$ref"}:
+            if value["$ref"] not in ids:
+                raise PackError(f"unknown $ref {value['$ref']!r} (refs must point backwards)")
+            return ids[value["$ref"]]
+        return {k: _resolve_refs(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_refs(v, ids) for v in value]
+    return value
+
+
+def installed_packs(session: Session) -> list[InstalledPack]:
+    return list(session.scalars(sa.select(InstalledPack).order_by(InstalledPack.name)))

@@ -1,0 +1,523 @@
+"""The record service: the one write path of every entry point (DESIGN §4).
+
+API, pack install, demo data — and later forms, imports and automations — all
+write through ``RecordService``. The pipeline, in order:
+
+    deserialise → defaults / autonumber → validate (compiled JSON Schema) →
+    reference and uniqueness checks → SQL write → field history
+
+The service never commits: the caller owns the transaction (one request, one pack
+install) and rolls everything back when any step raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trellis.exceptions import (
+    Conflict,
+    DuplicateValue,
+    NotFound,
+    ReferencedRecord,
+    StaleRecord,
+    ValidationFailed,
+)
+from trellis.platform.metadata.fieldtypes import FieldConversionError
+from trellis.platform.metadata.names import SYSTEM_COLUMNS
+from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, utcnow
+from trellis.platform.runtime.query import (
+    ListQuery,
+    encode_cursor,
+    keyset_condition,
+    order_by,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.metadata.fieldtypes import FieldSpec
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+
+Record = dict[str, Any]
+_TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+class RecordService:
+    def __init__(self, session: Session, registry: MetaRegistry, user_id: int | None) -> None:
+        self.session = session
+        self.registry = registry
+        self.user_id = user_id
+
+    # --- reads ---------------------------------------------------------------------
+
+    def get(self, object_name: str, record_id: int, *, include_children: bool = True) -> Record:
+        meta = self.registry.get(object_name)
+        row = self._active_row(meta, record_id)
+        record = serialise(meta, row)
+        if include_children:
+            for child_name, spec in meta.children:
+                child = self.registry.get(child_name)
+                rows = self.session.execute(
+                    sa.select(child.table)
+                    .where(child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None))
+                    .order_by(child.table.c.id)
+                ).mappings()
+                record[str(spec.related_name)] = [serialise(child, r) for r in rows]
+        return record
+
+    def list(self, object_name: str, query: ListQuery) -> dict[str, Any]:
+        meta = self.registry.get(object_name)
+        table = meta.table
+        if query.fields is None:
+            columns = list(table.columns)
+        else:
+            wanted = ["id", *query.fields, *(name for name, _ in query.sort)]
+            columns = [table.c[name] for name in dict.fromkeys(wanted)]
+        statement = sa.select(*columns).where(table.c.deleted_at.is_(None), *query.conditions)
+        if query.after is not None:
+            statement = statement.where(keyset_condition(meta, query.sort, query.after))
+        statement = statement.order_by(*order_by(meta, query.sort)).limit(query.limit + 1)
+        rows = self.session.execute(statement).mappings().all()
+        items = [serialise(meta, row, query.fields) for row in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = serialise(meta, rows[query.limit - 1])
+            next_cursor = encode_cursor([last.get(name) for name, _ in query.sort])
+        return {"items": items, "next_cursor": next_cursor}
+
+    def history(self, object_name: str, record_id: int) -> list[dict[str, Any]]:
+        meta = self.registry.get(object_name)
+        self._row(meta, record_id)
+        rows = self.session.scalars(
+            sa.select(RecordHistory)
+            .where(RecordHistory.object_name == meta.name, RecordHistory.record_id == record_id)
+            .order_by(RecordHistory.id)
+        )
+        return [
+            {
+                "version": row.version,
+                "action": row.action,
+                "changes": {k: {"from": v[0], "to": v[1]} for k, v in row.changes.items()},
+                "changed_by": row.changed_by,
+                "changed_at": _iso(row.changed_at),
+            }
+            for row in rows
+        ]
+
+    # --- writes --------------------------------------------------------------------
+
+    def create(self, object_name: str, payload: Any) -> Record:
+        meta = self.registry.get(object_name)
+        return self._insert(meta, payload, master=None)
+
+    def update(self, object_name: str, record_id: int, payload: Any) -> Record:
+        meta = self.registry.get(object_name)
+        payload = _require_object(payload)
+        expected = payload.pop("version", None)
+        if isinstance(expected, bool) or not isinstance(expected, int):
+            raise ValidationFailed(
+                "the record's current version is required to update it",
+                [{"field": "version", "message": "is required (a whole number)"}],
+            )
+        _refuse_platform_keys(meta, payload, allow_children=False)
+        row = self._active_row(meta, record_id)
+        if row["version"] != expected:
+            raise _stale(meta, record_id, row["version"], expected)
+        current = serialise(meta, row)
+        merged = {
+            name: value
+            for name, value in {**_field_values(meta, current), **payload}.items()
+            if value is not None
+        }
+        meta.validate(merged)
+        values = _to_python(meta, payload)
+        self._check_references(meta, values)
+        self._check_unique(meta, values, exclude_id=record_id)
+        changes = {
+            name: [current.get(name), meta.fields[name].to_json(value)]
+            for name, value in values.items()
+            if meta.fields[name].to_json(value) != current.get(name)
+        }
+        if not changes:
+            return current
+        now = utcnow()
+        table = meta.table
+        result = self.session.execute(
+            sa.update(table)
+            .where(table.c.id == record_id, table.c.version == expected, table.c.deleted_at.is_(None))
+            .values(
+                {name: values[name] for name in changes},
+                version=table.c.version + 1,
+                updated_at=now,
+                updated_by=self.user_id,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _stale(meta, record_id, None, expected)
+        self._history(meta, record_id, "update", expected + 1, changes, now)
+        current.update({name: change[1] for name, change in changes.items()})
+        current.update(version=expected + 1, updated_at=_iso(now), updated_by=self.user_id)
+        return current
+
+    def delete(self, object_name: str, record_id: int) -> None:
+        meta = self.registry.get(object_name)
+        row = self._active_row(meta, record_id)
+        self._soft_delete(meta, record_id, row["version"], utcnow())
+
+    def restore(self, object_name: str, record_id: int) -> Record:
+        meta = self.registry.get(object_name)
+        row = self._row(meta, record_id)
+        if row["deleted_at"] is None:
+            raise Conflict(f"{meta.name} {record_id} is not deleted")
+        self._restore(meta, row)
+        return self.get(object_name, record_id)
+
+    # --- the pipeline --------------------------------------------------------------
+
+    def _insert(self, meta: ObjectMeta, payload: Any, master: tuple[str, int] | None) -> Record:
+        payload = _require_object(payload)
+        children = _pop_children(meta, payload)
+        _refuse_platform_keys(meta, payload, allow_children=True)
+        if master is not None:
+            payload[master[0]] = master[1]
+        for name, spec in meta.fields.items():
+            if name not in payload and spec.has_default:
+                payload[name] = spec.default
+        meta.validate({k: v for k, v in payload.items() if v is not None})
+        values = _to_python(meta, payload)
+        self._check_references(meta, values, skip=master[0] if master else None)
+        self._check_unique(meta, values, exclude_id=None)
+        now = utcnow()
+        for name, spec in meta.fields.items():
+            if spec.type.name == "autonumber":
+                values[name] = self._next_number(meta, spec, now)
+        system = {
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": self.user_id,
+            "updated_by": self.user_id,
+            "owner_id": self.user_id,
+        }
+        record_id = self.session.execute(
+            sa.insert(meta.table).values({**values, **system}).returning(meta.table.c.id)
+        ).scalar_one()
+        record: Record = {"id": record_id, **_system_json(system), "deleted_at": None}
+        record.update({name: spec.to_json(values.get(name)) for name, spec in meta.fields.items()})
+        record.pop("deleted_at")
+        self._history(
+            meta,
+            record_id,
+            "create",
+            1,
+            {k: [None, v] for k, v in record.items() if k in meta.fields and v is not None},
+            now,
+        )
+        for (child_name, spec), items in children:
+            child = self.registry.get(child_name)
+            created = []
+            for index, item in enumerate(items):
+                try:
+                    created.append(self._insert(child, item, master=(spec.name, record_id)))
+                except (ValidationFailed, DuplicateValue) as exc:
+                    prefix = f"{spec.related_name}[{index}]"
+                    exc.details = [
+                        {**d, "field": f"{prefix}.{d['field']}" if d["field"] else prefix}
+                        for d in exc.details
+                    ] or [{"field": prefix, "message": exc.message}]
+                    raise
+            record[str(spec.related_name)] = created
+        return record
+
+    def _check_references(
+        self, meta: ObjectMeta, values: dict[str, Any], skip: str | None = None
+    ) -> None:
+        details = []
+        for name, value in values.items():
+            spec = meta.fields[name]
+            if spec.target is None or value is None or name == skip:
+                continue
+            target = self.registry.get(spec.target).table
+            found = self.session.execute(
+                sa.select(target.c.id).where(target.c.id == value, target.c.deleted_at.is_(None))
+            ).first()
+            if found is None:
+                details.append({"field": name, "message": f"no {spec.target} with id {value}"})
+        if details:
+            raise ValidationFailed("the record refers to records that do not exist", details)
+
+    def _check_unique(self, meta: ObjectMeta, values: dict[str, Any], exclude_id: int | None) -> None:
+        table = meta.table
+        for name, value in values.items():
+            spec = meta.fields[name]
+            if not spec.unique or value is None or spec.type.name == "autonumber":
+                continue
+            statement = sa.select(table.c.id).where(
+                table.c[name] == value, table.c.deleted_at.is_(None)
+            )
+            if exclude_id is not None:
+                statement = statement.where(table.c.id != exclude_id)
+            if self.session.execute(statement.limit(1)).first() is not None:
+                raise DuplicateValue(
+                    f"another {meta.name} already has this {name}",
+                    [{"field": name, "message": f"{spec.to_json(value)!r} is already taken"}],
+                )
+
+    def _next_number(self, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:
+        """The next number of an autonumber field: one atomic upsert, safe under concurrency."""
+        template = str(spec.schema["x-format"])
+        parts = {"{YYYY}": f"{now:%Y}", "{YY}": f"{now:%y}", "{MM}": f"{now:%m}", "{DD}": f"{now:%d}"}
+        period = "".join(v for k, v in parts.items() if k in template) or "all"
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        counter = AutonumberCounter.__table__
+        statement = (
+            insert(counter)
+            .values(object_name=meta.name, field_name=spec.name, period=period, value=1)
+            .on_conflict_do_update(
+                index_elements=["object_name", "field_name", "period"],
+                set_={"value": counter.c.value + 1},
+            )
+            .returning(counter.c.value)
+        )
+        number = int(self.session.execute(statement).scalar_one())
+        text = template
+        for key, value in parts.items():
+            text = text.replace(key, value)
+        start = text.index("{0")
+        end = text.index("}", start)
+        width = end - start - 1
+        return f"{text[:start]}{number:0{width}d}{text[end + 1 :]}"
+
+    def _history(
+        self,
+        meta: ObjectMeta,
+        record_id: int,
+        action: str,
+        version: int,
+        changes: dict[str, Any],
+        at: dt.datetime,
+    ) -> None:
+        self.session.execute(
+            sa.insert(RecordHistory).values(
+                object_name=meta.name,
+                record_id=record_id,
+                action=action,
+                version=version,
+                changes=changes,
+                changed_by=self.user_id,
+                changed_at=at,
+            )
+        )
+
+    def _soft_delete(self, meta: ObjectMeta, record_id: int, version: int, now: dt.datetime) -> None:
+        self._release_referrers(meta, record_id, now)
+        for child_name, spec in meta.children:
+            child = self.registry.get(child_name)
+            rows = self.session.execute(
+                sa.select(child.table.c.id, child.table.c.version).where(
+                    child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None)
+                )
+            ).all()
+            for child_id, child_version in rows:
+                self._soft_delete(child, child_id, child_version, now)
+        table = meta.table
+        self.session.execute(
+            sa.update(table)
+            .where(table.c.id == record_id)
+            .values(deleted_at=now, version=table.c.version + 1, updated_at=now,
+                    updated_by=self.user_id)
+        )
+        self._history(meta, record_id, "delete", version + 1, {}, now)
+
+    def _release_referrers(self, meta: ObjectMeta, record_id: int, now: dt.datetime) -> None:
+        """Refuse when live records point here (restrict), or clear their pointers (set_null)."""
+        blocking = []
+        for referrer_name, spec in meta.referrers:
+            referrer = self.registry.get(referrer_name)
+            column = referrer.table.c[spec.name]
+            live = referrer.table.c.deleted_at.is_(None)
+            condition = sa.and_(column == record_id, live)
+            if referrer_name == meta.name:
+                condition = sa.and_(condition, referrer.table.c.id != record_id)
+            rows = self.session.execute(
+                sa.select(referrer.table.c.id, referrer.table.c.version).where(condition)
+            ).all()
+            if not rows:
+                continue
+            if spec.on_delete != "set_null":
+                blocking.append({
+                    "field": f"{referrer_name}.{spec.name}",
+                    "message": f"{len(rows)} {referrer_name} record(s) refer to it",
+                })
+                continue
+            for ref_id, ref_version in rows:
+                self.session.execute(
+                    sa.update(referrer.table)
+                    .where(referrer.table.c.id == ref_id)
+                    .values({spec.name: None}, version=referrer.table.c.version + 1,
+                            updated_at=now, updated_by=self.user_id)
+                )
+                self._history(referrer, ref_id, "update", ref_version + 1,
+                              {spec.name: [record_id, None]}, now)
+        if blocking:
+            raise ReferencedRecord(
+                f"{meta.name} {record_id} is still referred to and cannot be deleted", blocking
+            )
+
+    def _restore(self, meta: ObjectMeta, row: Any) -> None:
+        record_id, deleted_at = row["id"], row["deleted_at"]
+        details = []
+        for name, spec in meta.fields.items():
+            value = row[name]
+            if spec.target is None or value is None:
+                continue
+            target = self.registry.get(spec.target).table
+            alive = self.session.execute(
+                sa.select(target.c.id).where(target.c.id == value, target.c.deleted_at.is_(None))
+            ).first()
+            if alive is None:
+                details.append({"field": name, "message": f"{spec.target} {value} is deleted"})
+        if details:
+            raise Conflict(f"{meta.name} {record_id} refers to deleted records", details)
+        self._check_unique(
+            meta, {n: row[n] for n, s in meta.fields.items() if s.unique}, exclude_id=record_id
+        )
+        table = meta.table
+        now = utcnow()
+        self.session.execute(
+            sa.update(table)
+            .where(table.c.id == record_id)
+            .values(deleted_at=None, version=table.c.version + 1, updated_at=now,
+                    updated_by=self.user_id)
+        )
+        self._history(meta, record_id, "restore", row["version"] + 1, {}, now)
+        for child_name, spec in meta.children:
+            child = self.registry.get(child_name)
+            rows = self.session.execute(
+                sa.select(child.table).where(
+                    child.table.c[spec.name] == record_id, child.table.c.deleted_at == deleted_at
+                )
+            ).mappings().all()
+            for child_row in rows:
+                self._restore(child, child_row)
+
+    def _row(self, meta: ObjectMeta, record_id: int) -> Any:
+        row = self.session.execute(
+            sa.select(meta.table).where(meta.table.c.id == record_id)
+        ).mappings().first()
+        if row is None:
+            raise NotFound(f"no {meta.name} with id {record_id}")
+        return row
+
+    def _active_row(self, meta: ObjectMeta, record_id: int) -> Any:
+        row = self._row(meta, record_id)
+        if row["deleted_at"] is not None:
+            raise NotFound(f"no {meta.name} with id {record_id}")
+        return row
+
+
+def serialise(meta: ObjectMeta, row: Any, fields: list[str] | None = None) -> Record:
+    """A stored row as API JSON: system fields, then the object's fields in definition order."""
+    record: Record = {"id": row["id"]}
+    if fields is None:
+        record["version"] = row["version"]
+        record.update(_system_json(row))
+        names: list[str] | Any = meta.fields.keys()
+    else:
+        names = fields
+    for name in names:
+        if name == "id":
+            continue
+        spec = meta.fields.get(name)
+        if spec is None:
+            value = row[name]
+            record[name] = _iso(value) if name in _TIMESTAMP_FIELDS else value
+        else:
+            record[name] = spec.to_json(row[name])
+    return record
+
+
+def _system_json(values: Any) -> Record:
+    return {
+        "created_at": _iso(values["created_at"]),
+        "created_by": values["created_by"],
+        "updated_at": _iso(values["updated_at"]),
+        "updated_by": values["updated_by"],
+        "owner_id": values["owner_id"],
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _field_values(meta: ObjectMeta, record: Record) -> Record:
+    return {name: record.get(name) for name in meta.fields}
+
+
+def _require_object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValidationFailed("a record must be a JSON object", [{"field": "", "message": "not an object"}])
+    return dict(payload)
+
+
+def _pop_children(
+    meta: ObjectMeta, payload: dict[str, Any]
+) -> list[tuple[tuple[str, FieldSpec], list[Any]]]:
+    children = []
+    for child_name, spec in meta.children:
+        related = str(spec.related_name)
+        if related not in payload:
+            continue
+        items = payload.pop(related)
+        if not isinstance(items, list):
+            raise ValidationFailed(
+                f"{related} must be a list of {child_name} records",
+                [{"field": related, "message": "must be a list"}],
+            )
+        children.append(((child_name, spec), items))
+    return children
+
+
+def _refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_children: bool) -> None:
+    details = []
+    related = {str(spec.related_name) for _, spec in meta.children}
+    for key in payload:
+        if key in SYSTEM_COLUMNS:
+            details.append({"field": key, "message": "is set by the platform"})
+        elif key in related and not allow_children:
+            details.append({"field": key, "message": "children are changed through their own records"})
+        elif key in meta.fields and not meta.fields[key].writable:
+            details.append({"field": key, "message": "is read-only"})
+    if details:
+        raise ValidationFailed("the record sets fields it may not set", details)
+
+
+def _to_python(meta: ObjectMeta, payload: dict[str, Any]) -> dict[str, Any]:
+    values, details = {}, []
+    for name, value in payload.items():
+        try:
+            values[name] = meta.fields[name].to_python(value)
+        except FieldConversionError as exc:
+            details.append({"field": name, "message": str(exc)})
+    if details:
+        raise ValidationFailed("the record is not valid", details)
+    return values
+
+
+def _stale(meta: ObjectMeta, record_id: int, current: int | None, expected: int) -> StaleRecord:
+    message = f"{meta.name} {record_id} was changed by someone else (you had version {expected})"
+    details = [{"field": "version", "message": f"current version is {current}"}] if current else []
+    return StaleRecord(message, details)
+
+
+__all__ = ["RecordService", "serialise"]

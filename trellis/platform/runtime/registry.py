@@ -1,0 +1,167 @@
+"""The metadata cache: current definitions, compiled once per revision.
+
+Each process keeps one ``MetaRegistry``. Every metadata change bumps a single
+revision counter in the database (``meta_revision``); at the start of a unit of
+work the registry compares that counter with the one it was built from and
+rebuilds when they differ, so a change made in one process is seen by every other
+(DESIGN §9). Records never parse definitions themselves: they ask ``ObjectMeta``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import fastjsonschema
+import sqlalchemy as sa
+from jsonschema import Draft202012Validator
+
+from trellis.exceptions import NotFound, ValidationFailed
+from trellis.platform.metadata.definition import ObjectDefinition, load_definition
+from trellis.platform.runtime.models import MetaObject, MetaObjectVersion, MetaRevision
+from trellis.platform.runtime.storage import build_table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.metadata.fieldtypes import FieldSpec
+
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+
+
+@dataclass
+class ObjectMeta:
+    """Everything the runtime needs about one object, built once per revision."""
+
+    definition: ObjectDefinition
+    version: int
+    table: sa.Table
+    record_schema: dict[str, Any]
+    children: list[tuple[str, FieldSpec]] = field(default_factory=list)
+    referrers: list[tuple[str, FieldSpec]] = field(default_factory=list)
+    _fast: Callable[[Any], Any] | None = None
+    _full: Draft202012Validator | None = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def fields(self) -> dict[str, FieldSpec]:
+        return self.definition.fields
+
+    def validate(self, record: dict[str, Any]) -> None:
+        """Check a record's JSON values against the compiled schema; raise with every problem."""
+        if self._fast is None:
+            self._fast = fastjsonschema.compile({"$schema": DRAFT7, **self.record_schema})
+        try:
+            self._fast(record)
+        except fastjsonschema.JsonSchemaException as exc:
+            raise ValidationFailed("the record is not valid", self._details(record, exc)) from None
+
+    def _details(
+        self, record: dict[str, Any], fast_error: fastjsonschema.JsonSchemaException
+    ) -> list[dict[str, str]]:
+        # The fast validator stops at the first error; the full one lists them all.
+        if self._full is None:
+            self._full = Draft202012Validator(
+                self.record_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+        details = []
+        for error in self._full.iter_errors(record):
+            if error.validator == "required":
+                missing = error.message.split("'")[1]
+                details.append({"field": missing, "message": "is required"})
+            elif error.validator == "additionalProperties":
+                for extra in sorted(set(error.instance) - set(self.record_schema["properties"])):
+                    details.append({"field": extra, "message": "is not a field of this object"})
+            else:
+                path = ".".join(str(p) for p in error.absolute_path)
+                details.append({"field": path, "message": error.message})
+        if not details:
+            path = str(getattr(fast_error, "name", "")).removeprefix("data.").removeprefix("data")
+            details.append({"field": path, "message": fast_error.message})
+        return details
+
+
+class MetaRegistry:
+    """Current object definitions of one database, rebuilt when the revision moves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._objects: dict[str, ObjectMeta] = {}
+        self.metadata = sa.MetaData()
+
+    @property
+    def revision(self) -> int | None:
+        return self._revision
+
+    def ensure_current(self, session: Session) -> None:
+        revision = session.execute(
+            sa.select(MetaRevision.revision).where(MetaRevision.id == 1)
+        ).scalar()
+        revision = revision or 0
+        if revision != self._revision:
+            self._rebuild(session, revision)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._revision = None
+
+    def _rebuild(self, session: Session, revision: int) -> None:
+        rows = session.execute(
+            sa.select(MetaObjectVersion.document, MetaObjectVersion.version)
+            .join(
+                MetaObject,
+                sa.and_(
+                    MetaObject.name == MetaObjectVersion.object_name,
+                    MetaObject.current_version == MetaObjectVersion.version,
+                ),
+            )
+            .order_by(MetaObject.name)
+        ).all()
+        objects = build_objects([(load_definition(doc), version) for doc, version in rows])
+        with self._lock:
+            self._objects = objects
+            self.metadata = next(iter(objects.values())).table.metadata if objects else sa.MetaData()
+            self._revision = revision
+
+    def get(self, name: str) -> ObjectMeta:
+        meta = self._objects.get(name)
+        if meta is None:
+            raise NotFound(f"no object named {name!r}")
+        return meta
+
+    def find(self, name: str) -> ObjectMeta | None:
+        return self._objects.get(name)
+
+    def all(self) -> list[ObjectMeta]:
+        return list(self._objects.values())
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        return {name: meta.definition.document for name, meta in self._objects.items()}
+
+
+def build_objects(definitions: list[tuple[ObjectDefinition, int]]) -> dict[str, ObjectMeta]:
+    """Build the ``ObjectMeta`` of every definition, sharing one ``MetaData`` for foreign keys."""
+    metadata = sa.MetaData()
+    objects = {
+        definition.name: ObjectMeta(
+            definition, version, build_table(definition, metadata), definition.record_schema()
+        )
+        for definition, version in definitions
+    }
+    for meta in objects.values():
+        for spec in meta.definition.lookups():
+            target = objects.get(str(spec.target))
+            if target is None:
+                continue
+            if spec.type.name == "master_detail":
+                target.children.append((meta.name, spec))
+            else:
+                target.referrers.append((meta.name, spec))
+    return objects
