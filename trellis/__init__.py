@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -19,7 +20,10 @@ log = logging.getLogger(__name__)
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app from defaults, ``TRELLIS_*`` variables and ``test_config``, in that order."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(
+        __name__,
+        instance_path=os.path.abspath(os.environ.get("TRELLIS_INSTANCE_PATH", "instance")),
+    )
     app.config.update(settings.DEFAULTS)
     app.config.update(settings.from_environment())
     if test_config:
@@ -30,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = settings.instance_secret(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     from trellis.extensions import db
     from trellis.platform.runtime import api

@@ -29,8 +29,13 @@ def _fail(exc: TrellisError) -> None:
     sys.exit(2)
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+@click.group(
+    cls=FlaskGroup,
+    create_app=create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+)
 def main() -> None:
     """Trellis: a low-code platform."""
 
@@ -45,8 +50,11 @@ def _init(admin_email: str | None, admin_password: str | None) -> bool:
 
 @main.command("init")
 @click.option("--admin-email", envvar="TRELLIS_ADMIN_EMAIL", help="e-mail of the administrator")
-@click.option("--admin-password", envvar="TRELLIS_ADMIN_PASSWORD",
-              help="password of the administrator (8 characters at least)")
+@click.option(
+    "--admin-password",
+    envvar="TRELLIS_ADMIN_PASSWORD",
+    help="password of the administrator (8 characters at least)",
+)
 @with_appcontext
 def init_command(admin_email: str | None, admin_password: str | None) -> None:
     """Create or upgrade the database and create (or update) the admin. Idempotent."""
@@ -136,7 +144,7 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
@@ -167,8 +175,10 @@ def demo_command(port: int, host: str) -> None:
     click.echo(f"Trellis demo on http://{host}:{port}")
     click.echo(f"  sign in:   {DEMO_ADMIN_EMAIL} / {password}")
     click.echo(f"  API token: {token}")
-    click.echo(f"  try:       curl -H 'Authorization: Bearer {token}' "
-               f"http://{host}:{port}/api/v1/records/dealer")
+    click.echo(
+        f"  try:       curl -H 'Authorization: Bearer {token}' "
+        f"http://{host}:{port}/api/v1/records/dealer"
+    )
     click.echo("")
     assert db.engine is not None
     db.engine.dispose()

@@ -2,10 +2,10 @@
 
 | variable | meaning | default |
 | --- | --- | --- |
-| TRELLIS_DATABASE_URL | SQLAlchemy URL of the system database | SQLite file in the instance folder |
-| TRELLIS_REDIS_URL | Redis for background jobs (optional) | unset: jobs run in-process |
-| TRELLIS_SECRET_KEY | signs sessions and CSRF tokens | a random key kept in the instance folder |
-| TRELLIS_INSTANCE_PATH | where the SQLite file and generated secret live | Flask's instance folder |
+| TRELLIS_DATABASE_URL | SQLAlchemy URL of the database | SQLite file in the instance folder |
+| TRELLIS_REDIS_URL | Redis for background jobs (optional) | unset |
+| TRELLIS_SECRET_KEY | signs sessions and CSRF tokens | random, kept in the instance folder |
+| TRELLIS_INSTANCE_PATH | folder of the SQLite file and generated secret | ./instance |
 | TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
 """
 

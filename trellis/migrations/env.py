@@ -14,10 +14,10 @@ from alembic import context
 from trellis.platform.runtime.models import Base
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    if type_ == "table" and name is not None and name.startswith("obj_"):
-        return False
-    return True
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    return not (type_ == "table" and name is not None and name.startswith("obj_"))
 
 
 def run_migrations() -> None:

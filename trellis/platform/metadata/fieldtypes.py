@@ -117,7 +117,7 @@ class FieldSpec:
         return self.type.to_json(value, self)
 
     def value_schema(self) -> dict[str, Any]:
-        """The JSON Schema a record's value of this field must satisfy (nullable unless required)."""
+        """The JSON Schema a record's value must satisfy (nullable unless required)."""
         return self.type.value_schema(self)
 
 
@@ -310,8 +310,11 @@ class AutonumberType(_StringType):
     widget = "readonly"
     writable = False
     keywords: ClassVar[dict[str, Any]] = {
-        "x-format": {"type": "string", "pattern": r"^[^{}]*(\{(YYYY|YY|MM|DD|0+)\}[^{}]*)+$",
-                     "maxLength": 60},
+        "x-format": {
+            "type": "string",
+            "pattern": r"^[^{}]*(\{(YYYY|YY|MM|DD|0+)\}[^{}]*)+$",
+            "maxLength": 60,
+        },
     }
     required_keywords = ("x-format",)
 
@@ -570,7 +573,7 @@ class LookupType(FieldType):
         "x-target": {"type": "string"},
         "x-on-delete": {"enum": ["restrict", "set_null"]},
     }
-    required_keywords = ("x-target",)
+    required_keywords: ClassVar[tuple[str, ...]] = ("x-target",)
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
         return sa.BigInteger()
@@ -582,7 +585,7 @@ class LookupType(FieldType):
 
 
 @register
-class MasterDetailType(LookupType):
+class MasterDetailType(LookupType):  # a lookup with a parent's powers
     """A child's link to its parent: written, deleted and restored with the parent."""
 
     name = "master_detail"
@@ -603,4 +606,3 @@ __all__ = [
     "registered_types",
     "type_names",
 ]
-

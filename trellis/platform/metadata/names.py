@@ -29,21 +29,22 @@ SYSTEM_COLUMNS = (
 # table or column name could plausibly collide with) plus the platform's own.
 SQL_RESERVED = frozenset(
     """
-    all analyse analyze and any array as asc asymmetric authorization between binary both case
-    cast check collate collation column concurrently constraint create cross current_catalog
-    current_date current_role current_schema current_time current_timestamp current_user
-    default deferrable desc distinct do else end except false fetch for foreign freeze from
-    full grant group having ilike in initially inner intersect into is isnull join lateral
-    leading left like limit localtime localtimestamp natural not notnull null offset on only
-    or order outer overlaps placing primary references returning right select session_user
-    similar some symmetric table tablesample then to trailing true union unique user using
-    variadic verbose when where window with abort action add after alter attach autoincrement
-    before begin by cascade commit conflict database deferred delete detach drop each escape
-    exclusive exists explain fail glob if ignore immediate index indexed insert instead
-    key match no nothing of plan pragma query raise recursive regexp reindex release rename
-    replace restrict rollback row rows savepoint set temp temporary transaction trigger
-    update vacuum values view virtual without
-    """.split()
+    all analyse analyze and any array as asc asymmetric authorization between binary both
+    case cast check collate collation column concurrently constraint create cross
+    current_catalog current_date current_role current_schema current_time current_timestamp
+    current_user default deferrable desc distinct do else end except false fetch for
+    foreign freeze from full grant group having ilike in initially inner intersect into is
+    isnull join lateral leading left like limit localtime localtimestamp natural not
+    notnull null offset on only or order outer overlaps placing primary references
+    returning right select session_user similar some symmetric table tablesample then to
+    trailing true union unique user using variadic verbose when where window with abort
+    action add after alter attach autoincrement before begin by cascade commit conflict
+    database deferred delete detach drop each escape exclusive exists explain fail glob if
+    ignore immediate index indexed insert instead key match no nothing of plan pragma query
+    raise recursive regexp reindex release rename replace restrict rollback row rows
+    savepoint set temp temporary transaction trigger update vacuum values view virtual
+    without
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 RESERVED_NAMES = SQL_RESERVED | frozenset(SYSTEM_COLUMNS) | frozenset({"meta", "self", "object"})

@@ -8,10 +8,10 @@ any step leaves nothing half-applied.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 
 from trellis.exceptions import BadRequest, Forbidden
 from trellis.extensions import db
@@ -28,7 +28,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def registry() -> MetaRegistry:
-    return current_app.extensions["trellis.registry"]  # type: ignore[no-any-return]
+    registry: MetaRegistry = current_app.extensions["trellis.registry"]
+    return registry
 
 
 @bp.before_request
@@ -53,7 +54,8 @@ def close_unit_of_work(_exc: BaseException | None) -> None:
 
 
 def caller() -> Caller:
-    return g.caller  # type: ignore[no-any-return]
+    who: Caller = g.caller
+    return who
 
 
 def require_admin() -> None:
@@ -62,12 +64,15 @@ def require_admin() -> None:
 
 
 def json_body() -> Any:
-    if not request.data:
+    raw = request.get_data(cache=True)
+    if not raw:
         raise BadRequest("the request needs a JSON body")
     try:
-        return request.get_json(force=True)
-    except WerkzeugBadRequest:
-        raise BadRequest("the request body is not valid JSON") from None
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(
+            "the request body is not valid JSON", [{"field": "", "message": str(exc)}]
+        ) from None
 
 
 def objects() -> ObjectService:
@@ -174,7 +179,7 @@ def list_records(object_name: str) -> Any:
         default_limit=current_app.config["PAGE_SIZE_DEFAULT"],
         max_limit=current_app.config["PAGE_SIZE_MAX"],
     )
-    return jsonify(records().list(object_name, query))
+    return jsonify(records().list_page(object_name, query))
 
 
 @bp.post("/records/<object_name>")

@@ -97,8 +97,16 @@ def authenticate_token(session: Session, authorization: str | None) -> Caller:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthenticationRequired("the token is not valid")
     row = session.execute(
-        sa.select(ApiToken.id, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at,
-                  User.id, User.email, User.is_admin, User.is_active)
+        sa.select(
+            ApiToken.id,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            User.id,
+            User.email,
+            User.is_admin,
+            User.is_active,
+        )
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == hash_token(token))
     ).first()
@@ -109,9 +117,7 @@ def authenticate_token(session: Session, authorization: str | None) -> Caller:
     if revoked_at is not None or not is_active or (expires_at and _aware(expires_at) <= now):
         raise AuthenticationRequired("the token is revoked or expired")
     if last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION:
-        session.execute(
-            sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-        )
+        session.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
     return Caller(user_id, email, bool(is_admin), token_id)
 
 

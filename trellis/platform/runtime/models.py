@@ -7,7 +7,7 @@ time (see ``storage``) and live in their own ``MetaData``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,7 +30,7 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: sa.DateTime(timezone=True),
         dict[str, Any]: sa.JSON(),
         list[Any]: sa.JSON(),
@@ -84,9 +84,7 @@ class MetaObjectVersion(Base):
     __table_args__ = (sa.UniqueConstraint("object_name", "version"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    object_name: Mapped[str] = mapped_column(
-        sa.ForeignKey("meta_objects.name", ondelete="CASCADE")
-    )
+    object_name: Mapped[str] = mapped_column(sa.ForeignKey("meta_objects.name", ondelete="CASCADE"))
     version: Mapped[int]
     document: Mapped[dict[str, Any]]
     diff: Mapped[dict[str, Any]]

@@ -53,7 +53,9 @@ class ObjectService:
         self._write_version(definition.document, 1, diff_definitions(None, definition.document))
         return DefinitionResult(definition.name, 1, definition.document, True)
 
-    def update(self, name: str, document: Any, restored_from: int | None = None) -> DefinitionResult:
+    def update(
+        self, name: str, document: Any, restored_from: int | None = None
+    ) -> DefinitionResult:
         row = self._require(name)
         if isinstance(document, dict) and document.get("x-name", name) != name:
             raise BadRequest(
@@ -139,7 +141,9 @@ class ObjectService:
 def bump_revision(session: Session) -> None:
     """Tell every process that metadata changed (the row lock also serialises changers)."""
     updated = session.execute(
-        sa.update(MetaRevision).where(MetaRevision.id == 1).values(revision=MetaRevision.revision + 1)
+        sa.update(MetaRevision)
+        .where(MetaRevision.id == 1)
+        .values(revision=MetaRevision.revision + 1)
     )
     if updated.rowcount == 0:  # type: ignore[attr-defined]
         session.add(MetaRevision(id=1, revision=1))

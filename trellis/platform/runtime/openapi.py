@@ -110,8 +110,13 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _name_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string"}}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 def _int_param(name: str) -> dict[str, Any]:
@@ -120,41 +125,75 @@ def _int_param(name: str) -> dict[str, Any]:
 
 def _metadata_paths() -> dict[str, Any]:
     definition = _ref("DefinitionResponse")
-    listing = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}}
+    listing = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"type": "object"}}},
+    }
     name = _name_param("name", "object name")
     return {
         "/objects": {
-            "get": {"operationId": "listObjects", "tags": ["metadata"],
-                    "responses": {"200": _ok("Objects", listing), **STANDARD_ERRORS}},
-            "post": {"operationId": "createObject", "tags": ["metadata"],
-                     "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
-                     "responses": {"201": _ok("Created", definition), "409": ERROR, "422": ERROR,
-                                   **STANDARD_ERRORS}},
+            "get": {
+                "operationId": "listObjects",
+                "tags": ["metadata"],
+                "responses": {"200": _ok("Objects", listing), **STANDARD_ERRORS},
+            },
+            "post": {
+                "operationId": "createObject",
+                "tags": ["metadata"],
+                "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
+                "responses": {
+                    "201": _ok("Created", definition),
+                    "409": ERROR,
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
         },
         "/objects/{name}": {
             "parameters": [name],
-            "get": {"operationId": "getObject", "tags": ["metadata"],
-                    "responses": {"200": _ok("Definition", definition), **STANDARD_ERRORS}},
-            "put": {"operationId": "updateObject", "tags": ["metadata"],
-                    "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
-                    "responses": {"200": _ok("New version", definition), "422": ERROR,
-                                  **STANDARD_ERRORS}},
+            "get": {
+                "operationId": "getObject",
+                "tags": ["metadata"],
+                "responses": {"200": _ok("Definition", definition), **STANDARD_ERRORS},
+            },
+            "put": {
+                "operationId": "updateObject",
+                "tags": ["metadata"],
+                "requestBody": {"required": True, **_json(_ref("ObjectDefinition"))},
+                "responses": {
+                    "200": _ok("New version", definition),
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
         },
         "/objects/{name}/versions": {
             "parameters": [name],
-            "get": {"operationId": "listObjectVersions", "tags": ["metadata"],
-                    "responses": {"200": _ok("Versions, newest first", listing), **STANDARD_ERRORS}},
+            "get": {
+                "operationId": "listObjectVersions",
+                "tags": ["metadata"],
+                "responses": {"200": _ok("Versions, newest first", listing), **STANDARD_ERRORS},
+            },
         },
         "/objects/{name}/versions/{version}": {
             "parameters": [name, _int_param("version")],
-            "get": {"operationId": "getObjectVersion", "tags": ["metadata"],
-                    "responses": {"200": _ok("That version", definition), **STANDARD_ERRORS}},
+            "get": {
+                "operationId": "getObjectVersion",
+                "tags": ["metadata"],
+                "responses": {"200": _ok("That version", definition), **STANDARD_ERRORS},
+            },
         },
         "/objects/{name}/versions/{version}/restore": {
             "parameters": [name, _int_param("version")],
-            "post": {"operationId": "restoreObjectVersion", "tags": ["metadata"],
-                     "responses": {"200": _ok("Restored as a new version", definition),
-                                   "422": ERROR, **STANDARD_ERRORS}},
+            "post": {
+                "operationId": "restoreObjectVersion",
+                "tags": ["metadata"],
+                "responses": {
+                    "200": _ok("Restored as a new version", definition),
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
         },
     }
 
@@ -231,10 +270,18 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
     tag = [meta.name]
     record_id = _int_param("id")
     list_params = [
-        {"name": "filter", "in": "query", "schema": {"type": "string"},
-         "description": "JSON list of [field, op, value]; ops: " + ", ".join(sorted(ALL_OPS))},
-        {"name": "sort", "in": "query", "schema": {"type": "string"},
-         "description": "comma-separated fields, '-' for descending"},
+        {
+            "name": "filter",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "JSON list of [field, op, value]; ops: " + ", ".join(sorted(ALL_OPS)),
+        },
+        {
+            "name": "sort",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "comma-separated fields, '-' for descending",
+        },
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
         {"name": "fields", "in": "query", "schema": {"type": "string"}},
@@ -242,36 +289,68 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
     record = _ref(base)
     return {
         f"/records/{meta.name}": {
-            "get": {"operationId": f"list{base}", "tags": tag, "summary": f"List {label}",
-                    "parameters": list_params,
-                    "responses": {"200": _ok("A page", _ref(f"{base}Page")), **STANDARD_ERRORS}},
-            "post": {"operationId": f"create{base}", "tags": tag, "summary": f"Create {label}",
-                     "requestBody": {"required": True, **_json(_ref(f"{base}Input"))},
-                     "responses": {"201": _ok("Created", record), "409": ERROR, "422": ERROR,
-                                   **STANDARD_ERRORS}},
+            "get": {
+                "operationId": f"list{base}",
+                "tags": tag,
+                "summary": f"List {label}",
+                "parameters": list_params,
+                "responses": {"200": _ok("A page", _ref(f"{base}Page")), **STANDARD_ERRORS},
+            },
+            "post": {
+                "operationId": f"create{base}",
+                "tags": tag,
+                "summary": f"Create {label}",
+                "requestBody": {"required": True, **_json(_ref(f"{base}Input"))},
+                "responses": {
+                    "201": _ok("Created", record),
+                    "409": ERROR,
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
         },
         f"/records/{meta.name}/{{id}}": {
             "parameters": [record_id],
-            "get": {"operationId": f"get{base}", "tags": tag,
-                    "responses": {"200": _ok("The record", record), **STANDARD_ERRORS}},
-            "patch": {"operationId": f"update{base}", "tags": tag,
-                      "requestBody": {"required": True, **_json(_ref(f"{base}Patch"))},
-                      "responses": {"200": _ok("Updated", record), "409": ERROR, "422": ERROR,
-                                    **STANDARD_ERRORS}},
-            "delete": {"operationId": f"delete{base}", "tags": tag,
-                       "responses": {"204": {"description": "Deleted (restorable)"},
-                                     "409": ERROR, **STANDARD_ERRORS}},
+            "get": {
+                "operationId": f"get{base}",
+                "tags": tag,
+                "responses": {"200": _ok("The record", record), **STANDARD_ERRORS},
+            },
+            "patch": {
+                "operationId": f"update{base}",
+                "tags": tag,
+                "requestBody": {"required": True, **_json(_ref(f"{base}Patch"))},
+                "responses": {
+                    "200": _ok("Updated", record),
+                    "409": ERROR,
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": f"delete{base}",
+                "tags": tag,
+                "responses": {
+                    "204": {"description": "Deleted (restorable)"},
+                    "409": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
         },
         f"/records/{meta.name}/{{id}}/restore": {
             "parameters": [record_id],
-            "post": {"operationId": f"restore{base}", "tags": tag,
-                     "responses": {"200": _ok("Restored", record), "409": ERROR,
-                                   **STANDARD_ERRORS}},
+            "post": {
+                "operationId": f"restore{base}",
+                "tags": tag,
+                "responses": {"200": _ok("Restored", record), "409": ERROR, **STANDARD_ERRORS},
+            },
         },
         f"/records/{meta.name}/{{id}}/history": {
             "parameters": [record_id],
-            "get": {"operationId": f"history{base}", "tags": tag,
-                    "responses": {"200": _ok("Field history", {"type": "object"}),
-                                  **STANDARD_ERRORS}},
+            "get": {
+                "operationId": f"history{base}",
+                "tags": tag,
+                "responses": {"200": _ok("Field history", {"type": "object"}), **STANDARD_ERRORS},
+            },
         },
     }

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from trellis.exceptions import InvalidQuery
-from trellis.platform.metadata.fieldtypes import ALL_OPS, EQUALITY_OPS, ORDER_OPS, FieldConversionError
+from trellis.platform.metadata.fieldtypes import (
+    ALL_OPS,
+    EQUALITY_OPS,
+    ORDER_OPS,
+    FieldConversionError,
+)
 
 if TYPE_CHECKING:
     from trellis.platform.metadata.fieldtypes import FieldSpec
@@ -174,7 +179,7 @@ def _condition(meta: ObjectMeta, clause: Any) -> sa.ColumnElement[bool]:
         ">": column.__gt__,
         ">=": column.__ge__,
     }
-    return comparisons[op](converted)  # type: ignore[no-any-return]
+    return comparisons[op](converted)
 
 
 def _text(value: Any) -> str:
@@ -198,7 +203,9 @@ def _convert(spec: FieldSpec | None, name: str, value: Any) -> Any:
             raise InvalidQuery(f"{name} takes whole numbers")
         return value
     try:
-        if spec.type.json_type == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        if spec.type.json_type == "integer" and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
             raise FieldConversionError(f"{value!r} is not a whole number")
         if spec.type.json_type == "number" and (
             isinstance(value, bool) or not isinstance(value, int | float)
@@ -249,7 +256,7 @@ def parse_fields(meta: ObjectMeta, text: str | None) -> list[str] | None:
     return names
 
 
-def order_by(meta: ObjectMeta, sort: list[tuple[str, bool]]) -> list[sa.ColumnElement[Any]]:
+def order_by(meta: ObjectMeta, sort: list[tuple[str, bool]]) -> list[sa.UnaryExpression[Any]]:
     clauses = []
     for name, descending in sort:
         column = meta.table.c[name]
@@ -286,7 +293,9 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error):
-        raise InvalidQuery("the cursor is not valid", [{"field": "cursor", "message": cursor[:40]}]) from None
+        raise InvalidQuery(
+            "the cursor is not valid", [{"field": "cursor", "message": cursor[:40]}]
+        ) from None
     if not isinstance(values, list) or len(values) != length:
         raise InvalidQuery("the cursor does not belong to this sort order")
     return values

@@ -63,13 +63,15 @@ class RecordService:
                 child = self.registry.get(child_name)
                 rows = self.session.execute(
                     sa.select(child.table)
-                    .where(child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None))
+                    .where(
+                        child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None)
+                    )
                     .order_by(child.table.c.id)
                 ).mappings()
                 record[str(spec.related_name)] = [serialise(child, r) for r in rows]
         return record
 
-    def list(self, object_name: str, query: ListQuery) -> dict[str, Any]:
+    def list_page(self, object_name: str, query: ListQuery) -> dict[str, Any]:
         meta = self.registry.get(object_name)
         table = meta.table
         if query.fields is None:
@@ -85,8 +87,10 @@ class RecordService:
         items = [serialise(meta, row, query.fields) for row in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
-            last = serialise(meta, rows[query.limit - 1])
-            next_cursor = encode_cursor([last.get(name) for name, _ in query.sort])
+            last = rows[query.limit - 1]
+            next_cursor = encode_cursor(
+                [_json_value(meta, name, last[name]) for name, _ in query.sort]
+            )
         return {"items": items, "next_cursor": next_cursor}
 
     def history(self, object_name: str, record_id: int) -> list[dict[str, Any]]:
@@ -148,12 +152,16 @@ class RecordService:
         table = meta.table
         result = self.session.execute(
             sa.update(table)
-            .where(table.c.id == record_id, table.c.version == expected, table.c.deleted_at.is_(None))
+            .where(
+                table.c.id == record_id, table.c.version == expected, table.c.deleted_at.is_(None)
+            )
             .values(
-                {name: values[name] for name in changes},
-                version=table.c.version + 1,
-                updated_at=now,
-                updated_by=self.user_id,
+                {
+                    **{name: values[name] for name in changes},
+                    "version": table.c.version + 1,
+                    "updated_at": now,
+                    "updated_by": self.user_id,
+                }
             )
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -206,9 +214,8 @@ class RecordService:
         record_id = self.session.execute(
             sa.insert(meta.table).values({**values, **system}).returning(meta.table.c.id)
         ).scalar_one()
-        record: Record = {"id": record_id, **_system_json(system), "deleted_at": None}
+        record: Record = {"id": record_id, "version": 1, **_system_json(system)}
         record.update({name: spec.to_json(values.get(name)) for name, spec in meta.fields.items()})
-        record.pop("deleted_at")
         self._history(
             meta,
             record_id,
@@ -217,6 +224,7 @@ class RecordService:
             {k: [None, v] for k, v in record.items() if k in meta.fields and v is not None},
             now,
         )
+        problems: list[dict[str, Any]] = []
         for (child_name, spec), items in children:
             child = self.registry.get(child_name)
             created = []
@@ -224,13 +232,16 @@ class RecordService:
                 try:
                     created.append(self._insert(child, item, master=(spec.name, record_id)))
                 except (ValidationFailed, DuplicateValue) as exc:
+                    # Keep going so the caller hears about every bad line at once;
+                    # the transaction is rolled back when we raise below.
                     prefix = f"{spec.related_name}[{index}]"
-                    exc.details = [
+                    problems.extend(
                         {**d, "field": f"{prefix}.{d['field']}" if d["field"] else prefix}
                         for d in exc.details
-                    ] or [{"field": prefix, "message": exc.message}]
-                    raise
+                    )
             record[str(spec.related_name)] = created
+        if problems:
+            raise ValidationFailed("some detail records are not valid", problems)
         return record
 
     def _check_references(
@@ -250,7 +261,9 @@ class RecordService:
         if details:
             raise ValidationFailed("the record refers to records that do not exist", details)
 
-    def _check_unique(self, meta: ObjectMeta, values: dict[str, Any], exclude_id: int | None) -> None:
+    def _check_unique(
+        self, meta: ObjectMeta, values: dict[str, Any], exclude_id: int | None
+    ) -> None:
         table = meta.table
         for name, value in values.items():
             spec = meta.fields[name]
@@ -270,13 +283,18 @@ class RecordService:
     def _next_number(self, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:
         """The next number of an autonumber field: one atomic upsert, safe under concurrency."""
         template = str(spec.schema["x-format"])
-        parts = {"{YYYY}": f"{now:%Y}", "{YY}": f"{now:%y}", "{MM}": f"{now:%m}", "{DD}": f"{now:%d}"}
+        parts = {
+            "{YYYY}": f"{now:%Y}",
+            "{YY}": f"{now:%y}",
+            "{MM}": f"{now:%m}",
+            "{DD}": f"{now:%d}",
+        }
         period = "".join(v for k, v in parts.items() if k in template) or "all"
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         counter = AutonumberCounter.__table__
         statement = (
-            insert(counter)
+            insert(counter)  # type: ignore[arg-type]
             .values(object_name=meta.name, field_name=spec.name, period=period, value=1)
             .on_conflict_do_update(
                 index_elements=["object_name", "field_name", "period"],
@@ -314,7 +332,9 @@ class RecordService:
             )
         )
 
-    def _soft_delete(self, meta: ObjectMeta, record_id: int, version: int, now: dt.datetime) -> None:
+    def _soft_delete(
+        self, meta: ObjectMeta, record_id: int, version: int, now: dt.datetime
+    ) -> None:
         self._release_referrers(meta, record_id, now)
         for child_name, spec in meta.children:
             child = self.registry.get(child_name)
@@ -329,8 +349,9 @@ class RecordService:
         self.session.execute(
             sa.update(table)
             .where(table.c.id == record_id)
-            .values(deleted_at=now, version=table.c.version + 1, updated_at=now,
-                    updated_by=self.user_id)
+            .values(
+                deleted_at=now, version=table.c.version + 1, updated_at=now, updated_by=self.user_id
+            )
         )
         self._history(meta, record_id, "delete", version + 1, {}, now)
 
@@ -350,20 +371,29 @@ class RecordService:
             if not rows:
                 continue
             if spec.on_delete != "set_null":
-                blocking.append({
-                    "field": f"{referrer_name}.{spec.name}",
-                    "message": f"{len(rows)} {referrer_name} record(s) refer to it",
-                })
+                blocking.append(
+                    {
+                        "field": f"{referrer_name}.{spec.name}",
+                        "message": f"{len(rows)} {referrer_name} record(s) refer to it",
+                    }
+                )
                 continue
             for ref_id, ref_version in rows:
                 self.session.execute(
                     sa.update(referrer.table)
                     .where(referrer.table.c.id == ref_id)
-                    .values({spec.name: None}, version=referrer.table.c.version + 1,
-                            updated_at=now, updated_by=self.user_id)
+                    .values(
+                        {
+                            spec.name: None,
+                            "version": referrer.table.c.version + 1,
+                            "updated_at": now,
+                            "updated_by": self.user_id,
+                        }
+                    )
                 )
-                self._history(referrer, ref_id, "update", ref_version + 1,
-                              {spec.name: [record_id, None]}, now)
+                self._history(
+                    referrer, ref_id, "update", ref_version + 1, {spec.name: [record_id, None]}, now
+                )
         if blocking:
             raise ReferencedRecord(
                 f"{meta.name} {record_id} is still referred to and cannot be deleted", blocking
@@ -392,24 +422,35 @@ class RecordService:
         self.session.execute(
             sa.update(table)
             .where(table.c.id == record_id)
-            .values(deleted_at=None, version=table.c.version + 1, updated_at=now,
-                    updated_by=self.user_id)
+            .values(
+                deleted_at=None,
+                version=table.c.version + 1,
+                updated_at=now,
+                updated_by=self.user_id,
+            )
         )
         self._history(meta, record_id, "restore", row["version"] + 1, {}, now)
         for child_name, spec in meta.children:
             child = self.registry.get(child_name)
-            rows = self.session.execute(
-                sa.select(child.table).where(
-                    child.table.c[spec.name] == record_id, child.table.c.deleted_at == deleted_at
+            rows = (
+                self.session.execute(
+                    sa.select(child.table).where(
+                        child.table.c[spec.name] == record_id,
+                        child.table.c.deleted_at == deleted_at,
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             for child_row in rows:
                 self._restore(child, child_row)
 
     def _row(self, meta: ObjectMeta, record_id: int) -> Any:
-        row = self.session.execute(
-            sa.select(meta.table).where(meta.table.c.id == record_id)
-        ).mappings().first()
+        row = (
+            self.session.execute(sa.select(meta.table).where(meta.table.c.id == record_id))
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
@@ -442,6 +483,13 @@ def serialise(meta: ObjectMeta, row: Any, fields: list[str] | None = None) -> Re
     return record
 
 
+def _json_value(meta: ObjectMeta, name: str, value: Any) -> Any:
+    spec = meta.fields.get(name)
+    if spec is not None:
+        return spec.to_json(value)
+    return _iso(value) if name in _TIMESTAMP_FIELDS else value
+
+
 def _system_json(values: Any) -> Record:
     return {
         "created_at": _iso(values["created_at"]),
@@ -466,7 +514,9 @@ def _field_values(meta: ObjectMeta, record: Record) -> Record:
 
 def _require_object(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise ValidationFailed("a record must be a JSON object", [{"field": "", "message": "not an object"}])
+        raise ValidationFailed(
+            "a record must be a JSON object", [{"field": "", "message": "not an object"}]
+        )
     return dict(payload)
 
 
@@ -495,7 +545,9 @@ def _refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_child
         if key in SYSTEM_COLUMNS:
             details.append({"field": key, "message": "is set by the platform"})
         elif key in related and not allow_children:
-            details.append({"field": key, "message": "children are changed through their own records"})
+            details.append(
+                {"field": key, "message": "children are changed through their own records"}
+            )
         elif key in meta.fields and not meta.fields[key].writable:
             details.append({"field": key, "message": "is read-only"})
     if details:

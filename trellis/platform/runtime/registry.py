@@ -83,7 +83,7 @@ class ObjectMeta:
                 details.append({"field": path, "message": error.message})
         if not details:
             path = str(getattr(fast_error, "name", "")).removeprefix("data.").removeprefix("data")
-            details.append({"field": path, "message": fast_error.message})
+            details.append({"field": path, "message": str(fast_error)})
         return details
 
 
@@ -127,7 +127,9 @@ class MetaRegistry:
         objects = build_objects([(load_definition(doc), version) for doc, version in rows])
         with self._lock:
             self._objects = objects
-            self.metadata = next(iter(objects.values())).table.metadata if objects else sa.MetaData()
+            self.metadata = (
+                next(iter(objects.values())).table.metadata if objects else sa.MetaData()
+            )
             self._revision = revision
 
     def get(self, name: str) -> ObjectMeta:

@@ -109,7 +109,7 @@ def create_object_table(connection: sa.Connection, definition: ObjectDefinition)
     scratch = sa.MetaData()
     _stub_targets(scratch, definition.fields.values(), definition.name)
     table = build_table(definition, scratch)
-    ops.create_table(table.name, *[c.copy() for c in table.columns])
+    ops.create_table(table.name, *[c._copy() for c in table.columns])
     for index in table.indexes:
         _create_index(ops, table, index)
 
@@ -155,16 +155,17 @@ def evolve_object_table(
     _check_changes(connection, current, old, new, [c.field for c in changed])
 
     ops = _operations(connection)
-    live_indexes = {ix["name"] for ix in inspector.get_indexes(name)}
+    live_indexes = {str(ix["name"]) for ix in inspector.get_indexes(name)}
     for field_name in diff.removed:
         _drop_field_indexes(ops, name, field_name, live_indexes)
         ops.alter_column(name, field_name, new_column_name=f"_archived_v{new_version}_{field_name}")
     for field_name in diff.added:
-        _add_or_unarchive(connection, ops, name, new.fields[field_name], existing, new_version)
+        _add_or_unarchive(connection, ops, name, new.fields[field_name], existing)
     for field_name in [c.field for c in changed]:
         _drop_field_indexes(ops, name, field_name, live_indexes)
-        _change_column(connection, ops, current, old.fields[field_name], new.fields[field_name],
-                       new_version)
+        _change_column(
+            connection, ops, current, old.fields[field_name], new.fields[field_name], new_version
+        )
     _sync_indexes(connection, new)
 
 
@@ -175,9 +176,27 @@ def _scratch_with_targets(*definitions: ObjectDefinition) -> sa.MetaData:
     return scratch
 
 
-_STORAGE_KEYWORDS = {"x-type", "type", "maxLength", "minLength", "pattern", "minimum", "maximum",
-                     "enum", "items", "format", "x-scale", "x-unique", "x-indexed", "x-target",
-                     "x-on-delete", "uniqueItems", "minItems", "maxItems", "required"}
+_STORAGE_KEYWORDS = {
+    "x-type",
+    "type",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "enum",
+    "items",
+    "format",
+    "x-scale",
+    "x-unique",
+    "x-indexed",
+    "x-target",
+    "x-on-delete",
+    "uniqueItems",
+    "minItems",
+    "maxItems",
+    "required",
+}
 
 
 def _storage_relevant(changes: dict[str, Any]) -> bool:
@@ -197,31 +216,40 @@ def _check_changes(
         if before.target != after.target or (before.type.name == "master_detail") != (
             after.type.name == "master_detail"
         ):
-            details.append({
-                "field": field_name,
-                "message": "a reference cannot change its target or kind; "
-                "remove the field and add a new one",
-            })
+            details.append(
+                {
+                    "field": field_name,
+                    "message": "a reference cannot change its target or kind; "
+                    "remove the field and add a new one",
+                }
+            )
             continue
         offenders = _offending_rows(connection, table, before, after)
         if offenders:
             shown = ", ".join(str(i) for i in offenders[:MAX_OFFENDERS_SHOWN])
-            more = f" and {len(offenders) - MAX_OFFENDERS_SHOWN} more" if len(
-                offenders) > MAX_OFFENDERS_SHOWN else ""
-            details.append({
-                "field": field_name,
-                "message": f"{len(offenders)} existing record(s) cannot become "
-                f"{after.type.name} as defined: ids {shown}{more}",
-            })
+            more = (
+                f" and {len(offenders) - MAX_OFFENDERS_SHOWN} more"
+                if len(offenders) > MAX_OFFENDERS_SHOWN
+                else ""
+            )
+            details.append(
+                {
+                    "field": field_name,
+                    "message": f"{len(offenders)} existing record(s) cannot become "
+                    f"{after.type.name} as defined: ids {shown}{more}",
+                }
+            )
             continue
         if after.unique and not before.unique:
             duplicates = _duplicate_values(connection, table, field_name)
             if duplicates:
-                details.append({
-                    "field": field_name,
-                    "message": "existing records share values, so the field cannot be unique: "
-                    + ", ".join(repr(v) for v in duplicates[:MAX_OFFENDERS_SHOWN]),
-                })
+                details.append(
+                    {
+                        "field": field_name,
+                        "message": "existing records share values, so the field cannot be unique: "
+                        + ", ".join(repr(v) for v in duplicates[:MAX_OFFENDERS_SHOWN]),
+                    }
+                )
     if details:
         raise IncompatibleChange(
             "the stored data cannot survive this change; nothing was changed", details
@@ -277,32 +305,32 @@ def _add_or_unarchive(
     table: str,
     spec: FieldSpec,
     existing: dict[str, Any],
-    new_version: int,
 ) -> None:
+    """Add the field's column, or bring back the newest archived column of that name.
+
+    An archived column comes back only when its type is the one the field now
+    wants (the case of restoring a version); a field re-added with another type
+    gets a fresh column and the old data stays archived.
+    """
+    wanted_type = str(spec.column_type().compile(connection.dialect))
     archived = sorted(
-        (int(m.group(1)), column)
-        for column in existing
-        if (m := ARCHIVE_RE.match(column)) and m.group(2) == spec.name
+        (int(match.group(1)), name)
+        for name in existing
+        if (match := ARCHIVE_RE.match(name)) and match.group(2) == spec.name
     )
     if archived:
-        _, column = archived[-1]
-        with ops.batch_alter_table(table) as batch:
-            batch.alter_column(column, new_column_name=spec.name)
-        # The restored column keeps its old type; align it with the definition if needed.
-        restored = sa.Table(table, sa.MetaData(), sa.Column(spec.name, existing[column]["type"]),
-                            sa.Column("id", BigId, primary_key=True))
-        stored_type = str(existing[column]["type"].compile(connection.dialect))
-        wanted_type = str(spec.column_type().compile(connection.dialect))
-        if stored_type != wanted_type:
-            placeholder = FieldSpec(spec.name, spec.type, spec.schema, False)
-            _convert_column(connection, ops, restored, placeholder, spec, new_version)
-        return
+        _, archived_name = archived[-1]
+        stored_type = str(existing[archived_name]["type"].compile(connection.dialect))
+        if stored_type == wanted_type:
+            with ops.batch_alter_table(table) as batch:
+                batch.alter_column(archived_name, new_column_name=spec.name)
+            return
     scratch = sa.MetaData()
     _stub_targets(scratch, [spec], own=table.removeprefix("obj_"))
     column = field_column(spec)
     sa.Table(table, scratch, sa.Column("id", BigId, primary_key=True), column)
     with ops.batch_alter_table(table) as batch:
-        batch.add_column(column.copy())
+        batch.add_column(column._copy())
 
 
 def _same_family(before: sa.types.TypeEngine[Any], after: sa.types.TypeEngine[Any]) -> bool:
@@ -359,8 +387,10 @@ def _convert_column(
     for start in range(0, len(rows), CONVERT_BATCH):
         batch_rows = rows[start : start + CONVERT_BATCH]
         params = [
-            {"_id": record_id,
-             "_value": after.to_python(after.type.coerce(before.to_json(stored), after))}
+            {
+                "_id": record_id,
+                "_value": after.to_python(after.type.coerce(before.to_json(stored), after)),
+            }
             for record_id, stored in batch_rows
         ]
         connection.execute(statement, params)
@@ -378,7 +408,7 @@ def _sync_indexes(connection: sa.Connection, definition: ObjectDefinition) -> No
     """
     table = build_table(definition, _scratch_with_targets(definition))
     inspector = sa.inspect(connection)
-    live = {ix["name"]: ix for ix in inspector.get_indexes(table.name)}
+    live = {str(ix["name"]): ix for ix in inspector.get_indexes(table.name)}
     wanted = {str(ix.name): ix for ix in table.indexes}
     ops = _operations(connection)
     for index_name in live:
