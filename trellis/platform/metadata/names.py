@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-NAME_RE = re.compile(NAME_PATTERN)
+# Python's ``$`` also matches before a trailing newline, so match the whole string.
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MAX_NAME_LENGTH = 40
 
 SYSTEM_COLUMNS = (
@@ -54,7 +55,7 @@ def name_problem(name: object) -> str | None:
     """Return why ``name`` is not a usable identifier, or None when it is."""
     if not isinstance(name, str):
         return "must be a string"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return (
             f"{name!r} must start with a lowercase letter and contain only lowercase "
             f"letters, digits and underscores ({MAX_NAME_LENGTH} characters at most)"
