@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: databases, a Trellis app, timing, output.
+"""Helpers shared by the benchmarks: databases, a Trellis app, definitions, output.
 
 Nothing here is part of Trellis; the benchmarks only use Trellis's public entry
 points (``create_app``, ``init_database``, ``issue_token`` and the REST API).
@@ -7,10 +7,10 @@ points (``create_app``, ``init_database``, ``issue_token`` and the REST API).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,26 +55,54 @@ def fresh_postgres(admin_url: str = PG_ADMIN_URL, name: str = BENCH_DB) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_postgres(admin_url: str = PG_ADMIN_URL, name: str = BENCH_DB) -> None:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 @contextmanager
-def database(kind: str, pg_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """A fresh, empty database URL: a temporary SQLite file or ``trellis_bench`` on PostgreSQL."""
+def database(kind: str, pg_url: str = PG_ADMIN_URL, keep: bool = False) -> Iterator[str]:
+    """A fresh, empty database URL: a temporary SQLite file or ``trellis_bench`` on PostgreSQL.
+
+    Both are removed afterwards unless ``keep`` (the SQLite file's folder is then left
+    in the temporary directory; the PostgreSQL database stays until the next run).
+    """
     if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="trellis-bench-") as folder:
+        folder = tempfile.mkdtemp(prefix="trellis-bench-")
+        try:
             yield f"sqlite:///{Path(folder) / 'bench.db'}"
+        finally:
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)
     elif kind == "postgresql":
-        yield fresh_postgres(pg_url)
+        url = fresh_postgres(pg_url)
+        try:
+            yield url
+        finally:
+            if not keep:
+                drop_postgres(pg_url)
     else:
         raise BenchError(f"unknown database kind {kind!r}")
 
 
-def trellis_app(url: str, instance: str) -> tuple[Any, str]:
-    """A Trellis app on ``url``, migrated, with an admin; returns (app, bearer token)."""
+def trellis_app(url: str) -> tuple[Any, str]:
+    """A Trellis app on ``url``, migrated, with an admin; returns (app, bearer token).
+
+    The database URL and secret key are given, so the app writes nothing to its
+    instance folder; it points at a temporary path so no ``./instance`` appears.
+    """
     from trellis import create_app
     from trellis.extensions import db
     from trellis.platform.runtime.auth import issue_token
     from trellis.platform.runtime.bootstrap import init_database
 
-    os.environ.setdefault("TRELLIS_INSTANCE_PATH", instance)
+    os.environ.setdefault(
+        "TRELLIS_INSTANCE_PATH", str(Path(tempfile.gettempdir()) / "trellis-bench-instance")
+    )
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench-secret", "TESTING": False})
     with app.app_context():
         assert db.engine is not None
@@ -112,12 +140,6 @@ def expect(response: Any, status: int, what: str) -> Any:
             f"{response.get_data(as_text=True)[:500]}"
         )
     return response.get_json()
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def log(message: str = "") -> None:

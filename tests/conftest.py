@@ -41,7 +41,9 @@ def require_service(name: str, problem: str) -> None:
 
 
 def _pg_database_url(worker: str) -> str:
-    name = f"trellis_test_{worker}"
+    # One database per test run and xdist worker, so concurrent runs never meet.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"{os.getpid():x}")[:8]
+    name = f"trellis_test_{run}_{worker}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -58,8 +60,15 @@ def _pg_database_url(worker: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(worker_id: str) -> str:
-    return _pg_database_url(worker_id)
+def pg_url(worker_id: str) -> Iterator[str]:
+    url = _pg_database_url(worker_id)
+    yield url
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+        )
+    admin.dispose()
 
 
 def _reset_pg(url: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
@@ -27,6 +28,15 @@ def _fail(exc: TrellisError) -> None:
     for detail in exc.details:
         click.echo(f"  {detail.get('field', '')}: {detail.get('message', '')}", err=True)
     sys.exit(2)
+
+
+def _require_database() -> None:
+    """Refuse with a clear message, not a traceback, when ``trellis init`` has not run."""
+    assert db.engine is not None
+    with db.engine.connect() as connection:
+        ready = sa.inspect(connection).has_table("meta_revision")
+    if not ready:
+        _fail(TrellisError(f"the database {_safe_url()} is not set up: run `trellis init` first"))
 
 
 @click.group(
@@ -87,6 +97,7 @@ def token_create(email: str, name: str) -> None:
     """Create an API token; it is printed once, as the last line."""
     from trellis.platform.runtime.auth import issue_token
 
+    _require_database()
     try:
         with db.session() as session:
             token = issue_token(session, email, name=name)
@@ -114,6 +125,7 @@ def pack_install(path_or_name: str, demo: bool) -> None:
 def _install(path_or_name: str, demo: bool) -> None:
     from trellis.platform.runtime.packs import install_pack, resolve_pack
 
+    _require_database()
     registry = _registry()
     try:
         with db.session() as session:
@@ -144,6 +156,13 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
+    # Build the app once before forking: bad settings fail here, not in every worker, and
+    # the generated instance secret exists before the workers would race to create it.
+    with create_app().app_context():
+        _require_database()
+        assert db.engine is not None
+        db.engine.dispose()  # no pooled connection may cross the fork
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
@@ -166,7 +185,10 @@ def demo_command(port: int, host: str) -> None:
     from trellis.platform.runtime.auth import issue_token
 
     password = os.environ.get("TRELLIS_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
-    _init(DEMO_ADMIN_EMAIL, password)
+    try:
+        _init(DEMO_ADMIN_EMAIL, password)
+    except TrellisError as exc:  # e.g. a TRELLIS_ADMIN_PASSWORD that is too short
+        _fail(exc)
     _install("channel_pack", demo=True)
     with db.session() as session:
         token = issue_token(session, DEMO_ADMIN_EMAIL, name="demo")

@@ -95,3 +95,14 @@ class ValidationFailed(TrellisError):
 class PackError(TrellisError):
     status = 422
     code = "invalid_pack"
+
+
+class TooManyAttempts(TrellisError):
+    """Sign-in slowed down or locked after repeated failures."""
+
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, [{"field": "retry_after", "message": str(retry_after)}])
+        self.retry_after = retry_after

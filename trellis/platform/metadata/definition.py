@@ -19,7 +19,7 @@ from jsonschema.exceptions import ValidationError
 
 from trellis.exceptions import InvalidDefinition
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA, FieldSpec, get_type, registered_types
-from trellis.platform.metadata.names import NAME_PATTERN, RESERVED_NAMES
+from trellis.platform.metadata.names import NAME_PATTERN, RESERVED_NAMES, name_problem
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_FIELDS = 400
@@ -85,22 +85,28 @@ def _pointer(path: Any) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-def _locate(error: ValidationError) -> Problem:
+def _locate(error: ValidationError) -> list[Problem]:
     pointer = _pointer(error.absolute_path)
     if "propertyNames" in error.absolute_schema_path:
         # jsonschema reports a bad property name at its parent object; point at the name.
         pointer = f"{pointer}/{_pointer([error.instance])[1:]}"
     if error.validator == "not":
-        return Problem(pointer, f"{error.instance!r} is a reserved word")
+        return [Problem(pointer, f"{error.instance!r} is a reserved word")]
     if error.validator == "anyOf" and list(error.absolute_schema_path)[-3:-1] == [
         "properties",
         "type",
     ]:
         expected = error.schema["anyOf"][0]["const"]
-        return Problem(pointer, f"type must be {expected!r} or [{expected!r}, 'null']")
+        return [Problem(pointer, f"type must be {expected!r} or [{expected!r}, 'null']")]
     if error.validator == "additionalProperties" and error.validator_value is False:
-        return Problem(pointer, error.message.replace("Additional properties", "Unknown keywords"))
-    return Problem(pointer, error.message)
+        # Likewise, point at each unknown keyword rather than at the object holding it.
+        known = error.schema.get("properties", {})
+        return [
+            Problem(f"{pointer}/{_pointer([key])[1:]}", f"unknown keyword {key!r}")
+            for key in error.instance
+            if key not in known
+        ]
+    return [Problem(pointer, error.message)]
 
 
 def _leaf_errors(error: ValidationError) -> list[ValidationError]:
@@ -133,7 +139,8 @@ def validate_definition(
         return [Problem("", "an object definition must be a JSON object")]
     problems: list[Problem] = []
     for error in sorted(_meta_validator().iter_errors(document), key=lambda e: list(e.path)):
-        problems.extend(_locate(leaf) for leaf in _leaf_errors(error))
+        for leaf in _leaf_errors(error):
+            problems.extend(_locate(leaf))
     if problems:
         return _unique(problems)
     return _semantic_problems(document, known_objects or {})
@@ -155,6 +162,12 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
     name = doc["x-name"]
     properties: dict[str, Any] = doc["properties"]
     required = doc.get("required", [])
+    # The meta-schema's name pattern, run by Python's ``re``, lets a trailing newline by.
+    names = [("/x-name", name), *((_pointer(["properties", f]), f) for f in properties)]
+    for pointer, candidate in names:
+        problem = name_problem(candidate)
+        if problem is not None:
+            problems.append(Problem(pointer, problem))
     for index, field_name in enumerate(required):
         if field_name not in properties:
             problems.append(Problem(f"/required/{index}", f"{field_name!r} is not a field"))
@@ -186,9 +199,19 @@ def _field_problems(
         if target == object_name:
             problems.append(Problem(f"{at}/x-target", "an object cannot be its own master"))
         related = prop["x-related-name"]
-        if target in objects and related in objects[target].get("properties", {}):
+        # The parent's records carry their children under this key, next to its own fields.
+        related_problem = name_problem(related)
+        if related_problem is not None:
+            problems.append(Problem(f"{at}/x-related-name", related_problem))
+        elif target in objects and related in objects[target].get("properties", {}):
             problems.append(
                 Problem(f"{at}/x-related-name", f"{related!r} is already a field of {target!r}")
+            )
+        elif target in objects:
+            problems.extend(
+                Problem(f"{at}/x-related-name", f"{related!r} already names {other}'s records")
+                for other in _children_named(objects, target, related)
+                if other != object_name
             )
     if type_name == "autonumber" and "{0" not in prop["x-format"]:
         problems.append(Problem(f"{at}/x-format", "the format needs a counter such as {0000}"))
@@ -196,16 +219,17 @@ def _field_problems(
         values = prop["enum"] if type_name == "picklist" else prop["items"]["enum"]
         for value in prop.get("x-enum-labels", {}):
             if value not in values:
-                problems.append(
-                    Problem(f"{at}/x-enum-labels/{value}", f"{value!r} is not one of the values")
-                )
+                pointer = _pointer(["properties", field_name, "x-enum-labels", value])
+                problems.append(Problem(pointer, f"{value!r} is not one of the values"))
     if prop.get("x-unique") and type_name in {"multipicklist", "json", "textarea", "boolean"}:
         problems.append(Problem(f"{at}/x-unique", f"a {type_name} field cannot be unique"))
     if "default" in prop:
         spec = FieldSpec(field_name, get_type(type_name), prop, required)
         if not spec.type.writable:
             problems.append(Problem(f"{at}/default", "this field cannot have a default"))
-        validator = Draft202012Validator(spec.value_schema())
+        validator = Draft202012Validator(
+            spec.value_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
         for error in validator.iter_errors(prop["default"]):
             problems.append(Problem(f"{at}/default", error.message))
     if "pattern" in prop:
@@ -214,6 +238,19 @@ def _field_problems(
         except re.error as exc:
             problems.append(Problem(f"{at}/pattern", f"invalid regular expression: {exc}"))
     return problems
+
+
+def _children_named(objects: dict[str, dict[str, Any]], target: str, related: str) -> list[str]:
+    """The objects whose master_detail field files them under ``related`` in ``target``."""
+    return [
+        name
+        for name, doc in objects.items()
+        for prop in doc.get("properties", {}).values()
+        if isinstance(prop, dict)
+        and prop.get("x-type") == "master_detail"
+        and prop.get("x-target") == target
+        and prop.get("x-related-name") == related
+    ]
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,12 @@ class _StringType(FieldType):
         length = spec.schema.get("maxLength", self.default_length)
         return sa.String(length) if length else sa.Text()
 
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL cannot store NUL in text; refuse it everywhere alike.
+            raise FieldConversionError("text cannot contain NUL (\\u0000) characters")
+        return value
+
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -328,17 +334,31 @@ class AutonumberType(_StringType):
 def _to_number(value: Any) -> float | int:
     if isinstance(value, bool):
         raise FieldConversionError("a boolean is not a number")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return value
-    if isinstance(value, Decimal):
-        return float(value)
-    try:
-        number = float(str(value).strip())
-    except ValueError as exc:
-        raise FieldConversionError(f"{value!r} is not a number") from exc
+    if isinstance(value, float | Decimal):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError as exc:
+            raise FieldConversionError(f"{value!r} is not a number") from exc
     if math.isnan(number) or math.isinf(number):
         raise FieldConversionError(f"{value!r} is not a finite number")
+    if isinstance(value, float | Decimal):
+        return number
     return int(number) if number.is_integer() and "." not in str(value) else number
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+CURRENCY_PRECISION = 20  # digits of a currency column, NUMERIC(20, x-scale)
+
+
+def _int64(value: Any) -> Any:
+    """Whole numbers are stored as 64-bit integers; refuse what would not fit."""
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise FieldConversionError(f"{value} is out of range (a 64-bit integer)")
+    return value
 
 
 @register
@@ -351,6 +371,9 @@ class IntegerType(FieldType):
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
         return sa.BigInteger()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return _int64(value)
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
         number = _to_number(value)
@@ -373,7 +396,10 @@ class NumberType(FieldType):
         return sa.Double()
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise FieldConversionError(f"{value!r} is not a finite number")
+        return number
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
         return _to_number(value)
@@ -399,14 +425,23 @@ class CurrencyType(FieldType):
     }
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
-        return sa.Numeric(20, int(spec.schema.get("x-scale", 2)))
+        return sa.Numeric(CURRENCY_PRECISION, int(spec.schema.get("x-scale", 2)))
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         scale = int(spec.schema.get("x-scale", 2))
         try:
-            return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+            amount = Decimal(str(value))
+            if not amount.is_finite():
+                raise InvalidOperation
+            amount = amount.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         except InvalidOperation as exc:
             raise FieldConversionError(f"{value!r} is not an amount") from exc
+        if amount and amount.adjusted() >= CURRENCY_PRECISION - scale:
+            raise FieldConversionError(
+                f"{value!r} is too large (at most {CURRENCY_PRECISION - scale} digits "
+                "before the decimal point)"
+            )
+        return amount
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         number = float(value)
@@ -456,6 +491,8 @@ class DateType(FieldType):
         return sa.Date()
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, dt.datetime):  # a datetime is a date too: keep only its day
+            return value.date()
         if isinstance(value, dt.date):
             return value
         try:
@@ -535,10 +572,19 @@ class MultipicklistType(FieldType):
     required_keywords = ("items",)
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
-        return sa.JSON()
+        return sa.JSON(none_as_null=True)  # an empty field is SQL NULL, not JSON 'null'
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        if not isinstance(value, list | tuple):  # list("ab") would be ["a", "b"]
+            raise FieldConversionError(f"{value!r} is not a list of values")
         return list(value)
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        if isinstance(value, str):  # a picklist value becomes a one-value selection
+            return [value]
+        if isinstance(value, list):
+            return value
+        raise FieldConversionError(f"{value!r} cannot become a list of values")
 
 
 @register
@@ -549,13 +595,27 @@ class JsonType(FieldType):
     sortable = False
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
-        return sa.JSON()
+        return sa.JSON(none_as_null=True)  # an empty field is SQL NULL, not JSON 'null'
 
     def definition_schema(self) -> dict[str, Any]:
         schema = super().definition_schema()
         # A json field may carry any JSON Schema to constrain its value.
         schema["additionalProperties"] = True
         return schema
+
+    def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
+        schema = super().value_schema(spec)
+        if spec.required or not schema:
+            return schema
+        # An optional field may be empty, whatever schema constrains its value.
+        if isinstance(schema.get("type"), str | list) and not _NULL_SENSITIVE & set(schema):
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            return {**schema, "type": [*types, "null"] if "null" not in types else types}
+        return {"anyOf": [{"type": "null"}, schema]}
+
+
+# Keywords that could refuse null even once "null" is among the allowed types.
+_NULL_SENSITIVE = frozenset({"enum", "const", "not", "allOf", "anyOf", "oneOf", "if", "$ref"})
 
 
 # --- references --------------------------------------------------------------------
@@ -577,6 +637,9 @@ class LookupType(FieldType):
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
         return sa.BigInteger()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return _int64(value)
 
     def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
         schema = super().value_schema(spec)

@@ -68,11 +68,20 @@ def json_body() -> Any:
     if not raw:
         raise BadRequest("the request needs a JSON body")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise BadRequest(
             "the request body is not valid JSON", [{"field": "", "message": str(exc)}]
         ) from None
+    except RecursionError:
+        raise BadRequest(
+            "the request body is nested too deeply", [{"field": "", "message": "too deep"}]
+        ) from None
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON does not."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def objects() -> ObjectService:

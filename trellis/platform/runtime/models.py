@@ -48,6 +48,13 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(default=False)
     language: Mapped[str] = mapped_column(sa.String(10), default="en")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The record of the hierarchy object (e.g. a dealer) this user works for, if any.
+    partner_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    manager_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_failed_at: Mapped[dt.datetime | None]
+    locked_until: Mapped[dt.datetime | None]
+    password_changed_at: Mapped[dt.datetime | None]
 
 
 class ApiToken(Base):
@@ -139,3 +146,70 @@ class InstalledPack(Base):
     demo_loaded: Mapped[bool] = mapped_column(default=False)
     installed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Role(Base):
+    """A role: which version of its document is current (versioned like objects)."""
+
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    current_version: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RoleVersion(Base):
+    __tablename__ = "role_versions"
+    __table_args__ = (sa.UniqueConstraint("role_name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    role_name: Mapped[str] = mapped_column(sa.ForeignKey("roles.name", ondelete="CASCADE"))
+    version: Mapped[int]
+    document: Mapped[dict[str, Any]]
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role_name: Mapped[str] = mapped_column(
+        sa.ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class HierarchyLink(Base):
+    """Closure table of a hierarchy object (e.g. dealers): every ancestor → descendant pair.
+
+    Maintained on every write of the hierarchy object, so "this partner and every
+    partner below it" is one indexed lookup, whatever the depth of the tree.
+    """
+
+    __tablename__ = "hierarchy_links"
+    __table_args__ = (sa.Index("ix_hierarchy_links_descendant", "object_name", "descendant_id"),)
+
+    object_name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    ancestor_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    descendant_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    depth: Mapped[int]
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: sign-ins, token use, denials, metadata and role changes."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_action_at", "action", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.BigInteger, index=True)
+    actor_email: Mapped[str | None] = mapped_column(sa.String(254))
+    action: Mapped[str] = mapped_column(sa.String(60))
+    target: Mapped[str | None] = mapped_column(sa.String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(300))

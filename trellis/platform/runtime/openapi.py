@@ -7,6 +7,7 @@ as it is. The document is rebuilt only when the metadata revision moves.
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from trellis.platform.metadata.fieldtypes import ALL_OPS
@@ -14,18 +15,22 @@ from trellis.platform.metadata.fieldtypes import ALL_OPS
 if TYPE_CHECKING:
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
-_cache: dict[tuple[int, int | None, str], dict[str, Any]] = {}
+# Per registry (weakly: an app's registry going away takes its document with it; keying on
+# ``id(registry)`` served a dead registry's document to a new one at the same address).
+_cache: weakref.WeakKeyDictionary[MetaRegistry, tuple[int | None, str, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 ERROR = {"$ref": "#/components/responses/Error"}
 STANDARD_ERRORS = {"400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR}
 
 
 def openapi_document(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
-    key = (id(registry), registry.revision, server_url)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = _build(registry, server_url)
-    return _cache[key]
+    cached = _cache.get(registry)
+    if cached is None or cached[:2] != (registry.revision, server_url):
+        cached = (registry.revision, server_url, _build(registry, server_url))
+        _cache[registry] = cached
+    return cached[2]
 
 
 def _build(registry: MetaRegistry, server_url: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ version through the same service as the API, and demo data loads once.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ def _read_json(folder: Path, relative: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PackError(f"the pack names {relative!r}, which does not exist") from None
+    except OSError as exc:  # a folder, an unreadable file
+        raise PackError(f"cannot read {relative!r}: {exc.strerror}") from None
     except ValueError as exc:
         raise PackError(f"{relative} is not valid JSON: {exc}") from None
 
@@ -96,9 +99,11 @@ def install_pack(
         name = document.get("x-name") if isinstance(document, dict) else None
         try:
             registry.ensure_current(session)
-            if isinstance(name, str) and registry.find(name) is not None:
-                outcome = service.update(name, document)
-                (result.updated if outcome.created else result.unchanged).append(name)
+            current = registry.find(name) if isinstance(name, str) else None
+            if current is not None:
+                document = keep_additions(document, current.definition.document)
+                outcome = service.update(current.name, document)
+                (result.updated if outcome.created else result.unchanged).append(current.name)
             else:
                 service.create(document)
                 result.created.append(str(name))
@@ -118,6 +123,28 @@ def install_pack(
         row.demo_loaded = True
     session.flush()
     return result
+
+
+def keep_additions(pack_document: Any, current: dict[str, Any]) -> Any:
+    """The pack's definition plus the fields admins added to the installed one (DESIGN §8).
+
+    A field the current definition has and the pack's does not is taken to be an admin's
+    addition and kept, required or not as it was; so a pack version cannot drop a field
+    on its own (an admin removes it, and its data is archived, never lost).
+    """
+    if not isinstance(pack_document, dict) or not isinstance(pack_document.get("properties"), dict):
+        return pack_document  # let validation refuse it with the pack's own pointers
+    merged = copy.deepcopy(pack_document)
+    added = [name for name in current["properties"] if name not in merged["properties"]]
+    if not added:
+        return merged
+    for field_name in added:
+        merged["properties"][field_name] = copy.deepcopy(current["properties"][field_name])
+    required = set(current.get("required", []))
+    kept = [field_name for field_name in added if field_name in required]
+    if kept:
+        merged["required"] = [*merged.get("required", []), *kept]
+    return merged
 
 
 def load_demo_data(records: RecordService, data: Any, source: str) -> int:

@@ -21,6 +21,8 @@ from trellis.exceptions import InvalidQuery
 from trellis.platform.metadata.fieldtypes import (
     ALL_OPS,
     EQUALITY_OPS,
+    INT64_MAX,
+    INT64_MIN,
     ORDER_OPS,
     FieldConversionError,
 )
@@ -164,10 +166,11 @@ def _condition(meta: ObjectMeta, clause: Any) -> sa.ColumnElement[bool]:
         if not isinstance(value, str):
             raise InvalidQuery("contains on a multipicklist takes one value")
         return sa.cast(column, sa.Text).contains(json.dumps(value), autoescape=True)
+    # Case-insensitive on every database (SQLite's LIKE is, PostgreSQL's is not).
     if op == "contains":
-        return column.contains(_text(value), autoescape=True)
+        return column.icontains(_text(spec, name, value), autoescape=True)
     if op == "startswith":
-        return column.startswith(_text(value), autoescape=True)
+        return column.istartswith(_text(spec, name, value), autoescape=True)
     converted = _convert(spec, name, value)
     if converted is None:
         raise InvalidQuery(f"{op} needs a value; use is_null to match empty fields")
@@ -182,10 +185,11 @@ def _condition(meta: ObjectMeta, clause: Any) -> sa.ColumnElement[bool]:
     return comparisons[op](converted)
 
 
-def _text(value: Any) -> str:
+def _text(spec: FieldSpec | None, name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidQuery("contains and startswith take a non-empty string")
-    return value
+    text: str = _convert(spec, name, value)
+    return text
 
 
 def _convert(spec: FieldSpec | None, name: str, value: Any) -> Any:
@@ -201,6 +205,8 @@ def _convert(spec: FieldSpec | None, name: str, value: Any) -> Any:
                 raise InvalidQuery(str(exc)) from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidQuery(f"{name} takes whole numbers")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidQuery(f"{name}: {value} is out of range")
         return value
     try:
         if spec.type.json_type == "integer" and (
@@ -274,13 +280,15 @@ def keyset_condition(
         column, value = meta.table.c[name], after[i]
         if value is None:
             continue  # nothing sorts after NULL on this key; ties are handled by later keys
-        beyond = column < value if descending else column > value
+        # A bound literal: SQLAlchemy refuses ``column > False`` with a bare bool.
+        bound = sa.literal(value, column.type)
+        beyond = column < bound if descending else column > bound
         alternatives.append(sa.and_(*equal_before, sa.or_(beyond, column.is_(None))))
     return sa.or_(*alternatives) if alternatives else sa.false()
 
 
 def _equals(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[bool]:
-    return column.is_(None) if value is None else column == value
+    return column.is_(None) if value is None else column == sa.literal(value, column.type)
 
 
 def encode_cursor(values: list[Any]) -> str:

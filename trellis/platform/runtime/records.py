@@ -26,7 +26,7 @@ from trellis.exceptions import (
     StaleRecord,
     ValidationFailed,
 )
-from trellis.platform.metadata.fieldtypes import FieldConversionError
+from trellis.platform.metadata.fieldtypes import INT64_MAX, FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, utcnow
 from trellis.platform.runtime.query import (
@@ -446,6 +446,8 @@ class RecordService:
                 self._restore(child, child_row)
 
     def _row(self, meta: ObjectMeta, record_id: int) -> Any:
+        if not 1 <= record_id <= INT64_MAX:  # no such id; and the driver could not bind it
+            raise NotFound(f"no {meta.name} with id {record_id}")
         row = (
             self.session.execute(sa.select(meta.table).where(meta.table.c.id == record_id))
             .mappings()

@@ -1,0 +1,488 @@
+"""The ``trellis`` command: init, token create, pack install — and serve / demo for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from flask import Flask
+
+from trellis import create_app
+from trellis.cli import main
+from trellis.extensions import db
+from trellis.platform.runtime.models import InstalledPack, MetaObjectVersion, User
+from trellis.platform.runtime.packs import BUILTIN_PACKS
+
+EMAIL = "owner@example.com"
+PASSWORD = "a long enough password"
+# Settings the developer's shell may carry that would change what the commands do.
+CLEARED = (
+    "TRELLIS_ADMIN_EMAIL",
+    "TRELLIS_ADMIN_PASSWORD",
+    "TRELLIS_SECRET_KEY",
+    "TRELLIS_REDIS_URL",
+)
+SERVER_START_TIMEOUT = 60.0
+TOKEN_RE = re.compile(r"trl_[A-Za-z0-9_-]{20,}")
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+@pytest.fixture
+def environment(tmp_path: Path, sqlite_url: str) -> dict[str, str | None]:
+    env: dict[str, str | None] = dict.fromkeys(CLEARED)
+    env["TRELLIS_DATABASE_URL"] = sqlite_url
+    env["TRELLIS_INSTANCE_PATH"] = str(tmp_path / "instance")
+    return env
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def trellis(environment: dict[str, str | None]) -> Iterator[Run]:
+    """Run ``trellis <args>`` in-process; ``env`` adds to the test's environment."""
+
+    def run(*args: str, env: dict[str, str | None] | None = None, ok: bool = True) -> Result:
+        result = CliRunner().invoke(main, list(args), env={**environment, **(env or {})})
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    yield run
+    if db.engine is not None:
+        db.engine.dispose()
+
+
+def engine_for(url: str) -> sa.Engine:
+    return sa.create_engine(url)
+
+
+def users(url: str) -> list[tuple[str, bool]]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(User.email, User.is_admin).order_by(User.id))
+            return [(email, bool(admin)) for email, admin in rows]
+    finally:
+        engine.dispose()
+
+
+def count(url: str, table: str) -> int:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
+    finally:
+        engine.dispose()
+
+
+def last_line(result: Result) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+def api_app(url: str) -> Flask:
+    return create_app({"DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- init ------------------------------------------------------------------------------
+
+
+def test_init_creates_the_database_and_the_admin(trellis: Run, sqlite_url: str) -> None:
+    result = trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    assert "database ready" in result.stdout
+    assert f"admin {EMAIL} created" in result.stdout
+    assert users(sqlite_url) == [(EMAIL, True)]
+    assert count(sqlite_url, "meta_revision") == 1
+
+
+def test_init_is_idempotent(trellis: Run, sqlite_url: str) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    again = trellis("init", "--admin-email", EMAIL, "--admin-password", "another password")
+    assert f"admin {EMAIL} updated" in again.stdout
+    trellis("init")  # no admin: only the database
+    assert users(sqlite_url) == [(EMAIL, True)]
+    assert count(sqlite_url, "meta_revision") == 1
+    # The new password is the one that counts.
+    from werkzeug.security import check_password_hash
+
+    engine = engine_for(sqlite_url)
+    with engine.connect() as connection:
+        stored = connection.scalar(sa.select(User.password_hash))
+    engine.dispose()
+    assert check_password_hash(str(stored), "another password")
+
+
+def test_init_reads_the_admin_from_the_environment(trellis: Run, sqlite_url: str) -> None:
+    result = trellis("init", env={"TRELLIS_ADMIN_EMAIL": EMAIL, "TRELLIS_ADMIN_PASSWORD": PASSWORD})
+    assert f"admin {EMAIL} created" in result.stdout
+    assert users(sqlite_url) == [(EMAIL, True)]
+
+
+def test_init_refuses_a_short_password(trellis: Run, sqlite_url: str) -> None:
+    result = trellis("init", "--admin-email", EMAIL, "--admin-password", "short", ok=False)
+    assert result.exit_code != 0
+    assert "password too short" in result.stderr
+    assert "at least 8 characters" in result.stderr
+    assert "Traceback" not in result.output
+    assert users(sqlite_url) == []
+    # The same from the environment.
+    env = {"TRELLIS_ADMIN_EMAIL": EMAIL, "TRELLIS_ADMIN_PASSWORD": "1234567"}
+    from_env = trellis("init", env=env, ok=False)
+    assert from_env.exit_code != 0 and "password too short" in from_env.stderr
+
+
+def test_init_needs_both_email_and_password(trellis: Run) -> None:
+    result = trellis("init", "--admin-email", EMAIL, ok=False)
+    assert result.exit_code == 2
+    assert "--admin-password" in result.output
+
+
+def test_init_refuses_an_invalid_email(trellis: Run) -> None:
+    result = trellis("init", "--admin-email", "nobody", "--admin-password", PASSWORD, ok=False)
+    assert result.exit_code != 0 and "invalid e-mail" in result.stderr
+
+
+# --- token create ----------------------------------------------------------------------
+
+
+def test_token_create_prints_a_working_token(trellis: Run, sqlite_url: str, tmp_path: Path) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    result = trellis("token", "create", "--user", EMAIL)
+    token = last_line(result)
+    assert TOKEN_RE.fullmatch(token), result.stdout
+    second = last_line(trellis("token", "create", "--user", EMAIL.upper(), "--name", "ci"))
+    assert second != token
+
+    app = api_app(sqlite_url)
+    client = app.test_client()
+    try:
+        for good in (token, second):
+            response = client.get("/api/v1/objects", headers=bearer(good))
+            assert response.status_code == 200, response.get_json()
+            assert response.get_json() == {"items": []}
+        made_up = "trl_" + "x" * 43
+        assert client.get("/api/v1/objects", headers=bearer(made_up)).status_code == 401
+        assert client.get("/api/v1/objects").status_code == 401
+    finally:
+        assert db.engine is not None
+        db.engine.dispose()
+
+
+def test_token_create_for_an_unknown_user_fails(trellis: Run, sqlite_url: str) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    result = trellis("token", "create", "--user", "ghost@example.com", ok=False)
+    assert result.exit_code != 0
+    assert "no active user 'ghost@example.com'" in result.stderr
+    assert not TOKEN_RE.search(result.output)
+    assert count(sqlite_url, "api_tokens") == 0
+
+
+def test_token_create_needs_a_user(trellis: Run) -> None:
+    result = trellis("token", "create", ok=False)
+    assert result.exit_code == 2 and "--user" in result.output
+
+
+def test_commands_before_init_fail_clearly(trellis: Run) -> None:
+    for args in (["token", "create", "--user", EMAIL], ["pack", "install", "channel_pack"]):
+        result = trellis(*args, ok=False)
+        assert result.exit_code != 0, args
+        assert "trellis init" in result.stderr, args
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# --- pack install ----------------------------------------------------------------------
+
+
+def test_pack_install_by_name_is_idempotent(trellis: Run, sqlite_url: str) -> None:
+    trellis("init")
+    first = trellis("pack", "install", "channel_pack")
+    assert "pack channel_pack" in first.stdout and "created 4" in first.stdout
+    assert "demo record" not in first.stdout
+    assert count(sqlite_url, "obj_dealer") == 0
+    versions = count(sqlite_url, "meta_object_versions")
+    assert versions == 4
+    second = trellis("pack", "install", "channel_pack")
+    assert "created 0, updated 0, unchanged 4" in second.stdout
+    assert count(sqlite_url, "meta_object_versions") == versions
+    assert count(sqlite_url, "installed_packs") == 1
+
+
+def test_pack_install_demo_loads_once(trellis: Run, sqlite_url: str) -> None:
+    trellis("init")
+    first = trellis("pack", "install", "channel_pack", "--demo")
+    assert re.search(r"\b\d+ demo record\(s\)", first.stdout)
+    dealers, products = count(sqlite_url, "obj_dealer"), count(sqlite_url, "obj_product")
+    assert dealers > 0 and products >= 12
+    again = trellis("pack", "install", "channel_pack", "--demo")
+    assert "demo record" not in again.stdout
+    assert (count(sqlite_url, "obj_dealer"), count(sqlite_url, "obj_product")) == (
+        dealers,
+        products,
+    )
+
+
+def test_pack_install_from_a_folder(
+    trellis: Run, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trellis("init")
+    folder = tmp_path / "my pack"
+    shutil.copytree(BUILTIN_PACKS / "channel_pack", folder)
+    result = trellis("pack", "install", str(folder), "--demo")
+    assert "created 4" in result.stdout and "demo record" in result.stdout
+    assert "unchanged 4" in trellis("pack", "install", str(folder), "--demo").stdout
+    monkeypatch.chdir(tmp_path)  # a relative path works too
+    assert "unchanged 4" in trellis("pack", "install", "my pack", "--demo").stdout
+    assert count(sqlite_url, "installed_packs") == 1
+    assert count(sqlite_url, "obj_product") == 12
+
+
+def test_pack_install_of_nothing_fails_clearly(trellis: Run, sqlite_url: str) -> None:
+    trellis("init")
+    result = trellis("pack", "install", "nowhere", ok=False)
+    assert result.exit_code != 0
+    assert "no pack at 'nowhere'" in result.stderr
+    assert count(sqlite_url, "installed_packs") == 0
+
+
+def test_pack_install_of_an_invalid_pack_changes_nothing(
+    trellis: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    trellis("init")
+    folder = tmp_path / "bad"
+    shutil.copytree(BUILTIN_PACKS / "channel_pack", folder)
+    order = folder / "objects" / "order.json"
+    order.write_text(
+        order.read_text(encoding="utf-8").replace('"x-target": "dealer"', '"x-target": "ghost"')
+    )
+    result = trellis("pack", "install", str(folder), "--demo", ok=False)
+    assert result.exit_code != 0
+    assert "objects/order.json" in result.stderr and "unknown object 'ghost'" in result.stderr
+    assert count(sqlite_url, "meta_objects") == 0
+    assert count(sqlite_url, "installed_packs") == 0
+
+
+# --- the same flow on each database ------------------------------------------------------
+
+
+def test_flow_on_each_database(db_url: str, tmp_path: Path) -> None:
+    """init → pack install --demo → token create → the token reads the demo data."""
+    env: dict[str, str | None] = dict.fromkeys(CLEARED)
+    env.update(TRELLIS_DATABASE_URL=db_url, TRELLIS_INSTANCE_PATH=str(tmp_path / "instance"))
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(main, list(args), env=env)
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    try:
+        run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+        run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+        run("pack", "install", "channel_pack", "--demo")
+        assert "unchanged 4" in run("pack", "install", "channel_pack", "--demo").stdout
+        token = last_line(run("token", "create", "--user", EMAIL))
+        app = api_app(db_url)
+        with app.test_client() as client:
+            objects = client.get("/api/v1/objects", headers=bearer(token)).get_json()
+            names = {o["name"] for o in objects["items"]}
+            assert names == {"dealer", "product", "sales_order", "order_line"}
+            dealers = client.get("/api/v1/records/dealer?limit=500", headers=bearer(token))
+            assert dealers.status_code == 200
+            assert len(dealers.get_json()["items"]) == 15
+        engine = engine_for(db_url)
+        with engine.connect() as connection:
+            assert connection.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+            assert connection.scalar(sa.select(sa.func.count()).select_from(InstalledPack)) == 1
+            versions = sa.select(sa.func.count()).select_from(MetaObjectVersion)
+            assert connection.scalar(versions) == 4
+        engine.dispose()
+    finally:
+        if db.engine is not None:
+            db.engine.dispose()
+
+
+# --- the real servers ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A ``trellis`` subprocess in its own process group, always stopped by the fixture."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        executable = shutil.which("trellis")
+        assert executable, "the trellis command is not installed (pip install -e .)"
+        self.log = log
+        self.port = int(args[args.index("--port") + 1])
+        self.handle = log.open("wb")
+        self.process = subprocess.Popen(
+            [executable, *args],
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_until_up(self, timeout: float = SERVER_START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"the server did not answer within {timeout}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)  # gunicorn's master and workers
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+            except ProcessLookupError:
+                pass
+        self.handle.close()
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, environment: dict[str, str | None]
+) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> Server:
+        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+        env.update({k: v for k, v in environment.items() if v is not None})
+        env.update(extra_env or {})
+        server = Server(list(args), env, tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_serve_runs_the_api(trellis: Run, start_server: Callable[..., Server]) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("pack", "install", "channel_pack", "--demo")
+    token = last_line(trellis("token", "create", "--user", EMAIL))
+
+    server = start_server("serve", "--port", str(free_port()))
+    server.wait_until_up()
+    anonymous = requests.get(server.url + "/api/v1/records/dealer", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "unauthenticated"
+    dealers = requests.get(server.url + "/api/v1/records/dealer", headers=bearer(token), timeout=10)
+    assert dealers.status_code == 200
+    items = dealers.json()["items"]
+    assert len(items) == 15 and {"national", "regional", "sub_distributor"} == {
+        d["level"] for d in items
+    }
+    wrong = requests.get(
+        server.url + "/api/v1/objects", headers=bearer("trl_" + "y" * 43), timeout=10
+    )
+    assert wrong.status_code == 401
+    server.stop()
+    assert server.process.returncode is not None
+
+
+@pytest.mark.slow
+def test_serve_refuses_an_uninitialised_database(start_server: Callable[..., Server]) -> None:
+    server = start_server("serve", "--port", str(free_port()))
+    assert server.process.wait(timeout=SERVER_START_TIMEOUT) != 0
+    assert "trellis init" in server.output()
+
+
+def _wait_for_output(server: Server, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = pattern.search(server.output())
+        if match:
+            return match
+        if server.process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"no {pattern.pattern!r} in the output:\n{server.output()}")
+
+
+@pytest.mark.slow
+def test_demo_prints_working_credentials(start_server: Callable[..., Server]) -> None:
+    server = start_server("demo", "--port", str(free_port()))
+    sign_in = _wait_for_output(
+        server, re.compile(r"sign in:\s+(\S+@\S+) / (\S+)"), SERVER_START_TIMEOUT
+    )
+    email, password = sign_in.group(1), sign_in.group(2)
+    assert email == "admin@example.com" and len(password) >= 8
+    token = _wait_for_output(server, re.compile(r"API token:\s+(trl_\S+)"), 10).group(1)
+    assert str(server.port) in server.output()
+    server.wait_until_up()
+
+    dealers = requests.get(server.url + "/api/v1/records/dealer", headers=bearer(token), timeout=10)
+    assert dealers.status_code == 200
+    assert len(dealers.json()["items"]) == 15
+    assert requests.get(server.url + "/api/v1/records/dealer", timeout=10).status_code == 401
+
+
+@pytest.mark.slow
+def test_demo_uses_the_given_admin_password(
+    start_server: Callable[..., Server], sqlite_url: str
+) -> None:
+    server = start_server(
+        "demo", "--port", str(free_port()), extra_env={"TRELLIS_ADMIN_PASSWORD": PASSWORD}
+    )
+    _wait_for_output(server, re.compile(r"sign in:.*" + re.escape(PASSWORD)), SERVER_START_TIMEOUT)
+    server.wait_until_up()
+    from werkzeug.security import check_password_hash
+
+    engine = engine_for(sqlite_url)
+    with engine.connect() as connection:
+        stored = connection.scalar(
+            sa.select(User.password_hash).where(User.email == "admin@example.com")
+        )
+    engine.dispose()
+    assert check_password_hash(str(stored), PASSWORD)
+
+
+def test_demo_refuses_a_short_admin_password(trellis: Run) -> None:
+    result = trellis("demo", "--port", "1", env={"TRELLIS_ADMIN_PASSWORD": "short"}, ok=False)
+    assert result.exit_code != 0 and "password too short" in result.stderr

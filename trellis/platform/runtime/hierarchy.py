@@ -1,0 +1,134 @@
+"""Partner hierarchies as a closure table (``hierarchy_links``).
+
+For an object with a self-lookup (dealers and their ``parent``), every ancestor →
+descendant pair is stored, the node itself included at depth 0. "This partner and
+everything below it" is then one indexed lookup, whatever the depth, and a scoped
+list query is a plain ``IN (SELECT descendant_id …)`` the database can plan well.
+
+The table is maintained on every write of the hierarchy object: an insert links the
+new node below its parent's ancestors; a move deletes the paths from the old
+ancestors to the moved subtree and links the subtree below the new parent — a
+handful of set-based statements, not a walk in Python.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from trellis.exceptions import ValidationFailed
+from trellis.platform.runtime.models import HierarchyLink
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.runtime.registry import ObjectMeta
+
+links = cast("sa.Table", HierarchyLink.__table__)
+
+
+def descendants(object_name: str, ancestor_id: Any) -> sa.Select[Any]:
+    """``SELECT descendant_id`` of ``ancestor_id`` and every node below it."""
+    return sa.select(links.c.descendant_id).where(
+        links.c.object_name == object_name, links.c.ancestor_id == ancestor_id
+    )
+
+
+def link_new(session: Session, object_name: str, node_id: int, parent_id: int | None) -> None:
+    """Link a new node: to itself, and below every ancestor of its parent."""
+    session.execute(
+        sa.insert(links).values(
+            object_name=object_name, ancestor_id=node_id, descendant_id=node_id, depth=0
+        )
+    )
+    if parent_id is not None:
+        _link_subtree_below(session, object_name, node_id, parent_id)
+
+
+def move(session: Session, object_name: str, node_id: int, new_parent_id: int | None) -> None:
+    """Re-hang ``node_id`` (and its subtree) below ``new_parent_id``; refuse cycles."""
+    subtree = descendants(object_name, node_id)
+    if new_parent_id is not None:
+        inside = session.execute(
+            subtree.where(links.c.descendant_id == new_parent_id).limit(1)
+        ).first()
+        if inside is not None:
+            raise ValidationFailed(
+                "a record cannot be moved below itself or its own descendants",
+                [{"field": "parent", "message": f"{new_parent_id} is below {node_id}"}],
+            )
+    session.execute(
+        sa.delete(links).where(
+            links.c.object_name == object_name,
+            links.c.descendant_id.in_(subtree.scalar_subquery()),
+            links.c.ancestor_id.not_in(subtree.scalar_subquery()),
+        )
+    )
+    if new_parent_id is not None:
+        _link_subtree_below(session, object_name, node_id, new_parent_id)
+
+
+def _link_subtree_below(session: Session, object_name: str, node_id: int, parent_id: int) -> None:
+    up = links.alias("up")
+    down = links.alias("down")
+    paths = sa.select(
+        sa.literal(object_name),
+        up.c.ancestor_id,
+        down.c.descendant_id,
+        up.c.depth + down.c.depth + 1,
+    ).where(
+        up.c.object_name == object_name,
+        up.c.descendant_id == parent_id,
+        down.c.object_name == object_name,
+        down.c.ancestor_id == node_id,
+    )
+    session.execute(
+        sa.insert(links).from_select(
+            ["object_name", "ancestor_id", "descendant_id", "depth"], paths
+        )
+    )
+
+
+def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
+    """Recompute the closure of a whole object from its parent pointers. Returns link count.
+
+    Used when an object becomes a hierarchy (or its parent field changes) while it
+    already holds records. Iterative, one level per statement, so it is set-based
+    and bounded by the depth of the tree.
+    """
+    table = meta.table
+    session.execute(sa.delete(links).where(links.c.object_name == meta.name))
+    session.execute(
+        sa.insert(links).from_select(
+            ["object_name", "ancestor_id", "descendant_id", "depth"],
+            sa.select(sa.literal(meta.name), table.c.id, table.c.id, sa.literal(0)),
+        )
+    )
+    depth = 0
+    while True:
+        previous = links.alias("previous")
+        step = sa.select(
+            sa.literal(meta.name),
+            table.c[parent_field],
+            previous.c.descendant_id,
+            sa.literal(depth + 1),
+        ).where(
+            previous.c.object_name == meta.name,
+            previous.c.depth == depth,
+            previous.c.ancestor_id == table.c.id,
+            table.c[parent_field].is_not(None),
+        )
+        inserted = session.execute(
+            sa.insert(links).from_select(
+                ["object_name", "ancestor_id", "descendant_id", "depth"], step
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if not inserted or depth > 1000:
+            break
+        depth += 1
+    return int(
+        session.execute(
+            sa.select(sa.func.count()).select_from(links).where(links.c.object_name == meta.name)
+        ).scalar_one()
+    )
