@@ -147,7 +147,14 @@ def test_every_endpoint_needs_a_valid_token(app: Flask, api: Api, dealer: dict[s
     ]
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")]
     assert any(r.rule == "/api/v1/openapi.json" for r in rules)
-    values = {"name": "dealer", "object_name": "dealer", "record_id": dealer["id"], "version": 1}
+    values = {
+        "name": "dealer",
+        "object_name": "dealer",
+        "record_id": dealer["id"],
+        "version": 1,
+        "user_id": 1,
+        "token_id": 1,
+    }
     checked = 0
     for rule in rules:
         path = rule.rule

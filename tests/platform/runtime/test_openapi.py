@@ -11,6 +11,7 @@ from tests.conftest import Api
 from tests.factories import dealer_definition, field, order_definitions
 from tests.platform.runtime.helpers import create, define, error_of, redefine
 from trellis.platform.metadata.definition import load_definition
+from trellis.platform.metadata.permissions import Permissions
 from trellis.platform.runtime.openapi import openapi_document
 from trellis.platform.runtime.registry import MetaRegistry, build_objects
 
@@ -129,6 +130,6 @@ def test_each_registry_gets_its_own_document() -> None:
         doc["properties"]["parent"]["x-target"] = name
         registry._objects = build_objects([(load_definition(doc), 1)])
         registry._revision = 1
-        paths = openapi_document(registry, "http://localhost")["paths"]
+        paths = openapi_document(registry, "http://localhost", Permissions(is_admin=True))["paths"]
         assert f"/records/{name}" in paths, (index, sorted(paths))
         del registry

@@ -55,6 +55,8 @@ def meta_schema() -> dict[str, Any]:
             "x-label-plural": LABEL_SCHEMA,
             "x-description": LABEL_SCHEMA,
             "x-title-field": {"type": "string"},
+            "x-hierarchy-field": {"type": "string"},
+            "x-scope-field": {"type": "string"},
             "title": {"type": "string"},
             "description": {"type": "string"},
             "type": {"const": "object"},
@@ -177,6 +179,46 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
     objects = {**known, name: doc}
     for field_name, prop in properties.items():
         problems.extend(_field_problems(name, field_name, prop, field_name in required, objects))
+    problems.extend(_scope_problems(doc, objects))
+    return problems
+
+
+def hierarchy_field_of(doc: dict[str, Any]) -> str | None:
+    """The self-lookup that makes an object a hierarchy (``x-hierarchy-field``, or the only one)."""
+    named = doc.get("x-hierarchy-field")
+    if named is not None:
+        return str(named)
+    own = [
+        field_name
+        for field_name, prop in doc.get("properties", {}).items()
+        if prop.get("x-type") == "lookup" and prop.get("x-target") == doc.get("x-name")
+    ]
+    return own[0] if len(own) == 1 else None
+
+
+def _scope_problems(doc: dict[str, Any], objects: dict[str, dict[str, Any]]) -> list[Problem]:
+    problems = []
+    properties = doc["properties"]
+    named = doc.get("x-hierarchy-field")
+    if named is not None:
+        prop = properties.get(named, {})
+        if prop.get("x-type") != "lookup" or prop.get("x-target") != doc["x-name"]:
+            problems.append(
+                Problem("/x-hierarchy-field", f"{named!r} must be a lookup to this object itself")
+            )
+    scope = doc.get("x-scope-field")
+    if scope is not None:
+        prop = properties.get(scope)
+        target = objects.get(str(prop.get("x-target"))) if prop else None
+        if prop is None or prop.get("x-type") not in ("lookup", "master_detail"):
+            problems.append(Problem("/x-scope-field", f"{scope!r} must be a lookup field"))
+        elif target is None or hierarchy_field_of(target) is None:
+            problems.append(
+                Problem(
+                    "/x-scope-field",
+                    f"{scope!r} must point at a hierarchy object (one with a self-lookup parent)",
+                )
+            )
     return problems
 
 
@@ -271,6 +313,16 @@ class ObjectDefinition:
 
     def lookups(self) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.target is not None]
+
+    @property
+    def hierarchy_field(self) -> str | None:
+        """The parent field when this object is a partner hierarchy (e.g. dealers)."""
+        return hierarchy_field_of(self.document)
+
+    @property
+    def scope_field(self) -> str | None:
+        """The field naming the partner a record belongs to (``x-scope-field``)."""
+        return self.document.get("x-scope-field")
 
     def master_field(self) -> FieldSpec | None:
         return next((f for f in self.fields.values() if f.type.name == "master_detail"), None)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from trellis.exceptions import AuthenticationRequired, NotFound, ValidationFailed
-from trellis.platform.runtime.models import ApiToken, User, utcnow
+from trellis.platform.runtime.models import ApiToken, MetaRevision, User, UserRole, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -28,13 +28,17 @@ MIN_PASSWORD_LENGTH = 8
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who is making the request."""
+class TokenIdentity:
+    """What one query learns from a bearer token: the user, their roles, the metadata revision."""
 
+    token_id: int
     user_id: int
     email: str
     is_admin: bool
-    token_id: int | None = None
+    partner_id: int | None
+    roles: tuple[str, ...]
+    revision: int
+    needs_touch: bool  # last_used_at is older than LAST_USED_RESOLUTION
 
 
 def hash_token(token: str) -> str:
@@ -89,13 +93,23 @@ def issue_token(
     return token
 
 
-def authenticate_token(session: Session, authorization: str | None) -> Caller:
-    """The caller behind an ``Authorization: Bearer`` header, or ``AuthenticationRequired``."""
+def authenticate_token(session: Session, authorization: str | None) -> TokenIdentity:
+    """The identity behind an ``Authorization: Bearer`` header, or ``AuthenticationRequired``.
+
+    One query answers everything a request needs to start: the token's state, its
+    user, the user's role names and the metadata revision.
+    """
     if not authorization or not authorization.startswith("Bearer "):
         raise AuthenticationRequired("send an API token: Authorization: Bearer <token>")
     token = authorization[len("Bearer ") :].strip()
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthenticationRequired("the token is not valid")
+    roles = (
+        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
+        .where(UserRole.user_id == User.id)
+        .scalar_subquery()
+    )
+    revision = sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
     row = session.execute(
         sa.select(
             ApiToken.id,
@@ -106,19 +120,48 @@ def authenticate_token(session: Session, authorization: str | None) -> Caller:
             User.email,
             User.is_admin,
             User.is_active,
+            User.partner_id,
+            roles,
+            revision,
         )
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == hash_token(token))
     ).first()
     if row is None:
         raise AuthenticationRequired("the token is not valid")
-    token_id, expires_at, revoked_at, last_used_at, user_id, email, is_admin, is_active = row
+    (
+        token_id,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        user_id,
+        email,
+        is_admin,
+        is_active,
+        partner_id,
+        role_names,
+        meta_revision,
+    ) = row
     now = utcnow()
     if revoked_at is not None or not is_active or (expires_at and _aware(expires_at) <= now):
         raise AuthenticationRequired("the token is revoked or expired")
-    if last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION:
-        session.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
-    return Caller(user_id, email, bool(is_admin), token_id)
+    return TokenIdentity(
+        token_id=token_id,
+        user_id=user_id,
+        email=email,
+        is_admin=bool(is_admin),
+        partner_id=partner_id,
+        roles=tuple(sorted(role_names.split(","))) if role_names else (),
+        revision=meta_revision or 0,
+        needs_touch=last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION,
+    )
+
+
+def touch_token(connection: sa.Connection, token_id: int) -> None:
+    """Record a token's use (outside the request's transaction, at most once a minute)."""
+    connection.execute(
+        sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
+    )
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

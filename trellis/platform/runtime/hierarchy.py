@@ -72,16 +72,21 @@ def move(session: Session, object_name: str, node_id: int, new_parent_id: int | 
 def _link_subtree_below(session: Session, object_name: str, node_id: int, parent_id: int) -> None:
     up = links.alias("up")
     down = links.alias("down")
-    paths = sa.select(
-        sa.literal(object_name),
-        up.c.ancestor_id,
-        down.c.descendant_id,
-        up.c.depth + down.c.depth + 1,
-    ).where(
-        up.c.object_name == object_name,
-        up.c.descendant_id == parent_id,
-        down.c.object_name == object_name,
-        down.c.ancestor_id == node_id,
+    # Every ancestor of the parent × every node of the moved subtree: a deliberate cross join.
+    paths = (
+        sa.select(
+            sa.literal(object_name),
+            up.c.ancestor_id,
+            down.c.descendant_id,
+            up.c.depth + down.c.depth + 1,
+        )
+        .select_from(up.join(down, sa.true()))
+        .where(
+            up.c.object_name == object_name,
+            up.c.descendant_id == parent_id,
+            down.c.object_name == object_name,
+            down.c.ancestor_id == node_id,
+        )
     )
     session.execute(
         sa.insert(links).from_select(

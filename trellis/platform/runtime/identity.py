@@ -61,7 +61,8 @@ class Caller:
     is_admin: bool
     partner_id: int | None
     roles: tuple[str, ...]
-    permissions: Permissions
+    permissions: Permissions  # what the caller may do (everything, for an admin)
+    role_permissions: Permissions  # what their roles alone grant (to audit admin bypass)
     token_id: int | None = None
 
 
@@ -148,18 +149,6 @@ class RoleService:
         )
         self.session.flush()
         bump_revision(self.session)
-
-
-def current_role_documents(session: Session) -> dict[str, dict[str, Any]]:
-    rows = session.execute(
-        sa.select(RoleVersion.role_name, RoleVersion.document).join(
-            Role,
-            sa.and_(
-                Role.name == RoleVersion.role_name, Role.current_version == RoleVersion.version
-            ),
-        )
-    )
-    return {name: dict(document) for name, document in rows}
 
 
 # --- users -------------------------------------------------------------------------------

@@ -73,7 +73,22 @@ class ObjectService:
         row.current_version = version
         row.updated_at = utcnow()
         self._write_version(new.document, version, diff, restored_from)
+        old_parent = load_definition(old_document).hierarchy_field
+        if new.hierarchy_field != old_parent:
+            self._rebuild_hierarchy(name, new.hierarchy_field)
         return DefinitionResult(name, version, new.document, True)
+
+    def _rebuild_hierarchy(self, name: str, parent_field: str | None) -> None:
+        """The object became a hierarchy (or changed its parent field): recompute its closure."""
+        from trellis.platform.runtime import hierarchy
+
+        if parent_field is None:
+            self.session.execute(
+                sa.delete(hierarchy.links).where(hierarchy.links.c.object_name == name)
+            )
+            return
+        self.registry.ensure_current(self.session)
+        hierarchy.rebuild(self.session, self.registry.get(name), parent_field)
 
     def restore(self, name: str, version: int) -> DefinitionResult:
         """Make an old version current again, as a new version (history is never rewritten)."""

@@ -13,28 +13,35 @@ from typing import TYPE_CHECKING, Any
 from trellis.platform.metadata.fieldtypes import ALL_OPS
 
 if TYPE_CHECKING:
+    from trellis.platform.metadata.permissions import Permissions
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 # Per registry (weakly: an app's registry going away takes its document with it; keying on
 # ``id(registry)`` served a dead registry's document to a new one at the same address).
-_cache: weakref.WeakKeyDictionary[MetaRegistry, tuple[int | None, str, dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+_cache: weakref.WeakKeyDictionary[
+    MetaRegistry, tuple[int | None, dict[tuple[str, str], dict[str, Any]]]
+] = weakref.WeakKeyDictionary()
 
 ERROR = {"$ref": "#/components/responses/Error"}
 STANDARD_ERRORS = {"400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR}
 
 
-def openapi_document(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
-    cached = _cache.get(registry)
-    if cached is None or cached[:2] != (registry.revision, server_url):
-        cached = (registry.revision, server_url, _build(registry, server_url))
-        _cache[registry] = cached
-    return cached[2]
+def openapi_document(
+    registry: MetaRegistry, server_url: str, permissions: Permissions
+) -> dict[str, Any]:
+    """The document as the caller may see it: objects they can read, fields not hidden."""
+    documents = _cache.get(registry)
+    if documents is None or documents[0] != registry.revision:
+        documents = (registry.revision, {})
+        _cache[registry] = documents
+    key = (server_url, permissions.signature)
+    if key not in documents[1]:
+        documents[1][key] = _build(registry, server_url, permissions)
+    return documents[1][key]
 
 
-def _build(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
-    paths: dict[str, Any] = {**_metadata_paths()}
+def _build(registry: MetaRegistry, server_url: str, permissions: Permissions) -> dict[str, Any]:
+    paths: dict[str, Any] = _metadata_paths() if permissions.is_admin else {}
     schemas: dict[str, Any] = {
         "ObjectDefinition": {
             "type": "object",
@@ -74,8 +81,11 @@ def _build(registry: MetaRegistry, server_url: str) -> dict[str, Any]:
             },
         },
     }
+    readable = {m.name for m in registry.all() if permissions.scopes(m.name, "read")}
     for meta in sorted(registry.all(), key=lambda m: m.name):
-        schemas.update(_record_schemas(meta))
+        if meta.name not in readable:
+            continue
+        schemas.update(_record_schemas(meta, permissions, readable))
         paths.update(_record_paths(meta))
     return {
         "openapi": "3.1.0",
@@ -221,24 +231,35 @@ def _system_properties() -> dict[str, Any]:
     }
 
 
-def _record_schemas(meta: ObjectMeta) -> dict[str, Any]:
+def _record_schemas(
+    meta: ObjectMeta, permissions: Permissions, readable: set[str]
+) -> dict[str, Any]:
     base = _pascal(meta.name)
-    fields = copy.deepcopy(meta.record_schema["properties"])
+    access = {name: permissions.field_access(meta.name, name) for name in meta.fields}
+    fields = {
+        name: copy.deepcopy(schema)
+        for name, schema in meta.record_schema["properties"].items()
+        if access[name] != "hidden"
+    }
     for name, spec in meta.fields.items():
+        if name not in fields:
+            continue
         fields[name]["title"] = spec.label.get("en", name)
         labels = spec.label
         if len(labels) > 1:
             fields[name]["description"] = " / ".join(labels.values())
-        if not spec.writable:
+        if not spec.writable or access[name] != "write":
             fields[name]["readOnly"] = True
-    writable = {n: s for n, s in fields.items() if meta.fields[n].writable}
+    writable = {n: s for n, s in fields.items() if meta.fields[n].writable and access[n] == "write"}
     children = {
         str(spec.related_name): {"type": "array", "items": _ref(f"{_pascal(child)}Input")}
         for child, spec in meta.children
+        if child in readable
     }
     output_children = {
         str(spec.related_name): {"type": "array", "items": _ref(_pascal(child))}
         for child, spec in meta.children
+        if child in readable
     }
     required = [n for n in meta.record_schema["required"] if n in writable]
     return {

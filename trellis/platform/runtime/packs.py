@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from trellis.exceptions import PackError, TrellisError
 from trellis.platform.metadata.names import is_valid_name
+from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
@@ -38,6 +40,7 @@ class InstallResult:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     demo_records: int = 0
+    demo_users: list[dict[str, Any]] = field(default_factory=list)
 
 
 def resolve_pack(path_or_name: str) -> Path:
@@ -73,7 +76,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         problems.append({"field": "name", "message": "must be a lower snake_case name"})
     if not isinstance(manifest.get("version"), str):
         problems.append({"field": "version", "message": "must be a version string"})
-    for key in ("objects", "demo"):
+    for key in ("objects", "roles", "demo"):
         value = manifest.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append({"field": key, "message": "must be a list of file paths"})
@@ -109,6 +112,19 @@ def install_pack(
                 result.created.append(str(name))
         except TrellisError as exc:
             raise PackError(f"{relative}: {exc.message}", exc.details) from None
+    roles = RoleService(session, registry, author_id)
+    for relative in manifest.get("roles", []):
+        document = _read_json(folder, relative)
+        name = document.get("x-name") if isinstance(document, dict) else None
+        try:
+            if isinstance(name, str) and name in roles.names():
+                _, _, changed = roles.update(name, document)
+                (result.updated if changed else result.unchanged).append(f"role {name}")
+            else:
+                roles.create(document)
+                result.created.append(f"role {name}")
+        except TrellisError as exc:
+            raise PackError(f"{relative}: {exc.message}", exc.details) from None
     row = session.get(InstalledPack, manifest["name"])
     if row is None:
         row = InstalledPack(name=manifest["name"], version=manifest["version"], manifest=manifest)
@@ -117,9 +133,12 @@ def install_pack(
         row.version, row.manifest, row.updated_at = manifest["version"], manifest, utcnow()
     if with_demo and not row.demo_loaded:
         registry.ensure_current(session)
-        records = RecordService(session, registry, author_id)
+        records = RecordService(session, registry)  # the system, with every right
+        refs: dict[str, int] = {}
         for relative in manifest.get("demo", []):
-            result.demo_records += load_demo_data(records, _read_json(folder, relative), relative)
+            data = _read_json(folder, relative)
+            result.demo_records += load_demo_data(records, data, relative, refs)
+            result.demo_users += load_demo_users(session, registry, data, relative, refs)
         row.demo_loaded = True
     session.flush()
     return result
@@ -147,12 +166,14 @@ def keep_additions(pack_document: Any, current: dict[str, Any]) -> Any:
     return merged
 
 
-def load_demo_data(records: RecordService, data: Any, source: str) -> int:
-    """Create demo records; ``{"$ref": "name"}`` points at an earlier record of the file."""
-    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+def load_demo_data(
+    records: RecordService, data: Any, source: str, ids: dict[str, int] | None = None
+) -> int:
+    """Create demo records; ``{"$ref": "name"}`` points at an earlier record (of any file)."""
+    if not isinstance(data, dict) or not isinstance(data.get("records", []), list):
         raise PackError(f"{source} must hold {{'records': [...]}}")
-    ids: dict[str, int] = {}
-    for index, entry in enumerate(data["records"]):
+    ids = {} if ids is None else ids
+    for index, entry in enumerate(data.get("records", [])):
         try:
             values = _resolve_refs(entry["values"], ids)
             record = records.create(entry["object"], values)
@@ -162,7 +183,28 @@ def load_demo_data(records: RecordService, data: Any, source: str) -> int:
             raise PackError(f"{source} record {index}: {exc.message}", exc.details) from None
         if entry.get("ref"):
             ids[str(entry["ref"])] = int(record["id"])
-    return len(data["records"])
+    return len(data.get("records", []))
+
+
+def load_demo_users(
+    session: Session, registry: MetaRegistry, data: Any, source: str, ids: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Create the demo users of a file, each with a fresh random password (returned once)."""
+    users = data.get("users", []) if isinstance(data, dict) else []
+    if not isinstance(users, list):
+        raise PackError(f"{source}: users must be a list")
+    service = UserService(session, registry, None)
+    created = []
+    for index, entry in enumerate(users):
+        if not isinstance(entry, dict) or "email" not in entry:
+            raise PackError(f"{source} user {index} needs an email")
+        password = secrets.token_urlsafe(9)
+        try:
+            user = service.create({**_resolve_refs(entry, ids), "password": password})
+        except TrellisError as exc:
+            raise PackError(f"{source} user {index}: {exc.message}", exc.details) from None
+        created.append({"email": user.email, "password": password, "roles": entry.get("roles", [])})
+    return created
 
 
 def _resolve_refs(value: Any, ids: dict[str, int]) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -54,6 +54,10 @@ class ListQuery:
     after: list[Any] | None
     fields: list[str] | None
 
+    def after_cursor(self, meta: ObjectMeta, cursor: str) -> ListQuery:
+        """The same query, continued after ``cursor``."""
+        return replace(self, after=_cursor_values(meta, self.sort, cursor))
+
 
 def parse_list_query(
     meta: ObjectMeta,
@@ -65,14 +69,16 @@ def parse_list_query(
     fields_text: str | None,
     default_limit: int,
     max_limit: int,
+    hidden: frozenset[str] = frozenset(),
 ) -> ListQuery:
-    sort = parse_sort(meta, sort_text)
+    """Parse a list request; ``hidden`` fields are treated as if they did not exist."""
+    sort = parse_sort(meta, sort_text, hidden)
     return ListQuery(
-        conditions=parse_filter(meta, filter_text),
+        conditions=parse_filter(meta, filter_text, hidden),
         sort=sort,
         limit=_parse_limit(limit_text, default_limit, max_limit),
         after=_cursor_values(meta, sort, cursor) if cursor else None,
-        fields=parse_fields(meta, fields_text),
+        fields=parse_fields(meta, fields_text, hidden),
     )
 
 
@@ -100,14 +106,18 @@ def _parse_limit(text: str | None, default: int, maximum: int) -> int:
     return limit
 
 
-def _operators(meta: ObjectMeta, name: str) -> frozenset[str] | None:
+def _operators(meta: ObjectMeta, name: str, hidden: frozenset[str]) -> frozenset[str] | None:
+    if name in hidden:
+        return None
     if name in SYSTEM_FIELDS:
         return SYSTEM_FIELDS[name]
     spec = meta.fields.get(name)
     return spec.type.operators if spec is not None else None
 
 
-def parse_filter(meta: ObjectMeta, text: str | None) -> list[sa.ColumnElement[bool]]:
+def parse_filter(
+    meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
+) -> list[sa.ColumnElement[bool]]:
     if not text:
         return []
     try:
@@ -125,7 +135,7 @@ def parse_filter(meta: ObjectMeta, text: str | None) -> list[sa.ColumnElement[bo
     conditions, details = [], []
     for index, clause in enumerate(clauses):
         try:
-            conditions.append(_condition(meta, clause))
+            conditions.append(_condition(meta, clause, hidden))
         except InvalidQuery as exc:
             details.append({"field": f"filter[{index}]", "message": exc.message})
     if details:
@@ -133,14 +143,14 @@ def parse_filter(meta: ObjectMeta, text: str | None) -> list[sa.ColumnElement[bo
     return conditions
 
 
-def _condition(meta: ObjectMeta, clause: Any) -> sa.ColumnElement[bool]:
+def _condition(meta: ObjectMeta, clause: Any, hidden: frozenset[str]) -> sa.ColumnElement[bool]:
     if not isinstance(clause, list) or len(clause) not in (2, 3):
         raise InvalidQuery("each clause must be [field, op, value]")
     name, op = clause[0], clause[1]
     value = clause[2] if len(clause) == 3 else None
     if not isinstance(name, str) or not isinstance(op, str):
         raise InvalidQuery("field and op must be strings")
-    allowed = _operators(meta, name)
+    allowed = _operators(meta, name, hidden)
     if allowed is None:
         raise InvalidQuery(f"unknown field {name!r}")
     if op not in ALL_OPS:
@@ -226,7 +236,9 @@ def _convert(spec: FieldSpec | None, name: str, value: Any) -> Any:
         raise InvalidQuery(f"{name}: {exc}") from None
 
 
-def parse_sort(meta: ObjectMeta, text: str | None) -> list[tuple[str, bool]]:
+def parse_sort(
+    meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
+) -> list[tuple[str, bool]]:
     sort: list[tuple[str, bool]] = []
     unknown = []
     for part in (text or "").split(","):
@@ -235,7 +247,7 @@ def parse_sort(meta: ObjectMeta, text: str | None) -> list[tuple[str, bool]]:
             continue
         descending = part.startswith("-")
         name = part.lstrip("-+")
-        spec = meta.fields.get(name)
+        spec = meta.fields.get(name) if name not in hidden else None
         if name not in SYSTEM_FIELDS and (spec is None or not spec.type.sortable):
             unknown.append({"field": name, "message": "unknown or unsortable field"})
             continue
@@ -250,11 +262,13 @@ def parse_sort(meta: ObjectMeta, text: str | None) -> list[tuple[str, bool]]:
     return sort[: sort.index(next(s for s in sort if s[0] == "id")) + 1]
 
 
-def parse_fields(meta: ObjectMeta, text: str | None) -> list[str] | None:
+def parse_fields(
+    meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
+) -> list[str] | None:
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in meta.fields and n not in SYSTEM_FIELDS]
+    unknown = [n for n in names if (n not in meta.fields or n in hidden) and n not in SYSTEM_FIELDS]
     if unknown:
         raise InvalidQuery(
             "unknown fields", [{"field": n, "message": "is not a field"} for n in unknown]
@@ -263,27 +277,41 @@ def parse_fields(meta: ObjectMeta, text: str | None) -> list[str] | None:
 
 
 def order_by(meta: ObjectMeta, sort: list[tuple[str, bool]]) -> list[sa.UnaryExpression[Any]]:
-    clauses = []
-    for name, descending in sort:
-        column = meta.table.c[name]
-        clauses.append((column.desc() if descending else column.asc()).nulls_last())
-    return clauses
+    """Plain ASC/DESC: NULLs go where the database puts them, so its indexes serve the sort.
+
+    (PostgreSQL treats NULL as larger than any value, SQLite as smaller; an explicit
+    NULLS LAST on a DESC key would stop PostgreSQL from walking the index backwards.)
+    """
+    return [
+        meta.table.c[name].desc() if descending else meta.table.c[name].asc()
+        for name, descending in sort
+    ]
 
 
 def keyset_condition(
-    meta: ObjectMeta, sort: list[tuple[str, bool]], after: list[Any]
+    meta: ObjectMeta, sort: list[tuple[str, bool]], after: list[Any], nulls_largest: bool
 ) -> sa.ColumnElement[bool]:
-    """Rows strictly after ``after`` in ``sort`` order (NULLs sort last either way)."""
+    """Rows strictly after ``after`` in ``sort`` order, NULLs placed as the database places them.
+
+    ``nulls_largest`` is True on PostgreSQL (NULLs after values ascending, before them
+    descending) and False on SQLite (the other way round).
+    """
     alternatives = []
     for i, (name, descending) in enumerate(sort):
         equal_before = [_equals(meta.table.c[n], after[j]) for j, (n, _) in enumerate(sort[:i])]
         column, value = meta.table.c[name], after[i]
+        nulls_after_values = descending != nulls_largest
         if value is None:
-            continue  # nothing sorts after NULL on this key; ties are handled by later keys
+            if nulls_after_values:
+                continue  # nothing sorts after NULL on this key; ties go to later keys
+            alternatives.append(sa.and_(*equal_before, column.is_not(None)))
+            continue
         # A bound literal: SQLAlchemy refuses ``column > False`` with a bare bool.
         bound = sa.literal(value, column.type)
         beyond = column < bound if descending else column > bound
-        alternatives.append(sa.and_(*equal_before, sa.or_(beyond, column.is_(None))))
+        if nulls_after_values:
+            beyond = sa.or_(beyond, column.is_(None))
+        alternatives.append(sa.and_(*equal_before, beyond))
     return sa.or_(*alternatives) if alternatives else sa.false()
 
 

@@ -13,7 +13,7 @@ install) and rolls everything back when any step raises.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from trellis.exceptions import (
     Conflict,
     DuplicateValue,
+    Forbidden,
     NotFound,
     ReferencedRecord,
     StaleRecord,
@@ -28,6 +29,8 @@ from trellis.exceptions import (
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX, FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
+from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.runtime.access import Access
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, utcnow
 from trellis.platform.runtime.query import (
     ListQuery,
@@ -40,39 +43,102 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from trellis.platform.metadata.fieldtypes import FieldSpec
+    from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 Record = dict[str, Any]
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
 
+_HISTORY = cast("sa.Table", RecordHistory.__table__)
+_COUNTERS = cast("sa.Table", AutonumberCounter.__table__)
+_HISTORY_INSERT = sa.insert(_HISTORY)
+_NEXT_NUMBER: dict[str, Any] = {}
+
+
+def _next_number_statement(dialect: str) -> Any:
+    """The counter upsert, built once per dialect (it is on every insert's path)."""
+    statement = _NEXT_NUMBER.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(_COUNTERS)
+            .values(
+                object_name=sa.bindparam("object_name"),
+                field_name=sa.bindparam("field_name"),
+                period=sa.bindparam("period"),
+                value=1,
+            )
+            .on_conflict_do_update(
+                index_elements=["object_name", "field_name", "period"],
+                set_={"value": _COUNTERS.c.value + 1},
+            )
+            .returning(_COUNTERS.c.value)
+        )
+        _NEXT_NUMBER[dialect] = statement
+    return statement
+
+
 class RecordService:
-    def __init__(self, session: Session, registry: MetaRegistry, user_id: int | None) -> None:
+    """Reads and writes records as ``caller`` may (``None``: the system, with every right)."""
+
+    def __init__(
+        self, session: Session, registry: MetaRegistry, caller: Caller | None = None
+    ) -> None:
         self.session = session
         self.registry = registry
-        self.user_id = user_id
+        self.caller = caller
+        self.access = Access(registry, caller)
+        self.user_id = caller.user_id if caller else None
 
     # --- reads ---------------------------------------------------------------------
 
     def get(self, object_name: str, record_id: int, *, include_children: bool = True) -> Record:
         meta = self.registry.get(object_name)
-        row = self._active_row(meta, record_id)
-        record = serialise(meta, row)
+        self.access.require(meta, "read")
+        row = self._active_row(meta, record_id, "read")
+        record = serialise(meta, row, hidden=self.access.hidden(meta))
         if include_children:
             for child_name, spec in meta.children:
                 child = self.registry.get(child_name)
-                rows = self.session.execute(
+                if not self.access.allowed(child, "read"):
+                    continue  # children the caller may not read are not expanded
+                statement = (
                     sa.select(child.table)
                     .where(
                         child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None)
                     )
                     .order_by(child.table.c.id)
-                ).mappings()
-                record[str(spec.related_name)] = [serialise(child, r) for r in rows]
+                )
+                visible = self.access.condition(child, "read")
+                if visible is not None:
+                    statement = statement.where(visible)
+                hidden = self.access.hidden(child)
+                rows = self.session.execute(statement).mappings()
+                record[str(spec.related_name)] = [serialise(child, r, hidden=hidden) for r in rows]
         return record
 
     def list_page(self, object_name: str, query: ListQuery) -> dict[str, Any]:
         meta = self.registry.get(object_name)
+        return self._page(meta, query, "read")
+
+    def export_rows(self, object_name: str, query: ListQuery) -> tuple[list[str], list[Record]]:
+        """Every record a list query matches, for an export (the export right is checked)."""
+        meta = self.registry.get(object_name)
+        self._audit_bypass(meta, "export", None)
+        hidden = self.access.hidden(meta)
+        names = ["id", *(query.fields or [n for n in meta.fields if n not in hidden])]
+        records: list[Record] = []
+        page = self._page(meta, query, "export")
+        records.extend(page["items"])
+        while page["next_cursor"]:
+            after = query.after_cursor(meta, page["next_cursor"])
+            page = self._page(meta, after, "export")
+            records.extend(page["items"])
+        return names, records
+
+    def _page(self, meta: ObjectMeta, query: ListQuery, operation: str) -> dict[str, Any]:
+        self.access.require(meta, operation)
         table = meta.table
         if query.fields is None:
             columns = list(table.columns)
@@ -80,11 +146,18 @@ class RecordService:
             wanted = ["id", *query.fields, *(name for name, _ in query.sort)]
             columns = [table.c[name] for name in dict.fromkeys(wanted)]
         statement = sa.select(*columns).where(table.c.deleted_at.is_(None), *query.conditions)
+        visible = self.access.condition(meta, operation)
+        if visible is not None:
+            statement = statement.where(visible)
         if query.after is not None:
-            statement = statement.where(keyset_condition(meta, query.sort, query.after))
+            nulls_largest = self.session.get_bind().dialect.name == "postgresql"
+            statement = statement.where(
+                keyset_condition(meta, query.sort, query.after, nulls_largest)
+            )
         statement = statement.order_by(*order_by(meta, query.sort)).limit(query.limit + 1)
         rows = self.session.execute(statement).mappings().all()
-        items = [serialise(meta, row, query.fields) for row in rows[: query.limit]]
+        hidden = self.access.hidden(meta)
+        items = [serialise(meta, row, query.fields, hidden) for row in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
             last = rows[query.limit - 1]
@@ -95,7 +168,9 @@ class RecordService:
 
     def history(self, object_name: str, record_id: int) -> list[dict[str, Any]]:
         meta = self.registry.get(object_name)
-        self._row(meta, record_id)
+        self.access.require(meta, "read")
+        self._row(meta, record_id, "read")
+        hidden = self.access.hidden(meta)
         rows = self.session.scalars(
             sa.select(RecordHistory)
             .where(RecordHistory.object_name == meta.name, RecordHistory.record_id == record_id)
@@ -105,7 +180,9 @@ class RecordService:
             {
                 "version": row.version,
                 "action": row.action,
-                "changes": {k: {"from": v[0], "to": v[1]} for k, v in row.changes.items()},
+                "changes": {
+                    k: {"from": v[0], "to": v[1]} for k, v in row.changes.items() if k not in hidden
+                },
                 "changed_by": row.changed_by,
                 "changed_at": _iso(row.changed_at),
             }
@@ -118,6 +195,33 @@ class RecordService:
         meta = self.registry.get(object_name)
         return self._insert(meta, payload, master=None)
 
+    def _audit_bypass(self, meta: ObjectMeta, operation: str, record_id: int | None) -> None:
+        """Admins may do what their roles do not grant; each such write is on the record."""
+        if self.access.bypasses(meta, operation):
+            assert self.caller is not None
+            audit.record(
+                self.session,
+                "admin.bypass",
+                actor_id=self.caller.user_id,
+                actor_email=self.caller.email,
+                target=f"{meta.name}/{record_id}" if record_id else meta.name,
+                detail={"operation": operation},
+            )
+
+    def _require_in_scope(self, meta: ObjectMeta, record_id: int, operation: str) -> None:
+        """403 when the record (as it now stands, in this transaction) is outside the scope."""
+        condition = self.access.condition(meta, operation)
+        if condition is None:
+            return
+        inside = self.session.execute(
+            sa.select(meta.table.c.id).where(meta.table.c.id == record_id, condition)
+        ).first()
+        if inside is None:
+            raise Forbidden(
+                f"this {meta.name} would be outside what you may {operation}",
+                [{"field": meta.name, "message": f"outside your {operation} scope"}],
+            )
+
     def update(self, object_name: str, record_id: int, payload: Any) -> Record:
         meta = self.registry.get(object_name)
         payload = _require_object(payload)
@@ -128,10 +232,15 @@ class RecordService:
                 [{"field": "version", "message": "is required (a whole number)"}],
             )
         _refuse_platform_keys(meta, payload, allow_children=False)
-        row = self._active_row(meta, record_id)
+        self.access.require(meta, "update")
+        row = self._active_row(meta, record_id, "read")
+        self._require_in_scope(meta, record_id, "update")
+        self.access.require_writable(meta, list(payload))
+        self._audit_bypass(meta, "update", record_id)
         if row["version"] != expected:
             raise _stale(meta, record_id, row["version"], expected)
         current = serialise(meta, row)
+        hidden = self.access.hidden(meta)
         merged = {
             name: value
             for name, value in {**_field_values(meta, current), **payload}.items()
@@ -147,7 +256,7 @@ class RecordService:
             if meta.fields[name].to_json(value) != current.get(name)
         }
         if not changes:
-            return current
+            return _mask(current, hidden)
         now = utcnow()
         table = meta.table
         result = self.session.execute(
@@ -167,18 +276,28 @@ class RecordService:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _stale(meta, record_id, None, expected)
         self._history(meta, record_id, "update", expected + 1, changes, now)
+        parent_field = meta.definition.hierarchy_field
+        if parent_field is not None and parent_field in changes:
+            hierarchy.move(self.session, meta.name, record_id, values[parent_field])
+        self._require_in_scope(meta, record_id, "update")
         current.update({name: change[1] for name, change in changes.items()})
         current.update(version=expected + 1, updated_at=_iso(now), updated_by=self.user_id)
-        return current
+        return _mask(current, hidden)
 
     def delete(self, object_name: str, record_id: int) -> None:
         meta = self.registry.get(object_name)
-        row = self._active_row(meta, record_id)
+        self.access.require(meta, "delete")
+        row = self._active_row(meta, record_id, "read")
+        self._require_in_scope(meta, record_id, "delete")
+        self._audit_bypass(meta, "delete", record_id)
         self._soft_delete(meta, record_id, row["version"], utcnow())
 
     def restore(self, object_name: str, record_id: int) -> Record:
         meta = self.registry.get(object_name)
-        row = self._row(meta, record_id)
+        self.access.require(meta, "delete")
+        row = self._row(meta, record_id, "read")
+        self._require_in_scope(meta, record_id, "delete")
+        self._audit_bypass(meta, "delete", record_id)
         if row["deleted_at"] is None:
             raise Conflict(f"{meta.name} {record_id} is not deleted")
         self._restore(meta, row)
@@ -190,6 +309,8 @@ class RecordService:
         payload = _require_object(payload)
         children = _pop_children(meta, payload)
         _refuse_platform_keys(meta, payload, allow_children=True)
+        self.access.require(meta, "create")
+        self.access.require_writable(meta, list(payload))
         if master is not None:
             payload[master[0]] = master[1]
         for name, spec in meta.fields.items():
@@ -214,6 +335,11 @@ class RecordService:
         record_id = self.session.execute(
             sa.insert(meta.table).values({**values, **system}).returning(meta.table.c.id)
         ).scalar_one()
+        parent_field = meta.definition.hierarchy_field
+        if parent_field is not None:
+            hierarchy.link_new(self.session, meta.name, record_id, values.get(parent_field))
+        self._require_in_scope(meta, record_id, "create")
+        self._audit_bypass(meta, "create", record_id)
         record: Record = {"id": record_id, "version": 1, **_system_json(system)}
         record.update({name: spec.to_json(values.get(name)) for name, spec in meta.fields.items()})
         self._history(
@@ -242,7 +368,7 @@ class RecordService:
             record[str(spec.related_name)] = created
         if problems:
             raise ValidationFailed("some detail records are not valid", problems)
-        return record
+        return _mask(record, self.access.hidden(meta))
 
     def _check_references(
         self, meta: ObjectMeta, values: dict[str, Any], skip: str | None = None
@@ -252,11 +378,16 @@ class RecordService:
             spec = meta.fields[name]
             if spec.target is None or value is None or name == skip:
                 continue
-            target = self.registry.get(spec.target).table
-            found = self.session.execute(
-                sa.select(target.c.id).where(target.c.id == value, target.c.deleted_at.is_(None))
-            ).first()
-            if found is None:
+            target_meta = self.registry.get(spec.target)
+            target = target_meta.table
+            statement = sa.select(target.c.id).where(
+                target.c.id == value, target.c.deleted_at.is_(None)
+            )
+            # A record the caller may not read does not exist for them.
+            visible = self.access.condition(target_meta, "read")
+            if visible is not None or not self.access.allowed(target_meta, "read"):
+                statement = statement.where(visible if visible is not None else sa.false())
+            if self.session.execute(statement).first() is None:
                 details.append({"field": name, "message": f"no {spec.target} with id {value}"})
         if details:
             raise ValidationFailed("the record refers to records that do not exist", details)
@@ -290,19 +421,12 @@ class RecordService:
             "{DD}": f"{now:%d}",
         }
         period = "".join(v for k, v in parts.items() if k in template) or "all"
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        counter = AutonumberCounter.__table__
-        statement = (
-            insert(counter)  # type: ignore[arg-type]
-            .values(object_name=meta.name, field_name=spec.name, period=period, value=1)
-            .on_conflict_do_update(
-                index_elements=["object_name", "field_name", "period"],
-                set_={"value": counter.c.value + 1},
-            )
-            .returning(counter.c.value)
+        statement = _next_number_statement(self.session.get_bind().dialect.name)
+        number = int(
+            self.session.execute(
+                statement, {"object_name": meta.name, "field_name": spec.name, "period": period}
+            ).scalar_one()
         )
-        number = int(self.session.execute(statement).scalar_one())
         text = template
         for key, value in parts.items():
             text = text.replace(key, value)
@@ -321,15 +445,16 @@ class RecordService:
         at: dt.datetime,
     ) -> None:
         self.session.execute(
-            sa.insert(RecordHistory).values(
-                object_name=meta.name,
-                record_id=record_id,
-                action=action,
-                version=version,
-                changes=changes,
-                changed_by=self.user_id,
-                changed_at=at,
-            )
+            _HISTORY_INSERT,
+            {
+                "object_name": meta.name,
+                "record_id": record_id,
+                "action": action,
+                "version": version,
+                "changes": changes,
+                "changed_by": self.user_id,
+                "changed_at": at,
+            },
         )
 
     def _soft_delete(
@@ -445,27 +570,41 @@ class RecordService:
             for child_row in rows:
                 self._restore(child, child_row)
 
-    def _row(self, meta: ObjectMeta, record_id: int) -> Any:
+    def _row(self, meta: ObjectMeta, record_id: int, operation: str | None = None) -> Any:
+        """The stored row; a record outside the caller's ``operation`` scope is not found."""
         if not 1 <= record_id <= INT64_MAX:  # no such id; and the driver could not bind it
             raise NotFound(f"no {meta.name} with id {record_id}")
-        row = (
-            self.session.execute(sa.select(meta.table).where(meta.table.c.id == record_id))
-            .mappings()
-            .first()
-        )
+        statement = sa.select(meta.table).where(meta.table.c.id == record_id)
+        if operation is not None:
+            visible = self.access.condition(meta, operation)
+            if visible is not None:
+                statement = statement.where(visible)
+        row = self.session.execute(statement).mappings().first()
         if row is None:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
 
-    def _active_row(self, meta: ObjectMeta, record_id: int) -> Any:
-        row = self._row(meta, record_id)
+    def _active_row(self, meta: ObjectMeta, record_id: int, operation: str | None = None) -> Any:
+        row = self._row(meta, record_id, operation)
         if row["deleted_at"] is not None:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
 
 
-def serialise(meta: ObjectMeta, row: Any, fields: list[str] | None = None) -> Record:
-    """A stored row as API JSON: system fields, then the object's fields in definition order."""
+def _mask(record: Record, hidden: frozenset[str]) -> Record:
+    return {k: v for k, v in record.items() if k not in hidden} if hidden else record
+
+
+def serialise(
+    meta: ObjectMeta,
+    row: Any,
+    fields: list[str] | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> Record:
+    """A stored row as API JSON: system fields, then the fields in definition order.
+
+    ``hidden`` fields are left out entirely (not nulled), so their existence is not shown.
+    """
     record: Record = {"id": row["id"]}
     if fields is None:
         record["version"] = row["version"]
@@ -474,7 +613,7 @@ def serialise(meta: ObjectMeta, row: Any, fields: list[str] | None = None) -> Re
     else:
         names = fields
     for name in names:
-        if name == "id":
+        if name == "id" or name in hidden:
             continue
         spec = meta.fields.get(name)
         if spec is None:

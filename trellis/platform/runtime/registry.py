@@ -19,7 +19,14 @@ from jsonschema import Draft202012Validator
 
 from trellis.exceptions import NotFound, ValidationFailed
 from trellis.platform.metadata.definition import ObjectDefinition, load_definition
-from trellis.platform.runtime.models import MetaObject, MetaObjectVersion, MetaRevision
+from trellis.platform.metadata.permissions import Permissions, combine
+from trellis.platform.runtime.models import (
+    MetaObject,
+    MetaObjectVersion,
+    MetaRevision,
+    Role,
+    RoleVersion,
+)
 from trellis.platform.runtime.storage import build_table
 
 if TYPE_CHECKING:
@@ -94,16 +101,20 @@ class MetaRegistry:
         self._lock = threading.Lock()
         self._revision: int | None = None
         self._objects: dict[str, ObjectMeta] = {}
+        self._roles: dict[str, dict[str, Any]] = {}
+        self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
         self.metadata = sa.MetaData()
 
     @property
     def revision(self) -> int | None:
         return self._revision
 
-    def ensure_current(self, session: Session) -> None:
-        revision = session.execute(
-            sa.select(MetaRevision.revision).where(MetaRevision.id == 1)
-        ).scalar()
+    def ensure_current(self, session: Session, revision: int | None = None) -> None:
+        """Rebuild when the database's revision moved (pass it when already read)."""
+        if revision is None:
+            revision = session.execute(
+                sa.select(MetaRevision.revision).where(MetaRevision.id == 1)
+            ).scalar()
         revision = revision or 0
         if revision != self._revision:
             self._rebuild(session, revision)
@@ -125,8 +136,11 @@ class MetaRegistry:
             .order_by(MetaObject.name)
         ).all()
         objects = build_objects([(load_definition(doc), version) for doc, version in rows])
+        roles = current_role_documents(session)
         with self._lock:
             self._objects = objects
+            self._roles = roles
+            self._permissions = {}
             self.metadata = (
                 next(iter(objects.values())).table.metadata if objects else sa.MetaData()
             )
@@ -143,6 +157,23 @@ class MetaRegistry:
 
     def all(self) -> list[ObjectMeta]:
         return list(self._objects.values())
+
+    def hierarchy_object(self) -> ObjectMeta | None:
+        """The partner hierarchy (the object with a self-lookup parent), if there is one."""
+        return next((m for m in self._objects.values() if m.definition.hierarchy_field), None)
+
+    def role_documents(self) -> dict[str, dict[str, Any]]:
+        return dict(self._roles)
+
+    def permissions(self, role_names: tuple[str, ...], is_admin: bool) -> Permissions:
+        """The combined rights of these roles (cached until the next revision)."""
+        key = (role_names, is_admin)
+        found = self._permissions.get(key)
+        if found is None:
+            documents = [self._roles[name] for name in role_names if name in self._roles]
+            found = combine(documents, is_admin=is_admin)
+            self._permissions[key] = found
+        return found
 
     def documents(self) -> dict[str, dict[str, Any]]:
         return {name: meta.definition.document for name, meta in self._objects.items()}
@@ -167,3 +198,15 @@ def build_objects(definitions: list[tuple[ObjectDefinition, int]]) -> dict[str, 
             else:
                 target.referrers.append((meta.name, spec))
     return objects
+
+
+def current_role_documents(session: Session) -> dict[str, dict[str, Any]]:
+    rows = session.execute(
+        sa.select(RoleVersion.role_name, RoleVersion.document).join(
+            Role,
+            sa.and_(
+                Role.name == RoleVersion.role_name, Role.current_version == RoleVersion.version
+            ),
+        )
+    )
+    return {name: dict(document) for name, document in rows}

@@ -1,0 +1,127 @@
+"""Permissions applied: record scopes as SQL conditions, field masks, operation checks.
+
+Scopes become WHERE clauses, never per-row checks in Python:
+
+- ``all``: no condition;
+- ``own``: ``owner_id = :me``;
+- ``hierarchy``: the record's partner is the caller's partner or below it —
+  ``<scope column> IN (SELECT descendant_id FROM hierarchy_links WHERE ancestor_id = :partner)``,
+  where the scope column is the hierarchy object's own ``id``, the object's
+  ``x-scope-field``, or, for a master-detail child without one, its master's scope.
+
+An ``Access`` built without a caller is the system itself (pack installs, the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from trellis.exceptions import Forbidden
+from trellis.platform.runtime.hierarchy import descendants
+
+if TYPE_CHECKING:
+    from trellis.platform.runtime.identity import Caller
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+
+VERBS = {
+    "read": "read",
+    "create": "create",
+    "update": "change",
+    "delete": "delete",
+    "export": "export",
+}
+
+
+class Access:
+    def __init__(self, registry: MetaRegistry, caller: Caller | None) -> None:
+        self.registry = registry
+        self.caller = caller
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.caller is None or self.caller.is_admin
+
+    @property
+    def user_id(self) -> int | None:
+        return self.caller.user_id if self.caller else None
+
+    def allowed(self, meta: ObjectMeta, operation: str) -> bool:
+        if self.unrestricted:
+            return True
+        assert self.caller is not None
+        return bool(self.caller.permissions.scopes(meta.name, operation))
+
+    def require(self, meta: ObjectMeta, operation: str) -> None:
+        """403 unless the caller holds ``operation`` on the object in some scope."""
+        if not self.allowed(meta, operation):
+            raise Forbidden(
+                f"you may not {VERBS[operation]} {meta.name} records",
+                [{"field": meta.name, "message": f"no {operation} permission"}],
+            )
+
+    def condition(self, meta: ObjectMeta, operation: str) -> sa.ColumnElement[bool] | None:
+        """The SQL condition a record must meet for ``operation``; None when unrestricted."""
+        if self.unrestricted:
+            return None
+        assert self.caller is not None
+        scopes = self.caller.permissions.scopes(meta.name, operation)
+        if "all" in scopes:
+            return None
+        alternatives: list[sa.ColumnElement[bool]] = []
+        if "own" in scopes:
+            alternatives.append(meta.table.c.owner_id == self.caller.user_id)
+        if "hierarchy" in scopes and self.caller.partner_id is not None:
+            below = self._in_partner_tree(meta, self.caller.partner_id, depth=0)
+            if below is not None:
+                alternatives.append(below)
+        return sa.or_(*alternatives) if alternatives else sa.false()
+
+    def _in_partner_tree(
+        self, meta: ObjectMeta, partner_id: int, depth: int
+    ) -> sa.ColumnElement[bool] | None:
+        definition = meta.definition
+        if definition.hierarchy_field is not None:
+            return meta.table.c.id.in_(descendants(meta.name, partner_id))
+        scope_field = definition.scope_field
+        if scope_field is not None:
+            target = str(meta.fields[scope_field].target)
+            return meta.table.c[scope_field].in_(descendants(target, partner_id))
+        master = definition.master_field()
+        if master is not None and depth < 5:
+            parent = self.registry.get(str(master.target))
+            inner = self._in_partner_tree(parent, partner_id, depth + 1)
+            if inner is None:
+                return None
+            live = parent.table.c.deleted_at.is_(None)
+            return meta.table.c[master.name].in_(sa.select(parent.table.c.id).where(live, inner))
+        return None  # a record tied to no partner is outside every partner's tree
+
+    def hidden(self, meta: ObjectMeta) -> frozenset[str]:
+        if self.unrestricted:
+            return frozenset()
+        assert self.caller is not None
+        return self.caller.permissions.hidden_fields(meta.name, list(meta.fields))
+
+    def field_access(self, meta: ObjectMeta, field_name: str) -> str:
+        if self.unrestricted:
+            return "write"
+        assert self.caller is not None
+        return self.caller.permissions.field_access(meta.name, field_name)
+
+    def require_writable(self, meta: ObjectMeta, field_names: list[str]) -> None:
+        """403 naming every field the caller may not write."""
+        denied = [
+            {"field": name, "message": f"is {self.field_access(meta, name)} for you"}
+            for name in field_names
+            if name in meta.fields and self.field_access(meta, name) != "write"
+        ]
+        if denied:
+            raise Forbidden("you may not write these fields", denied)
+
+    def bypasses(self, meta: ObjectMeta, operation: str) -> bool:
+        """True when an admin does what their roles alone would not allow (audited)."""
+        if self.caller is None or not self.caller.is_admin:
+            return False
+        return not self.caller.role_permissions.scopes(meta.name, operation)
