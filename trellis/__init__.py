@@ -6,12 +6,12 @@ import logging
 import os
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from trellis import config as settings
-from trellis.exceptions import TrellisError
+from trellis.exceptions import Forbidden, TooManyAttempts, TrellisError
 
 __version__ = "0.1.0"
 
@@ -36,17 +36,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
+    from trellis import admin_ui
     from trellis.extensions import db
     from trellis.platform.runtime import api
 
     db.init_app(app)
     api.init_app(app)
+    admin_ui.init_app(app)
+    admin_ui.csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing to forge
     _register_error_handlers(app)
-
-    @app.get("/")
-    def home() -> str:
-        return render_template("home.html", version=__version__)
-
     return app
 
 
@@ -57,7 +55,18 @@ def _error(status: int, code: str, message: str) -> Any:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(TrellisError)
     def trellis_error(exc: TrellisError) -> Any:
-        return jsonify(exc.to_dict()), exc.status
+        if isinstance(exc, Forbidden) and request.path.startswith("/api/"):
+            from trellis.platform.runtime.api import defer_event
+
+            defer_event(
+                "permission.denied",
+                f"{request.method} {request.path}",
+                {"message": exc.message, "details": exc.details},
+            )
+        response = jsonify(exc.to_dict())
+        if isinstance(exc, TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from trellis import create_app
-from trellis.exceptions import TrellisError
+from trellis.exceptions import NotFound, TrellisError
 from trellis.extensions import db
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
@@ -122,7 +122,7 @@ def pack_install(path_or_name: str, demo: bool) -> None:
     _install(path_or_name, demo)
 
 
-def _install(path_or_name: str, demo: bool) -> None:
+def _install(path_or_name: str, demo: bool) -> Any:
     from trellis.platform.runtime.packs import install_pack, resolve_pack
 
     _require_database()
@@ -141,6 +141,7 @@ def _install(path_or_name: str, demo: bool) -> None:
         f"updated {len(result.updated)}, unchanged {len(result.unchanged)} object(s)"
         + (f", {result.demo_records} demo record(s)" if result.demo_records else "")
     )
+    return result
 
 
 @main.command("serve")
@@ -176,6 +177,109 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     Server().run()
 
 
+def _reset_demo_passwords(session: Any) -> list[tuple[str, str, list[str]]]:
+    """Give each demo user of the channel pack a fresh password, to print."""
+    import sqlalchemy as sa
+    from werkzeug.security import generate_password_hash
+
+    from trellis.platform.runtime.models import User
+    from trellis.platform.runtime.packs import demo_user_entries, resolve_pack
+
+    printed = []
+    for entry in demo_user_entries(resolve_pack("channel_pack")):
+        user = session.scalar(sa.select(User).where(User.email == entry["email"]))
+        if user is None:
+            continue
+        user_password = secrets.token_urlsafe(9)
+        user.password_hash = generate_password_hash(user_password)
+        printed.append((user.email, user_password, list(entry.get("roles", []))))
+    return printed
+
+
+@main.group("user")
+def user_group() -> None:
+    """Users: create, set a password, deactivate."""
+
+
+@user_group.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="8 characters at least")
+@click.option("--name", default="")
+@click.option("--role", "roles", multiple=True, help="a role name (repeatable)")
+@click.option("--partner", type=int, default=None, help="id of the user's partner record")
+@click.option("--admin", is_flag=True, help="a platform administrator (bypasses roles)")
+@with_appcontext
+def user_create(
+    email: str, password: str, name: str, roles: tuple[str, ...], partner: int | None, admin: bool
+) -> None:
+    """Create a user with roles and, for partner staff, their partner record."""
+    from trellis.platform.runtime import audit
+    from trellis.platform.runtime.identity import UserService
+
+    _require_database()
+    registry = _registry()
+    data: dict[str, Any] = {"email": email, "password": password, "roles": list(roles)}
+    if name:
+        data["name"] = name
+    if partner is not None:
+        data["partner"] = partner
+    if admin:
+        data["is_admin"] = True
+    try:
+        with db.session() as session:
+            service = UserService(session, registry, None)
+            user = service.create(data)
+            audit.record(
+                session,
+                "user.created",
+                target=f"user/{user.id}",
+                detail={"email": user.email, "roles": list(roles), "via": "cli"},
+            )
+            session.commit()
+            click.echo(f"user {user.email} created (id {user.id})")
+    except TrellisError as exc:
+        _fail(exc)
+
+
+def _update_user(email: str, change: dict[str, Any], action: str) -> None:
+    import sqlalchemy as sa
+
+    from trellis.platform.runtime import audit
+    from trellis.platform.runtime.identity import UserService
+    from trellis.platform.runtime.models import User
+
+    _require_database()
+    try:
+        with db.session() as session:
+            user_id = session.scalar(sa.select(User.id).where(User.email == email.strip().lower()))
+            if user_id is None:
+                raise NotFound(f"no user {email!r}")
+            UserService(session, _registry(), None).update(user_id, change)
+            audit.record(session, action, target=f"user/{user_id}", detail={"via": "cli"})
+            session.commit()
+    except TrellisError as exc:
+        _fail(exc)
+
+
+@user_group.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@with_appcontext
+def user_set_password(email: str, password: str) -> None:
+    """Set a user's password (it also clears a sign-in lock)."""
+    _update_user(email, {"password": password}, "user.password_set")
+    click.echo(f"password of {email} set")
+
+
+@user_group.command("deactivate")
+@click.option("--email", required=True)
+@with_appcontext
+def user_deactivate(email: str) -> None:
+    """Deactivate a user: their sign-ins and API tokens stop working at once."""
+    _update_user(email, {"is_active": False}, "user.deactivated")
+    click.echo(f"user {email} deactivated")
+
+
 @main.command("demo")
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -192,10 +296,13 @@ def demo_command(port: int, host: str) -> None:
     _install("channel_pack", demo=True)
     with db.session() as session:
         token = issue_token(session, DEMO_ADMIN_EMAIL, name="demo")
+        demo_users = _reset_demo_passwords(session)
         session.commit()
     click.echo("")
     click.echo(f"Trellis demo on http://{host}:{port}")
-    click.echo(f"  sign in:   {DEMO_ADMIN_EMAIL} / {password}")
+    click.echo(f"  sign in:   {DEMO_ADMIN_EMAIL} / {password}   (platform administrator)")
+    for email, user_password, roles in demo_users:
+        click.echo(f"             {email} / {user_password}   ({', '.join(roles)})")
     click.echo(f"  API token: {token}")
     click.echo(
         f"  try:       curl -H 'Authorization: Bearer {token}' "

@@ -7,6 +7,7 @@
 | TRELLIS_SECRET_KEY | signs sessions and CSRF tokens | random, kept in the instance folder |
 | TRELLIS_INSTANCE_PATH | folder of the SQLite file and generated secret | ./instance |
 | TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
+| TRELLIS_SESSION_COOKIE_SECURE | send the sign-in cookie over HTTPS only | false |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE_DEFAULT": 50,
     "PAGE_SIZE_MAX": 500,
     "SQL_ECHO": False,
+    "SESSION_COOKIE_SECURE": False,
 }
 
 

@@ -63,6 +63,7 @@ def create_user(
         user = User(email=email, name=name or email.split("@")[0], is_admin=is_admin)
         session.add(user)
     user.password_hash = generate_password_hash(password)
+    user.password_changed_at = utcnow()
     user.is_admin = user.is_admin or is_admin
     session.flush()
     return user, created

@@ -242,6 +242,7 @@ class UserService:
         if "password" in data:
             user.password_hash = generate_password_hash(check_password(data["password"]))
             user.password_changed_at = utcnow()
+            user.failed_logins, user.locked_until = 0, None
         if "name" in data:
             user.name = str(data["name"])[:120]
         if "language" in data:

@@ -186,6 +186,16 @@ def load_demo_data(
     return len(data.get("records", []))
 
 
+def demo_user_entries(folder: Path) -> list[dict[str, Any]]:
+    """The demo users a pack declares (without touching the database)."""
+    entries: list[dict[str, Any]] = []
+    for relative in load_manifest(folder).get("demo", []):
+        data = _read_json(folder, relative)
+        if isinstance(data, dict) and isinstance(data.get("users"), list):
+            entries.extend(u for u in data["users"] if isinstance(u, dict) and "email" in u)
+    return entries
+
+
 def load_demo_users(
     session: Session, registry: MetaRegistry, data: Any, source: str, ids: dict[str, int]
 ) -> list[dict[str, Any]]:

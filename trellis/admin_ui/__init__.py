@@ -1,0 +1,208 @@
+"""Pages for people: sign-in, sign-out, change password, the start page.
+
+Sessions are Flask's signed cookies (HttpOnly, SameSite=Lax, Secure when
+``TRELLIS_SESSION_COOKIE_SECURE`` is set); every form carries a CSRF token
+(Flask-WTF), and a session ends when its user's password changes or the user is
+deactivated. Views parse input, call the identity service and redirect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
+from trellis.extensions import db
+from trellis.platform.runtime import audit
+from trellis.platform.runtime.auth import verify_password
+from trellis.platform.runtime.identity import UserService, check_password, sign_in
+from trellis.platform.runtime.models import User
+
+bp = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+csrf = CSRFProtect()
+
+SESSION_LIFETIME = dt.timedelta(hours=12)
+
+
+def _stamp(user: User) -> str:
+    """Changes when the password does: older sessions stop working."""
+    return user.password_changed_at.isoformat() if user.password_changed_at else "-"
+
+
+def _client() -> dict[str, Any]:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+@bp.before_app_request
+def load_signed_in_user() -> None:
+    g.user = None
+    user_id = session.get("user_id")
+    if user_id is None or request.path.startswith("/api/"):
+        return
+    with db.session() as db_session:
+        user = db_session.get(User, user_id)
+        if user is None or not user.is_active or session.get("stamp") != _stamp(user):
+            session.clear()
+            return
+        db_session.expunge(user)
+    g.user = user
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: never an open redirect."""
+    if not target:
+        return url_for("ui.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("ui.home")
+    return target
+
+
+def login_required() -> Any:
+    if g.user is None:
+        return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
+    return None
+
+
+@bp.get("/")
+def home() -> Any:
+    if (response := login_required()) is not None:
+        return response
+    with db.session() as db_session:
+        service = UserService(db_session, current_app.extensions["trellis.registry"], g.user.id)
+        roles = service.roles_of(g.user.id)
+    return render_template("ui/home.html", user=g.user, roles=roles)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        if g.user is not None:
+            return redirect(_safe_next(request.args.get("next")))
+        return render_template("ui/login.html", next=request.args.get("next", ""))
+    email = request.form.get("email", "")[:254]
+    password = request.form.get("password", "")[:1000]
+    assert db.engine is not None
+    with db.session() as db_session:
+        try:
+            user = sign_in(db_session, email, password)
+        except TooManyAttempts as exc:
+            db_session.commit()
+            audit.record_now(
+                db.engine,
+                "auth.login.throttled",
+                actor_email=email.lower(),
+                detail={"retry_after": exc.retry_after},
+                **_client(),
+            )
+            flash(f"{exc.message} ({exc.retry_after} s) · 登录失败次数过多，请稍后再试", "error")
+            return render_template(
+                "ui/login.html", next=request.form.get("next", ""), email=email
+            ), 429
+        except AuthenticationRequired:
+            db_session.commit()  # the failure counters
+            audit.record_now(
+                db.engine, "auth.login.failure", actor_email=email.lower(), **_client()
+            )
+            flash("Wrong e-mail or password · 邮箱或密码错误", "error")
+            return render_template(
+                "ui/login.html", next=request.form.get("next", ""), email=email
+            ), 401
+        audit.record(
+            db_session, "auth.login.success", actor_id=user.id, actor_email=user.email, **_client()
+        )
+        db_session.commit()
+        session.clear()  # a fresh session: no fixation
+        session.permanent = True
+        session["user_id"] = user.id
+        session["stamp"] = _stamp(user)
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    if g.user is not None:
+        assert db.engine is not None
+        audit.record_now(
+            db.engine, "auth.logout", actor_id=g.user.id, actor_email=g.user.email, **_client()
+        )
+    session.clear()
+    flash("Signed out · 已退出", "info")
+    return redirect(url_for("ui.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def change_password() -> Any:
+    if (response := login_required()) is not None:
+        return response
+    if request.method == "GET":
+        return render_template("ui/password.html")
+    current = request.form.get("current_password", "")
+    new = request.form.get("new_password", "")
+    with db.session() as db_session:
+        user = db_session.get(User, g.user.id)
+        assert user is not None
+        if not verify_password(user, current):
+            flash("The current password is wrong · 当前密码错误", "error")
+            return render_template("ui/password.html"), 400
+        if new != request.form.get("confirm_password", ""):
+            flash("The new passwords differ · 两次输入的新密码不一致", "error")
+            return render_template("ui/password.html"), 400
+        try:
+            check_password(new)
+        except ValidationFailed as exc:
+            flash(f"{exc.message}: {exc.details[0]['message']} · 密码至少 8 位", "error")
+            return render_template("ui/password.html"), 400
+        UserService(db_session, current_app.extensions["trellis.registry"], user.id).update(
+            user.id, {"password": new}
+        )
+        audit.record(
+            db_session,
+            "auth.password.changed",
+            actor_id=user.id,
+            actor_email=user.email,
+            **_client(),
+        )
+        db_session.commit()
+        session["stamp"] = _stamp(user)
+    flash("Password changed · 密码已修改", "info")
+    return redirect(url_for("ui.home"))
+
+
+def init_app(app: Flask) -> None:
+    # Flask's own defaults (no SameSite, 31-day sessions) are not what we want.
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(exc: CSRFError) -> Any:
+        return render_template(
+            "ui/error.html",
+            title="Form expired · 表单已过期",
+            message=f"{exc.description} Reload the page and try again.",
+        ), 400
