@@ -47,7 +47,11 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 
 def _stamp(user: User) -> str:
     """Changes when the password does: older sessions stop working."""
-    return user.password_changed_at.isoformat() if user.password_changed_at else "-"
+    changed = user.password_changed_at
+    if changed is None:
+        return "-"
+    # SQLite hands datetimes back without their zone: compare in one form.
+    return changed.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def _client() -> dict[str, Any]:
