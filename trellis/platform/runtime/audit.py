@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 events = cast("sa.Table", AuditEvent.__table__)
+_INSERT = sa.insert(events)
 
 
 def _values(
@@ -52,11 +53,7 @@ def record(
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> None:
-    session.execute(
-        sa.insert(events).values(
-            _values(action, actor_id, actor_email, target, detail, ip, user_agent)
-        )
-    )
+    session.execute(_INSERT, _values(action, actor_id, actor_email, target, detail, ip, user_agent))
 
 
 def record_now(engine: sa.Engine, action: str, **kwargs: Any) -> None:

@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -105,29 +106,7 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
     token = authorization[len("Bearer ") :].strip()
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthenticationRequired("the token is not valid")
-    roles = (
-        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
-        .where(UserRole.user_id == User.id)
-        .scalar_subquery()
-    )
-    revision = sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
-    row = session.execute(
-        sa.select(
-            ApiToken.id,
-            ApiToken.expires_at,
-            ApiToken.revoked_at,
-            ApiToken.last_used_at,
-            User.id,
-            User.email,
-            User.is_admin,
-            User.is_active,
-            User.partner_id,
-            roles,
-            revision,
-        )
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = session.execute(_identity_statement(), {"token_hash": hash_token(token)}).first()
     if row is None:
         raise AuthenticationRequired("the token is not valid")
     (
@@ -155,6 +134,34 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
         roles=tuple(sorted(role_names.split(","))) if role_names else (),
         revision=meta_revision or 0,
         needs_touch=last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION,
+    )
+
+
+@cache
+def _identity_statement() -> sa.Select[Any]:
+    """Built once: it runs on every API request."""
+    roles = (
+        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
+        .where(UserRole.user_id == User.id)
+        .scalar_subquery()
+    )
+    revision = sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
+    return (
+        sa.select(
+            ApiToken.id,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            User.id,
+            User.email,
+            User.is_admin,
+            User.is_active,
+            User.partner_id,
+            roles,
+            revision,
+        )
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == sa.bindparam("token_hash"))
     )
 
 

@@ -379,15 +379,12 @@ class RecordService:
             if spec.target is None or value is None or name == skip:
                 continue
             target_meta = self.registry.get(spec.target)
-            target = target_meta.table
-            statement = sa.select(target.c.id).where(
-                target.c.id == value, target.c.deleted_at.is_(None)
-            )
+            statement = target_meta.live_id_statement
             # A record the caller may not read does not exist for them.
             visible = self.access.condition(target_meta, "read")
             if visible is not None or not self.access.allowed(target_meta, "read"):
                 statement = statement.where(visible if visible is not None else sa.false())
-            if self.session.execute(statement).first() is None:
+            if self.session.execute(statement, {"id": value}).first() is None:
                 details.append({"field": name, "message": f"no {spec.target} with id {value}"})
         if details:
             raise ValidationFailed("the record refers to records that do not exist", details)
@@ -574,12 +571,12 @@ class RecordService:
         """The stored row; a record outside the caller's ``operation`` scope is not found."""
         if not 1 <= record_id <= INT64_MAX:  # no such id; and the driver could not bind it
             raise NotFound(f"no {meta.name} with id {record_id}")
-        statement = sa.select(meta.table).where(meta.table.c.id == record_id)
+        statement = meta.row_statement
         if operation is not None:
             visible = self.access.condition(meta, operation)
             if visible is not None:
                 statement = statement.where(visible)
-        row = self.session.execute(statement).mappings().first()
+        row = self.session.execute(statement, {"id": record_id}).mappings().first()
         if row is None:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
