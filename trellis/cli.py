@@ -136,10 +136,19 @@ def _install(path_or_name: str, demo: bool) -> Any:
     except TrellisError as exc:
         registry.invalidate()
         _fail(exc)
+
+    def tally(names: list[str], roles: bool) -> int:
+        return sum(name.startswith("role ") == roles for name in names)
+
+    counts = {
+        kind: f"created {tally(result.created, roles)}, updated {tally(result.updated, roles)}, "
+        f"unchanged {tally(result.unchanged, roles)} {kind}(s)"
+        for kind, roles in (("object", False), ("role", True))
+    }
     click.echo(
-        f"pack {result.name} {result.version}: created {len(result.created)}, "
-        f"updated {len(result.updated)}, unchanged {len(result.unchanged)} object(s)"
+        f"pack {result.name} {result.version}: {counts['object']}; {counts['role']}"
         + (f", {result.demo_records} demo record(s)" if result.demo_records else "")
+        + (f", {len(result.demo_users)} demo user(s)" if result.demo_users else "")
     )
     return result
 
