@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -11,18 +12,21 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from trellis import create_app
 from trellis.cli import main
 from trellis.extensions import db
 from trellis.platform.runtime.models import InstalledPack, MetaObjectVersion, User
-from trellis.platform.runtime.packs import BUILTIN_PACKS
+from trellis.platform.runtime.packs import BUILTIN_PACKS, demo_user_entries
 
 EMAIL = "owner@example.com"
 PASSWORD = "a long enough password"
@@ -218,13 +222,16 @@ def test_commands_before_init_fail_clearly(trellis: Run) -> None:
 def test_pack_install_by_name_is_idempotent(trellis: Run, sqlite_url: str) -> None:
     trellis("init")
     first = trellis("pack", "install", "channel_pack")
-    assert "pack channel_pack" in first.stdout and "created 4" in first.stdout
-    assert "demo record" not in first.stdout
+    assert "pack channel_pack" in first.stdout
+    assert "created 4, updated 0, unchanged 0 object(s)" in first.stdout
+    assert "created 5, updated 0, unchanged 0 role(s)" in first.stdout
+    assert "demo record" not in first.stdout and "demo user" not in first.stdout
     assert count(sqlite_url, "obj_dealer") == 0
     versions = count(sqlite_url, "meta_object_versions")
     assert versions == 4
     second = trellis("pack", "install", "channel_pack")
-    assert "created 0, updated 0, unchanged 4" in second.stdout
+    assert "created 0, updated 0, unchanged 4 object(s)" in second.stdout
+    assert "created 0, updated 0, unchanged 5 role(s)" in second.stdout
     assert count(sqlite_url, "meta_object_versions") == versions
     assert count(sqlite_url, "installed_packs") == 1
 
@@ -232,7 +239,8 @@ def test_pack_install_by_name_is_idempotent(trellis: Run, sqlite_url: str) -> No
 def test_pack_install_demo_loads_once(trellis: Run, sqlite_url: str) -> None:
     trellis("init")
     first = trellis("pack", "install", "channel_pack", "--demo")
-    assert re.search(r"\b\d+ demo record\(s\)", first.stdout)
+    assert re.search(r"\b\d+ demo record\(s\), 7 demo user\(s\)", first.stdout), first.stdout
+    assert "trellis user set-password" in first.stdout
     dealers, products = count(sqlite_url, "obj_dealer"), count(sqlite_url, "obj_product")
     assert dealers > 0 and products >= 12
     again = trellis("pack", "install", "channel_pack", "--demo")
@@ -283,6 +291,224 @@ def test_pack_install_of_an_invalid_pack_changes_nothing(
     assert count(sqlite_url, "installed_packs") == 0
 
 
+# --- user create / set-password / deactivate ---------------------------------------------
+
+EAST_HIERARCHY = {"D-0101", "D-1011", "D-1012", "D-1013"}  # reg-east and its sub-dealers
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(page: str) -> str:
+    match = CSRF_RE.search(page)
+    assert match, page
+    return match.group(1)
+
+
+def form_sign_in(client: FlaskClient, email: str, password: str) -> TestResponse:
+    """Sign in through the /login form, CSRF token and all, as a browser would."""
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"csrf_token": token, "email": email, "password": password})
+
+
+def dealer_ids(client: FlaskClient, token: str) -> dict[str, int]:
+    """Code → id of every dealer the token's user may read."""
+    response = client.get("/api/v1/records/dealer?limit=500", headers=bearer(token))
+    assert response.status_code == 200, response.get_json()
+    return {item["code"]: item["id"] for item in response.get_json()["items"]}
+
+
+def audit_events(client: FlaskClient, admin_token: str, action: str) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/audit?action={action}&limit=500", headers=bearer(admin_token))
+    assert response.status_code == 200, response.get_json()
+    items: list[dict[str, Any]] = response.get_json()["items"]
+    return items
+
+
+@pytest.fixture
+def any_db(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Run]]:
+    """``trellis`` on an empty database of each kind (SQLite, PostgreSQL)."""
+    env: dict[str, str | None] = dict.fromkeys(CLEARED)
+    env.update(TRELLIS_DATABASE_URL=db_url, TRELLIS_INSTANCE_PATH=str(tmp_path / "instance"))
+
+    def run(*args: str, ok: bool = True) -> Result:
+        result = CliRunner().invoke(main, list(args), env=env)
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    yield db_url, run
+    if db.engine is not None:
+        db.engine.dispose()
+
+
+def test_user_create_with_roles_and_a_partner(any_db: tuple[str, Run]) -> None:
+    url, trellis = any_db
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("pack", "install", "channel_pack", "--demo")
+    admin_token = last_line(trellis("token", "create", "--user", EMAIL))
+    client = api_app(url).test_client()
+    every_dealer = dealer_ids(client, admin_token)
+    assert len(every_dealer) == 15 and set(every_dealer) > EAST_HIERARCHY
+    east = every_dealer["D-0101"]
+
+    created = trellis(
+        "user", "create", "--email", "Li.Wei@Example.com", "--password", "li wei's password",
+        "--name", "李伟 Li Wei", "--role", "dealer_admin", "--role", "dealer_sales",
+        "--partner", str(east),
+    )  # fmt: skip
+    match = re.fullmatch(r"user li\.wei@example\.com created \(id (\d+)\)", created.stdout.strip())
+    assert match, created.stdout
+    user_id = int(match.group(1))
+    shown = client.get(f"/api/v1/users/{user_id}", headers=bearer(admin_token)).get_json()
+    assert shown["email"] == "li.wei@example.com" and shown["name"] == "李伟 Li Wei"
+    assert shown["roles"] == ["dealer_admin", "dealer_sales"]
+    assert shown["partner"] == east
+    assert shown["is_admin"] is False and shown["is_active"] is True
+
+    # Their token sees their dealer and the ones below it, nothing else.
+    token = last_line(trellis("token", "create", "--user", "li.wei@example.com"))
+    assert set(dealer_ids(client, token)) == EAST_HIERARCHY
+    me = client.get("/api/v1/me", headers=bearer(token)).get_json()
+    assert me["roles"] == ["dealer_admin", "dealer_sales"] and me["partner"] == east
+    assert client.get("/api/v1/users", headers=bearer(token)).status_code == 403
+    outside = every_dealer["D-0102"]  # the north region
+    assert client.get(f"/api/v1/records/dealer/{outside}", headers=bearer(token)).status_code == 404
+
+    # --admin makes a platform administrator: every dealer, and the admin APIs.
+    trellis("user", "create", "--email", "ops@example.com", "--password", PASSWORD, "--admin")
+    ops = last_line(trellis("token", "create", "--user", "ops@example.com"))
+    assert set(dealer_ids(client, ops)) == set(every_dealer)
+    assert client.get("/api/v1/users", headers=bearer(ops)).status_code == 200
+
+    events = audit_events(client, admin_token, "user.created")
+    assert {e["detail"]["email"] for e in events if e["detail"].get("via") == "cli"} == {
+        "li.wei@example.com",
+        "ops@example.com",
+    }
+
+
+def test_user_create_refuses_bad_input_and_creates_nothing(trellis: Run, sqlite_url: str) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    user = ("user", "create", "--email", "new@example.com")
+    before_install = trellis(*user, "--password", PASSWORD, "--partner", "1", ok=False)
+    assert before_install.exit_code != 0
+    assert "no hierarchy object is defined" in before_install.stderr
+    trellis("pack", "install", "channel_pack", "--demo")
+    users_before = users(sqlite_url)
+    events_before = count(sqlite_url, "audit_events")
+
+    cases = [
+        (["--password", PASSWORD, "--role", "dealer_admin", "--role", "ghost"], "no role 'ghost'"),
+        (["--password", "short"], "the password is too short"),
+        (["--password", PASSWORD, "--partner", "999999"], "no dealer with id 999999"),
+        (["--password", PASSWORD, "--partner", "east"], "'east' is not a valid integer"),
+    ]
+    for extra, message in cases:
+        result = trellis(*user, *extra, ok=False)
+        assert result.exit_code != 0, extra
+        assert message in result.output, (extra, result.output)
+        assert "Traceback" not in result.output and "created" not in result.stdout, extra
+    duplicate = trellis(
+        "user", "create", "--email", " East.Admin@example.com ", "--password", PASSWORD,
+        ok=False,
+    )  # fmt: skip
+    assert duplicate.exit_code != 0
+    assert "a user with e-mail east.admin@example.com exists" in duplicate.stderr
+    bad_email = trellis("user", "create", "--email", "nobody", "--password", PASSWORD, ok=False)
+    assert bad_email.exit_code != 0 and "a valid e-mail is required" in bad_email.stderr
+    missing = trellis("user", "create", "--email", "new@example.com", ok=False)
+    assert missing.exit_code == 2 and "--password" in missing.output
+
+    assert users(sqlite_url) == users_before
+    assert count(sqlite_url, "user_roles") == 7  # the demo users' only
+    assert count(sqlite_url, "audit_events") == events_before
+
+
+def test_user_set_password_then_sign_in_through_the_form(trellis: Run, sqlite_url: str) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("user", "create", "--email", "pat@example.com", "--password", "first password")
+    client = api_app(sqlite_url).test_client()
+    assert form_sign_in(client, "pat@example.com", "first password").status_code == 302
+
+    # Locked out by failed sign-ins; setting a password lets them in again.
+    engine = engine_for(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(User)
+            .where(User.email == "pat@example.com")
+            .values(locked_until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10))
+        )
+    engine.dispose()
+    fresh = api_app(sqlite_url).test_client()
+    assert form_sign_in(fresh, "pat@example.com", "first password").status_code == 429
+
+    result = trellis(
+        "user", "set-password", "--email", "PAT@example.com", "--password", "second one"
+    )
+    assert result.stdout.strip() == "password of PAT@example.com set"
+    fresh = api_app(sqlite_url).test_client()
+    assert form_sign_in(fresh, "pat@example.com", "first password").status_code == 401
+    signed_in = form_sign_in(fresh, "pat@example.com", "second one")
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
+    home = fresh.get("/")
+    assert home.status_code == 200 and "Welcome · 欢迎, pat" in home.get_data(as_text=True)
+    # The session from before the change has ended.
+    assert client.get("/").status_code == 302
+    # The form is refused without its CSRF token, even with the right password.
+    bare = api_app(sqlite_url).test_client()
+    refused = bare.post("/login", data={"email": "pat@example.com", "password": "second one"})
+    assert refused.status_code == 400 and bare.get("/").status_code == 302
+
+    for args, message in (
+        (["--email", "ghost@example.com", "--password", PASSWORD], "no user 'ghost@example.com'"),
+        (["--email", "pat@example.com", "--password", "short"], "the password is too short"),
+    ):
+        failed = trellis("user", "set-password", *args, ok=False)
+        assert failed.exit_code != 0 and message in failed.stderr, failed.output
+    assert (
+        form_sign_in(api_app(sqlite_url).test_client(), "pat@example.com", "second one").status_code
+        == 302
+    )
+
+
+def test_user_deactivate_stops_tokens_and_sign_in(any_db: tuple[str, Run]) -> None:
+    url, trellis = any_db
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    admin_token = last_line(trellis("token", "create", "--user", EMAIL))
+    trellis("user", "create", "--email", "leaver@example.com", "--password", PASSWORD)
+    token = last_line(trellis("token", "create", "--user", "leaver@example.com"))
+    client = api_app(url).test_client()
+    assert client.get("/api/v1/me", headers=bearer(token)).status_code == 200
+    assert form_sign_in(client, "leaver@example.com", PASSWORD).status_code == 302
+    assert client.get("/").status_code == 200
+
+    result = trellis("user", "deactivate", "--email", "leaver@example.com")
+    assert result.stdout.strip() == "user leaver@example.com deactivated"
+    refused = client.get("/api/v1/me", headers=bearer(token))
+    assert refused.status_code == 401, refused.get_json()
+    assert client.get("/").status_code == 302  # the page session has ended too
+    assert form_sign_in(client, "leaver@example.com", PASSWORD).status_code == 401
+    no_token = trellis("token", "create", "--user", "leaver@example.com", ok=False)
+    assert no_token.exit_code != 0 and "no active user" in no_token.stderr
+    assert not TOKEN_RE.search(no_token.output)
+    assert client.get("/api/v1/me", headers=bearer(admin_token)).status_code == 200
+
+    ghost = trellis("user", "deactivate", "--email", "ghost@example.com", ok=False)
+    assert ghost.exit_code != 0 and "no user 'ghost@example.com'" in ghost.stderr
+
+    leaver = client.get("/api/v1/users", headers=bearer(admin_token)).get_json()["items"]
+    leaver_id = next(u["id"] for u in leaver if u["email"] == "leaver@example.com")
+    events = audit_events(client, admin_token, "")
+    about_leaver = [
+        e["action"]
+        for e in events
+        if e["target"] == f"user/{leaver_id}" or e["actor_email"] == "leaver@example.com"
+    ]
+    for action in ("user.created", "user.deactivated", "auth.login.success", "auth.login.failure"):
+        assert action in about_leaver, (action, about_leaver)
+    cli_made = [e for e in events if e["action"] in ("user.created", "user.deactivated")]
+    assert all(e["detail"]["via"] == "cli" for e in cli_made if e["target"] == f"user/{leaver_id}")
+
+
 # --- the same flow on each database ------------------------------------------------------
 
 
@@ -313,7 +539,8 @@ def test_flow_on_each_database(db_url: str, tmp_path: Path) -> None:
             assert len(dealers.get_json()["items"]) == 15
         engine = engine_for(db_url)
         with engine.connect() as connection:
-            assert connection.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+            demo_users = len(demo_user_entries(BUILTIN_PACKS / "channel_pack"))
+            assert connection.scalar(sa.select(sa.func.count()).select_from(User)) == 1 + demo_users
             assert connection.scalar(sa.select(sa.func.count()).select_from(InstalledPack)) == 1
             versions = sa.select(sa.func.count()).select_from(MetaObjectVersion)
             assert connection.scalar(versions) == 4
@@ -461,6 +688,27 @@ def test_demo_prints_working_credentials(start_server: Callable[..., Server]) ->
     assert dealers.status_code == 200
     assert len(dealers.json()["items"]) == 15
     assert requests.get(server.url + "/api/v1/records/dealer", timeout=10).status_code == 401
+
+    # Every demo user is printed with a password; east.admin's signs in through the form.
+    printed = dict(re.findall(r"^\s+(\S+@example\.com) / (\S+)\s+\(", server.output(), re.M))
+    expected = {u["email"] for u in demo_user_entries(BUILTIN_PACKS / "channel_pack")}
+    assert set(printed) == expected  # (the admin is on the "sign in:" line)
+    east = "east.admin@example.com"
+    assert len(printed[east]) >= 8 and printed[east] != password
+    browser = requests.Session()
+
+    def form_post(email: str, secret: str) -> requests.Response:
+        page = browser.get(server.url + "/login", timeout=10)
+        assert page.status_code == 200
+        form = {"csrf_token": csrf_token(page.text), "email": email, "password": secret}
+        return browser.post(server.url + "/login", data=form, allow_redirects=False, timeout=10)
+
+    assert form_post(east, printed[east] + "x").status_code == 401
+    signed_in = form_post(east, printed[east])
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
+    home = browser.get(server.url + "/", timeout=10)
+    assert home.status_code == 200 and home.url == server.url + "/"
+    assert "陈静 (East regional admin)" in home.text and "dealer_admin" in home.text
 
 
 @pytest.mark.slow

@@ -19,6 +19,8 @@ import pytest
 import requests
 
 from tests.factories import dealer_definition, field
+from trellis.extensions import db
+from trellis.platform.runtime.auth import issue_token
 
 
 def _free_port() -> int:
@@ -135,3 +137,48 @@ def test_scenario_over_http(served: tuple[str, dict[str, str]]) -> None:
     assert http.get(target, timeout=5).json()["level"] == "gold"
     versions = http.get(base + "/objects/dealer/versions", timeout=5).json()["items"]
     assert [v["version"] for v in versions] == [3, 2, 1]
+
+
+def test_a_user_without_admin_rights_is_refused_metadata(
+    served: tuple[str, dict[str, str]],
+) -> None:
+    base, admin = served
+    created = requests.post(
+        base + "/users",
+        json={"email": "plain@example.com", "password": "plain user password", "roles": []},
+        headers=admin,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    with db.session() as session:
+        token = issue_token(session, "plain@example.com", name="scenario")
+        session.commit()
+    plain = {"Authorization": f"Bearer {token}"}
+
+    me = requests.get(base + "/me", headers=plain, timeout=5).json()
+    assert me["email"] == "plain@example.com" and me["is_admin"] is False and me["roles"] == []
+    for _ in range(4):  # whichever worker answers
+        refused = requests.post(
+            base + "/objects", json=dealer_definition(), headers=plain, timeout=10
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+    assert requests.get(base + "/objects", headers=plain, timeout=5).status_code == 403
+    assert requests.get(base + "/users", headers=plain, timeout=5).status_code == 403
+    assert requests.get(base + "/objects/dealer", headers=admin, timeout=5).status_code == 404
+
+    denied = requests.get(
+        base + "/audit", params={"action": "permission.denied"}, headers=admin, timeout=5
+    ).json()["items"]
+    mine = [e for e in denied if e["actor_email"] == "plain@example.com"]
+    assert sum(e["target"] == "POST /api/v1/objects" for e in mine) == 4, mine
+    assert all(e["actor_id"] == user_id and e["ip"] == "127.0.0.1" for e in mine)
+
+    # Deactivated through one worker, the token stops at once on both.
+    change = requests.patch(
+        f"{base}/users/{user_id}", json={"is_active": False}, headers=admin, timeout=10
+    )
+    assert change.status_code == 200 and change.json()["is_active"] is False
+    for _ in range(4):
+        assert requests.get(base + "/me", headers=plain, timeout=5).status_code == 401

@@ -119,7 +119,9 @@ def pack_group() -> None:
 @with_appcontext
 def pack_install(path_or_name: str, demo: bool) -> None:
     """Install or upgrade a pack from a folder or by built-in name. Idempotent."""
-    _install(path_or_name, demo)
+    result = _install(path_or_name, demo)
+    if result.demo_users:
+        click.echo("the demo users have random passwords: set one with `trellis user set-password`")
 
 
 def _install(path_or_name: str, demo: bool) -> Any:
@@ -187,20 +189,22 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 def _reset_demo_passwords(session: Any) -> list[tuple[str, str, list[str]]]:
-    """Give each demo user of the channel pack a fresh password, to print."""
-    import sqlalchemy as sa
-    from werkzeug.security import generate_password_hash
+    """Give each demo user of the channel pack a fresh password, to print.
 
+    As any password change does, this ends their old sessions and clears a sign-in lock.
+    """
+    from trellis.platform.runtime.identity import UserService
     from trellis.platform.runtime.models import User
     from trellis.platform.runtime.packs import demo_user_entries, resolve_pack
 
+    service = UserService(session, _registry(), None)
     printed = []
     for entry in demo_user_entries(resolve_pack("channel_pack")):
-        user = session.scalar(sa.select(User).where(User.email == entry["email"]))
+        user = session.scalar(sa.select(User).where(User.email == entry["email"].strip().lower()))
         if user is None:
             continue
         user_password = secrets.token_urlsafe(9)
-        user.password_hash = generate_password_hash(user_password)
+        service.update(user.id, {"password": user_password})
         printed.append((user.email, user_password, list(entry.get("roles", []))))
     return printed
 

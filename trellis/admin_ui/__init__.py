@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
@@ -46,12 +47,19 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 
 
 def _stamp(user: User) -> str:
-    """Changes when the password does: older sessions stop working."""
+    """Changes when the password does or the user signs out: older sessions stop working.
+
+    The cookie is signed but lives in the browser; this stamp is what lets the server
+    end it — a copied cookie dies with the sign-out too.
+    """
     changed = user.password_changed_at
     if changed is None:
-        return "-"
-    # SQLite hands datetimes back without their zone: compare in one form.
-    return changed.replace(tzinfo=None).isoformat(timespec="microseconds")
+        return f"-:{user.session_epoch}"
+    # SQLite hands datetimes back without their zone (in UTC), PostgreSQL in the session's
+    # time zone, a fresh write in UTC: compare all of them as naive UTC.
+    if changed.tzinfo is not None:
+        changed = changed.astimezone(dt.UTC)
+    return f"{changed.replace(tzinfo=None).isoformat(timespec='microseconds')}:{user.session_epoch}"
 
 
 def _client() -> dict[str, Any]:
@@ -78,7 +86,15 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("ui.home")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        # Browsers read "\" as "/" and drop tabs and newlines: "/\evil.example" is off-site.
+        or "\\" in target
+        or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target)
+    ):
         return url_for("ui.home")
     return target
 
@@ -105,7 +121,8 @@ def login() -> Any:
         if g.user is not None:
             return redirect(_safe_next(request.args.get("next")))
         return render_template("ui/login.html", next=request.args.get("next", ""))
-    email = request.form.get("email", "")[:254]
+    # No address holds a NUL, and PostgreSQL could not even look one up (or audit it).
+    email = request.form.get("email", "")[:254].replace("\x00", "")
     password = request.form.get("password", "")[:1000]
     assert db.engine is not None
     with db.session() as db_session:
@@ -121,9 +138,8 @@ def login() -> Any:
                 **_client(),
             )
             flash(f"{exc.message} ({exc.retry_after} s) · 登录失败次数过多，请稍后再试", "error")
-            return render_template(
-                "ui/login.html", next=request.form.get("next", ""), email=email
-            ), 429
+            page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
+            return page, 429, {"Retry-After": str(exc.retry_after)}
         except AuthenticationRequired:
             db_session.commit()  # the failure counters
             audit.record_now(
@@ -148,9 +164,20 @@ def login() -> Any:
 def logout() -> Any:
     if g.user is not None:
         assert db.engine is not None
-        audit.record_now(
-            db.engine, "auth.logout", actor_id=g.user.id, actor_email=g.user.email, **_client()
-        )
+        with db.session() as db_session:
+            db_session.execute(
+                sa.update(User)
+                .where(User.id == g.user.id)
+                .values(session_epoch=User.session_epoch + 1)
+            )
+            audit.record(
+                db_session,
+                "auth.logout",
+                actor_id=g.user.id,
+                actor_email=g.user.email,
+                **_client(),
+            )
+            db_session.commit()
     session.clear()
     flash("Signed out · 已退出", "info")
     return redirect(url_for("ui.login"))

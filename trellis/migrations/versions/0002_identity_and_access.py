@@ -109,6 +109,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
         )
+        batch_op.add_column(
+            sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0")
+        )
         batch_op.add_column(sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
@@ -132,6 +135,7 @@ def downgrade() -> None:
         batch_op.drop_column("password_changed_at")
         batch_op.drop_column("locked_until")
         batch_op.drop_column("last_failed_at")
+        batch_op.drop_column("session_epoch")
         batch_op.drop_column("failed_logins")
         batch_op.drop_column("manager_id")
         batch_op.drop_column("partner_id")

@@ -173,6 +173,17 @@ def _stronger(a: str, b: str) -> str:
     return a if FIELD_ACCESS.index(a) >= FIELD_ACCESS.index(b) else b
 
 
+def _default_access(grant: dict[str, Any]) -> str | None:
+    """A role's access to the fields it does not mention; None when it grants no operation.
+
+    A grant of nothing (every operation ``none``) must not lift the fields other roles hide.
+    """
+    if all(grant.get(op, "none") == "none" for op in OPERATIONS):
+        return None
+    writes = any(grant.get(op, "none") != "none" for op in ("create", "update"))
+    return "write" if writes else "read"
+
+
 def combine(roles: list[dict[str, Any]], *, is_admin: bool = False) -> Permissions:
     """Add the rights of several role documents up."""
     scopes: dict[str, dict[str, frozenset[str]]] = {}
@@ -184,8 +195,9 @@ def combine(roles: list[dict[str, Any]], *, is_admin: bool = False) -> Permissio
             for op in OPERATIONS:
                 granted = _scope_set(grant.get(op, "none"))
                 object_scopes[op] = _union(object_scopes.get(op, NOTHING), granted)
-            writes = any(grant.get(op, "none") != "none" for op in ("create", "update"))
-            default = "write" if writes else "read"
+            default = _default_access(grant)
+            if default is None:
+                continue
             defaults[object_name] = _stronger(defaults.get(object_name, "hidden"), default)
             object_fields = fields.setdefault(object_name, {})
             for field_name, access in grant.get("fields", {}).items():
@@ -197,8 +209,9 @@ def combine(roles: list[dict[str, Any]], *, is_admin: bool = False) -> Permissio
     # Unmentioned fields of a role count at that role's default: fold that in.
     for role in roles:
         for object_name, grant in role.get("objects", {}).items():
-            writes = any(grant.get(op, "none") != "none" for op in ("create", "update"))
-            default = "write" if writes else "read"
+            default = _default_access(grant)
+            if default is None:
+                continue
             mentioned = set(grant.get("fields", {}))
             for field_name in list(fields[object_name]):
                 if field_name not in mentioned:
@@ -206,7 +219,8 @@ def combine(roles: list[dict[str, Any]], *, is_admin: bool = False) -> Permissio
                         fields[object_name][field_name], default
                     )
     objects = {
-        name: ObjectGrant(scopes[name], fields.get(name, {}), defaults[name]) for name in scopes
+        name: ObjectGrant(scopes[name], fields.get(name, {}), defaults.get(name, "hidden"))
+        for name in scopes
     }
     names = tuple(sorted(str(role.get("x-name", "")) for role in roles))
     return Permissions(is_admin=is_admin, objects=objects, roles=names)

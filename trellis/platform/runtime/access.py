@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
+_WORDS = {"read": "read-only", "hidden": "hidden", "write": "writable"}
 VERBS = {
     "read": "read",
     "create": "create",
@@ -113,7 +114,7 @@ class Access:
     def require_writable(self, meta: ObjectMeta, field_names: list[str]) -> None:
         """403 naming every field the caller may not write."""
         denied = [
-            {"field": name, "message": f"is {self.field_access(meta, name)} for you"}
+            {"field": name, "message": f"is {_WORDS[self.field_access(meta, name)]} for you"}
             for name in field_names
             if name in meta.fields and self.field_access(meta, name) != "write"
         ]

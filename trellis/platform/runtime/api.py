@@ -9,12 +9,15 @@ any step leaves nothing half-applied.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g, jsonify, request
+from sqlalchemy.exc import DataError
 
 from trellis.exceptions import BadRequest, Forbidden
 from trellis.extensions import db
@@ -37,8 +40,27 @@ from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.registry import MetaRegistry
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@bp.errorhandler(DataError)
+def value_refused_by_database(exc: DataError) -> Any:
+    """Input the database cannot hold that got past validation (a NUL in text on PostgreSQL…).
+
+    Bad input is a 400, never a 500; the request's transaction is rolled back by teardown.
+    """
+    log.info("value refused by the database on %s %s: %s", request.method, request.path, exc.orig)
+    error = BadRequest(
+        "the request holds a value the database cannot store (such as a NUL character)"
+    )
+    return jsonify(error.to_dict()), error.status
+
+
+def _when(moment: dt.datetime) -> str:
+    """A stored moment as ISO 8601 with its zone (SQLite hands them back without it)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat()
 
 
 def registry() -> MetaRegistry:
@@ -229,7 +251,7 @@ def list_versions(name: str) -> Any:
         {
             "version": row.version,
             "author_id": row.author_id,
-            "created_at": row.created_at.isoformat(),
+            "created_at": _when(row.created_at),
             "summary": row.summary,
             "diff": row.diff,
             "restored_from": row.restored_from,
@@ -275,13 +297,17 @@ def _list_query(object_name: str) -> Any:
 
 @bp.get("/records/<object_name>")
 def list_records(object_name: str) -> Any:
-    return jsonify(records().list_page(object_name, _list_query(object_name)))
+    service = records()
+    # The right first: without it the answer is 403 whatever the query says.
+    service.access.require(registry().get(object_name), "read")
+    return jsonify(service.list_page(object_name, _list_query(object_name)))
 
 
 @bp.get("/records/<object_name>/export")
 def export_records(object_name: str) -> Any:
     """CSV of every record the filter matches, within the caller's export scope."""
     service = records()
+    service.access.require(registry().get(object_name), "export")
     names, rows = service.export_rows(object_name, _list_query(object_name))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -491,7 +517,7 @@ def list_role_versions(name: str) -> Any:
         {
             "version": row.version,
             "author_id": row.author_id,
-            "created_at": row.created_at.isoformat(),
+            "created_at": _when(row.created_at),
             "role": row.document,
         }
         for row in _roles().versions(name)

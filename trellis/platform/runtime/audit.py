@@ -8,6 +8,7 @@ written with ``record_now`` in a transaction of their own.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -92,7 +93,7 @@ def list_events(
     return [
         {
             "id": row.id,
-            "at": row.at.isoformat(),
+            "at": _aware(row.at).isoformat(),
             "action": row.action,
             "actor_id": row.actor_id,
             "actor_email": row.actor_email,
@@ -103,3 +104,8 @@ def list_events(
         }
         for row in session.execute(query)
     ]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """Stored moments are UTC; SQLite hands them back without their zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from trellis.exceptions import (
     AuthenticationRequired,
@@ -23,6 +24,7 @@ from trellis.exceptions import (
     TooManyAttempts,
     ValidationFailed,
 )
+from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Permissions, validate_role
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.auth import (
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
     from trellis.platform.runtime.registry import MetaRegistry
 
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
 SLOW_AFTER = 3  # failures before each next attempt has to wait
 LOCK_AFTER = 10  # failures before the account locks
 LOCK_FOR = dt.timedelta(minutes=15)
@@ -172,13 +175,12 @@ class UserService:
         self.actor_id = actor_id
 
     def get(self, user_id: int) -> User:
-        user = self.session.get(User, user_id)
+        user = self.session.get(User, user_id) if 1 <= user_id <= INT64_MAX else None
         if user is None:
             raise NotFound(f"no user with id {user_id}")
         return user
 
     def create(self, data: Any) -> User:
-        from werkzeug.security import generate_password_hash
 
         if not isinstance(data, dict):
             raise ValidationFailed("a user must be a JSON object", [])
@@ -220,7 +222,6 @@ class UserService:
         return user
 
     def update(self, user_id: int, data: Any) -> User:
-        from werkzeug.security import generate_password_hash
 
         if not isinstance(data, dict):
             raise ValidationFailed("a user change must be a JSON object", [])
@@ -349,7 +350,7 @@ class UserService:
             "partner": user.partner_id,
             "manager": user.manager_id,
             "roles": self.roles_of(user.id),
-            "created_at": user.created_at.isoformat(),
+            "created_at": _iso(user.created_at),
             "locked_until": _iso(user.locked_until),
         }
 
@@ -383,6 +384,9 @@ def sign_in(session: Session, email: str, password: str) -> User:
             if ready_at > now:
                 wait = int((ready_at - now).total_seconds()) + 1
                 raise TooManyAttempts("too many failed sign-ins; wait before trying again", wait)
+    if user is None:
+        # Spend the time a real check takes, so timing does not tell who has an account.
+        check_password_hash(_DUMMY_HASH, password or "")
     if user is None or not user.is_active or not verify_password(user, password or ""):
         if user is not None:
             user.failed_logins += 1
@@ -448,7 +452,7 @@ def token_dict(row: ApiToken) -> dict[str, Any]:
 
 
 def revoke_token(session: Session, user_id: int, token_id: int) -> ApiToken:
-    row = session.get(ApiToken, token_id)
+    row = session.get(ApiToken, token_id) if 1 <= token_id <= INT64_MAX else None
     if row is None or row.user_id != user_id:
         raise NotFound(f"no token with id {token_id}")
     if row.revoked_at is None:

@@ -55,6 +55,8 @@ class User(Base):
     last_failed_at: Mapped[dt.datetime | None]
     locked_until: Mapped[dt.datetime | None]
     password_changed_at: Mapped[dt.datetime | None]
+    # Bumped by every sign-out: sessions signed before it stop working (copied cookies too).
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ApiToken(Base):
