@@ -56,6 +56,17 @@ def meta_schema() -> dict[str, Any]:
             "x-description": LABEL_SCHEMA,
             "x-title-field": {"type": "string"},
             "x-hierarchy-field": {"type": "string"},
+            "x-indexes": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "minItems": 2,
+                    "maxItems": 5,
+                    "uniqueItems": True,
+                },
+            },
             "x-scope-field": {"type": "string"},
             "title": {"type": "string"},
             "description": {"type": "string"},
@@ -180,6 +191,28 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
     for field_name, prop in properties.items():
         problems.extend(_field_problems(name, field_name, prop, field_name in required, objects))
     problems.extend(_scope_problems(doc, objects))
+    problems.extend(_index_problems(doc))
+    return problems
+
+
+INDEXABLE_SYSTEM_COLUMNS = ("id", "created_at", "updated_at", "owner_id")
+
+
+def _index_problems(doc: dict[str, Any]) -> list[Problem]:
+    """Composite indexes name existing, sortable fields (or a few system columns)."""
+    problems = []
+    properties = doc["properties"]
+    for i, columns in enumerate(doc.get("x-indexes", [])):
+        for j, column in enumerate(columns):
+            if column in INDEXABLE_SYSTEM_COLUMNS:
+                continue
+            prop = properties.get(column)
+            if prop is None:
+                problems.append(Problem(f"/x-indexes/{i}/{j}", f"{column!r} is not a field"))
+            elif not get_type(prop["x-type"]).sortable:
+                problems.append(
+                    Problem(f"/x-indexes/{i}/{j}", f"a {prop['x-type']} field cannot be indexed")
+                )
     return problems
 
 
@@ -318,6 +351,11 @@ class ObjectDefinition:
     def hierarchy_field(self) -> str | None:
         """The parent field when this object is a partner hierarchy (e.g. dealers)."""
         return hierarchy_field_of(self.document)
+
+    @property
+    def composite_indexes(self) -> list[list[str]]:
+        """Multi-column indexes the definition asks for (``x-indexes``)."""
+        return [list(columns) for columns in self.document.get("x-indexes", [])]
 
     @property
     def scope_field(self) -> str | None:

@@ -14,14 +14,20 @@ An ``Access`` built without a caller is the system itself (pack installs, the CL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from trellis.exceptions import Forbidden
 from trellis.platform.runtime.hierarchy import descendants
 
+# Trees up to this size are bound as a list of ids; larger ones stay a sub-select.
+MAX_BOUND_MEMBERS = 5000
+
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
@@ -36,9 +42,13 @@ VERBS = {
 
 
 class Access:
-    def __init__(self, registry: MetaRegistry, caller: Caller | None) -> None:
+    def __init__(
+        self, registry: MetaRegistry, caller: Caller | None, session: Session | None = None
+    ) -> None:
         self.registry = registry
         self.caller = caller
+        self.session = session
+        self._trees: dict[tuple[str, int], list[int]] = {}
 
     @property
     def unrestricted(self) -> bool:
@@ -84,11 +94,11 @@ class Access:
     ) -> sa.ColumnElement[bool] | None:
         definition = meta.definition
         if definition.hierarchy_field is not None:
-            return meta.table.c.id.in_(descendants(meta.name, partner_id))
+            return self._in_tree(meta.table.c.id, meta.name, partner_id)
         scope_field = definition.scope_field
         if scope_field is not None:
             target = str(meta.fields[scope_field].target)
-            return meta.table.c[scope_field].in_(descendants(target, partner_id))
+            return self._in_tree(meta.table.c[scope_field], target, partner_id)
         master = definition.master_field()
         if master is not None and depth < 5:
             parent = self.registry.get(str(master.target))
@@ -98,6 +108,41 @@ class Access:
             live = parent.table.c.deleted_at.is_(None)
             return meta.table.c[master.name].in_(sa.select(parent.table.c.id).where(live, inner))
         return None  # a record tied to no partner is outside every partner's tree
+
+    def _in_tree(
+        self, column: sa.ColumnElement[Any], hierarchy_object: str, partner_id: int
+    ) -> sa.ColumnElement[bool]:
+        """``column`` names the partner or a partner below it.
+
+        The tree's members are read once per request and bound as a list when there are
+        not too many: the planner then sees how many there are and picks the plan to
+        match — the partner-column index for a small dealer, an index walk in sort order
+        for a big region. (As a sub-select, PostgreSQL cannot tell a dealer from a region
+        and plans both alike.) A very large tree stays a sub-select.
+        """
+        if self.session is None:
+            return column.in_(descendants(hierarchy_object, partner_id))
+        key = (hierarchy_object, partner_id)
+        members = self._trees.get(key)
+        if members is None:
+            members = list(
+                self.session.execute(
+                    descendants(hierarchy_object, partner_id).limit(MAX_BOUND_MEMBERS + 1)
+                ).scalars()
+            )
+            self._trees[key] = members
+        if len(members) > MAX_BOUND_MEMBERS:
+            return column.in_(descendants(hierarchy_object, partner_id))
+        if not members:
+            return sa.false()
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One array parameter, not hundreds of scalars: cheap to bind and to plan.
+            return column == sa.any_(sa.literal(members, ARRAY(sa.BigInteger())))
+        return column.in_(members)
+
+    def forget_trees(self) -> None:
+        """The hierarchy changed in this transaction: read the trees again."""
+        self._trees.clear()
 
     def hidden(self, meta: ObjectMeta) -> frozenset[str]:
         if self.unrestricted:

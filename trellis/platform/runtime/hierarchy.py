@@ -35,8 +35,22 @@ def descendants(object_name: str, ancestor_id: Any) -> sa.Select[Any]:
     )
 
 
+def _one_writer(session: Session, object_name: str) -> None:
+    """Serialise the writers of one hierarchy until the transaction ends.
+
+    Each write reads the closure and then changes it; two at once on PostgreSQL (READ
+    COMMITTED) could each miss the other's change: two crossing moves make a cycle, a
+    node inserted below a moving one keeps its old ancestors. SQLite writers already
+    queue (``BEGIN IMMEDIATE``). Moves and inserts of partners are rare: waiting is cheap.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
 def link_new(session: Session, object_name: str, node_id: int, parent_id: int | None) -> None:
     """Link a new node: to itself, and below every ancestor of its parent."""
+    _one_writer(session, object_name)
     session.execute(
         sa.insert(links).values(
             object_name=object_name, ancestor_id=node_id, descendant_id=node_id, depth=0
@@ -48,6 +62,7 @@ def link_new(session: Session, object_name: str, node_id: int, parent_id: int | 
 
 def move(session: Session, object_name: str, node_id: int, new_parent_id: int | None) -> None:
     """Re-hang ``node_id`` (and its subtree) below ``new_parent_id``; refuse cycles."""
+    _one_writer(session, object_name)
     subtree = descendants(object_name, node_id)
     if new_parent_id is not None:
         inside = session.execute(
@@ -103,6 +118,7 @@ def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
     and bounded by the depth of the tree.
     """
     table = meta.table
+    _one_writer(session, meta.name)
     session.execute(sa.delete(links).where(links.c.object_name == meta.name))
     session.execute(
         sa.insert(links).from_select(
@@ -125,11 +141,11 @@ def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
             table.c[parent_field].is_not(None),
         )
         inserted = session.execute(
-            sa.insert(links).from_select(
-                ["object_name", "ancestor_id", "descendant_id", "depth"], step
-            )
+            sa.insert(links)
+            .from_select(["object_name", "ancestor_id", "descendant_id", "depth"], step)
+            .execution_options(preserve_rowcount=True)  # INSERT … SELECT reports -1 otherwise
         ).rowcount  # type: ignore[attr-defined]
-        if not inserted or depth > 1000:
+        if inserted <= 0 or depth > 1000:
             break
         depth += 1
     return int(

@@ -88,7 +88,7 @@ class RecordService:
         self.session = session
         self.registry = registry
         self.caller = caller
-        self.access = Access(registry, caller)
+        self.access = Access(registry, caller, session)
         self.user_id = caller.user_id if caller else None
 
     # --- reads ---------------------------------------------------------------------
@@ -279,6 +279,7 @@ class RecordService:
         parent_field = meta.definition.hierarchy_field
         if parent_field is not None and parent_field in changes:
             hierarchy.move(self.session, meta.name, record_id, values[parent_field])
+            self.access.forget_trees()
         self._require_in_scope(meta, record_id, "update")
         current.update({name: change[1] for name, change in changes.items()})
         current.update(version=expected + 1, updated_at=_iso(now), updated_by=self.user_id)
@@ -338,6 +339,7 @@ class RecordService:
         parent_field = meta.definition.hierarchy_field
         if parent_field is not None:
             hierarchy.link_new(self.session, meta.name, record_id, values.get(parent_field))
+            self.access.forget_trees()
         self._require_in_scope(meta, record_id, "create")
         self._audit_bypass(meta, "create", record_id)
         record: Record = {"id": record_id, "version": 1, **_system_json(system)}

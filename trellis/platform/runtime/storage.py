@@ -96,6 +96,8 @@ def build_table(definition: ObjectDefinition, metadata: sa.MetaData) -> sa.Table
     )
     for spec in definition.fields.values():
         field_indexes(table, spec)
+    for columns in definition.composite_indexes:
+        sa.Index(_ident("ix", name, "_".join(columns)), *(table.c[c] for c in columns))
     return table
 
 
