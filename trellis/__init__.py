@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from flask import Flask, jsonify, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from trellis import config as settings
@@ -74,6 +74,12 @@ def _register_error_handlers(app: Flask) -> None:
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         return _error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(DataError)
+    def data_error(exc: DataError) -> Any:
+        # Input the database refuses (a NUL character on PostgreSQL…): bad input, not a crash.
+        log.info("value refused by the database: %s", exc.orig)
+        return _error(400, "bad_request", "the request holds a value the database cannot store")
 
     @app.errorhandler(IntegrityError)
     def integrity_error(exc: IntegrityError) -> Any:

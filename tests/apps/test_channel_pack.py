@@ -52,11 +52,18 @@ def documents() -> dict[str, dict[str, Any]]:
 def demo_records() -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for relative in manifest()["demo"]:
-        records += json.loads((PACK / relative).read_text(encoding="utf-8"))["records"]
+        records += json.loads((PACK / relative).read_text(encoding="utf-8")).get("records", [])
     return records
 
 
 # --- the files -----------------------------------------------------------------------
+
+
+ROLES = ["role " + Path(p).stem for p in manifest()["roles"]]
+
+
+def objects_only(names: list[str]) -> list[str]:
+    return [n for n in names if not n.startswith("role ")]
 
 
 def test_manifest() -> None:
@@ -179,7 +186,7 @@ def _state(app: Flask) -> dict[str, Any]:
 def test_install_creates_objects_and_demo_data(app: Flask) -> None:
     result = _install(app)
     assert (result.name, result.version) == ("channel_pack", manifest()["version"])
-    assert result.created == OBJECTS and result.updated == [] and result.unchanged == []
+    assert result.created == OBJECTS + ROLES and result.updated == [] and result.unchanged == []
     assert result.demo_records == len(demo_records())
 
     registry: MetaRegistry = app.extensions["trellis.registry"]
@@ -255,7 +262,7 @@ def test_install_is_idempotent(app: Flask) -> None:
     before = _state(app)
     again = _install(app)
     assert again.created == [] and again.updated == []
-    assert again.unchanged == OBJECTS
+    assert again.unchanged == OBJECTS + ROLES
     assert again.demo_records == 0
     assert _state(app) == before
 
@@ -290,7 +297,7 @@ def test_a_changed_pack_upgrades_by_new_versions(app: Flask, tmp_path: Path) -> 
 
     result = _install(app, folder)
     assert result.updated == ["product"] and result.created == []
-    assert result.unchanged == ["dealer", "sales_order", "order_line"]
+    assert objects_only(result.unchanged) == ["dealer", "sales_order", "order_line"]
     registry: MetaRegistry = app.extensions["trellis.registry"]
     with db.session() as session:
         registry.ensure_current(session)
@@ -327,7 +334,7 @@ def test_reinstalling_keeps_an_admins_own_fields(app: Flask) -> None:
 
     result = _install(app)
     assert result.updated == ["dealer"]  # only for the pack's own field that was edited
-    assert result.unchanged == ["product", "sales_order", "order_line"]
+    assert objects_only(result.unchanged) == ["product", "sales_order", "order_line"]
     with db.session() as session:
         registry.ensure_current(session)
         dealer = registry.get("dealer")
@@ -335,7 +342,7 @@ def test_reinstalling_keeps_an_admins_own_fields(app: Flask) -> None:
         assert dealer.fields["credit_limit"].default == 0  # the pack's fields follow the pack
     assert {d["account_manager"] for d in _rows(app, "dealer")} == {"Li"}
     after = _state(app)
-    assert _install(app).unchanged == OBJECTS
+    assert objects_only(_install(app).unchanged) == OBJECTS
     assert _state(app) == after
 
 
@@ -377,7 +384,7 @@ def test_an_invalid_object_file_installs_nothing(app: Flask, tmp_path: Path) -> 
     assert any(d["field"] == "/properties/list_price/x-type" for d in caught.value.details)
     _assert_nothing_installed(app)
     # The same session and registry can install a good pack afterwards.
-    assert _install(app).created == OBJECTS
+    assert objects_only(_install(app).created) == OBJECTS
 
 
 def test_bad_demo_data_installs_nothing(app: Flask, tmp_path: Path) -> None:

@@ -257,6 +257,13 @@ class UserService:
                 if flag == "is_admin" and user.id == self.actor_id and not data[flag]:
                     raise Conflict("you cannot take away your own administrator rights")
                 setattr(user, flag, data[flag])
+                if flag == "is_active" and not data[flag]:
+                    # Deactivation revokes every token: reactivating must not revive them.
+                    self.session.execute(
+                        sa.update(ApiToken)
+                        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                        .values(revoked_at=utcnow())
+                    )
         self._apply(user, data)
         return user
 
