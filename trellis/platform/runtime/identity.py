@@ -168,6 +168,21 @@ def check_password(password: Any) -> str:
     return password
 
 
+CREATE_FIELDS = frozenset(
+    {"email", "password", "name", "roles", "partner", "manager", "language", "is_admin"}
+)
+UPDATE_FIELDS = (CREATE_FIELDS - {"email"}) | {"is_active"}
+
+
+def _user_fields(data: Any, allowed: frozenset[str], refusal: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationFailed("a user must be a JSON object", [])
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValidationFailed("unknown keys", [{"field": k, "message": refusal} for k in unknown])
+    return data
+
+
 class UserService:
     def __init__(self, session: Session, registry: MetaRegistry, actor_id: int | None) -> None:
         self.session = session
@@ -181,23 +196,7 @@ class UserService:
         return user
 
     def create(self, data: Any) -> User:
-
-        if not isinstance(data, dict):
-            raise ValidationFailed("a user must be a JSON object", [])
-        unknown = set(data) - {
-            "email",
-            "password",
-            "name",
-            "roles",
-            "partner",
-            "manager",
-            "language",
-            "is_admin",
-        }
-        if unknown:
-            raise ValidationFailed(
-                "unknown keys", [{"field": k, "message": "is not a user field"} for k in unknown]
-            )
+        data = _user_fields(data, CREATE_FIELDS, "is not a user field")
         email = data.get("email")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
             raise ValidationFailed(
@@ -222,23 +221,7 @@ class UserService:
         return user
 
     def update(self, user_id: int, data: Any) -> User:
-
-        if not isinstance(data, dict):
-            raise ValidationFailed("a user change must be a JSON object", [])
-        unknown = set(data) - {
-            "password",
-            "name",
-            "roles",
-            "partner",
-            "manager",
-            "language",
-            "is_admin",
-            "is_active",
-        }
-        if unknown:
-            raise ValidationFailed(
-                "unknown keys", [{"field": k, "message": "cannot be changed"} for k in unknown]
-            )
+        data = _user_fields(data, UPDATE_FIELDS, "cannot be changed")
         user = self.get(user_id)
         if "password" in data:
             user.password_hash = generate_password_hash(check_password(data["password"]))
