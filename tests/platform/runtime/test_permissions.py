@@ -25,6 +25,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from openapi_spec_validator import validate
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, _pg_database_url, _reset_pg
 from tests.platform.runtime.helpers import detail_fields, error_of
@@ -635,6 +636,7 @@ def test_permission_matrix(world: World, role: str, object_name: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_openapi_describes_what_each_role_may_see_and_write(world: World, role: str) -> None:
     doc = world.role_user(role).api.get("/openapi.json").get_json()
+    validate(doc)  # each caller's document is a valid OpenAPI 3.1 document on its own
     schemas = doc["components"]["schemas"]
     for object_name in OBJECTS:
         base = "".join(part.title() for part in object_name.split("_"))
@@ -655,6 +657,14 @@ def test_openapi_describes_what_each_role_may_see_and_write(world: World, role: 
         for name, prop in schemas[base]["properties"].items():
             if name in fields_of(object_name):
                 assert prop.get("readOnly", False) is (name not in writable), (object_name, name)
+        # Only the operations the role grants are described.
+        listed = doc["paths"][f"/records/{object_name}"]
+        one = doc["paths"][f"/records/{object_name}/{{id}}"]
+        assert ("post" in listed) is (scope_of(role, object_name, "create") != "none")
+        assert ("patch" in one) is (scope_of(role, object_name, "update") != "none")
+        assert ("delete" in one) is (scope_of(role, object_name, "delete") != "none")
+        exported = f"/records/{object_name}/export" in doc["paths"]
+        assert exported is (scope_of(role, object_name, "export") != "none")
 
 
 # --- partner trees: siblings, parents, moves ------------------------------------------------

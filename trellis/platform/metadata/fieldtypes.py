@@ -506,7 +506,15 @@ class DateType(FieldType):
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
         if isinstance(value, dt.datetime):
             return value.date().isoformat()
-        return self.to_json(self.to_python(str(value)[:10], spec), spec)
+        text = str(value).strip()
+        try:
+            return dt.date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass
+        try:  # a date-time keeps its date; anything else is refused, never cut to fit
+            return dt.datetime.fromisoformat(text).date().isoformat()
+        except ValueError as exc:
+            raise FieldConversionError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
 
 
 @register

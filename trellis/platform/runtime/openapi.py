@@ -86,7 +86,7 @@ def _build(registry: MetaRegistry, server_url: str, permissions: Permissions) ->
         if meta.name not in readable:
             continue
         schemas.update(_record_schemas(meta, permissions, readable))
-        paths.update(_record_paths(meta))
+        paths.update(_allowed_paths(meta, _record_paths(meta), permissions))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -290,6 +290,27 @@ def _record_schemas(
     }
 
 
+def _allowed_paths(
+    meta: ObjectMeta, paths: dict[str, Any], permissions: Permissions
+) -> dict[str, Any]:
+    """Leave out the operations the caller's roles do not grant."""
+    allowed = {
+        op: bool(permissions.scopes(meta.name, op))
+        for op in ("create", "update", "delete", "export")
+    }
+    base = f"/records/{meta.name}"
+    if not allowed["create"]:
+        paths[base].pop("post")
+    if not allowed["update"]:
+        paths[f"{base}/{{id}}"].pop("patch")
+    if not allowed["delete"]:
+        paths[f"{base}/{{id}}"].pop("delete")
+        paths.pop(f"{base}/{{id}}/restore")
+    if not allowed["export"]:
+        paths.pop(f"{base}/export")
+    return paths
+
+
 def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
     base = _pascal(meta.name)
     label = meta.definition.label.get("en", meta.name)
@@ -331,6 +352,21 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
                     "201": _ok("Created", record),
                     "409": ERROR,
                     "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+        },
+        f"/records/{meta.name}/export": {
+            "get": {
+                "operationId": f"export{base}",
+                "tags": tag,
+                "summary": f"Export {label} as CSV",
+                "parameters": [p for p in list_params if p["name"] in ("filter", "sort", "fields")],
+                "responses": {
+                    "200": {
+                        "description": "Every matching record within the export scope",
+                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                    },
                     **STANDARD_ERRORS,
                 },
             },
