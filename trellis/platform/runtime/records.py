@@ -13,12 +13,14 @@ install) and rolls everything back when any step raises.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trellis.exceptions import (
+    BadRequest,
     Conflict,
     DuplicateValue,
     Forbidden,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 Record = dict[str, Any]
+EXPORT_PAGE = 1000
+MAX_EXPORT_ROWS = 100_000
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
 
@@ -129,11 +133,16 @@ class RecordService:
         hidden = self.access.hidden(meta)
         names = ["id", *(query.fields or [n for n in meta.fields if n not in hidden])]
         records: list[Record] = []
+        query = replace(query, limit=EXPORT_PAGE)
         page = self._page(meta, query, "export")
         records.extend(page["items"])
         while page["next_cursor"]:
-            after = query.after_cursor(meta, page["next_cursor"])
-            page = self._page(meta, after, "export")
+            if len(records) >= MAX_EXPORT_ROWS:
+                raise BadRequest(
+                    f"an export holds at most {MAX_EXPORT_ROWS:,} records; narrow the filter",
+                    [{"field": "filter", "message": "too many records match"}],
+                )
+            page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), "export")
             records.extend(page["items"])
         return names, records
 
