@@ -32,7 +32,7 @@ from trellis.platform.runtime.identity import (
     revoke_token,
     token_dict,
 )
-from trellis.platform.runtime.models import User
+from trellis.platform.runtime.models import User, as_utc
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.openapi import openapi_document
 from trellis.platform.runtime.query import parse_list_query
@@ -60,7 +60,7 @@ def value_refused_by_database(exc: DataError) -> Any:
 
 def _when(moment: dt.datetime) -> str:
     """A stored moment as ISO 8601 with its zone (SQLite hands them back without it)."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat()
+    return as_utc(moment).isoformat()
 
 
 def registry() -> MetaRegistry:

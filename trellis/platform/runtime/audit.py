@@ -8,12 +8,11 @@ written with ``record_now`` in a transaction of their own.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
-from trellis.platform.runtime.models import AuditEvent, utcnow
+from trellis.platform.runtime.models import AuditEvent, as_utc, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -93,7 +92,7 @@ def list_events(
     return [
         {
             "id": row.id,
-            "at": _aware(row.at).isoformat(),
+            "at": as_utc(row.at).isoformat(),
             "action": row.action,
             "actor_id": row.actor_id,
             "actor_email": row.actor_email,
@@ -104,8 +103,3 @@ def list_events(
         }
         for row in session.execute(query)
     ]
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """Stored moments are UTC; SQLite hands them back without their zone."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from trellis.exceptions import AuthenticationRequired, NotFound, ValidationFailed
-from trellis.platform.runtime.models import ApiToken, MetaRevision, User, UserRole, utcnow
+from trellis.platform.runtime.models import (
+    ApiToken,
+    MetaRevision,
+    User,
+    UserRole,
+    as_utc,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,11 +60,10 @@ def create_user(
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise ValidationFailed("invalid e-mail address", [{"field": "email", "message": email}])
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            "password too short",
-            [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}],
-        )
+    if isinstance(password, str) and len(password) < MIN_PASSWORD_LENGTH:
+        # `trellis init`'s wording, which scripts may match on.
+        raise ValidationFailed("password too short", _PASSWORD_RULE)
+    check_password(password)
     user = session.scalar(sa.select(User).where(User.email == email))
     created = user is None
     if user is None:
@@ -68,6 +74,18 @@ def create_user(
     user.is_admin = user.is_admin or is_admin
     session.flush()
     return user, created
+
+
+_PASSWORD_RULE = [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}]
+
+
+def check_password(password: Any) -> str:
+    """The password, when it is one we accept; ``ValidationFailed`` otherwise."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed("the password is too short", _PASSWORD_RULE)
+    if len(password) > 1000:
+        raise ValidationFailed("the password is too long", [{"field": "password", "message": ""}])
+    return password
 
 
 def verify_password(user: User, password: str) -> bool:
@@ -81,18 +99,24 @@ def issue_token(
     user = session.scalar(sa.select(User).where(User.email == email.strip().lower()))
     if user is None or not user.is_active:
         raise NotFound(f"no active user {email!r}")
+    return new_token(session, user.id, name, expires_at)[1]
+
+
+def new_token(
+    session: Session, user_id: int, name: str, expires_at: dt.datetime | None
+) -> tuple[ApiToken, str]:
+    """Mint a token: the row (holding only its hash) and the token itself, shown once."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiToken(
-            user_id=user.id,
-            name=name,
-            token_hash=hash_token(token),
-            prefix=token[:10],
-            expires_at=expires_at,
-        )
+    row = ApiToken(
+        user_id=user_id,
+        name=str(name or "")[:120],
+        token_hash=hash_token(token),
+        prefix=token[:10],
+        expires_at=expires_at,
     )
+    session.add(row)
     session.flush()
-    return token
+    return row, token
 
 
 def authenticate_token(session: Session, authorization: str | None) -> TokenIdentity:
@@ -123,7 +147,7 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
         meta_revision,
     ) = row
     now = utcnow()
-    if revoked_at is not None or not is_active or (expires_at and _aware(expires_at) <= now):
+    if revoked_at is not None or not is_active or (expires_at and as_utc(expires_at) <= now):
         raise AuthenticationRequired("the token is revoked or expired")
     return TokenIdentity(
         token_id=token_id,
@@ -133,7 +157,7 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
         partner_id=partner_id,
         roles=tuple(sorted(role_names.split(","))) if role_names else (),
         revision=meta_revision or 0,
-        needs_touch=last_used_at is None or now - _aware(last_used_at) > LAST_USED_RESOLUTION,
+        needs_touch=last_used_at is None or now - as_utc(last_used_at) > LAST_USED_RESOLUTION,
     )
 
 
@@ -170,7 +194,3 @@ def touch_token(connection: sa.Connection, token_id: int) -> None:
     connection.execute(
         sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
     )
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -27,18 +27,14 @@ from trellis.exceptions import (
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Permissions, validate_role
 from trellis.platform.runtime import audit
-from trellis.platform.runtime.auth import (
-    MIN_PASSWORD_LENGTH,
-    TOKEN_PREFIX,
-    hash_token,
-    verify_password,
-)
+from trellis.platform.runtime.auth import check_password, new_token, verify_password
 from trellis.platform.runtime.models import (
     ApiToken,
     Role,
     RoleVersion,
     User,
     UserRole,
+    as_utc,
     utcnow,
 )
 from trellis.platform.runtime.objects import bump_revision
@@ -67,12 +63,6 @@ class Caller:
     permissions: Permissions  # what the caller may do (everything, for an admin)
     role_permissions: Permissions  # what their roles alone grant (to audit admin bypass)
     token_id: int | None = None
-
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 # --- roles -------------------------------------------------------------------------------
@@ -155,17 +145,6 @@ class RoleService:
 
 
 # --- users -------------------------------------------------------------------------------
-
-
-def check_password(password: Any) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            "the password is too short",
-            [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}],
-        )
-    if len(password) > 1000:
-        raise ValidationFailed("the password is too long", [{"field": "password", "message": ""}])
-    return password
 
 
 CREATE_FIELDS = frozenset(
@@ -346,8 +325,7 @@ class UserService:
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
-    aware = _aware(moment)
-    return aware.isoformat() if aware else None
+    return as_utc(moment).isoformat() if moment else None
 
 
 # --- sign-in -------------------------------------------------------------------------------
@@ -362,13 +340,13 @@ def sign_in(session: Session, email: str, password: str) -> User:
     user = session.scalar(sa.select(User).where(User.email == (email or "").strip().lower()))
     now = utcnow()
     if user is not None:
-        locked_until = _aware(user.locked_until)
+        locked_until = as_utc(user.locked_until) if user.locked_until else None
         if locked_until and locked_until > now:
             wait = int((locked_until - now).total_seconds()) + 1
             raise TooManyAttempts(
                 "too many failed sign-ins; the account is locked for a while", wait
             )
-        last_failed = _aware(user.last_failed_at)
+        last_failed = as_utc(user.last_failed_at) if user.last_failed_at else None
         if user.failed_logins >= SLOW_AFTER and last_failed is not None:
             ready_at = last_failed + dt.timedelta(seconds=2 ** (user.failed_logins - SLOW_AFTER))
             if ready_at > now:
@@ -409,17 +387,7 @@ def create_token(
                 [{"field": "expires_in_days", "message": str(expires_in_days)}],
             )
         expires_at = utcnow() + dt.timedelta(days=expires_in_days)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(
-        user_id=user_id,
-        name=str(name or "")[:120],
-        token_hash=hash_token(token),
-        prefix=token[:10],
-        expires_at=expires_at,
-    )
-    session.add(row)
-    session.flush()
-    return row, token
+    return new_token(session, user_id, name, expires_at)
 
 
 def list_tokens(session: Session, user_id: int) -> list[dict[str, Any]]:

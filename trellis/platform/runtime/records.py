@@ -33,7 +33,7 @@ from trellis.platform.metadata.fieldtypes import INT64_MAX, FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.runtime import audit, hierarchy
 from trellis.platform.runtime.access import Access
-from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, utcnow
+from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, as_utc, utcnow
 from trellis.platform.runtime.query import (
     ListQuery,
     encode_cursor,
@@ -652,9 +652,7 @@ def _system_json(values: Any) -> Record:
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(value).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _field_values(meta: ObjectMeta, record: Record) -> Record:
