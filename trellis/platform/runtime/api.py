@@ -279,8 +279,11 @@ def restore_version(name: str, version: int) -> Any:
 # --- records -------------------------------------------------------------------------
 
 
-def _list_query(object_name: str) -> Any:
+def _list_query(service: RecordService, object_name: str, operation: str) -> Any:
+    """The request's list parameters, checked — after the right to ``operation`` is: without
+    it the answer is 403 whatever the query says."""
     meta = registry().get(object_name)
+    service.access.require(meta, operation)
     args = request.args
     return parse_list_query(
         meta,
@@ -291,24 +294,21 @@ def _list_query(object_name: str) -> Any:
         fields_text=args.get("fields"),
         default_limit=current_app.config["PAGE_SIZE_DEFAULT"],
         max_limit=current_app.config["PAGE_SIZE_MAX"],
-        hidden=records().access.hidden(meta),
+        hidden=service.access.hidden(meta),
     )
 
 
 @bp.get("/records/<object_name>")
 def list_records(object_name: str) -> Any:
     service = records()
-    # The right first: without it the answer is 403 whatever the query says.
-    service.access.require(registry().get(object_name), "read")
-    return jsonify(service.list_page(object_name, _list_query(object_name)))
+    return jsonify(service.list_page(object_name, _list_query(service, object_name, "read")))
 
 
 @bp.get("/records/<object_name>/export")
 def export_records(object_name: str) -> Any:
     """CSV of every record the filter matches, within the caller's export scope."""
     service = records()
-    service.access.require(registry().get(object_name), "export")
-    names, rows = service.export_rows(object_name, _list_query(object_name))
+    names, rows = service.export_rows(object_name, _list_query(service, object_name, "export"))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(names)
