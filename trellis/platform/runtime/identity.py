@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -44,7 +45,13 @@ if TYPE_CHECKING:
 
     from trellis.platform.runtime.registry import MetaRegistry
 
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+
+@cache
+def _dummy_hash() -> str:
+    """Made on first use, not at import: scrypt is deliberately slow."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 SLOW_AFTER = 3  # failures before each next attempt has to wait
 LOCK_AFTER = 10  # failures before the account locks
 LOCK_FOR = dt.timedelta(minutes=15)
@@ -354,7 +361,7 @@ def sign_in(session: Session, email: str, password: str) -> User:
                 raise TooManyAttempts("too many failed sign-ins; wait before trying again", wait)
     if user is None:
         # Spend the time a real check takes, so timing does not tell who has an account.
-        check_password_hash(_DUMMY_HASH, password or "")
+        check_password_hash(_dummy_hash(), password or "")
     if user is None or not user.is_active or not verify_password(user, password or ""):
         if user is not None:
             user.failed_logins += 1
