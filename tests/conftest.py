@@ -92,12 +92,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 @pytest.fixture
 def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
     app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "test-secret", "TESTING": True})
-    with app.app_context():
-        assert db.engine is not None
-        with db.session() as session:
-            init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield app
-        db.engine.dispose()
+    assert db.engine is not None
+    with db.session() as session:
+        init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+    # No app context stays pushed: each request gets its own, and so its own ``g``, as in
+    # production (a shared ``g`` would, for one, serve one session's CSRF token to another).
+    yield app
+    db.engine.dispose()
 
 
 @pytest.fixture
