@@ -97,8 +97,8 @@ def trellis_app(url: str) -> tuple[Any, str]:
     """
     from trellis import create_app
     from trellis.extensions import db
-    from trellis.platform.runtime.auth import issue_token
     from trellis.platform.runtime.bootstrap import init_database
+    from trellis.platform.runtime.identity.tokens import issue_token
 
     os.environ.setdefault(
         "TRELLIS_INSTANCE_PATH", str(Path(tempfile.gettempdir()) / "trellis-bench-instance")

@@ -342,8 +342,8 @@ def pick_partners(engine: sa.Engine) -> dict[str, int]:
 def create_users(app: Any, partners: dict[str, int]) -> dict[str, dict[str, str]]:
     """The three callers, through UserService; returns the request headers of each."""
     from trellis.extensions import db
-    from trellis.platform.runtime.auth import issue_token
     from trellis.platform.runtime.identity import UserService
+    from trellis.platform.runtime.identity.tokens import issue_token
 
     registry = app.extensions["trellis.registry"]
     users = {

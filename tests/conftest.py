@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 
 from trellis import create_app
 from trellis.extensions import db
-from trellis.platform.runtime.auth import issue_token
 from trellis.platform.runtime.bootstrap import init_database
+from trellis.platform.runtime.identity.tokens import issue_token
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"

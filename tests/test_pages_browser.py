@@ -21,8 +21,8 @@ from flask import Flask
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from trellis.admin_ui import SESSION_LIFETIME
 from trellis.extensions import db
-from trellis.platform.runtime.auth import verify_password
 from trellis.platform.runtime.identity import LOCK_AFTER, UserService
+from trellis.platform.runtime.identity.passwords import verify_password
 from trellis.platform.runtime.models import User
 
 WAIT_MS = 10_000  # every wait of the browser is bounded by this

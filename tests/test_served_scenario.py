@@ -20,7 +20,7 @@ import requests
 
 from tests.factories import dealer_definition, field
 from trellis.extensions import db
-from trellis.platform.runtime.auth import issue_token
+from trellis.platform.runtime.identity.tokens import issue_token
 
 
 def _free_port() -> int:

@@ -95,7 +95,7 @@ def token_group() -> None:
 @with_appcontext
 def token_create(email: str, name: str) -> None:
     """Create an API token; it is printed once, as the last line."""
-    from trellis.platform.runtime.auth import issue_token
+    from trellis.platform.runtime.identity.tokens import issue_token
 
     _require_database()
     try:
@@ -299,7 +299,7 @@ def user_deactivate(email: str) -> None:
 @with_appcontext
 def demo_command(port: int, host: str) -> None:
     """Set up the channel pack with demo data and serve it."""
-    from trellis.platform.runtime.auth import issue_token
+    from trellis.platform.runtime.identity.tokens import issue_token
 
     password = os.environ.get("TRELLIS_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
     try:

@@ -30,8 +30,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import audit
-from trellis.platform.runtime.auth import check_password, verify_password
 from trellis.platform.runtime.identity import UserService, sign_in
+from trellis.platform.runtime.identity.passwords import check_password, verify_password
 from trellis.platform.runtime.models import User
 
 bp = Blueprint(

@@ -12,7 +12,7 @@ from tests.conftest import ADMIN_EMAIL, Api
 from tests.factories import dealer_definition
 from tests.platform.runtime.helpers import all_rows, create, define, error_of, object_names
 from trellis.extensions import db
-from trellis.platform.runtime.auth import issue_token
+from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import ApiToken
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.factories import dealer_definition
-from trellis.platform.runtime import records
+from trellis.platform.runtime.records import service as records
 
 
 def _rows(response: object) -> list[list[str]]:

@@ -20,8 +20,10 @@ from tests.platform.runtime.helpers import (
     redefine,
 )
 from trellis.extensions import db
-from trellis.platform.runtime.auth import create_user, issue_token
+from trellis.platform.runtime.identity import UserService
+from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import User
+from trellis.platform.runtime.registry import MetaRegistry
 
 SYSTEM = {
     "id",
@@ -270,7 +272,9 @@ def test_unknown_object(api: Api) -> None:
 def clerk(app: Any, client: Any) -> Api:
     """A signed-in user who is not an administrator."""
     with db.session() as session:
-        create_user(session, "clerk@example.com", "long enough password")
+        UserService(session, MetaRegistry(), None).create(
+            {"email": "clerk@example.com", "password": "long enough password"}
+        )
         token = issue_token(session, "clerk@example.com")
         session.commit()
     return Api(client, token)

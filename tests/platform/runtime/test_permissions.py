@@ -31,8 +31,8 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, _pg_database_url, _
 from tests.platform.runtime.helpers import detail_fields, error_of
 from trellis import create_app
 from trellis.extensions import db
-from trellis.platform.runtime.auth import issue_token
 from trellis.platform.runtime.bootstrap import init_database
+from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import HierarchyLink
 from trellis.platform.runtime.packs import install_pack, resolve_pack
 

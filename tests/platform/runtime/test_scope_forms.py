@@ -9,8 +9,8 @@ from flask import Flask
 from tests.conftest import Api
 from trellis.extensions import db
 from trellis.platform.runtime import access
-from trellis.platform.runtime.auth import issue_token
 from trellis.platform.runtime.identity import UserService
+from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.packs import install_pack, resolve_pack
 
 

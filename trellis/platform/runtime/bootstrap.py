@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from trellis.platform.runtime.auth import create_user
+from trellis.platform.runtime.identity.users import UserService
 from trellis.platform.runtime.models import MetaRevision
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ def init_database(
     ensure_revision_row(session)
     created = False
     if admin_email and admin_password:
-        _, created = create_user(session, admin_email, admin_password, is_admin=True)
+        from trellis.platform.runtime.registry import MetaRegistry
+
+        users = UserService(session, MetaRegistry(), actor_id=None)
+        _, created = users.ensure_admin(admin_email, admin_password)
     session.commit()
     return created

@@ -1,8 +1,8 @@
-"""Users and API tokens.
+"""API tokens.
 
 Tokens are 256-bit random strings shown once; only their SHA-256 is stored (a
 slow hash buys nothing for a secret of that entropy, and a fast one keeps every
-request cheap). Passwords use werkzeug's scrypt hash.
+request cheap).
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from trellis.exceptions import AuthenticationRequired, NotFound, ValidationFailed
+from trellis.exceptions import (
+    AuthenticationRequired,
+    NotFound,
+    ValidationFailed,
+)
+from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.runtime.identity.users import iso
 from trellis.platform.runtime.models import (
     ApiToken,
     MetaRevision,
@@ -30,9 +35,10 @@ from trellis.platform.runtime.models import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+
 TOKEN_PREFIX = "trl_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
-MIN_PASSWORD_LENGTH = 8
+MAX_TOKEN_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -51,45 +57,6 @@ class TokenIdentity:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_user(
-    session: Session, email: str, password: str, *, name: str = "", is_admin: bool = False
-) -> tuple[User, bool]:
-    """Create the user, or update the password of an existing one. Returns (user, created)."""
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise ValidationFailed("invalid e-mail address", [{"field": "email", "message": email}])
-    if isinstance(password, str) and len(password) < MIN_PASSWORD_LENGTH:
-        # `trellis init`'s wording, which scripts may match on.
-        raise ValidationFailed("password too short", _PASSWORD_RULE)
-    check_password(password)
-    user = session.scalar(sa.select(User).where(User.email == email))
-    created = user is None
-    if user is None:
-        user = User(email=email, name=name or email.split("@")[0], is_admin=is_admin)
-        session.add(user)
-    user.password_hash = generate_password_hash(password)
-    user.password_changed_at = utcnow()
-    user.is_admin = user.is_admin or is_admin
-    session.flush()
-    return user, created
-
-
-_PASSWORD_RULE = [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}]
-
-
-def check_password(password: Any) -> str:
-    """The password, when it is one we accept; ``ValidationFailed`` otherwise."""
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed("the password is too short", _PASSWORD_RULE)
-    if len(password) > 1000:
-        raise ValidationFailed("the password is too long", [{"field": "password", "message": ""}])
-    return password
-
-
-def verify_password(user: User, password: str) -> bool:
-    return bool(user.password_hash) and check_password_hash(str(user.password_hash), password)
 
 
 def issue_token(
@@ -194,3 +161,49 @@ def touch_token(connection: sa.Connection, token_id: int) -> None:
     connection.execute(
         sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
     )
+
+
+def create_token(
+    session: Session, user_id: int, name: str, expires_in_days: Any = None
+) -> tuple[ApiToken, str]:
+    expires_at = None
+    if expires_in_days is not None:
+        if (
+            isinstance(expires_in_days, bool)
+            or not isinstance(expires_in_days, int)
+            or not (1 <= expires_in_days <= MAX_TOKEN_DAYS)
+        ):
+            raise ValidationFailed(
+                f"expires_in_days must be 1–{MAX_TOKEN_DAYS}",
+                [{"field": "expires_in_days", "message": str(expires_in_days)}],
+            )
+        expires_at = utcnow() + dt.timedelta(days=expires_in_days)
+    return new_token(session, user_id, name, expires_at)
+
+
+def list_tokens(session: Session, user_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+    )
+    return [token_dict(row) for row in rows]
+
+
+def token_dict(row: ApiToken) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "revoked_at": iso(row.revoked_at),
+        "last_used_at": iso(row.last_used_at),
+    }
+
+
+def revoke_token(session: Session, user_id: int, token_id: int) -> ApiToken:
+    row = session.get(ApiToken, token_id) if 1 <= token_id <= INT64_MAX else None
+    if row is None or row.user_id != user_id:
+        raise NotFound(f"no token with id {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row

@@ -1,0 +1,190 @@
+"""The REST API under ``/api/v1``: one module per resource, the unit of work here.
+
+Views parse input and shape output; the services do the work. Each request is one
+unit of work: the session opened in ``before_request`` is committed by the view
+that changes something and rolled back by ``teardown`` otherwise, so a failure at
+any step leaves nothing half-applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from sqlalchemy.exc import DataError
+
+from trellis.exceptions import BadRequest, Forbidden
+from trellis.extensions import db
+from trellis.platform.runtime import audit
+from trellis.platform.runtime.identity import Caller
+from trellis.platform.runtime.identity.tokens import authenticate_token, touch_token
+from trellis.platform.runtime.models import as_utc
+from trellis.platform.runtime.objects import ObjectService
+from trellis.platform.runtime.records import RecordService
+from trellis.platform.runtime.registry import MetaRegistry
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@bp.errorhandler(DataError)
+def value_refused_by_database(exc: DataError) -> Any:
+    """Input the database cannot hold that got past validation (a NUL in text on PostgreSQL…).
+
+    Bad input is a 400, never a 500; the request's transaction is rolled back by teardown.
+    """
+    log.info("value refused by the database on %s %s: %s", request.method, request.path, exc.orig)
+    error = BadRequest(
+        "the request holds a value the database cannot store (such as a NUL character)"
+    )
+    return jsonify(error.to_dict()), error.status
+
+
+def when(moment: dt.datetime) -> str:
+    """A stored moment as ISO 8601 with its zone (SQLite hands them back without it)."""
+    return as_utc(moment).isoformat()
+
+
+def registry() -> MetaRegistry:
+    registry: MetaRegistry = current_app.extensions["trellis.registry"]
+    return registry
+
+
+@bp.before_request
+def open_unit_of_work() -> None:
+    session = db.session()
+    g.session = session
+    if request.method in WRITE_METHODS:
+        # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
+        session.connection(execution_options={"trellis_write": True})
+    identity = authenticate_token(session, request.headers.get("Authorization"))
+    registry().ensure_current(session, identity.revision)
+    g.caller = build_caller(
+        identity.user_id,
+        identity.email,
+        identity.is_admin,
+        identity.partner_id,
+        identity.roles,
+        identity.token_id,
+    )
+    if identity.needs_touch:
+        g.touch_token = identity.token_id
+
+
+def build_caller(
+    user_id: int,
+    email: str,
+    is_admin: bool,
+    partner_id: int | None,
+    roles: tuple[str, ...],
+    token_id: int | None = None,
+) -> Caller:
+    reg = registry()
+    return Caller(
+        user_id=user_id,
+        email=email,
+        is_admin=is_admin,
+        partner_id=partner_id,
+        roles=roles,
+        permissions=reg.permissions(roles, is_admin),
+        role_permissions=reg.permissions(roles, False),
+        token_id=token_id,
+    )
+
+
+@bp.teardown_request
+def close_unit_of_work(_exc: BaseException | None) -> None:
+    session = g.pop("session", None)
+    if session is None:
+        return
+    if session.info.pop("metadata_changed", False):
+        registry().invalidate()  # built from a transaction that did not commit
+    session.close()  # rolls back anything not committed
+    # Written after the request's transaction is gone: they must outlive its rollback,
+    # and on SQLite a second writer inside the request would wait on the first.
+    assert db.engine is not None
+    token_id = g.pop("touch_token", None)
+    if token_id is not None:
+        with db.engine.begin() as connection:
+            touch_token(connection, token_id)
+        audit.record_now(db.engine, "token.used", target=f"token/{token_id}", **_who())
+    for action, target, detail in g.pop("deferred_events", []):
+        audit.record_now(db.engine, action, target=target, detail=detail, **_who())
+
+
+def _who() -> dict[str, Any]:
+    who = g.get("caller")
+    return {
+        "actor_id": who.user_id if who else None,
+        "actor_email": who.email if who else None,
+        "ip": request.remote_addr,
+        "user_agent": request.user_agent.string,
+    }
+
+
+def defer_event(action: str, target: str | None, detail: dict[str, Any]) -> None:
+    """Audit something about a request that will roll back (a denial, a failure)."""
+    g.setdefault("deferred_events", []).append((action, target, detail))
+
+
+def record_event(action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
+    """Audit a change in the request's own transaction (it commits with the change)."""
+    audit.record(g.session, action, target=target, detail=detail, **_who())
+
+
+def caller() -> Caller:
+    who: Caller = g.caller
+    return who
+
+
+def require_admin() -> None:
+    if not caller().is_admin:
+        raise Forbidden("only administrators may read or change metadata")
+
+
+def json_body() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise BadRequest("the request needs a JSON body")
+    try:
+        return json.loads(raw, parse_constant=_not_json)
+    except ValueError as exc:
+        raise BadRequest(
+            "the request body is not valid JSON", [{"field": "", "message": str(exc)}]
+        ) from None
+    except RecursionError:
+        raise BadRequest(
+            "the request body is nested too deeply", [{"field": "", "message": "too deep"}]
+        ) from None
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON does not."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def object_service() -> ObjectService:
+    return ObjectService(g.session, registry(), caller().user_id)
+
+
+def record_service() -> RecordService:
+    return RecordService(g.session, registry(), caller())
+
+
+def commit() -> None:
+    g.session.commit()
+    g.session.info.pop("metadata_changed", None)
+
+
+def init_app(app: Flask) -> None:
+    """Register the API: its blueprint, with every resource module's views."""
+    from trellis.platform.runtime.api import audit_log, identity, metadata, records, roles
+
+    del audit_log, identity, metadata, records, roles  # imported for their routes
+    app.extensions["trellis.registry"] = MetaRegistry()
+    app.register_blueprint(bp)

@@ -1,0 +1,115 @@
+"""Records: list, export, create, read, update, delete, restore, history; and OpenAPI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from flask import current_app, jsonify, request
+
+from trellis.platform.runtime.api import (
+    bp,
+    caller,
+    commit,
+    json_body,
+    record_service,
+    registry,
+)
+from trellis.platform.runtime.openapi import openapi_document
+from trellis.platform.runtime.query import parse_list_query
+from trellis.platform.runtime.records import RecordService
+
+
+def _list_query(service: RecordService, object_name: str, operation: str) -> Any:
+    """The request's list parameters, checked — after the right to ``operation`` is: without
+    it the answer is 403 whatever the query says."""
+    meta = registry().get(object_name)
+    service.access.require(meta, operation)
+    args = request.args
+    return parse_list_query(
+        meta,
+        filter_text=args.get("filter"),
+        sort_text=args.get("sort"),
+        limit_text=args.get("limit"),
+        cursor=args.get("cursor"),
+        fields_text=args.get("fields"),
+        default_limit=current_app.config["PAGE_SIZE_DEFAULT"],
+        max_limit=current_app.config["PAGE_SIZE_MAX"],
+        hidden=service.access.hidden(meta),
+    )
+
+
+@bp.get("/records/<object_name>")
+def list_records(object_name: str) -> Any:
+    service = record_service()
+    return jsonify(service.list_page(object_name, _list_query(service, object_name, "read")))
+
+
+@bp.get("/records/<object_name>/export")
+def export_records(object_name: str) -> Any:
+    """CSV of every record the filter matches, within the caller's export scope."""
+    service = record_service()
+    names, rows = service.export_rows(object_name, _list_query(service, object_name, "export"))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(name)) for name in names])
+    service.session.commit()  # the audit of an admin's bypass, if any
+    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # keep spreadsheets from running a cell as a formula
+    return value
+
+
+@bp.post("/records/<object_name>")
+def create_record(object_name: str) -> Any:
+    record = record_service().create(object_name, json_body())
+    commit()
+    return jsonify(record), 201
+
+
+@bp.get("/records/<object_name>/<int:record_id>")
+def get_record(object_name: str, record_id: int) -> Any:
+    return jsonify(record_service().get(object_name, record_id))
+
+
+@bp.patch("/records/<object_name>/<int:record_id>")
+def update_record(object_name: str, record_id: int) -> Any:
+    record = record_service().update(object_name, record_id, json_body())
+    commit()
+    return jsonify(record)
+
+
+@bp.delete("/records/<object_name>/<int:record_id>")
+def delete_record(object_name: str, record_id: int) -> Any:
+    record_service().delete(object_name, record_id)
+    commit()
+    return "", 204
+
+
+@bp.post("/records/<object_name>/<int:record_id>/restore")
+def restore_record(object_name: str, record_id: int) -> Any:
+    record = record_service().restore(object_name, record_id)
+    commit()
+    return jsonify(record)
+
+
+@bp.get("/records/<object_name>/<int:record_id>/history")
+def record_history(object_name: str, record_id: int) -> Any:
+    return jsonify({"items": record_service().history(object_name, record_id)})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    who = caller()
+    return jsonify(openapi_document(registry(), request.host_url.rstrip("/"), who.permissions))

@@ -1,0 +1,224 @@
+"""Users: the one way to create, change and describe them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from werkzeug.security import generate_password_hash
+
+from trellis.exceptions import (
+    Conflict,
+    NotFound,
+    ValidationFailed,
+)
+from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.runtime.identity.passwords import check_password
+from trellis.platform.runtime.models import (
+    ApiToken,
+    Role,
+    User,
+    UserRole,
+    as_utc,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.runtime.registry import MetaRegistry
+
+CREATE_FIELDS = frozenset(
+    {"email", "password", "name", "roles", "partner", "manager", "language", "is_admin"}
+)
+UPDATE_FIELDS = (CREATE_FIELDS - {"email"}) | {"is_active"}
+
+
+def _user_fields(data: Any, allowed: frozenset[str], refusal: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationFailed("a user must be a JSON object", [])
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValidationFailed("unknown keys", [{"field": k, "message": refusal} for k in unknown])
+    return data
+
+
+class UserService:
+    """Creates, changes and describes users; ``actor_id`` is who is acting."""
+
+    def __init__(self, session: Session, registry: MetaRegistry, actor_id: int | None) -> None:
+        self.session = session
+        self.registry = registry
+        self.actor_id = actor_id
+
+    def get(self, user_id: int) -> User:
+        user = self.session.get(User, user_id) if 1 <= user_id <= INT64_MAX else None
+        if user is None:
+            raise NotFound(f"no user with id {user_id}")
+        return user
+
+    def create(self, data: Any) -> User:
+        data = _user_fields(data, CREATE_FIELDS, "is not a user field")
+        email = data.get("email")
+        if not isinstance(email, str) or "@" not in email or len(email) > 254:
+            raise ValidationFailed(
+                "invalid e-mail address",
+                [{"field": "email", "message": "must be an address such as name@example.com"}],
+            )
+        email = email.strip().lower()
+        if self.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+            raise Conflict(
+                f"a user with e-mail {email} exists", [{"field": "email", "message": ""}]
+            )
+        user = User(
+            email=email,
+            name=str(data.get("name") or email.split("@")[0])[:120],
+            password_hash=generate_password_hash(check_password(data.get("password"))),
+            password_changed_at=utcnow(),
+            is_admin=bool(data.get("is_admin", False)),
+            language=self._language(data.get("language", "en")),
+        )
+        self.session.add(user)
+        self.session.flush()
+        self._apply(user, data)
+        return user
+
+    def ensure_admin(self, email: str, password: str) -> tuple[User, bool]:
+        """Create the administrator ``email``, or reset an existing user's password and make
+        them one (``trellis init``). Returns (user, created)."""
+        existing = self.session.scalar(
+            sa.select(User).where(User.email == str(email).strip().lower())
+        )
+        if existing is None:
+            return self.create({"email": email, "password": password, "is_admin": True}), True
+        self.update(existing.id, {"password": password, "is_admin": True})
+        return existing, False
+
+    def update(self, user_id: int, data: Any) -> User:
+        data = _user_fields(data, UPDATE_FIELDS, "cannot be changed")
+        user = self.get(user_id)
+        if "password" in data:
+            user.password_hash = generate_password_hash(check_password(data["password"]))
+            user.password_changed_at = utcnow()
+            user.failed_logins, user.locked_until = 0, None
+        if "name" in data:
+            user.name = str(data["name"])[:120]
+        if "language" in data:
+            user.language = self._language(data["language"])
+        for flag in ("is_admin", "is_active"):
+            if flag in data:
+                if not isinstance(data[flag], bool):
+                    raise ValidationFailed(
+                        f"{flag} must be true or false", [{"field": flag, "message": ""}]
+                    )
+                if flag == "is_admin" and user.id == self.actor_id and not data[flag]:
+                    raise Conflict("you cannot take away your own administrator rights")
+                setattr(user, flag, data[flag])
+                if flag == "is_active" and not data[flag]:
+                    # Deactivation revokes every token: reactivating must not revive them.
+                    self.session.execute(
+                        sa.update(ApiToken)
+                        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                        .values(revoked_at=utcnow())
+                    )
+        self._apply(user, data)
+        return user
+
+    def _language(self, value: Any) -> str:
+        if value not in ("en", "zh-CN"):
+            raise ValidationFailed(
+                "language must be en or zh-CN", [{"field": "language", "message": str(value)}]
+            )
+        return str(value)
+
+    def _apply(self, user: User, data: dict[str, Any]) -> None:
+        if "roles" in data:
+            self.set_roles(user, data["roles"])
+        if "partner" in data:
+            user.partner_id = self._partner(data["partner"])
+        if "manager" in data:
+            manager = data["manager"]
+            if manager is not None:
+                if (
+                    isinstance(manager, bool)
+                    or not isinstance(manager, int)
+                    or self.session.get(User, manager) is None
+                ):
+                    raise ValidationFailed(
+                        "unknown manager", [{"field": "manager", "message": str(manager)}]
+                    )
+                if manager == user.id:
+                    raise ValidationFailed(
+                        "a user cannot manage themselves", [{"field": "manager", "message": ""}]
+                    )
+            user.manager_id = manager
+        self.session.flush()
+
+    def _partner(self, partner: Any) -> int | None:
+        if partner is None:
+            return None
+        if isinstance(partner, bool) or not isinstance(partner, int):
+            raise ValidationFailed(
+                "partner must be a record id", [{"field": "partner", "message": str(partner)}]
+            )
+        self.registry.ensure_current(self.session)
+        hierarchy = self.registry.hierarchy_object()
+        if hierarchy is None:
+            raise ValidationFailed(
+                "no hierarchy object is defined (an object with a self-lookup parent)",
+                [{"field": "partner", "message": ""}],
+            )
+        table = hierarchy.table
+        found = self.session.execute(
+            sa.select(table.c.id).where(table.c.id == partner, table.c.deleted_at.is_(None))
+        ).first()
+        if found is None:
+            raise ValidationFailed(
+                f"no {hierarchy.name} with id {partner}", [{"field": "partner", "message": ""}]
+            )
+        return partner
+
+    def set_roles(self, user: User, roles: Any) -> None:
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValidationFailed(
+                "roles must be a list of role names", [{"field": "roles", "message": ""}]
+            )
+        known = set(self.session.scalars(sa.select(Role.name).where(Role.name.in_(roles))))
+        missing = [r for r in roles if r not in known]
+        if missing:
+            raise ValidationFailed(
+                "unknown roles", [{"field": "roles", "message": f"no role {r!r}"} for r in missing]
+            )
+        self.session.execute(sa.delete(UserRole).where(UserRole.user_id == user.id))
+        for name in dict.fromkeys(roles):
+            self.session.add(UserRole(user_id=user.id, role_name=name))
+        self.session.flush()
+
+    def roles_of(self, user_id: int) -> list[str]:
+        return list(
+            self.session.scalars(
+                sa.select(UserRole.role_name)
+                .where(UserRole.user_id == user_id)
+                .order_by(UserRole.role_name)
+            )
+        )
+
+    def as_dict(self, user: User) -> dict[str, Any]:
+        return {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "is_active": user.is_active,
+            "is_admin": user.is_admin,
+            "language": user.language,
+            "partner": user.partner_id,
+            "manager": user.manager_id,
+            "roles": self.roles_of(user.id),
+            "created_at": iso(user.created_at),
+            "locked_until": iso(user.locked_until),
+        }
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment else None
