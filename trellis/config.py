@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from trellis import defaults
+
 PREFIX = "TRELLIS_"
 
 DEFAULTS: dict[str, Any] = {
@@ -24,8 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,
     "SECRET_KEY": None,
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
-    "PAGE_SIZE_DEFAULT": 50,
-    "PAGE_SIZE_MAX": 500,
+    "PAGE_SIZE_DEFAULT": defaults.PAGE_SIZE_DEFAULT,
+    "PAGE_SIZE_MAX": defaults.PAGE_SIZE_MAX,
     "SQL_ECHO": False,
     "SESSION_COOKIE_SECURE": False,
 }

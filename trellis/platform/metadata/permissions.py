@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -27,7 +28,18 @@ from trellis.platform.metadata.definition import Problem, _pointer
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA
 from trellis.platform.metadata.names import NAME_PATTERN
 
-OPERATIONS = ("read", "create", "update", "delete", "export")
+
+class Operation(StrEnum):
+    """What a role may do with an object's records, each with its own record scope."""
+
+    READ = "read"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    EXPORT = "export"
+
+
+OPERATIONS = tuple(op.value for op in Operation)
 SCOPES = ("none", "own", "hierarchy", "all")
 FIELD_ACCESS = ("hidden", "read", "write")  # ordered: later grants more
 

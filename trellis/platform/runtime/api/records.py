@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 
+from trellis.exceptions import BadRequest
 from trellis.platform.runtime.api import (
     bp,
     caller,
@@ -63,6 +64,23 @@ def export_records(object_name: str) -> Any:
     return response
 
 
+def _expected_version() -> int | None:
+    """The version the caller read: ``?version=N``, or ``If-Match`` (``N``, ``"N"``, ``W/"N"``)."""
+    text = request.args.get("version")
+    source = "version"
+    if text is None and request.headers.get("If-Match"):
+        text, source = request.headers["If-Match"].strip(), "If-Match"
+        text = text.removeprefix("W/").strip('"')
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
+        raise BadRequest(
+            "the version must be a positive whole number",
+            [{"field": source, "message": f"{text!r} is not a version"}],
+        )
+    return int(text)
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
@@ -90,9 +108,26 @@ def update_record(object_name: str, record_id: int) -> Any:
     return jsonify(record)
 
 
+@bp.post("/records/<object_name>/bulk")
+def bulk_create_records(object_name: str) -> Any:
+    """Up to 1,000 records in one transaction; ``?mode=skip_invalid`` keeps the valid ones."""
+    mode = request.args.get("mode", "all_or_nothing")
+    if mode not in ("all_or_nothing", "skip_invalid"):
+        raise BadRequest(
+            "mode is all_or_nothing or skip_invalid", [{"field": "mode", "message": mode}]
+        )
+    body = json_body()
+    if isinstance(body, dict) and set(body) == {"records"}:
+        body = body["records"]
+    result = record_service().create_many(object_name, body, skip_invalid=mode == "skip_invalid")
+    commit()
+    return jsonify(result), 201 if result["created"] else 200
+
+
 @bp.delete("/records/<object_name>/<int:record_id>")
 def delete_record(object_name: str, record_id: int) -> Any:
-    record_service().delete(object_name, record_id)
+    """Soft delete; ``?version=N`` or ``If-Match: "N"`` makes it conditional on that version."""
+    record_service().delete(object_name, record_id, _expected_version())
     commit()
     return "", 204
 

@@ -1,15 +1,26 @@
 """Records: the one write path of every entry point (DESIGN §4), and their serialisation.
 
-- ``service``: ``RecordService``, the public verbs (get, list, create, update, delete…);
+- ``service``: ``RecordService``, the public verbs (get, list, create, bulk, update, delete…);
+- ``pipeline``: the named steps every write goes through;
+- ``hooks``: the moments other capabilities plug into (``Hook``, ``hooks.register``);
+- ``serialise``: stored rows as API JSON, and the one timestamp format.
 """
 
 from __future__ import annotations
 
-from trellis.platform.runtime.records.service import (
-    EXPORT_PAGE,
-    MAX_EXPORT_ROWS,
-    RecordService,
-    serialise,
-)
+from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent, hooks
+from trellis.platform.runtime.records.serialise import iso, serialise
+from trellis.platform.runtime.records.service import EXPORT_PAGE, MAX_EXPORT_ROWS, RecordService
 
-__all__ = ["EXPORT_PAGE", "MAX_EXPORT_ROWS", "RecordService", "serialise"]
+__all__ = [
+    "EXPORT_PAGE",
+    "MAX_EXPORT_ROWS",
+    "Action",
+    "Hook",
+    "HookRegistry",
+    "RecordService",
+    "WriteEvent",
+    "hooks",
+    "iso",
+    "serialise",
+]

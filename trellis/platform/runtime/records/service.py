@@ -1,111 +1,84 @@
-"""The record service: the one write path of every entry point (DESIGN §4).
+"""The record service: the public verbs of the one write path (DESIGN §4).
 
-API, pack install, demo data — and later forms, imports and automations — all
-write through ``RecordService``. The pipeline, in order:
-
-    deserialise → defaults / autonumber → validate (compiled JSON Schema) →
-    reference and uniqueness checks → SQL write → field history
+API, bulk, pack install, demo data — and later forms, imports and automations — all
+read and write records through ``RecordService``; the steps of a write live in
+``pipeline``, the moments other capabilities plug into in ``hooks``.
 
 The service never commits: the caller owns the transaction (one request, one pack
-install) and rolls everything back when any step raises.
+install) and rolls everything back when any step raises. Every state change is
+conditional on the state it was decided from (``UPDATE … WHERE version = :v``, ``…
+WHERE deleted_at IS NULL``), so concurrent callers cannot both win.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from trellis import defaults
 from trellis.exceptions import (
     BadRequest,
     Conflict,
     DuplicateValue,
-    Forbidden,
     NotFound,
     ReferencedRecord,
     StaleRecord,
+    TrellisError,
     ValidationFailed,
 )
-from trellis.platform.metadata.fieldtypes import INT64_MAX, FieldConversionError
-from trellis.platform.metadata.names import SYSTEM_COLUMNS
-from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.metadata.permissions import Operation
+from trellis.platform.runtime import hierarchy
 from trellis.platform.runtime.access import Access
-from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, as_utc, utcnow
-from trellis.platform.runtime.query import (
-    ListQuery,
-    encode_cursor,
-    keyset_condition,
-    order_by,
-)
+from trellis.platform.runtime.models import RecordHistory, utcnow
+from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
+from trellis.platform.runtime.records import pipeline
+from trellis.platform.runtime.records.hooks import Action, HookRegistry, hooks
+from trellis.platform.runtime.records.pipeline import Draft, WriteUnit, field_values
+from trellis.platform.runtime.records.serialise import Record, iso, json_value, mask, serialise
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from trellis.platform.metadata.fieldtypes import FieldSpec
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
-Record = dict[str, Any]
-EXPORT_PAGE = 1000
-MAX_EXPORT_ROWS = 100_000
-_TIMESTAMP_FIELDS = ("created_at", "updated_at")
-
-
-_HISTORY = cast("sa.Table", RecordHistory.__table__)
-_COUNTERS = cast("sa.Table", AutonumberCounter.__table__)
-_HISTORY_INSERT = sa.insert(_HISTORY)
-_NEXT_NUMBER: dict[str, Any] = {}
-
-
-def _next_number_statement(dialect: str) -> Any:
-    """The counter upsert, built once per dialect (it is on every insert's path)."""
-    statement = _NEXT_NUMBER.get(dialect)
-    if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(_COUNTERS)
-            .values(
-                object_name=sa.bindparam("object_name"),
-                field_name=sa.bindparam("field_name"),
-                period=sa.bindparam("period"),
-                value=1,
-            )
-            .on_conflict_do_update(
-                index_elements=["object_name", "field_name", "period"],
-                set_={"value": _COUNTERS.c.value + 1},
-            )
-            .returning(_COUNTERS.c.value)
-        )
-        _NEXT_NUMBER[dialect] = statement
-    return statement
+EXPORT_PAGE = defaults.EXPORT_PAGE
+MAX_EXPORT_ROWS = defaults.MAX_EXPORT_ROWS
 
 
 class RecordService:
     """Reads and writes records as ``caller`` may (``None``: the system, with every right)."""
 
     def __init__(
-        self, session: Session, registry: MetaRegistry, caller: Caller | None = None
+        self,
+        session: Session,
+        registry: MetaRegistry,
+        caller: Caller | None = None,
+        hook_registry: HookRegistry | None = None,
     ) -> None:
         self.session = session
         self.registry = registry
         self.caller = caller
         self.access = Access(registry, caller, session)
         self.user_id = caller.user_id if caller else None
+        self.unit = WriteUnit(session, registry, self.access, caller, hook_registry or hooks)
 
     # --- reads ---------------------------------------------------------------------
 
     def get(self, object_name: str, record_id: int, *, include_children: bool = True) -> Record:
+        """One live record the caller may read, with its master-detail lines."""
         meta = self.registry.get(object_name)
-        self.access.require(meta, "read")
-        row = self._active_row(meta, record_id, "read")
+        self.access.require(meta, Operation.READ)
+        row = self._active_row(meta, record_id, Operation.READ)
         record = serialise(meta, row, hidden=self.access.hidden(meta))
         if include_children:
             for child_name, spec in meta.children:
                 child = self.registry.get(child_name)
-                if not self.access.allowed(child, "read"):
+                if not self.access.allowed(child, Operation.READ):
                     continue  # children the caller may not read are not expanded
                 statement = (
                     sa.select(child.table)
@@ -114,7 +87,7 @@ class RecordService:
                     )
                     .order_by(child.table.c.id)
                 )
-                visible = self.access.condition(child, "read")
+                visible = self.access.condition(child, Operation.READ)
                 if visible is not None:
                     statement = statement.where(visible)
                 hidden = self.access.hidden(child)
@@ -123,18 +96,19 @@ class RecordService:
         return record
 
     def list_page(self, object_name: str, query: ListQuery) -> dict[str, Any]:
+        """One page of the records a checked list query matches."""
         meta = self.registry.get(object_name)
-        return self._page(meta, query, "read")
+        return self._page(meta, query, Operation.READ)
 
     def export_rows(self, object_name: str, query: ListQuery) -> tuple[list[str], list[Record]]:
         """Every record a list query matches, for an export (the export right is checked)."""
         meta = self.registry.get(object_name)
-        self._audit_bypass(meta, "export", None)
+        pipeline.audit_bypass(self.unit, meta, Operation.EXPORT, None)
         hidden = self.access.hidden(meta)
         names = ["id", *(query.fields or [n for n in meta.fields if n not in hidden])]
         records: list[Record] = []
         query = replace(query, limit=EXPORT_PAGE)
-        page = self._page(meta, query, "export")
+        page = self._page(meta, query, Operation.EXPORT)
         records.extend(page["items"])
         while page["next_cursor"]:
             if len(records) >= MAX_EXPORT_ROWS:
@@ -142,11 +116,11 @@ class RecordService:
                     f"an export holds at most {MAX_EXPORT_ROWS:,} records; narrow the filter",
                     [{"field": "filter", "message": "too many records match"}],
                 )
-            page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), "export")
+            page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), Operation.EXPORT)
             records.extend(page["items"])
         return names, records
 
-    def _page(self, meta: ObjectMeta, query: ListQuery, operation: str) -> dict[str, Any]:
+    def _page(self, meta: ObjectMeta, query: ListQuery, operation: Operation) -> dict[str, Any]:
         self.access.require(meta, operation)
         table = meta.table
         if query.fields is None:
@@ -159,7 +133,7 @@ class RecordService:
         if visible is not None:
             statement = statement.where(visible)
         if query.after is not None:
-            nulls_largest = self.session.get_bind().dialect.name == "postgresql"
+            nulls_largest = self.unit.dialect == "postgresql"
             statement = statement.where(
                 keyset_condition(meta, query.sort, query.after, nulls_largest)
             )
@@ -171,14 +145,15 @@ class RecordService:
         if len(rows) > query.limit:
             last = rows[query.limit - 1]
             next_cursor = encode_cursor(
-                [_json_value(meta, name, last[name]) for name, _ in query.sort]
+                [json_value(meta, name, last[name]) for name, _ in query.sort]
             )
         return {"items": items, "next_cursor": next_cursor}
 
     def history(self, object_name: str, record_id: int) -> list[dict[str, Any]]:
+        """Every write of a record the caller may read: who, when, old → new."""
         meta = self.registry.get(object_name)
-        self.access.require(meta, "read")
-        self._row(meta, record_id, "read")
+        self.access.require(meta, Operation.READ)
+        self._row(meta, record_id, Operation.READ)
         hidden = self.access.hidden(meta)
         rows = self.session.scalars(
             sa.select(RecordHistory)
@@ -193,45 +168,68 @@ class RecordService:
                     k: {"from": v[0], "to": v[1]} for k, v in row.changes.items() if k not in hidden
                 },
                 "changed_by": row.changed_by,
-                "changed_at": _iso(row.changed_at),
+                "changed_at": iso(row.changed_at),
             }
             for row in rows
         ]
 
-    # --- writes --------------------------------------------------------------------
+    # --- create ----------------------------------------------------------------------
 
     def create(self, object_name: str, payload: Any) -> Record:
+        """Create one record (and its master-detail lines) through the pipeline."""
         meta = self.registry.get(object_name)
-        return self._insert(meta, payload, master=None)
+        draft = Draft(meta, payload)
+        pipeline.check_new(self.unit, meta, [draft])
+        if draft.error is not None:
+            raise draft.error
+        pipeline.write_new(self.unit, meta, [draft], utcnow())
+        return self._result(draft)
 
-    def _audit_bypass(self, meta: ObjectMeta, operation: str, record_id: int | None) -> None:
-        """Admins may do what their roles do not grant; each such write is on the record."""
-        if self.access.bypasses(meta, operation):
-            assert self.caller is not None
-            audit.record(
-                self.session,
-                "admin.bypass",
-                actor_id=self.caller.user_id,
-                actor_email=self.caller.email,
-                target=f"{meta.name}/{record_id}" if record_id else meta.name,
-                detail={"operation": operation},
-            )
+    def create_many(
+        self, object_name: str, payloads: Any, *, skip_invalid: bool = False
+    ) -> dict[str, Any]:
+        """Create up to ``BULK_MAX_RECORDS`` records in the caller's transaction.
 
-    def _require_in_scope(self, meta: ObjectMeta, record_id: int, operation: str) -> None:
-        """403 when the record (as it now stands, in this transaction) is outside the scope."""
-        condition = self.access.condition(meta, operation)
-        if condition is None:
-            return
-        inside = self.session.execute(
-            sa.select(meta.table.c.id).where(meta.table.c.id == record_id, condition)
-        ).first()
-        if inside is None:
-            raise Forbidden(
-                f"this {meta.name} would be outside what you may {operation}",
-                [{"field": meta.name, "message": f"outside your {operation} scope"}],
+        All or nothing by default: one bad record refuses the batch, naming every bad
+        record by its index. With ``skip_invalid`` the valid ones are written and the
+        others reported.
+        """
+        meta = self.registry.get(object_name)
+        if not isinstance(payloads, list) or not payloads:
+            raise BadRequest(
+                'send a non-empty JSON array of records (or {"records": [...]})',
+                [{"field": "records", "message": "must be a non-empty list"}],
             )
+        if len(payloads) > defaults.BULK_MAX_RECORDS:
+            raise BadRequest(
+                f"at most {defaults.BULK_MAX_RECORDS} records per request",
+                [{"field": "records", "message": f"{len(payloads)} sent"}],
+            )
+        drafts = [Draft(meta, payload, index=i) for i, payload in enumerate(payloads)]
+        pipeline.check_new(self.unit, meta, drafts)
+        bad = [d for d in drafts if d.error is not None]
+        if bad and not skip_invalid:
+            raise _batch_refusal(bad, len(drafts))
+        written = pipeline.good(drafts)
+        pipeline.write_new(self.unit, meta, written, utcnow())
+        return {
+            "created": len(written),
+            "items": [self._result(d) for d in written],
+            "errors": [_batch_error(d) for d in bad],
+        }
+
+    def _result(self, draft: Draft) -> Record:
+        """The written record as the caller may see it, lines included."""
+        assert draft.record is not None
+        record = mask(draft.record, self.access.hidden(draft.meta))
+        for spec, lines in draft.child_drafts:
+            record[str(spec.related_name)] = [self._result(line) for line in lines]
+        return record
+
+    # --- update ----------------------------------------------------------------------
 
     def update(self, object_name: str, record_id: int, payload: Any) -> Record:
+        """Change the fields a payload names, from the version it says it read."""
         meta = self.registry.get(object_name)
         payload = _require_object(payload)
         expected = payload.pop("version", None)
@@ -240,32 +238,34 @@ class RecordService:
                 "the record's current version is required to update it",
                 [{"field": "version", "message": "is required (a whole number)"}],
             )
-        _refuse_platform_keys(meta, payload, allow_children=False)
-        self.access.require(meta, "update")
-        row = self._active_row(meta, record_id, "read")
-        self._require_in_scope(meta, record_id, "update")
+        pipeline.refuse_platform_keys(meta, payload, allow_children=False)
+        self.access.require(meta, Operation.UPDATE)
+        row = self._active_row(meta, record_id, Operation.READ)
+        pipeline.require_in_scope(self.unit, meta, [record_id], Operation.UPDATE)
         self.access.require_writable(meta, list(payload))
-        self._audit_bypass(meta, "update", record_id)
+        pipeline.audit_bypass(self.unit, meta, Operation.UPDATE, record_id)
         if row["version"] != expected:
             raise _stale(meta, record_id, row["version"], expected)
         current = serialise(meta, row)
-        hidden = self.access.hidden(meta)
-        merged = {
-            name: value
-            for name, value in {**_field_values(meta, current), **payload}.items()
-            if value is not None
-        }
-        meta.validate(merged)
-        values = _to_python(meta, payload)
-        self._check_references(meta, values)
-        self._check_unique(meta, values, exclude_id=record_id)
+        draft = Draft(
+            meta, payload, action=Action.UPDATE, payload=payload, record_id=record_id, old=current
+        )
+        for step in (pipeline.compute, pipeline.validate):
+            step(draft, self.unit)
+        pipeline.to_python(draft)
+        pipeline.check_references(self.unit, meta, [draft])
+        pipeline.check_unique(self.unit, meta, [draft], exclude_id=record_id)
+        if draft.error is not None:
+            raise draft.error
+        values = draft.values
         changes = {
             name: [current.get(name), meta.fields[name].to_json(value)]
             for name, value in values.items()
             if meta.fields[name].to_json(value) != current.get(name)
         }
+        hidden = self.access.hidden(meta)
         if not changes:
-            return _mask(current, hidden)
+            return mask(current, hidden)
         now = utcnow()
         table = meta.table
         result = self.session.execute(
@@ -284,253 +284,180 @@ class RecordService:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _stale(meta, record_id, None, expected)
-        self._history(meta, record_id, "update", expected + 1, changes, now)
+        pipeline.write_history(
+            self.unit,
+            [
+                pipeline.history_row(
+                    self.unit, meta, record_id, Action.UPDATE, expected + 1, changes, now
+                )
+            ],
+        )
         parent_field = meta.definition.hierarchy_field
         if parent_field is not None and parent_field in changes:
             hierarchy.move(self.session, meta.name, record_id, values[parent_field])
             self.access.forget_trees()
-        self._require_in_scope(meta, record_id, "update")
+        pipeline.require_in_scope(self.unit, meta, [record_id], Operation.UPDATE)
         current.update({name: change[1] for name, change in changes.items()})
-        current.update(version=expected + 1, updated_at=_iso(now), updated_by=self.user_id)
-        return _mask(current, hidden)
+        current.update(version=expected + 1, updated_at=iso(now), updated_by=self.user_id)
+        draft.record = current
+        pipeline.after_write(self.unit, draft, changes)
+        return mask(current, hidden)
 
-    def delete(self, object_name: str, record_id: int) -> None:
+    # --- delete and restore ---------------------------------------------------------
+
+    def delete(self, object_name: str, record_id: int, expected_version: int | None = None) -> None:
+        """Soft-delete a live record and its lines, once: concurrent deletes lose with 404.
+
+        With ``expected_version`` (the version the caller read), a record changed since
+        is refused as stale (409).
+        """
         meta = self.registry.get(object_name)
-        self.access.require(meta, "delete")
-        row = self._active_row(meta, record_id, "read")
-        self._require_in_scope(meta, record_id, "delete")
-        self._audit_bypass(meta, "delete", record_id)
-        self._soft_delete(meta, record_id, row["version"], utcnow())
+        self.access.require(meta, Operation.DELETE)
+        row = self._active_row(meta, record_id, Operation.READ)
+        pipeline.require_in_scope(self.unit, meta, [record_id], Operation.DELETE)
+        pipeline.audit_bypass(self.unit, meta, Operation.DELETE, record_id)
+        if expected_version is not None and row["version"] != expected_version:
+            raise _stale(meta, record_id, row["version"], expected_version)
+        now = utcnow()
+        version = self._stamp_deleted(meta, record_id, expected_version, now)
+        history = [
+            pipeline.history_row(self.unit, meta, record_id, Action.DELETE, version, {}, now)
+        ]
+        self._release_referrers(meta, [record_id], now)
+        history.extend(self._delete_children(meta, [record_id], now))
+        pipeline.write_history(self.unit, history)
+        draft = Draft(
+            meta, None, action=Action.DELETE, record_id=record_id, old=serialise(meta, row)
+        )
+        draft.record = {**draft.old, "version": version} if draft.old else None
+        pipeline.after_write(self.unit, draft, {})
+
+    def _stamp_deleted(
+        self, meta: ObjectMeta, record_id: int, expected: int | None, now: dt.datetime
+    ) -> int:
+        """``UPDATE … SET deleted_at WHERE deleted_at IS NULL``: exactly one caller wins."""
+        table = meta.table
+        condition = sa.and_(table.c.id == record_id, table.c.deleted_at.is_(None))
+        if expected is not None:
+            condition = sa.and_(condition, table.c.version == expected)
+        version = self.session.execute(
+            sa.update(table)
+            .where(condition)
+            .values(
+                deleted_at=now, version=table.c.version + 1, updated_at=now, updated_by=self.user_id
+            )
+            .returning(table.c.version)
+        ).scalar()
+        if version is None:
+            now_row = self._row(meta, record_id)
+            if now_row["deleted_at"] is not None:
+                raise NotFound(f"no {meta.name} with id {record_id}")
+            raise _stale(meta, record_id, now_row["version"], expected or now_row["version"] - 1)
+        return int(version)
+
+    def _delete_children(
+        self, meta: ObjectMeta, parent_ids: list[int], now: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """Stamp the live lines of deleted parents with the parents' moment, in one UPDATE each."""
+        history: list[dict[str, Any]] = []
+        for child_name, spec in meta.children:
+            child = self.registry.get(child_name)
+            table = child.table
+            rows = self.session.execute(
+                sa.update(table)
+                .where(table.c[spec.name].in_(parent_ids), table.c.deleted_at.is_(None))
+                .values(
+                    deleted_at=now,
+                    version=table.c.version + 1,
+                    updated_at=now,
+                    updated_by=self.user_id,
+                )
+                .returning(table.c.id, table.c.version)
+            ).all()
+            ids = [row.id for row in rows]
+            history.extend(
+                pipeline.history_row(self.unit, child, row.id, Action.DELETE, row.version, {}, now)
+                for row in rows
+            )
+            if ids:
+                self._release_referrers(child, ids, now)
+                history.extend(self._delete_children(child, ids, now))
+        return history
+
+    def _release_referrers(self, meta: ObjectMeta, record_ids: list[int], now: dt.datetime) -> None:
+        """Refuse when live records point here (restrict), or clear their pointers (set_null).
+
+        Runs after the record is stamped deleted: its row is locked by then, so a record
+        created concurrently with a reference to it has either committed (and is seen
+        here) or will find the target deleted.
+        """
+        blocking = []
+        history: list[dict[str, Any]] = []
+        for referrer_name, spec in meta.referrers:
+            referrer = self.registry.get(referrer_name)
+            table = referrer.table
+            condition = sa.and_(table.c[spec.name].in_(record_ids), table.c.deleted_at.is_(None))
+            if spec.on_delete != "set_null":
+                count = self.session.execute(
+                    sa.select(sa.func.count()).select_from(table).where(condition)
+                ).scalar_one()
+                if count:
+                    blocking.append(
+                        {
+                            "field": f"{referrer_name}.{spec.name}",
+                            "message": f"{count} {referrer_name} record(s) refer to it",
+                        }
+                    )
+                continue
+            rows = self.session.execute(
+                sa.select(table.c.id, table.c[spec.name]).where(condition)
+            ).all()
+            if not rows:
+                continue
+            cleared = self.session.execute(
+                sa.update(table)
+                .where(table.c.id.in_([r[0] for r in rows]))
+                .values(
+                    {
+                        spec.name: None,
+                        "version": table.c.version + 1,
+                        "updated_at": now,
+                        "updated_by": self.user_id,
+                    }
+                )
+                .returning(table.c.id, table.c.version)
+            ).all()
+            pointed = dict(rows)
+            history.extend(
+                pipeline.history_row(
+                    self.unit,
+                    referrer,
+                    ref_id,
+                    Action.UPDATE,
+                    version,
+                    {spec.name: [pointed[ref_id], None]},
+                    now,
+                )
+                for ref_id, version in cleared
+            )
+        if blocking:
+            names = ", ".join(str(i) for i in record_ids[:10])
+            raise ReferencedRecord(
+                f"{meta.name} {names} is still referred to and cannot be deleted", blocking
+            )
+        pipeline.write_history(self.unit, history)
 
     def restore(self, object_name: str, record_id: int) -> Record:
+        """Bring a soft-deleted record back with the lines deleted with it, once."""
         meta = self.registry.get(object_name)
-        self.access.require(meta, "delete")
-        row = self._row(meta, record_id, "read")
-        self._require_in_scope(meta, record_id, "delete")
-        self._audit_bypass(meta, "delete", record_id)
+        self.access.require(meta, Operation.DELETE)
+        row = self._row(meta, record_id, Operation.READ)
+        pipeline.require_in_scope(self.unit, meta, [record_id], Operation.DELETE)
+        pipeline.audit_bypass(self.unit, meta, Operation.DELETE, record_id)
         if row["deleted_at"] is None:
             raise Conflict(f"{meta.name} {record_id} is not deleted")
         self._restore(meta, row)
         return self.get(object_name, record_id)
-
-    # --- the pipeline --------------------------------------------------------------
-
-    def _insert(self, meta: ObjectMeta, payload: Any, master: tuple[str, int] | None) -> Record:
-        payload = _require_object(payload)
-        children = _pop_children(meta, payload)
-        _refuse_platform_keys(meta, payload, allow_children=True)
-        self.access.require(meta, "create")
-        self.access.require_writable(meta, list(payload))
-        if master is not None:
-            payload[master[0]] = master[1]
-        for name, spec in meta.fields.items():
-            if name not in payload and spec.has_default:
-                payload[name] = spec.default
-        meta.validate({k: v for k, v in payload.items() if v is not None})
-        values = _to_python(meta, payload)
-        self._check_references(meta, values, skip=master[0] if master else None)
-        self._check_unique(meta, values, exclude_id=None)
-        now = utcnow()
-        for name, spec in meta.fields.items():
-            if spec.type.name == "autonumber":
-                values[name] = self._next_number(meta, spec, now)
-        system = {
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": self.user_id,
-            "updated_by": self.user_id,
-            "owner_id": self.user_id,
-        }
-        record_id = self.session.execute(
-            sa.insert(meta.table).values({**values, **system}).returning(meta.table.c.id)
-        ).scalar_one()
-        parent_field = meta.definition.hierarchy_field
-        if parent_field is not None:
-            hierarchy.link_new(self.session, meta.name, record_id, values.get(parent_field))
-            self.access.forget_trees()
-        self._require_in_scope(meta, record_id, "create")
-        self._audit_bypass(meta, "create", record_id)
-        record: Record = {"id": record_id, "version": 1, **_system_json(system)}
-        record.update({name: spec.to_json(values.get(name)) for name, spec in meta.fields.items()})
-        self._history(
-            meta,
-            record_id,
-            "create",
-            1,
-            {k: [None, v] for k, v in record.items() if k in meta.fields and v is not None},
-            now,
-        )
-        problems: list[dict[str, Any]] = []
-        for (child_name, spec), items in children:
-            child = self.registry.get(child_name)
-            created = []
-            for index, item in enumerate(items):
-                try:
-                    created.append(self._insert(child, item, master=(spec.name, record_id)))
-                except (ValidationFailed, DuplicateValue) as exc:
-                    # Keep going so the caller hears about every bad line at once;
-                    # the transaction is rolled back when we raise below.
-                    prefix = f"{spec.related_name}[{index}]"
-                    problems.extend(
-                        {**d, "field": f"{prefix}.{d['field']}" if d["field"] else prefix}
-                        for d in exc.details
-                    )
-            record[str(spec.related_name)] = created
-        if problems:
-            raise ValidationFailed("some detail records are not valid", problems)
-        return _mask(record, self.access.hidden(meta))
-
-    def _check_references(
-        self, meta: ObjectMeta, values: dict[str, Any], skip: str | None = None
-    ) -> None:
-        details = []
-        for name, value in values.items():
-            spec = meta.fields[name]
-            if spec.target is None or value is None or name == skip:
-                continue
-            target_meta = self.registry.get(spec.target)
-            statement = target_meta.live_id_statement
-            # A record the caller may not read does not exist for them.
-            visible = self.access.condition(target_meta, "read")
-            if visible is not None or not self.access.allowed(target_meta, "read"):
-                statement = statement.where(visible if visible is not None else sa.false())
-            if self.session.execute(statement, {"id": value}).first() is None:
-                details.append({"field": name, "message": f"no {spec.target} with id {value}"})
-        if details:
-            raise ValidationFailed("the record refers to records that do not exist", details)
-
-    def _check_unique(
-        self, meta: ObjectMeta, values: dict[str, Any], exclude_id: int | None
-    ) -> None:
-        table = meta.table
-        for name, value in values.items():
-            spec = meta.fields[name]
-            if not spec.unique or value is None or spec.type.name == "autonumber":
-                continue
-            statement = sa.select(table.c.id).where(
-                table.c[name] == value, table.c.deleted_at.is_(None)
-            )
-            if exclude_id is not None:
-                statement = statement.where(table.c.id != exclude_id)
-            if self.session.execute(statement.limit(1)).first() is not None:
-                raise DuplicateValue(
-                    f"another {meta.name} already has this {name}",
-                    [{"field": name, "message": f"{spec.to_json(value)!r} is already taken"}],
-                )
-
-    def _next_number(self, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:
-        """The next number of an autonumber field: one atomic upsert, safe under concurrency."""
-        template = str(spec.schema["x-format"])
-        parts = {
-            "{YYYY}": f"{now:%Y}",
-            "{YY}": f"{now:%y}",
-            "{MM}": f"{now:%m}",
-            "{DD}": f"{now:%d}",
-        }
-        period = "".join(v for k, v in parts.items() if k in template) or "all"
-        statement = _next_number_statement(self.session.get_bind().dialect.name)
-        number = int(
-            self.session.execute(
-                statement, {"object_name": meta.name, "field_name": spec.name, "period": period}
-            ).scalar_one()
-        )
-        text = template
-        for key, value in parts.items():
-            text = text.replace(key, value)
-        start = text.index("{0")
-        end = text.index("}", start)
-        width = end - start - 1
-        return f"{text[:start]}{number:0{width}d}{text[end + 1 :]}"
-
-    def _history(
-        self,
-        meta: ObjectMeta,
-        record_id: int,
-        action: str,
-        version: int,
-        changes: dict[str, Any],
-        at: dt.datetime,
-    ) -> None:
-        self.session.execute(
-            _HISTORY_INSERT,
-            {
-                "object_name": meta.name,
-                "record_id": record_id,
-                "action": action,
-                "version": version,
-                "changes": changes,
-                "changed_by": self.user_id,
-                "changed_at": at,
-            },
-        )
-
-    def _soft_delete(
-        self, meta: ObjectMeta, record_id: int, version: int, now: dt.datetime
-    ) -> None:
-        self._release_referrers(meta, record_id, now)
-        for child_name, spec in meta.children:
-            child = self.registry.get(child_name)
-            rows = self.session.execute(
-                sa.select(child.table.c.id, child.table.c.version).where(
-                    child.table.c[spec.name] == record_id, child.table.c.deleted_at.is_(None)
-                )
-            ).all()
-            for child_id, child_version in rows:
-                self._soft_delete(child, child_id, child_version, now)
-        table = meta.table
-        self.session.execute(
-            sa.update(table)
-            .where(table.c.id == record_id)
-            .values(
-                deleted_at=now, version=table.c.version + 1, updated_at=now, updated_by=self.user_id
-            )
-        )
-        self._history(meta, record_id, "delete", version + 1, {}, now)
-
-    def _release_referrers(self, meta: ObjectMeta, record_id: int, now: dt.datetime) -> None:
-        """Refuse when live records point here (restrict), or clear their pointers (set_null)."""
-        blocking = []
-        for referrer_name, spec in meta.referrers:
-            referrer = self.registry.get(referrer_name)
-            column = referrer.table.c[spec.name]
-            live = referrer.table.c.deleted_at.is_(None)
-            condition = sa.and_(column == record_id, live)
-            if referrer_name == meta.name:
-                condition = sa.and_(condition, referrer.table.c.id != record_id)
-            rows = self.session.execute(
-                sa.select(referrer.table.c.id, referrer.table.c.version).where(condition)
-            ).all()
-            if not rows:
-                continue
-            if spec.on_delete != "set_null":
-                blocking.append(
-                    {
-                        "field": f"{referrer_name}.{spec.name}",
-                        "message": f"{len(rows)} {referrer_name} record(s) refer to it",
-                    }
-                )
-                continue
-            for ref_id, ref_version in rows:
-                self.session.execute(
-                    sa.update(referrer.table)
-                    .where(referrer.table.c.id == ref_id)
-                    .values(
-                        {
-                            spec.name: None,
-                            "version": referrer.table.c.version + 1,
-                            "updated_at": now,
-                            "updated_by": self.user_id,
-                        }
-                    )
-                )
-                self._history(
-                    referrer, ref_id, "update", ref_version + 1, {spec.name: [record_id, None]}, now
-                )
-        if blocking:
-            raise ReferencedRecord(
-                f"{meta.name} {record_id} is still referred to and cannot be deleted", blocking
-            )
 
     def _restore(self, meta: ObjectMeta, row: Any) -> None:
         record_id, deleted_at = row["id"], row["deleted_at"]
@@ -539,30 +466,39 @@ class RecordService:
             value = row[name]
             if spec.target is None or value is None:
                 continue
-            target = self.registry.get(spec.target).table
-            alive = self.session.execute(
-                sa.select(target.c.id).where(target.c.id == value, target.c.deleted_at.is_(None))
-            ).first()
-            if alive is None:
+            # Locked like any reference check: the target cannot be deleted under us.
+            if value not in self._live_targets(spec.target, value):
                 details.append({"field": name, "message": f"{spec.target} {value} is deleted"})
         if details:
             raise Conflict(f"{meta.name} {record_id} refers to deleted records", details)
-        self._check_unique(
-            meta, {n: row[n] for n, s in meta.fields.items() if s.unique}, exclude_id=record_id
-        )
+        draft = Draft(meta, None, index=0)
+        draft.values = {n: row[n] for n, s in meta.fields.items() if s.unique}
+        pipeline.check_unique(self.unit, meta, [draft], exclude_id=record_id)
+        if draft.error is not None:
+            raise draft.error
         table = meta.table
         now = utcnow()
-        self.session.execute(
+        version = self.session.execute(
             sa.update(table)
-            .where(table.c.id == record_id)
+            .where(table.c.id == record_id, table.c.deleted_at == deleted_at)
             .values(
                 deleted_at=None,
                 version=table.c.version + 1,
                 updated_at=now,
                 updated_by=self.user_id,
             )
+            .returning(table.c.version)
+        ).scalar()
+        if version is None:  # restored (or deleted again) by someone else meanwhile
+            raise Conflict(f"{meta.name} {record_id} was changed meanwhile; reload it")
+        pipeline.write_history(
+            self.unit,
+            [
+                pipeline.history_row(
+                    self.unit, meta, record_id, Action.RESTORE, int(version), {}, now
+                )
+            ],
         )
-        self._history(meta, record_id, "restore", row["version"] + 1, {}, now)
         for child_name, spec in meta.children:
             child = self.registry.get(child_name)
             rows = (
@@ -578,7 +514,19 @@ class RecordService:
             for child_row in rows:
                 self._restore(child, child_row)
 
-    def _row(self, meta: ObjectMeta, record_id: int, operation: str | None = None) -> Any:
+    def _live_targets(self, target_name: str, value: int) -> set[int]:
+        # The system's view: a restore checks that targets are alive, not that they are visible.
+        target = self.registry.get(target_name)
+        statement = sa.select(target.table.c.id).where(
+            target.table.c.id == value, target.table.c.deleted_at.is_(None)
+        )
+        if self.unit.dialect == "postgresql":
+            statement = statement.with_for_update(read=True, of=target.table)
+        return set(self.session.scalars(statement).all())
+
+    # --- rows ------------------------------------------------------------------------
+
+    def _row(self, meta: ObjectMeta, record_id: int, operation: Operation | None = None) -> Any:
         """The stored row; a record outside the caller's ``operation`` scope is not found."""
         if not 1 <= record_id <= INT64_MAX:  # no such id; and the driver could not bind it
             raise NotFound(f"no {meta.name} with id {record_id}")
@@ -592,71 +540,13 @@ class RecordService:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
 
-    def _active_row(self, meta: ObjectMeta, record_id: int, operation: str | None = None) -> Any:
+    def _active_row(
+        self, meta: ObjectMeta, record_id: int, operation: Operation | None = None
+    ) -> Any:
         row = self._row(meta, record_id, operation)
         if row["deleted_at"] is not None:
             raise NotFound(f"no {meta.name} with id {record_id}")
         return row
-
-
-def _mask(record: Record, hidden: frozenset[str]) -> Record:
-    return {k: v for k, v in record.items() if k not in hidden} if hidden else record
-
-
-def serialise(
-    meta: ObjectMeta,
-    row: Any,
-    fields: list[str] | None = None,
-    hidden: frozenset[str] = frozenset(),
-) -> Record:
-    """A stored row as API JSON: system fields, then the fields in definition order.
-
-    ``hidden`` fields are left out entirely (not nulled), so their existence is not shown.
-    """
-    record: Record = {"id": row["id"]}
-    if fields is None:
-        record["version"] = row["version"]
-        record.update(_system_json(row))
-        names: list[str] | Any = meta.fields.keys()
-    else:
-        names = fields
-    for name in names:
-        if name == "id" or name in hidden:
-            continue
-        spec = meta.fields.get(name)
-        if spec is None:
-            value = row[name]
-            record[name] = _iso(value) if name in _TIMESTAMP_FIELDS else value
-        else:
-            record[name] = spec.to_json(row[name])
-    return record
-
-
-def _json_value(meta: ObjectMeta, name: str, value: Any) -> Any:
-    spec = meta.fields.get(name)
-    if spec is not None:
-        return spec.to_json(value)
-    return _iso(value) if name in _TIMESTAMP_FIELDS else value
-
-
-def _system_json(values: Any) -> Record:
-    return {
-        "created_at": _iso(values["created_at"]),
-        "created_by": values["created_by"],
-        "updated_at": _iso(values["updated_at"]),
-        "updated_by": values["updated_by"],
-        "owner_id": values["owner_id"],
-    }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return as_utc(value).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _field_values(meta: ObjectMeta, record: Record) -> Record:
-    return {name: record.get(name) for name in meta.fields}
 
 
 def _require_object(payload: Any) -> dict[str, Any]:
@@ -667,56 +557,44 @@ def _require_object(payload: Any) -> dict[str, Any]:
     return dict(payload)
 
 
-def _pop_children(
-    meta: ObjectMeta, payload: dict[str, Any]
-) -> list[tuple[tuple[str, FieldSpec], list[Any]]]:
-    children = []
-    for child_name, spec in meta.children:
-        related = str(spec.related_name)
-        if related not in payload:
-            continue
-        items = payload.pop(related)
-        if not isinstance(items, list):
-            raise ValidationFailed(
-                f"{related} must be a list of {child_name} records",
-                [{"field": related, "message": "must be a list"}],
-            )
-        children.append(((child_name, spec), items))
-    return children
-
-
-def _refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_children: bool) -> None:
-    details = []
-    related = {str(spec.related_name) for _, spec in meta.children}
-    for key in payload:
-        if key in SYSTEM_COLUMNS:
-            details.append({"field": key, "message": "is set by the platform"})
-        elif key in related and not allow_children:
-            details.append(
-                {"field": key, "message": "children are changed through their own records"}
-            )
-        elif key in meta.fields and not meta.fields[key].writable:
-            details.append({"field": key, "message": "is read-only"})
-    if details:
-        raise ValidationFailed("the record sets fields it may not set", details)
-
-
-def _to_python(meta: ObjectMeta, payload: dict[str, Any]) -> dict[str, Any]:
-    values, details = {}, []
-    for name, value in payload.items():
-        try:
-            values[name] = meta.fields[name].to_python(value)
-        except FieldConversionError as exc:
-            details.append({"field": name, "message": str(exc)})
-    if details:
-        raise ValidationFailed("the record is not valid", details)
-    return values
-
-
 def _stale(meta: ObjectMeta, record_id: int, current: int | None, expected: int) -> StaleRecord:
     message = f"{meta.name} {record_id} was changed by someone else (you had version {expected})"
     details = [{"field": "version", "message": f"current version is {current}"}] if current else []
     return StaleRecord(message, details)
 
 
-__all__ = ["RecordService", "serialise"]
+def _batch_error(draft: Draft) -> dict[str, Any]:
+    error = draft.error
+    assert error is not None
+    return {
+        "index": draft.index,
+        "code": error.code,
+        "message": error.message,
+        "details": error.details,
+    }
+
+
+def _batch_refusal(bad: list[Draft], total: int) -> TrellisError:
+    """One error naming every bad record by index; a refusal of rights stays what it is."""
+    for draft in bad:
+        if not isinstance(draft.error, ValidationFailed | DuplicateValue):
+            assert draft.error is not None
+            return draft.error
+    details = []
+    for draft in bad:
+        assert draft.error is not None
+        for detail in draft.error.details or [{"field": "", "message": draft.error.message}]:
+            field = detail.get("field") or ""
+            details.append(
+                {
+                    "index": draft.index,
+                    "field": f"[{draft.index}].{field}" if field else f"[{draft.index}]",
+                    "message": detail.get("message") or draft.error.message,
+                }
+            )
+    return ValidationFailed(
+        f"{len(bad)} of {total} records are not valid; nothing was written", details
+    )
+
+
+__all__ = ["EXPORT_PAGE", "MAX_EXPORT_ROWS", "RecordService", "field_values", "serialise"]

@@ -1,0 +1,152 @@
+"""Hooks: where later capabilities plug into the record write path.
+
+Formulas, validation rules, workflow locks, automations and the outbox all need to act
+at a known moment of every write, whichever entry point made it (API, bulk, forms,
+imports, pack installs). They register a function for a ``Hook`` here, for one object or
+for all of them, and the pipeline calls it:
+
+- ``BEFORE_VALIDATE``: the record's JSON values may still change (compute formulas);
+- ``VALIDATE``: check the record; raise ``ValidationFailed`` (or another ``TrellisError``);
+- ``AFTER_WRITE``: the row is written, in the same transaction (roll-ups, outbox rows);
+- ``AFTER_COMMIT``: the transaction has committed (enqueue jobs). Never runs after a
+  rollback; an error here is logged, not raised, since the change has already happened.
+
+A hook receives a ``WriteEvent``. Hooks run in the order they were registered, object
+hooks after the hooks for every object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.runtime.identity import Caller
+    from trellis.platform.runtime.registry import ObjectMeta
+
+log = logging.getLogger(__name__)
+
+
+class Hook(StrEnum):
+    """The moments of the write path a hook can attach to."""
+
+    BEFORE_VALIDATE = "before_validate"
+    VALIDATE = "validate"
+    AFTER_WRITE = "after_write"
+    AFTER_COMMIT = "after_commit"
+
+
+class Action(StrEnum):
+    """What a write does to a record (also the ``action`` of its history row)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    RESTORE = "restore"
+
+
+@dataclass
+class WriteEvent:
+    """One record's write, as a hook sees it.
+
+    ``values`` are the record's JSON values as they will be stored (for an update: the
+    stored record with the change applied); a ``BEFORE_VALIDATE`` hook may change them.
+    ``old`` is the stored record before an update, delete or restore; ``changes`` maps
+    each changed field to ``[old, new]`` once the row is written.
+    """
+
+    meta: ObjectMeta
+    action: Action
+    values: dict[str, Any]
+    session: Session
+    caller: Caller | None
+    record_id: int | None = None
+    old: dict[str, Any] | None = None
+    changes: dict[str, list[Any]] | None = None
+
+
+HookFunction = Callable[[WriteEvent], None]
+_AFTER_COMMIT_KEY = "trellis.after_commit"
+
+
+class HookRegistry:
+    """Hook functions by moment and object (``None``: every object)."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[tuple[Hook, str | None], list[HookFunction]] = defaultdict(list)
+
+    def register(
+        self, hook: Hook, function: HookFunction, object_name: str | None = None
+    ) -> HookFunction:
+        """Call ``function`` at ``hook`` for writes of ``object_name`` (or of every object)."""
+        self._hooks[(Hook(hook), object_name)].append(function)
+        return function
+
+    def unregister(
+        self, hook: Hook, function: HookFunction, object_name: str | None = None
+    ) -> None:
+        """Stop calling ``function``; unknown functions are ignored."""
+        functions = self._hooks.get((Hook(hook), object_name), [])
+        if function in functions:
+            functions.remove(function)
+
+    def functions(self, hook: Hook, object_name: str) -> list[HookFunction]:
+        """The functions to call, for every object first, then for this one."""
+        return [*self._hooks.get((hook, None), ()), *self._hooks.get((hook, object_name), ())]
+
+    def has(self, hook: Hook, object_name: str) -> bool:
+        """Whether any function is registered (so the pipeline can skip building events)."""
+        return bool(self._hooks.get((hook, None)) or self._hooks.get((hook, object_name)))
+
+    def run(self, hook: Hook, event: WriteEvent) -> None:
+        """Call the hook's functions now, in order; ``AFTER_COMMIT`` ones are queued instead."""
+        if hook is Hook.AFTER_COMMIT:
+            for function in self.functions(hook, event.meta.name):
+                _queue_after_commit(event.session, function, event)
+            return
+        for function in self.functions(hook, event.meta.name):
+            function(event)
+
+
+hooks = HookRegistry()
+"""The process-wide registry; packs and the platform's own capabilities register here."""
+
+
+def _queue_after_commit(session: Session, function: HookFunction, event: WriteEvent) -> None:
+    queue = session.info.get(_AFTER_COMMIT_KEY)
+    if queue is None:
+        queue = session.info[_AFTER_COMMIT_KEY] = []
+        sa.event.listen(session, "after_commit", _run_after_commit, once=True)
+        sa.event.listen(session, "after_rollback", _drop_after_commit, once=True)
+    queue.append((function, event))
+
+
+def _run_after_commit(session: Session) -> None:
+    for function, event in session.info.pop(_AFTER_COMMIT_KEY, []):
+        try:
+            function(event)
+        except Exception:  # the change is committed; a failing follow-up must not undo it
+            log.exception("after-commit hook %r failed for %s", function, event.meta.name)
+    _forget_listeners(session)
+
+
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT_KEY, None)
+    _forget_listeners(session)
+
+
+def _forget_listeners(session: Session) -> None:
+    for name, listener in (
+        ("after_commit", _run_after_commit),
+        ("after_rollback", _drop_after_commit),
+    ):
+        if sa.event.contains(session, name, listener):
+            sa.event.remove(session, name, listener)

@@ -1,0 +1,597 @@
+"""The write path as named steps (DESIGN §4), each a small function over a batch of drafts.
+
+A create runs, for every record of the batch (one record is a batch of one):
+
+    deserialise → check access → defaults → compute (BEFORE_VALIDATE hooks) →
+    validate (schema + VALIDATE hooks) → to Python → check references → check unique
+    → write → children → history / audit → AFTER_WRITE hooks → AFTER_COMMIT hooks
+
+Checks that only need the record itself run per draft and record a problem on it rather
+than raising, so a bulk request hears about every bad record at once. Checks that need
+the database (references, uniqueness) and the writes run once per batch: one query per
+lookup field, one multi-row INSERT, one history insert — the reason a bulk create is not
+1,000 single creates.
+
+Nothing here commits; the caller's transaction does, so any raise rolls back everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trellis import defaults
+from trellis.exceptions import (
+    DuplicateValue,
+    Forbidden,
+    TrellisError,
+    ValidationFailed,
+)
+from trellis.platform.metadata.fieldtypes import FieldConversionError
+from trellis.platform.metadata.names import SYSTEM_COLUMNS
+from trellis.platform.metadata.permissions import Operation
+from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
+from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
+from trellis.platform.runtime.records.serialise import Record, system_json
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.metadata.fieldtypes import FieldSpec
+    from trellis.platform.runtime.access import Access
+    from trellis.platform.runtime.identity import Caller
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+
+_HISTORY = cast("sa.Table", RecordHistory.__table__)
+_COUNTERS = cast("sa.Table", AutonumberCounter.__table__)
+_HISTORY_INSERT = sa.insert(_HISTORY)
+_NEXT_NUMBER: dict[str, Any] = {}
+# The master's id is not known until the master is written; any valid id stands in for it
+# while its children are checked (reference checks skip the master field).
+_MASTER_PLACEHOLDER = 1
+
+
+@dataclass
+class WriteUnit:
+    """What every step needs: the transaction, the metadata, the caller and their rights."""
+
+    session: Session
+    registry: MetaRegistry
+    access: Access
+    caller: Caller | None
+    hooks: HookRegistry
+
+    @property
+    def user_id(self) -> int | None:
+        return self.caller.user_id if self.caller else None
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+
+@dataclass
+class Draft:
+    """One record on its way through the pipeline."""
+
+    meta: ObjectMeta
+    raw: Any  # the JSON as sent
+    index: int = 0
+    action: Action = Action.CREATE
+    master: tuple[str, int | None] | None = None  # (master field, master id) of a child
+    payload: dict[str, Any] = field(default_factory=dict)  # JSON values being written
+    children: list[tuple[tuple[str, FieldSpec], list[Any]]] = field(default_factory=list)
+    child_drafts: list[tuple[FieldSpec, list[Draft]]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)  # Python values for the columns
+    record_id: int | None = None
+    old: Record | None = None  # an update's stored record
+    error: TrellisError | None = None
+    record: Record | None = None  # the written record, as JSON
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def each(drafts: list[Draft], step: Any, *args: Any) -> None:
+    """Run a per-record step on every draft still without a problem, recording problems."""
+    for draft in drafts:
+        if draft.error is None:
+            try:
+                step(draft, *args)
+            except TrellisError as exc:
+                draft.error = exc
+
+
+def good(drafts: list[Draft]) -> list[Draft]:
+    return [d for d in drafts if d.error is None]
+
+
+# --- deserialise -----------------------------------------------------------------------
+
+
+def deserialise(draft: Draft) -> None:
+    """The JSON object, its children set aside, platform keys refused."""
+    if not isinstance(draft.raw, dict):
+        raise ValidationFailed(
+            "a record must be a JSON object", [{"field": "", "message": "not an object"}]
+        )
+    payload = dict(draft.raw)
+    draft.children = pop_children(draft.meta, payload)
+    refuse_platform_keys(draft.meta, payload, allow_children=True)
+    draft.payload = payload
+
+
+def pop_children(
+    meta: ObjectMeta, payload: dict[str, Any]
+) -> list[tuple[tuple[str, FieldSpec], list[Any]]]:
+    """Take the master-detail lines (``{"lines": [...]}``) out of a parent's payload."""
+    children = []
+    for child_name, spec in meta.children:
+        related = str(spec.related_name)
+        if related not in payload:
+            continue
+        items = payload.pop(related)
+        if not isinstance(items, list):
+            raise ValidationFailed(
+                f"{related} must be a list of {child_name} records",
+                [{"field": related, "message": "must be a list"}],
+            )
+        if len(items) > defaults.MAX_CHILDREN_PER_RECORD:
+            raise ValidationFailed(
+                f"at most {defaults.MAX_CHILDREN_PER_RECORD} {related} per record",
+                [{"field": related, "message": "too many"}],
+            )
+        children.append(((child_name, spec), items))
+    return children
+
+
+def refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_children: bool) -> None:
+    """System columns and read-only fields are the platform's to set."""
+    details = []
+    related = {str(spec.related_name) for _, spec in meta.children}
+    for key in payload:
+        if key in SYSTEM_COLUMNS:
+            details.append({"field": key, "message": "is set by the platform"})
+        elif key in related and not allow_children:
+            details.append(
+                {"field": key, "message": "children are changed through their own records"}
+            )
+        elif key in meta.fields and not meta.fields[key].writable:
+            details.append({"field": key, "message": "is read-only"})
+    if details:
+        raise ValidationFailed("the record sets fields it may not set", details)
+
+
+# --- access ------------------------------------------------------------------------------
+
+
+def check_field_access(draft: Draft, unit: WriteUnit) -> None:
+    """Writing a field the caller may only read (or not see) is refused, naming it."""
+    unit.access.require_writable(draft.meta, list(draft.payload))
+
+
+def audit_bypass(unit: WriteUnit, meta: ObjectMeta, operation: Operation, target: Any) -> None:
+    """Admins may do what their roles do not grant; each such write is on the record."""
+    if unit.access.bypasses(meta, operation):
+        assert unit.caller is not None
+        audit.record(
+            unit.session,
+            "admin.bypass",
+            actor_id=unit.caller.user_id,
+            actor_email=unit.caller.email,
+            target=f"{meta.name}/{target}" if target else meta.name,
+            detail={"operation": str(operation)},
+        )
+
+
+def require_in_scope(unit: WriteUnit, meta: ObjectMeta, ids: list[int], operation: str) -> None:
+    """403 when a record (as it now stands, in this transaction) is outside the scope."""
+    condition = unit.access.condition(meta, operation)
+    if condition is None or not ids:
+        return
+    inside = set(
+        unit.session.scalars(
+            sa.select(meta.table.c.id).where(meta.table.c.id.in_(ids), condition)
+        ).all()
+    )
+    if len(inside) < len(set(ids)):
+        raise Forbidden(
+            f"this {meta.name} would be outside what you may {operation}",
+            [{"field": meta.name, "message": f"outside your {operation} scope"}],
+        )
+
+
+# --- defaults, compute, validate -------------------------------------------------------
+
+
+def apply_defaults(draft: Draft) -> None:
+    """A child's master, and each field's default where the record gives no value."""
+    if draft.master is not None:
+        master_field, master_id = draft.master
+        draft.payload[master_field] = master_id or _MASTER_PLACEHOLDER
+    for name, spec in draft.meta.fields.items():
+        if name not in draft.payload and spec.has_default:
+            draft.payload[name] = spec.default
+
+
+def event_of(unit: WriteUnit, draft: Draft) -> WriteEvent:
+    values = (
+        draft.payload
+        if draft.old is None
+        else {**field_values(draft.meta, draft.old), **draft.payload}
+    )
+    return WriteEvent(
+        meta=draft.meta,
+        action=draft.action,
+        values=values,
+        session=unit.session,
+        caller=unit.caller,
+        record_id=draft.record_id,
+        old=draft.old,
+    )
+
+
+def compute(draft: Draft, unit: WriteUnit) -> None:
+    """``BEFORE_VALIDATE`` hooks: values derived from others (formulas) are set here."""
+    if not unit.hooks.has(Hook.BEFORE_VALIDATE, draft.meta.name):
+        return
+    event = event_of(unit, draft)
+    unit.hooks.run(Hook.BEFORE_VALIDATE, event)
+    if draft.old is None:
+        draft.payload = event.values
+    else:  # an update writes what the hooks changed on top of what the caller sent
+        old = field_values(draft.meta, draft.old)
+        draft.payload.update({k: v for k, v in event.values.items() if old.get(k) != v})
+
+
+def validate(draft: Draft, unit: WriteUnit) -> None:
+    """The compiled JSON Schema, then the ``VALIDATE`` hooks (validation rules)."""
+    merged = (
+        draft.payload
+        if draft.old is None
+        else {**field_values(draft.meta, draft.old), **draft.payload}
+    )
+    draft.meta.validate({k: v for k, v in merged.items() if v is not None})
+    if unit.hooks.has(Hook.VALIDATE, draft.meta.name):
+        unit.hooks.run(Hook.VALIDATE, event_of(unit, draft))
+
+
+def to_python(draft: Draft) -> None:
+    """JSON values converted by their field types into what the columns hold."""
+    values, details = {}, []
+    for name, value in draft.payload.items():
+        try:
+            values[name] = draft.meta.fields[name].to_python(value)
+        except FieldConversionError as exc:
+            details.append({"field": name, "message": str(exc)})
+    if details:
+        raise ValidationFailed("the record is not valid", details)
+    draft.values = values
+
+
+# --- database checks, one query per field for the whole batch --------------------------
+
+
+def check_references(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
+    """Each lookup points at a live record the caller may read, which stays live.
+
+    The referenced rows are locked (``FOR SHARE`` on PostgreSQL) until the transaction
+    ends, so a concurrent soft delete of the target waits for this write and then sees
+    it (and refuses), or wins first and this check no longer finds the target. On SQLite
+    writers are serialised, so there is no window to close.
+    """
+    for name, spec in meta.fields.items():
+        if spec.target is None:
+            continue
+        wanted = {
+            d.values[name]
+            for d in drafts
+            if d.ok and d.values.get(name) is not None and not _is_master_field(d, name)
+        }
+        if not wanted:
+            continue
+        found = live_ids(unit, spec.target, wanted)
+        for draft in drafts:
+            value = draft.values.get(name)
+            if (
+                draft.ok
+                and value is not None
+                and value not in found
+                and not _is_master_field(draft, name)
+            ):
+                draft.error = ValidationFailed(
+                    "the record refers to records that do not exist",
+                    [{"field": name, "message": f"no {spec.target} with id {value}"}],
+                )
+
+
+def live_ids(unit: WriteUnit, target_name: str, ids: set[int]) -> set[int]:
+    """Which of ``ids`` are live ``target_name`` records the caller may read, locked shared."""
+    target = unit.registry.get(target_name)
+    table = target.table
+    statement = sa.select(table.c.id).where(
+        table.c.id.in_(sorted(ids)), table.c.deleted_at.is_(None)
+    )
+    # A record the caller may not read does not exist for them.
+    visible = unit.access.condition(target, Operation.READ)
+    if visible is not None:
+        statement = statement.where(visible)
+    elif not unit.access.allowed(target, Operation.READ):
+        return set()
+    if unit.dialect == "postgresql":
+        statement = statement.with_for_update(read=True, of=table)
+    return set(unit.session.scalars(statement).all())
+
+
+def _is_master_field(draft: Draft, name: str) -> bool:
+    return draft.master is not None and draft.master[0] == name
+
+
+def check_unique(
+    unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], exclude_id: int | None = None
+) -> None:
+    """Unique fields are free among live records, and within the batch itself."""
+    table = meta.table
+    for name, spec in meta.fields.items():
+        if not spec.unique or spec.type.name == "autonumber":
+            continue
+        seen: dict[Any, int] = {}
+        for draft in drafts:
+            value = draft.values.get(name)
+            if not draft.ok or value is None:
+                continue
+            if value in seen:
+                draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
+            else:
+                seen[value] = draft.index
+        if not seen:
+            continue
+        statement = sa.select(table.c[name]).where(
+            table.c[name].in_(list(seen)), table.c.deleted_at.is_(None)
+        )
+        if exclude_id is not None:
+            statement = statement.where(table.c.id != exclude_id)
+        taken = set(unit.session.scalars(statement).all())
+        for draft in drafts:
+            value = draft.values.get(name)
+            if draft.ok and value in taken:
+                draft.error = _duplicate(meta, spec, value, None)
+
+
+def _duplicate(meta: ObjectMeta, spec: FieldSpec, value: Any, where: str | None) -> DuplicateValue:
+    by = f" by {where}" if where else ""
+    return DuplicateValue(
+        f"another {meta.name} already has this {spec.name}",
+        [{"field": spec.name, "message": f"{spec.to_json(value)!r} is already taken{by}"}],
+    )
+
+
+# --- children: checked before anything is written --------------------------------------
+
+
+def prepare_children(unit: WriteUnit, drafts: list[Draft]) -> None:
+    """Check every parent's lines as drafts of their own; a bad line marks its parent bad.
+
+    Lines are checked before any parent is written, so a bulk request that skips invalid
+    records never writes a parent whose lines would then fail.
+    """
+    by_child: dict[str, list[tuple[Draft, FieldSpec, list[Draft]]]] = defaultdict(list)
+    for parent in good(drafts):
+        for (child_name, spec), items in parent.children:
+            child = unit.registry.get(child_name)
+            lines = [
+                Draft(child, item, index=i, master=(spec.name, None))
+                for i, item in enumerate(items)
+            ]
+            parent.child_drafts.append((spec, lines))
+            by_child[child_name].append((parent, spec, lines))
+    for child_name, groups in by_child.items():
+        lines = [line for _, _, group in groups for line in group]
+        check_new(unit, unit.registry.get(child_name), lines)
+        for parent, spec, group in groups:
+            problems = _line_problems(spec, group)
+            if problems and parent.ok:
+                parent.error = ValidationFailed("some detail records are not valid", problems)
+
+
+def _line_problems(spec: FieldSpec, lines: list[Draft]) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = []
+    for line in lines:
+        if line.error is None:
+            continue
+        if not isinstance(line.error, ValidationFailed | DuplicateValue):
+            raise line.error  # a line the caller may not write refuses the whole request
+        prefix = f"{spec.related_name}[{line.index}]"
+        problems.extend(
+            {**d, "field": f"{prefix}.{d['field']}" if d.get("field") else prefix}
+            for d in line.error.details
+        )
+    return problems
+
+
+def check_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
+    """Every check of a create, for a batch of new records of one object (and their lines)."""
+    unit.access.require(meta, Operation.CREATE)
+    each(drafts, deserialise)
+    each(drafts, check_field_access, unit)
+    each(drafts, apply_defaults)
+    each(drafts, compute, unit)
+    each(drafts, validate, unit)
+    each(drafts, to_python)
+    check_references(unit, meta, drafts)
+    check_unique(unit, meta, drafts)
+    prepare_children(unit, drafts)
+
+
+# --- writes ----------------------------------------------------------------------------
+
+
+def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.datetime) -> None:
+    """INSERT the checked drafts in one statement, then their lines, history and hooks."""
+    if not drafts:
+        return
+    system = {
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": unit.user_id,
+        "updated_by": unit.user_id,
+        "owner_id": unit.user_id,
+    }
+    for draft in drafts:
+        if draft.master is not None:
+            draft.values[draft.master[0]] = draft.master[1]
+        for name, spec in meta.fields.items():
+            if spec.type.name == "autonumber":
+                draft.values[name] = next_number(unit, meta, spec, now)
+    # Every row names every column, so the rows make one multi-row INSERT.
+    rows = [{**{name: d.values.get(name) for name in meta.fields}, **system} for d in drafts]
+    ids = _insert_returning_ids(unit, meta, rows)
+    for draft, record_id in zip(drafts, ids, strict=True):
+        draft.record_id = record_id
+    _link_hierarchy(unit, meta, drafts)
+    require_in_scope(unit, meta, ids, Operation.CREATE)
+    audit_bypass(unit, meta, Operation.CREATE, ids[0] if len(ids) == 1 else None)
+    history_rows = []
+    for draft in drafts:
+        record: Record = {"id": draft.record_id, "version": 1, **system_json(system)}
+        record.update({n: s.to_json(draft.values.get(n)) for n, s in meta.fields.items()})
+        draft.record = record
+        changes = {k: [None, v] for k, v in record.items() if k in meta.fields and v is not None}
+        history_rows.append(
+            history_row(unit, meta, draft.record_id, Action.CREATE, 1, changes, now)
+        )
+    write_history(unit, history_rows)
+    _write_children(unit, drafts, now)
+    for draft in drafts:
+        after_write(
+            unit, draft, {k: [None, v] for k, v in (draft.record or {}).items() if k in meta.fields}
+        )
+
+
+def _insert_returning_ids(
+    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]]
+) -> list[int]:
+    """One multi-row INSERT … RETURNING id, the ids in the order of the rows."""
+    statement = sa.insert(meta.table).returning(meta.table.c.id, sort_by_parameter_order=True)
+    if len(rows) == 1:
+        return [unit.session.execute(statement.values(rows[0])).scalar_one()]
+    return list(unit.session.scalars(statement, rows).all())
+
+
+def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
+    parent_field = meta.definition.hierarchy_field
+    if parent_field is None:
+        return
+    for draft in drafts:
+        assert draft.record_id is not None
+        hierarchy.link_new(unit.session, meta.name, draft.record_id, draft.values.get(parent_field))
+    unit.access.forget_trees()
+
+
+def _write_children(unit: WriteUnit, parents: list[Draft], now: dt.datetime) -> None:
+    by_child: dict[str, list[Draft]] = defaultdict(list)
+    for parent in parents:
+        for spec, lines in parent.child_drafts:
+            for line in lines:
+                line.master = (spec.name, parent.record_id)
+            by_child[lines[0].meta.name if lines else ""].extend(lines)
+    for child_name, lines in by_child.items():
+        if lines:
+            write_new(unit, unit.registry.get(child_name), lines, now)
+    for parent in parents:
+        assert parent.record is not None
+        for spec, lines in parent.child_drafts:
+            parent.record[str(spec.related_name)] = [line.record for line in lines]
+
+
+def after_write(unit: WriteUnit, draft: Draft, changes: dict[str, list[Any]]) -> None:
+    """``AFTER_WRITE`` hooks now, in the transaction; ``AFTER_COMMIT`` ones once it commits."""
+    meta = draft.meta
+    for hook in (Hook.AFTER_WRITE, Hook.AFTER_COMMIT):
+        if unit.hooks.has(hook, meta.name):
+            event = event_of(unit, draft)
+            event.values = dict(draft.record or event.values)
+            event.changes = changes
+            unit.hooks.run(hook, event)
+
+
+def next_number(unit: WriteUnit, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:
+    """The next number of an autonumber field: one atomic upsert, safe under concurrency."""
+    template = str(spec.schema["x-format"])
+    parts = {"{YYYY}": f"{now:%Y}", "{YY}": f"{now:%y}", "{MM}": f"{now:%m}", "{DD}": f"{now:%d}"}
+    period = "".join(v for k, v in parts.items() if k in template) or "all"
+    statement = _next_number_statement(unit.dialect)
+    number = int(
+        unit.session.execute(
+            statement, {"object_name": meta.name, "field_name": spec.name, "period": period}
+        ).scalar_one()
+    )
+    text = template
+    for key, value in parts.items():
+        text = text.replace(key, value)
+    start = text.index("{0")
+    end = text.index("}", start)
+    width = end - start - 1
+    return f"{text[:start]}{number:0{width}d}{text[end + 1 :]}"
+
+
+def _next_number_statement(dialect: str) -> Any:
+    """The counter upsert, built once per dialect (it is on every insert's path)."""
+    statement = _NEXT_NUMBER.get(dialect)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(_COUNTERS)
+            .values(
+                object_name=sa.bindparam("object_name"),
+                field_name=sa.bindparam("field_name"),
+                period=sa.bindparam("period"),
+                value=1,
+            )
+            .on_conflict_do_update(
+                index_elements=["object_name", "field_name", "period"],
+                set_={"value": _COUNTERS.c.value + 1},
+            )
+            .returning(_COUNTERS.c.value)
+        )
+        _NEXT_NUMBER[dialect] = statement
+    return statement
+
+
+def history_row(
+    unit: WriteUnit,
+    meta: ObjectMeta,
+    record_id: int | None,
+    action: Action,
+    version: int,
+    changes: dict[str, Any],
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """One ``record_history`` row: who changed what, when, to which version."""
+    return {
+        "object_name": meta.name,
+        "record_id": record_id,
+        "action": str(action),
+        "version": version,
+        "changes": changes,
+        "changed_by": unit.user_id,
+        "changed_at": at,
+    }
+
+
+def write_history(unit: WriteUnit, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        unit.session.execute(_HISTORY_INSERT, rows)
+
+
+def field_values(meta: ObjectMeta, record: Record) -> Record:
+    """The record's field values (no system columns)."""
+    return {name: record.get(name) for name in meta.fields}

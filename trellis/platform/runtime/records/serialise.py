@@ -1,0 +1,74 @@
+"""Records as API JSON: stored rows out, and the one timestamp format (RFC 3339, ``Z``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from trellis.platform.runtime.models import as_utc
+
+if TYPE_CHECKING:
+    from trellis.platform.runtime.registry import ObjectMeta
+
+Record = dict[str, Any]
+TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored moment as RFC 3339 in UTC with a ``Z`` (SQLite hands moments back naive)."""
+    if value is None:
+        return None
+    return as_utc(value).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def serialise(
+    meta: ObjectMeta,
+    row: Any,
+    fields: list[str] | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> Record:
+    """A stored row as API JSON: system fields, then the fields in definition order.
+
+    ``hidden`` fields are left out entirely (not nulled), so their existence is not shown.
+    """
+    record: Record = {"id": row["id"]}
+    if fields is None:
+        record["version"] = row["version"]
+        record.update(system_json(row))
+        names: list[str] | Any = meta.fields.keys()
+    else:
+        names = fields
+    for name in names:
+        if name == "id" or name in hidden:
+            continue
+        spec = meta.fields.get(name)
+        if spec is None:
+            value = row[name]
+            record[name] = iso(value) if name in TIMESTAMP_FIELDS else value
+        else:
+            record[name] = spec.to_json(row[name])
+    return record
+
+
+def json_value(meta: ObjectMeta, name: str, value: Any) -> Any:
+    """One stored value as JSON (a field, or a system column)."""
+    spec = meta.fields.get(name)
+    if spec is not None:
+        return spec.to_json(value)
+    return iso(value) if name in TIMESTAMP_FIELDS else value
+
+
+def system_json(values: Any) -> Record:
+    """The system columns of a row as JSON."""
+    return {
+        "created_at": iso(values["created_at"]),
+        "created_by": values["created_by"],
+        "updated_at": iso(values["updated_at"]),
+        "updated_by": values["updated_by"],
+        "owner_id": values["owner_id"],
+    }
+
+
+def mask(record: Record, hidden: frozenset[str]) -> Record:
+    """The record without the fields the caller may not see."""
+    return {k: v for k, v in record.items() if k not in hidden} if hidden else record
