@@ -121,9 +121,15 @@ class Api:
         self.client = client
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def _call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    def _call(
+        self, method: str, path: str, body: Any = None, headers: Any = None, **kwargs: Any
+    ) -> Any:
         return self.client.open(
-            f"/api/v1{path}", method=method, json=body, headers=self.headers, **kwargs
+            f"/api/v1{path}",
+            method=method,
+            json=body,
+            headers={**self.headers, **(headers or {})},
+            **kwargs,
         )
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -138,8 +144,8 @@ class Api:
     def patch(self, path: str, body: Any = None) -> Any:
         return self._call("PATCH", path, body)
 
-    def delete(self, path: str) -> Any:
-        return self._call("DELETE", path)
+    def delete(self, path: str, headers: Any = None) -> Any:
+        return self._call("DELETE", path, headers=headers)
 
 
 @pytest.fixture

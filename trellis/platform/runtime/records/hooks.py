@@ -75,6 +75,7 @@ class WriteEvent:
 
 HookFunction = Callable[[WriteEvent], None]
 _AFTER_COMMIT_KEY = "trellis.after_commit"
+_LISTENING_KEY = "trellis.after_commit.listening"
 
 
 class HookRegistry:
@@ -121,12 +122,12 @@ hooks = HookRegistry()
 
 
 def _queue_after_commit(session: Session, function: HookFunction, event: WriteEvent) -> None:
-    queue = session.info.get(_AFTER_COMMIT_KEY)
-    if queue is None:
-        queue = session.info[_AFTER_COMMIT_KEY] = []
-        sa.event.listen(session, "after_commit", _run_after_commit, once=True)
-        sa.event.listen(session, "after_rollback", _drop_after_commit, once=True)
-    queue.append((function, event))
+    if not session.info.get(_LISTENING_KEY):
+        # Once per session, never removed: a listener cannot leave while it is being called.
+        sa.event.listen(session, "after_commit", _run_after_commit)
+        sa.event.listen(session, "after_rollback", _drop_after_commit)
+        session.info[_LISTENING_KEY] = True
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append((function, event))
 
 
 def _run_after_commit(session: Session) -> None:
@@ -135,18 +136,7 @@ def _run_after_commit(session: Session) -> None:
             function(event)
         except Exception:  # the change is committed; a failing follow-up must not undo it
             log.exception("after-commit hook %r failed for %s", function, event.meta.name)
-    _forget_listeners(session)
 
 
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT_KEY, None)
-    _forget_listeners(session)
-
-
-def _forget_listeners(session: Session) -> None:
-    for name, listener in (
-        ("after_commit", _run_after_commit),
-        ("after_rollback", _drop_after_commit),
-    ):
-        if sa.event.contains(session, name, listener):
-            sa.event.remove(session, name, listener)
