@@ -24,7 +24,7 @@ import sqlalchemy as sa  # noqa: E402
 PG_ADMIN_URL = os.environ.get(
     "TRELLIS_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-BENCH_DB = "trellis_bench"
+BENCH_DB = os.environ.get("TRELLIS_BENCH_DB", "trellis_bench")
 ADMIN_EMAIL = "bench@example.com"
 ADMIN_PASSWORD = "bench password 123"
 SCHEMA = "https://json-schema.org/draft/2020-12/schema"

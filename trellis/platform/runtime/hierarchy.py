@@ -48,16 +48,34 @@ def _one_writer(session: Session, object_name: str) -> None:
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
-def link_new(session: Session, object_name: str, node_id: int, parent_id: int | None) -> None:
-    """Link a new node: to itself, and below every ancestor of its parent."""
+def link_new_many(session: Session, object_name: str, nodes: list[tuple[int, int | None]]) -> None:
+    """Link many new nodes (``(node, parent)``, parents already linked) in two statements.
+
+    A new node has no descendants yet, so its paths are its parent's ancestors' plus one:
+    one self row each, and one INSERT … SELECT run with every node's parameters.
+    """
+    if not nodes:
+        return
     _one_writer(session, object_name)
     session.execute(
-        sa.insert(links).values(
-            object_name=object_name, ancestor_id=node_id, descendant_id=node_id, depth=0
-        )
+        sa.insert(links),
+        [
+            {"object_name": object_name, "ancestor_id": n, "descendant_id": n, "depth": 0}
+            for n, _ in nodes
+        ],
     )
-    if parent_id is not None:
-        _link_subtree_below(session, object_name, node_id, parent_id)
+    below = [{"node": n, "parent": p} for n, p in nodes if p is not None]
+    if below:
+        paths = sa.select(
+            sa.literal(object_name),
+            links.c.ancestor_id,
+            sa.bindparam("node", type_=sa.BigInteger),
+            links.c.depth + 1,
+        ).where(links.c.object_name == object_name, links.c.descendant_id == sa.bindparam("parent"))
+        statement = sa.insert(links).from_select(
+            ["object_name", "ancestor_id", "descendant_id", "depth"], paths
+        )
+        session.execute(statement, below)
 
 
 def move(session: Session, object_name: str, node_id: int, new_parent_id: int | None) -> None:

@@ -490,9 +490,8 @@ def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> N
     parent_field = meta.definition.hierarchy_field
     if parent_field is None:
         return
-    for draft in drafts:
-        assert draft.record_id is not None
-        hierarchy.link_new(unit.session, meta.name, draft.record_id, draft.values.get(parent_field))
+    nodes = [(cast(int, d.record_id), d.values.get(parent_field)) for d in drafts]
+    hierarchy.link_new_many(unit.session, meta.name, nodes)
     unit.access.forget_trees()
 
 
