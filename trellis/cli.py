@@ -55,7 +55,7 @@ def _init(admin_email: str | None, admin_password: str | None) -> bool:
 
     assert db.engine is not None
     with db.session() as session:
-        return init_database(db.engine, session, admin_email, admin_password)
+        return init_database(db.engine, session, admin_email, admin_password, report=click.echo)
 
 
 @main.command("init")

@@ -1,18 +1,23 @@
-"""Creating or upgrading a database: Alembic migrations and the first admin."""
+"""Creating or upgrading a database: Alembic migrations, object constraints, the first admin."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from trellis.platform.metadata.definition import load_definition
 from trellis.platform.runtime.identity.users import UserService
-from trellis.platform.runtime.models import MetaRevision
+from trellis.platform.runtime.models import MetaObject, MetaObjectVersion, MetaRevision
+from trellis.platform.runtime.storage import MissingConstraint, add_missing_constraints
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from trellis.platform.metadata.definition import ObjectDefinition
 
 
 def alembic_config() -> Config:
@@ -29,6 +34,46 @@ def upgrade_database(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
+def upgrade_object_constraints(engine: sa.Engine) -> list[MissingConstraint]:
+    """Give object tables made before foreign keys existed the ones their definitions imply.
+
+    One transaction: on a refusal (orphaned or missing references, named by record id)
+    nothing changes. SQLite rebuilds tables to add constraints, which is safe only with
+    foreign keys off — and that can be switched only outside a transaction, on this
+    connection, which is why this step has its own.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                return add_missing_constraints(connection, _current_definitions(connection))
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(connection: sa.Connection, on: bool) -> None:
+    # Straight to the driver: a statement through SQLAlchemy would first begin a transaction.
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _current_definitions(connection: sa.Connection) -> list[ObjectDefinition]:
+    rows = connection.execute(
+        sa.select(MetaObjectVersion.document)
+        .join(
+            MetaObject,
+            (MetaObject.name == MetaObjectVersion.object_name)
+            & (MetaObject.current_version == MetaObjectVersion.version),
+        )
+        .order_by(MetaObject.name)
+    ).scalars()
+    return [load_definition(dict(document)) for document in rows]
+
+
 def ensure_revision_row(session: Session) -> None:
     if session.get(MetaRevision, 1) is None:
         session.add(MetaRevision(id=1, revision=0))
@@ -36,10 +81,20 @@ def ensure_revision_row(session: Session) -> None:
 
 
 def init_database(
-    engine: sa.Engine, session: Session, admin_email: str | None, admin_password: str | None
+    engine: sa.Engine,
+    session: Session,
+    admin_email: str | None,
+    admin_password: str | None,
+    report: Callable[[str], None] | None = None,
 ) -> bool:
-    """Migrate, then create or update the admin. Returns whether the admin was created."""
+    """Migrate, add missing object constraints, then create or update the admin.
+
+    Returns whether the admin was created; ``report`` hears of each constraint added.
+    """
     upgrade_database(engine)
+    for added in upgrade_object_constraints(engine):
+        if report is not None:
+            report(f"added {added.describe()}")
     ensure_revision_row(session)
     created = False
     if admin_email and admin_password:
