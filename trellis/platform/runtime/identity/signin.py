@@ -7,7 +7,7 @@ moment, so parallel guesses cannot all read the same low count. A correct passwo
 clears the count afterwards.
 
 - The first ``SLOW_AFTER`` attempts are checked at once.
-- After that, an attempt is checked only when ``2ⁿ⁻ˢᴸᴼᵂ_ᴬᶠᵀᴱᴿ`` seconds have passed
+- After that, an attempt is checked only when ``2 ** (n - SLOW_AFTER)`` seconds have passed
   since the last checked one (n the count). An attempt that comes sooner is refused
   with 429 *and still counted*: hammering during the back-off is guessing too.
 - The attempt that brings the count to ``LOCK_AFTER`` locks the account for
