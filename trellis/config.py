@@ -8,6 +8,9 @@
 | TRELLIS_INSTANCE_PATH | folder of the SQLite file and generated secret | ./instance |
 | TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
 | TRELLIS_SESSION_COOKIE_SECURE | send the sign-in cookie over HTTPS only | false |
+| TRELLIS_LOGIN_RATE_LIMIT | sign-in POSTs allowed per client address | 20 per minute |
+| TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
+| TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE_MAX": defaults.PAGE_SIZE_MAX,
     "SQL_ECHO": False,
     "SESSION_COOKIE_SECURE": False,
+    "LOGIN_RATE_LIMIT": "20 per minute",
+    "RATE_LIMIT_STORAGE_URL": None,
+    "RATE_LIMIT_KEY_PREFIX": "trellis",
 }
 
 

@@ -30,8 +30,9 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import audit
-from trellis.platform.runtime.identity import UserService, sign_in
-from trellis.platform.runtime.identity.passwords import check_password, verify_password
+from trellis.platform.runtime.identity import UserService, check_current_password, sign_in
+from trellis.platform.runtime.identity import limits as sign_in_limits
+from trellis.platform.runtime.identity.passwords import check_password
 from trellis.platform.runtime.models import User
 
 bp = Blueprint(
@@ -125,38 +126,32 @@ def login() -> Any:
     email = request.form.get("email", "")[:254].replace("\x00", "")
     password = request.form.get("password", "")[:1000]
     assert db.engine is not None
-    with db.session() as db_session:
-        try:
-            user = sign_in(db_session, email, password)
-        except TooManyAttempts as exc:
-            db_session.commit()
-            audit.record_now(
-                db.engine,
-                "auth.login.throttled",
-                actor_email=email.lower(),
-                detail={"retry_after": exc.retry_after},
-                **_client(),
-            )
-            flash(f"{exc.message} ({exc.retry_after} s) · 登录失败次数过多，请稍后再试", "error")
-            page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
-            return page, 429, {"Retry-After": str(exc.retry_after)}
-        except AuthenticationRequired:
-            db_session.commit()  # the failure counters
-            audit.record_now(
-                db.engine, "auth.login.failure", actor_email=email.lower(), **_client()
-            )
-            flash("Wrong e-mail or password · 邮箱或密码错误", "error")
-            return render_template(
-                "ui/login.html", next=request.form.get("next", ""), email=email
-            ), 401
-        audit.record(
-            db_session, "auth.login.success", actor_id=user.id, actor_email=user.email, **_client()
+    try:
+        # Counts the attempt in its own transaction, committed even when it is refused.
+        user = sign_in(db.engine, email, password)
+    except TooManyAttempts as exc:
+        audit.record_now(
+            db.engine,
+            "auth.login.throttled",
+            actor_email=email.lower(),
+            detail={"retry_after": exc.retry_after},
+            **_client(),
         )
-        db_session.commit()
-        session.clear()  # a fresh session: no fixation
-        session.permanent = True
-        session["user_id"] = user.id
-        session["stamp"] = _stamp(user)
+        flash(f"{exc.message} ({exc.retry_after} s) · 登录失败次数过多，请稍后再试", "error")
+        page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
+        return page, 429, {"Retry-After": str(exc.retry_after)}
+    except AuthenticationRequired:
+        audit.record_now(db.engine, "auth.login.failure", actor_email=email.lower(), **_client())
+        flash("Wrong e-mail or password · 邮箱或密码错误", "error")
+        page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
+        return page, 401
+    audit.record_now(
+        db.engine, "auth.login.success", actor_id=user.id, actor_email=user.email, **_client()
+    )
+    session.clear()  # a fresh session: no fixation
+    session.permanent = True
+    session["user_id"] = user.id
+    session["stamp"] = _stamp(user)
     return redirect(_safe_next(request.form.get("next")))
 
 
@@ -189,22 +184,44 @@ def change_password() -> Any:
         return response
     if request.method == "GET":
         return render_template("ui/password.html")
-    current = request.form.get("current_password", "")
+    current = request.form.get("current_password", "")[:1000]
     new = request.form.get("new_password", "")
+    assert db.engine is not None
+    try:
+        # Counted like a sign-in before the check, so a stolen session cannot guess freely.
+        right = check_current_password(db.engine, g.user.id, current)
+    except TooManyAttempts as exc:
+        audit.record_now(
+            db.engine,
+            "auth.password.throttled",
+            actor_id=g.user.id,
+            actor_email=g.user.email,
+            detail={"retry_after": exc.retry_after},
+            **_client(),
+        )
+        flash(f"{exc.message} ({exc.retry_after} s) · 失败次数过多，请稍后再试", "error")
+        return render_template("ui/password.html"), 429, {"Retry-After": str(exc.retry_after)}
+    if not right:
+        audit.record_now(
+            db.engine,
+            "auth.password.failure",
+            actor_id=g.user.id,
+            actor_email=g.user.email,
+            **_client(),
+        )
+        flash("The current password is wrong · 当前密码错误", "error")
+        return render_template("ui/password.html"), 400
+    if new != request.form.get("confirm_password", ""):
+        flash("The new passwords differ · 两次输入的新密码不一致", "error")
+        return render_template("ui/password.html"), 400
+    try:
+        check_password(new)
+    except ValidationFailed as exc:
+        flash(f"{exc.message}: {exc.details[0]['message']} · 密码至少 8 位", "error")
+        return render_template("ui/password.html"), 400
     with db.session() as db_session:
         user = db_session.get(User, g.user.id)
         assert user is not None
-        if not verify_password(user, current):
-            flash("The current password is wrong · 当前密码错误", "error")
-            return render_template("ui/password.html"), 400
-        if new != request.form.get("confirm_password", ""):
-            flash("The new passwords differ · 两次输入的新密码不一致", "error")
-            return render_template("ui/password.html"), 400
-        try:
-            check_password(new)
-        except ValidationFailed as exc:
-            flash(f"{exc.message}: {exc.details[0]['message']} · 密码至少 8 位", "error")
-            return render_template("ui/password.html"), 400
         UserService(db_session, current_app.extensions["trellis.registry"], user.id).update(
             user.id, {"password": new}
         )
@@ -229,6 +246,7 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
     csrf.init_app(app)
     app.register_blueprint(bp)
+    sign_in_limits.init_app(app)
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError) -> Any:

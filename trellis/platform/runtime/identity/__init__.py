@@ -11,7 +11,20 @@ from __future__ import annotations
 
 from trellis.platform.runtime.identity.caller import Caller
 from trellis.platform.runtime.identity.roles import RoleService
-from trellis.platform.runtime.identity.signin import LOCK_AFTER, SLOW_AFTER, sign_in
+from trellis.platform.runtime.identity.signin import (
+    LOCK_AFTER,
+    SLOW_AFTER,
+    check_current_password,
+    sign_in,
+)
 from trellis.platform.runtime.identity.users import UserService
 
-__all__ = ["LOCK_AFTER", "SLOW_AFTER", "Caller", "RoleService", "UserService", "sign_in"]
+__all__ = [
+    "LOCK_AFTER",
+    "SLOW_AFTER",
+    "Caller",
+    "RoleService",
+    "UserService",
+    "check_current_password",
+    "sign_in",
+]
