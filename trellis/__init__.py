@@ -40,12 +40,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from trellis.extensions import db
     from trellis.platform.runtime import api
 
+    # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
+    app.before_request(_refuse_undecodable_query)
     db.init_app(app)
     api.init_app(app)
     admin_ui.init_app(app)
     admin_ui.csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing to forge
     _register_error_handlers(app)
     return app
+
+
+def _refuse_undecodable_query() -> None:
+    from trellis.platform.runtime.unicode_text import refuse_undecodable_query
+
+    refuse_undecodable_query(request.query_string)
 
 
 def _error(status: int, code: str, message: str) -> Any:

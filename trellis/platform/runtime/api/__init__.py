@@ -25,6 +25,7 @@ from trellis.platform.runtime.models import as_utc
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.registry import MetaRegistry
+from trellis.platform.runtime.unicode_text import refuse_lone_surrogates
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -148,11 +149,12 @@ def require_admin() -> None:
 
 
 def json_body() -> Any:
+    """The request's JSON body, parsed strictly: valid JSON, well-formed Unicode (else 400)."""
     raw = request.get_data(cache=True)
     if not raw:
         raise BadRequest("the request needs a JSON body")
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise BadRequest(
             "the request body is not valid JSON", [{"field": "", "message": str(exc)}]
@@ -161,6 +163,8 @@ def json_body() -> Any:
         raise BadRequest(
             "the request body is nested too deeply", [{"field": "", "message": "too deep"}]
         ) from None
+    refuse_lone_surrogates(body)
+    return body
 
 
 def _not_json(constant: str) -> Any:
