@@ -32,6 +32,7 @@ from trellis.extensions import db
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.identity import UserService, sign_in
 from trellis.platform.runtime.identity.passwords import check_password, verify_password
+from trellis.platform.runtime.identity.sessions import session_stamp
 from trellis.platform.runtime.models import User
 
 bp = Blueprint(
@@ -47,19 +48,8 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 
 
 def _stamp(user: User) -> str:
-    """Changes when the password does or the user signs out: older sessions stop working.
-
-    The cookie is signed but lives in the browser; this stamp is what lets the server
-    end it — a copied cookie dies with the sign-out too.
-    """
-    changed = user.password_changed_at
-    if changed is None:
-        return f"-:{user.session_epoch}"
-    # SQLite hands datetimes back without their zone (in UTC), PostgreSQL in the session's
-    # time zone, a fresh write in UTC: compare all of them as naive UTC.
-    if changed.tzinfo is not None:
-        changed = changed.astimezone(dt.UTC)
-    return f"{changed.replace(tzinfo=None).isoformat(timespec='microseconds')}:{user.session_epoch}"
+    """The stamp a session of ``user`` carries; the API checks the same one."""
+    return session_stamp(user.password_changed_at, user.session_epoch)
 
 
 def _client() -> dict[str, Any]:
