@@ -39,7 +39,7 @@ def _cursor(text: str) -> str:
 
 
 # (method, path, JSON text sent as the body, the field the 400 must name)
-BODIES = {
+BODIES: dict[str, tuple[str, str, str | bytes, str]] = {
     "record create": ("POST", "/records/dealer", '{"name": "A\\ud800"}', "name"),
     "record create, raw surrogate bytes": (
         "POST",
@@ -86,7 +86,7 @@ BODIES = {
 }
 
 # (query string, the field the 400 must name, the message)
-QUERIES = {
+QUERIES: dict[str, tuple[str, str, str]] = {
     "filter": ('filter=[["name","=","\\ud800"]]', "filter[0][2]", LONE_SURROGATE),
     "filter, percent-encoded": (
         "filter=%5B%5B%22name%22%2C%22%3D%22%2C%22%5Cud800%22%5D%5D",
@@ -184,6 +184,13 @@ def test_surrogate_pairs_are_characters_and_are_stored(api: Api, world: dict[str
         query_string={"filter": '[["name", "=", "Smile \\ud83d\\ude00"]]'},
     )
     assert [item["name"] for item in page.get_json()["items"]] == ["Smile \N{GRINNING FACE}"]
+
+
+def test_a_page_with_an_undecodable_query_is_a_400_page(api: Api) -> None:
+    response = api.client.get("/login", environ_overrides={"QUERY_STRING": "next=%ED%A0%80"})
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "next" in response.text and "lone surrogate" in response.text
 
 
 def test_the_path_is_the_first_offence_in_document_order() -> None:
