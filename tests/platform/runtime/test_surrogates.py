@@ -18,6 +18,7 @@ from trellis.platform.runtime.unicode_text import (
     LONE_SURROGATE,
     NOT_UTF8,
     lone_surrogate_path,
+    may_hold_lone_surrogate,
     refuse_undecodable_query,
 )
 
@@ -46,6 +47,18 @@ BODIES: dict[str, tuple[str, str, str | bytes, str]] = {
         "/records/dealer",
         b'{"name": "A\xed\xa0\x80"}',
         "name",
+    ),
+    "record create, UTF-16": (
+        "POST",
+        "/records/dealer",
+        '{"name": "A\\ud800"}'.encode("utf-16-le"),
+        "name",
+    ),
+    "record create, UTF-16 raw": (
+        "POST",
+        "/records/dealer",
+        b'{\x00"\x00n\x00"\x00:\x00"\x00\x00\xd8"\x00}\x00',
+        "n",
     ),
     "record create, a key": ("POST", "/records/dealer", '{"na\\udc00me": "A"}', "na\\udc00me"),
     "record create, child line": (
@@ -191,6 +204,20 @@ def test_a_page_with_an_undecodable_query_is_a_400_page(api: Api) -> None:
     assert response.status_code == 400
     assert response.mimetype == "text/html"
     assert "next" in response.text and "lone surrogate" in response.text
+
+
+def test_only_plain_utf8_without_surrogate_escapes_skips_the_check() -> None:
+    assert not may_hold_lone_surrogate('{"name": "Café 经销商 \N{GRINNING FACE}"}'.encode())
+    assert not may_hold_lone_surrogate(rb'{"name": "\u00e9 \\ud"}')
+    for raw in (
+        rb'{"name": "\ud800"}',
+        rb'{"name": "\uDFFF"}',
+        rb'{"name": "\ud83d\ude00"}',  # a pair: walked, and let through
+        b'{"name": "\xed\xa0\x80"}',
+        '{"name": "x"}'.encode("utf-16-le"),
+        '{"name": "x"}'.encode("utf-32"),
+    ):
+        assert may_hold_lone_surrogate(raw), raw
 
 
 def test_the_path_is_the_first_offence_in_document_order() -> None:

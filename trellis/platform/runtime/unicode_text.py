@@ -10,6 +10,7 @@ input is read, with the place of the first offence — once, instead of at every
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -17,6 +18,24 @@ from trellis.exceptions import BadRequest
 
 LONE_SURROGATE = "contains a lone surrogate (invalid Unicode)"
 NOT_UTF8 = "is not valid UTF-8"
+# A JSON escape of a code point in U+D800–U+DFFF (pairs match too: they are then walked).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def may_hold_lone_surrogate(raw: bytes) -> bool:
+    """False only when JSON text ``raw`` cannot parse to a lone surrogate: a cheap scan
+    that spares the check on the usual body.
+
+    ``json.loads`` reads bytes as UTF-8 with surrogates let through, or as UTF-16/32 when
+    NUL bytes say so; only plain, valid UTF-8 without surrogate escapes is let off.
+    """
+    if b"\x00" in raw:
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return _SURROGATE_ESCAPE.search(raw) is not None
 
 
 def refuse_lone_surrogates(value: Any, field: str = "") -> None:

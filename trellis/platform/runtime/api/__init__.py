@@ -33,7 +33,7 @@ from trellis.platform.runtime.models import as_utc
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.registry import MetaRegistry
-from trellis.platform.runtime.unicode_text import refuse_lone_surrogates
+from trellis.platform.runtime.unicode_text import may_hold_lone_surrogate, refuse_lone_surrogates
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -203,7 +203,8 @@ def json_body() -> Any:
         raise BadRequest(
             "the request body is nested too deeply", [{"field": "", "message": "too deep"}]
         ) from None
-    refuse_lone_surrogates(body)
+    if may_hold_lone_surrogate(raw):
+        refuse_lone_surrogates(body)
     return body
 
 
