@@ -40,22 +40,47 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from trellis.extensions import db
     from trellis.platform.runtime import api
 
+    # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
+    app.before_request(_refuse_undecodable_query)
     db.init_app(app)
     api.init_app(app)
     admin_ui.init_app(app)
-    admin_ui.csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing to forge
+    # Tokens need no CSRF check; session writes to the API are checked by the API itself.
+    admin_ui.csrf.exempt(api.bp)
     _register_error_handlers(app)
     return app
 
 
-def _error(status: int, code: str, message: str) -> Any:
-    return jsonify({"error": {"code": code, "message": message, "details": []}}), status
+def _refuse_undecodable_query() -> None:
+    from trellis.platform.runtime.unicode_text import refuse_undecodable_query
+
+    refuse_undecodable_query(request.query_string)
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """The error as JSON under ``/api/``, as the app's own page everywhere else."""
+    if not _is_api():
+        from trellis.admin_ui import error_page
+
+        return error_page(status, message, details=details, headers=headers)
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return jsonify(body), status, headers or {}
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(TrellisError)
     def trellis_error(exc: TrellisError) -> Any:
-        if isinstance(exc, Forbidden) and request.path.startswith("/api/"):
+        if isinstance(exc, Forbidden) and _is_api():
             from trellis.platform.runtime.api import defer_event
 
             defer_event(
@@ -63,17 +88,17 @@ def _register_error_handlers(app: Flask) -> None:
                 f"{request.method} {request.path}",
                 {"message": exc.message, "details": exc.details},
             )
-        response = jsonify(exc.to_dict())
+        headers = {}
         if isinstance(exc, TooManyAttempts):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response, exc.status
+            headers["Retry-After"] = str(exc.retry_after)
+        return _error(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        if not request.path.startswith("/api/"):
-            return exc
         code = (exc.name or "error").lower().replace(" ", "_")
-        return _error(exc.code or 500, code, exc.description or exc.name)
+        # Keep what the exception says beyond its body: Allow on a 405, for one.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return _error(exc.code or 500, code, exc.description or exc.name, headers=headers)
 
     @app.errorhandler(DataError)
     def data_error(exc: DataError) -> Any:

@@ -46,6 +46,16 @@ class Forbidden(TrellisError):
     code = "forbidden"
 
 
+class CsrfFailed(TrellisError):
+    """A write made with a browser session that lacks the page's CSRF token.
+
+    Not a ``Forbidden``: the caller's rights are not in question, the request's origin is.
+    """
+
+    status = 403
+    code = "csrf_failed"
+
+
 class NotFound(TrellisError):
     status = 404
     code = "not_found"

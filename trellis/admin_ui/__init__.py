@@ -33,6 +33,7 @@ from trellis.platform.runtime import audit
 from trellis.platform.runtime.identity import UserService, check_current_password, sign_in
 from trellis.platform.runtime.identity import limits as sign_in_limits
 from trellis.platform.runtime.identity.passwords import check_password
+from trellis.platform.runtime.identity.sessions import session_stamp
 from trellis.platform.runtime.models import User
 
 bp = Blueprint(
@@ -48,19 +49,8 @@ SESSION_LIFETIME = dt.timedelta(hours=12)
 
 
 def _stamp(user: User) -> str:
-    """Changes when the password does or the user signs out: older sessions stop working.
-
-    The cookie is signed but lives in the browser; this stamp is what lets the server
-    end it — a copied cookie dies with the sign-out too.
-    """
-    changed = user.password_changed_at
-    if changed is None:
-        return f"-:{user.session_epoch}"
-    # SQLite hands datetimes back without their zone (in UTC), PostgreSQL in the session's
-    # time zone, a fresh write in UTC: compare all of them as naive UTC.
-    if changed.tzinfo is not None:
-        changed = changed.astimezone(dt.UTC)
-    return f"{changed.replace(tzinfo=None).isoformat(timespec='microseconds')}:{user.session_epoch}"
+    """The stamp a session of ``user`` carries; the API checks the same one."""
+    return session_stamp(user.password_changed_at, user.session_epoch)
 
 
 def _client() -> dict[str, Any]:
@@ -250,8 +240,41 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError) -> Any:
-        return render_template(
-            "ui/error.html",
-            title="Form expired · 表单已过期",
-            message=f"{exc.description} Reload the page and try again.",
-        ), 400
+        return error_page(
+            400, f"{exc.description} Reload the page and try again.", "Form expired · 表单已过期"
+        )
+
+
+ERROR_TITLES = {
+    400: "Bad request · 请求有误",
+    401: "Sign-in required · 需要登录",
+    403: "Not allowed · 无权访问",
+    404: "Page not found · 页面不存在",
+    405: "Method not allowed · 不支持该请求方式",
+    409: "Conflict · 冲突",
+    429: "Too many requests · 请求过多",
+    500: "Something went wrong · 出错了",
+    503: "Busy · 系统繁忙",
+}
+
+
+def error_page(
+    status: int,
+    message: str,
+    title: str | None = None,
+    *,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """The app's own error page (its layout, the message, a link home) with ``status``."""
+    heading = title or ERROR_TITLES.get(status, f"Error {status} · 错误")
+    try:
+        page = render_template(
+            "ui/error.html", title=heading, status=status, message=message, details=details or []
+        )
+    except Exception:
+        # The page must not fail where the error came from (a database that is down…).
+        current_app.logger.exception("the error page could not be rendered")
+        page = f"{heading}\n\n{message}\n"
+        headers = {**(headers or {}), "Content-Type": "text/plain; charset=utf-8"}
+    return page, status, headers or {}

@@ -26,6 +26,7 @@ from trellis.platform.metadata.fieldtypes import (
     ORDER_OPS,
     FieldConversionError,
 )
+from trellis.platform.runtime.unicode_text import refuse_lone_surrogates
 
 if TYPE_CHECKING:
     from trellis.platform.metadata.fieldtypes import FieldSpec
@@ -126,6 +127,7 @@ def parse_filter(
         raise InvalidQuery(
             "filter is not valid JSON", [{"field": "filter", "message": str(exc)}]
         ) from None
+    refuse_lone_surrogates(clauses, "filter")
     if isinstance(clauses, list) and clauses and not isinstance(clauses[0], list):
         clauses = [clauses]  # a single [field, op, value] is accepted as a one-clause filter
     if not isinstance(clauses, list) or len(clauses) > MAX_FILTERS:
@@ -332,6 +334,7 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
         raise InvalidQuery(
             "the cursor is not valid", [{"field": "cursor", "message": cursor[:40]}]
         ) from None
+    refuse_lone_surrogates(values, "cursor")
     if not isinstance(values, list) or len(values) != length:
         raise InvalidQuery("the cursor does not belong to this sort order")
     return values

@@ -11,20 +11,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import session as flask_session
+from flask_wtf.csrf import validate_csrf
 from sqlalchemy.exc import DataError
+from wtforms import ValidationError
 
-from trellis.exceptions import BadRequest, Forbidden
+from trellis.exceptions import BadRequest, CsrfFailed, Forbidden
 from trellis.extensions import db
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.identity import Caller
-from trellis.platform.runtime.identity.tokens import authenticate_token, touch_token
+from trellis.platform.runtime.identity.sessions import SessionIdentity, authenticate_session
+from trellis.platform.runtime.identity.tokens import (
+    TokenIdentity,
+    authenticate_token,
+    touch_token,
+)
 from trellis.platform.runtime.models import as_utc
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.registry import MetaRegistry
+from trellis.platform.runtime.unicode_text import may_hold_lone_surrogate, refuse_lone_surrogates
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -62,18 +74,47 @@ def open_unit_of_work() -> None:
     if request.method in WRITE_METHODS:
         # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
         session.connection(execution_options={"trellis_write": True})
-    identity = authenticate_token(session, request.headers.get("Authorization"))
+    identity = _identify(session)
     registry().ensure_current(session, identity.revision)
+    token_id = identity.token_id if isinstance(identity, TokenIdentity) else None
     g.caller = build_caller(
         identity.user_id,
         identity.email,
         identity.is_admin,
         identity.partner_id,
         identity.roles,
-        identity.token_id,
+        token_id,
     )
-    if identity.needs_touch:
+    if isinstance(identity, TokenIdentity) and identity.needs_touch:
         g.touch_token = identity.token_id
+
+
+def _identify(session: Session) -> TokenIdentity | SessionIdentity:
+    """The bearer token when one is sent, else the signed-in browser's session.
+
+    A token request never reads the cookie. A session write must also carry the page's
+    CSRF token: the browser sends the cookie with any site's request, not the header.
+    """
+    authorization = request.headers.get("Authorization")
+    if authorization or "user_id" not in flask_session:
+        return authenticate_token(session, authorization)
+    identity = authenticate_session(
+        session, flask_session.get("user_id"), flask_session.get("stamp")
+    )
+    if request.method in WRITE_METHODS:
+        _require_csrf_token()
+    return identity
+
+
+def _require_csrf_token() -> None:
+    headers = current_app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
+    sent = next((request.headers[name] for name in headers if request.headers.get(name)), None)
+    try:
+        validate_csrf(sent)
+    except ValidationError as exc:
+        raise CsrfFailed(
+            f"{exc} A signed-in page must send its CSRF token in the X-CSRFToken header."
+        ) from None
 
 
 def build_caller(
@@ -148,11 +189,12 @@ def require_admin() -> None:
 
 
 def json_body() -> Any:
+    """The request's JSON body, parsed strictly: valid JSON, well-formed Unicode (else 400)."""
     raw = request.get_data(cache=True)
     if not raw:
         raise BadRequest("the request needs a JSON body")
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise BadRequest(
             "the request body is not valid JSON", [{"field": "", "message": str(exc)}]
@@ -161,6 +203,9 @@ def json_body() -> Any:
         raise BadRequest(
             "the request body is nested too deeply", [{"field": "", "message": "too deep"}]
         ) from None
+    if may_hold_lone_surrogate(raw):
+        refuse_lone_surrogates(body)
+    return body
 
 
 def _not_json(constant: str) -> Any:

@@ -122,21 +122,36 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
         email=email,
         is_admin=bool(is_admin),
         partner_id=partner_id,
-        roles=tuple(sorted(role_names.split(","))) if role_names else (),
+        roles=role_tuple(role_names),
         revision=meta_revision or 0,
         needs_touch=last_used_at is None or now - as_utc(last_used_at) > LAST_USED_RESOLUTION,
     )
 
 
-@cache
-def _identity_statement() -> sa.Select[Any]:
-    """Built once: it runs on every API request."""
-    roles = (
+def role_names_column() -> sa.ScalarSelect[Any]:
+    """The user's role names, comma-separated, as a column of a query on ``User``."""
+    return (
         sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
         .where(UserRole.user_id == User.id)
         .scalar_subquery()
     )
-    revision = sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
+
+
+def revision_column() -> sa.ScalarSelect[Any]:
+    """The metadata revision, as a column of any query."""
+    return sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
+
+
+def role_tuple(role_names: str | None) -> tuple[str, ...]:
+    """The sorted role names from ``role_names_column``."""
+    return tuple(sorted(role_names.split(","))) if role_names else ()
+
+
+@cache
+def _identity_statement() -> sa.Select[Any]:
+    """Built once: it runs on every API request."""
+    roles = role_names_column()
+    revision = revision_column()
     return (
         sa.select(
             ApiToken.id,

@@ -1,0 +1,89 @@
+"""Browser sessions: who a signed session cookie stands for, checked against the database.
+
+The cookie is signed but lives in the browser; the *stamp* it carries (the password's
+change time and the user's session epoch) is what lets the server end it. Changing the
+password, signing out or deactivating the user makes every older cookie worthless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from trellis.exceptions import AuthenticationRequired
+from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.runtime.identity.tokens import (
+    revision_column,
+    role_names_column,
+    role_tuple,
+)
+from trellis.platform.runtime.models import User
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class SessionIdentity:
+    """What one query learns from a session: the user, their roles, the metadata revision."""
+
+    user_id: int
+    email: str
+    is_admin: bool
+    partner_id: int | None
+    roles: tuple[str, ...]
+    revision: int
+
+
+def session_stamp(password_changed_at: dt.datetime | None, session_epoch: int) -> str:
+    """Changes when the password does or the user signs out: older sessions stop working."""
+    if password_changed_at is None:
+        return f"-:{session_epoch}"
+    # SQLite hands datetimes back without their zone (in UTC), PostgreSQL in the session's
+    # time zone, a fresh write in UTC: compare all of them as naive UTC.
+    changed = password_changed_at
+    if changed.tzinfo is not None:
+        changed = changed.astimezone(dt.UTC)
+    return f"{changed.replace(tzinfo=None).isoformat(timespec='microseconds')}:{session_epoch}"
+
+
+def authenticate_session(session: Session, user_id: Any, stamp: Any) -> SessionIdentity:
+    """The identity behind a session's ``user_id`` and ``stamp``, or ``AuthenticationRequired``.
+
+    One query, like a token's: the user's state, role names and the metadata revision.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id <= INT64_MAX:
+        raise AuthenticationRequired("the session is not valid; sign in again")
+    row = session.execute(_identity_statement(), {"user_id": user_id}).first()
+    if row is None:
+        raise AuthenticationRequired("the session is not valid; sign in again")
+    email, is_admin, is_active, partner_id, changed, epoch, role_names, revision = row
+    if not is_active or stamp != session_stamp(changed, epoch):
+        raise AuthenticationRequired("the session has ended; sign in again")
+    return SessionIdentity(
+        user_id=user_id,
+        email=email,
+        is_admin=bool(is_admin),
+        partner_id=partner_id,
+        roles=role_tuple(role_names),
+        revision=revision or 0,
+    )
+
+
+@cache
+def _identity_statement() -> sa.Select[Any]:
+    """Built once: it runs on every API request made with a session."""
+    return sa.select(
+        User.email,
+        User.is_admin,
+        User.is_active,
+        User.partner_id,
+        User.password_changed_at,
+        User.session_epoch,
+        role_names_column(),
+        revision_column(),
+    ).where(User.id == sa.bindparam("user_id"))
