@@ -86,6 +86,13 @@ def _delete(path: list[str]) -> Any:
     return mutate
 
 
+def text_without_length(**keywords: Any) -> dict[str, Any]:
+    """A text field that leaves its length to the platform's default."""
+    prop = field("text", **keywords)
+    del prop["maxLength"]
+    return prop
+
+
 def _add_field(name: str, prop: dict[str, Any]) -> Any:
     return _set(["properties", name], prop)
 
@@ -105,7 +112,21 @@ INVALID_DEFINITIONS: list[tuple[str, Any, set[str]]] = [
         {"/properties/name/x-type"},
     ),
     ("wrong JSON type", _set(["properties", "name", "type"], "integer"), {"/properties/name/type"}),
-    ("text without maxLength", _delete(["properties", "name", "maxLength"]), {"/properties/name"}),
+    (
+        "backreference pattern",
+        _set(["properties", "name", "pattern"], r"(a)\1"),
+        {"/properties/name/pattern"},
+    ),
+    (
+        "lookahead pattern",
+        _set(["properties", "name", "pattern"], "(?=a)"),
+        {"/properties/name/pattern"},
+    ),
+    (
+        "minLength above the default maxLength",
+        _add_field("code", text_without_length(minLength=300)),
+        {"/properties/code/minLength"},
+    ),
     (
         "maxLength not a number",
         _set(["properties", "name", "maxLength"], "12"),
@@ -194,6 +215,8 @@ def test_put_writes_new_versions(api: Api) -> None:
     define(api, v1)
     v2 = dealer_definition(email=field("email", "E-mail"))
     body = redefine(api, v2)
+    # The stored version says the length the column has (an e-mail address: 254).
+    v2["properties"]["email"]["maxLength"] = 254
     assert body == {"name": "dealer", "version": 2, "definition": v2, "changed": True}
     assert api.get("/objects/dealer").get_json()["version"] == 2
     assert "email" in columns("obj_dealer")

@@ -9,7 +9,6 @@ document into an ``ObjectDefinition`` the runtime can ask questions of.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,6 +19,13 @@ from jsonschema.exceptions import ValidationError
 from trellis.exceptions import InvalidDefinition
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA, FieldSpec, get_type, registered_types
 from trellis.platform.metadata.names import NAME_PATTERN, RESERVED_NAMES, name_problem
+from trellis.platform.metadata.patterns import (
+    FORMAT_CHECKER,
+    Validator,
+    full_validator,
+    pattern_problem,
+    walk_schemas,
+)
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_FIELDS = 400
@@ -87,10 +93,11 @@ def meta_schema() -> dict[str, Any]:
 
 
 @cache
-def _meta_validator() -> Draft202012Validator:
+def _meta_validator() -> Any:
     schema = meta_schema()
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    # RE2 runs the meta-schema's own patterns too: no input reaches Python's ``re``.
+    return Validator(schema, format_checker=FORMAT_CHECKER)
 
 
 def _pointer(path: Any) -> str:
@@ -156,7 +163,24 @@ def validate_definition(
             problems.extend(_locate(leaf))
     if problems:
         return _unique(problems)
-    return _semantic_problems(document, known_objects or {})
+    return _semantic_problems(normalise_definition(document), known_objects or {})
+
+
+def normalise_definition(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the defaults the platform applies written in (e.g. ``maxLength``).
+
+    The stored version is the normalised one, so what a version says is what it does.
+    Idempotent; a field of an unknown type is left for the meta-schema to refuse.
+    """
+    document = copy.deepcopy(document)
+    properties = document.get("properties")
+    if not isinstance(properties, dict):
+        return document
+    for name, prop in properties.items():
+        type_name = prop.get("x-type") if isinstance(prop, dict) else None
+        if isinstance(type_name, str) and type_name in registered_types():
+            properties[name] = get_type(type_name).effective_schema(prop)
+    return document
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
@@ -302,16 +326,49 @@ def _field_problems(
         spec = FieldSpec(field_name, get_type(type_name), prop, required)
         if not spec.type.writable:
             problems.append(Problem(f"{at}/default", "this field cannot have a default"))
-        validator = Draft202012Validator(
-            spec.value_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        problems.extend(_default_problems(at, spec, prop["default"]))
+    problems.extend(_length_problems(at, prop))
+    problems.extend(_schema_keyword_problems(at, prop))
+    return problems
+
+
+def _length_problems(at: str, prop: dict[str, Any]) -> list[Problem]:
+    # With maxLength defaulted, a larger minLength would make a field no value can fill.
+    low, high = prop.get("minLength"), prop.get("maxLength")
+    if type(low) is int and type(high) is int and low > high:
+        return [Problem(f"{at}/minLength", f"minLength {low} is greater than maxLength {high}")]
+    return []
+
+
+def _default_problems(at: str, spec: FieldSpec, default: Any) -> list[Problem]:
+    # RE2 checks a default's pattern too: saving a definition never backtracks.
+    validator = full_validator(spec.value_schema())
+    return [Problem(f"{at}/default", e.message) for e in validator.iter_errors(default)]
+
+
+# Keywords a json field's schema may not use: fastjsonschema would match
+# patternProperties with Python's ``re``, and resolve a ``$ref`` by fetching its URL.
+_REFUSED_KEYWORDS = {
+    "patternProperties": "patternProperties is not supported; use propertyNames with a pattern",
+    "$ref": "references are not supported in a field's schema",
+    "$dynamicRef": "references are not supported in a field's schema",
+    "$recursiveRef": "references are not supported in a field's schema",
+}
+
+
+def _schema_keyword_problems(at: str, prop: dict[str, Any]) -> list[Problem]:
+    """Every ``pattern`` in a field's schema compiles with RE2; refused keywords are absent."""
+    problems = []
+    for pointer, schema in walk_schemas(prop, at):
+        if "pattern" in schema:
+            problem = pattern_problem(schema["pattern"])
+            if problem is not None:
+                problems.append(Problem(f"{pointer}/pattern", problem))
+        problems.extend(
+            Problem(f"{pointer}/{keyword}", message)
+            for keyword, message in _REFUSED_KEYWORDS.items()
+            if keyword in schema
         )
-        for error in validator.iter_errors(prop["default"]):
-            problems.append(Problem(f"{at}/default", error.message))
-    if "pattern" in prop:
-        try:
-            re.compile(prop["pattern"])
-        except re.error as exc:
-            problems.append(Problem(f"{at}/pattern", f"invalid regular expression: {exc}"))
     return problems
 
 
@@ -389,8 +446,8 @@ def parse_definition(
 
 
 def load_definition(document: dict[str, Any]) -> ObjectDefinition:
-    """Parse a definition already known to be valid (a stored version)."""
-    document = copy.deepcopy(document)
+    """Parse a definition already known to be valid (a stored version), normalised."""
+    document = normalise_definition(document)
     required = set(document.get("required", []))
     fields = {
         name: FieldSpec(name, get_type(prop["x-type"]), prop, name in required)

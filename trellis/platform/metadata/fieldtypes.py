@@ -146,6 +146,10 @@ class FieldType:
         """Best-effort conversion of a value stored under another type (type changes)."""
         return value
 
+    def effective_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """A field's schema with the defaults the platform applies written in (normalised)."""
+        return schema
+
     def definition_schema(self) -> dict[str, Any]:
         """Meta-schema fragment a property of this type must satisfy."""
         props = dict(COMMON_KEYWORDS)
@@ -215,6 +219,13 @@ class _StringType(FieldType):
         length = spec.schema.get("maxLength", self.default_length)
         return sa.String(length) if length else sa.Text()
 
+    def effective_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # A VARCHAR column has a length; the document says it, so the value schema,
+        # the OpenAPI document and forms all refuse what the column could not hold.
+        if self.default_length is not None and "maxLength" not in schema:
+            return {**schema, "maxLength": self.default_length}
+        return schema
+
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         if isinstance(value, str) and "\x00" in value:
             # PostgreSQL cannot store NUL in text; refuse it everywhere alike.
@@ -234,12 +245,13 @@ class _StringType(FieldType):
 @register
 class TextType(_StringType):
     name = "text"
+    default_length = 255  # as Directus, NocoBase and Salesforce: VARCHAR(255) unless told
     keywords: ClassVar[dict[str, Any]] = {
         "maxLength": {"type": "integer", "minimum": 1, "maximum": 10000},
         "minLength": {"type": "integer", "minimum": 0},
-        "pattern": {"type": "string", "format": "regex", "maxLength": 500},
+        # RE2 syntax; compiled when the definition is checked (patterns.py).
+        "pattern": {"type": "string", "maxLength": 500},
     }
-    required_keywords = ("maxLength",)
 
 
 @register
@@ -273,7 +285,7 @@ class PhoneType(_StringType):
     default_length = 40
     keywords: ClassVar[dict[str, Any]] = {
         "maxLength": {"type": "integer", "minimum": 3, "maximum": 40},
-        "pattern": {"type": "string", "format": "regex", "maxLength": 200},
+        "pattern": {"type": "string", "maxLength": 200},
     }
 
 
