@@ -8,6 +8,7 @@
 | TRELLIS_INSTANCE_PATH | folder of the SQLite file and generated secret | ./instance |
 | TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
 | TRELLIS_SESSION_COOKIE_SECURE | send the sign-in cookie over HTTPS only | false |
+| TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PREFIX = "TRELLIS_"
 
@@ -28,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE_MAX": 500,
     "SQL_ECHO": False,
     "SESSION_COOKIE_SECURE": False,
+    "BASE_URL": None,
 }
 
 
@@ -45,7 +48,20 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             settings[key] = int(raw)
         else:
             settings[key] = raw
+    if "BASE_URL" in settings:
+        settings["BASE_URL"] = base_url(settings["BASE_URL"])
     return settings
+
+
+def base_url(raw: str) -> str:
+    """``TRELLIS_BASE_URL`` checked and without its trailing slash: an http(s) origin and
+    optional path prefix, nothing else (a query or fragment would end up inside every URL)."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"TRELLIS_BASE_URL must look like https://trellis.example.com, not {raw!r}"
+        )
+    return raw.strip().rstrip("/")
 
 
 def default_database_url(instance_path: str) -> str:
