@@ -11,6 +11,7 @@
 | TRELLIS_LOGIN_RATE_LIMIT | sign-in POSTs allowed per client address | 20 per minute |
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
+| TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from trellis import defaults
 
@@ -36,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_RATE_LIMIT": "20 per minute",
     "RATE_LIMIT_STORAGE_URL": None,
     "RATE_LIMIT_KEY_PREFIX": "trellis",
+    "BASE_URL": None,
 }
 
 
@@ -53,7 +56,20 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             settings[key] = int(raw)
         else:
             settings[key] = raw
+    if "BASE_URL" in settings:
+        settings["BASE_URL"] = base_url(settings["BASE_URL"])
     return settings
+
+
+def base_url(raw: str) -> str:
+    """``TRELLIS_BASE_URL`` checked and without its trailing slash: an http(s) origin and
+    optional path prefix, nothing else (a query or fragment would end up inside every URL)."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"TRELLIS_BASE_URL must look like https://trellis.example.com, not {raw!r}"
+        )
+    return raw.strip().rstrip("/")
 
 
 def default_database_url(instance_path: str) -> str:

@@ -8,11 +8,12 @@ written with ``record_now`` in a transaction of their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
-from trellis.platform.runtime.models import AuditEvent, as_utc, utcnow
+from trellis.platform.runtime.models import AuditEvent, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -81,7 +82,9 @@ def list_events(
     actor_id: int | None = None,
     before_id: int | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
+) -> Sequence[sa.RowMapping]:
+    """Events newest first: those whose action starts with ``action``, by ``actor_id``,
+    older than the event ``before_id``."""
     query = sa.select(events).order_by(events.c.id.desc()).limit(limit)
     if action:
         query = query.where(events.c.action.startswith(action, autoescape=True))
@@ -89,17 +92,4 @@ def list_events(
         query = query.where(events.c.actor_id == actor_id)
     if before_id is not None:
         query = query.where(events.c.id < before_id)
-    return [
-        {
-            "id": row.id,
-            "at": as_utc(row.at).isoformat(),
-            "action": row.action,
-            "actor_id": row.actor_id,
-            "actor_email": row.actor_email,
-            "target": row.target,
-            "detail": row.detail,
-            "ip": row.ip,
-            "user_agent": row.user_agent,
-        }
-        for row in session.execute(query)
-    ]
+    return session.execute(query).mappings().all()

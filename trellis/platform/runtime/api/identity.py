@@ -1,4 +1,8 @@
-"""The caller (``/me``), users (administrators only) and the caller's own tokens."""
+"""The caller (``/me``), users (administrators only) and the caller's own tokens.
+
+Bodies are loaded and answers dumped through the marshmallow schemas of ``api.schemas``;
+the services keep their own checks (the CLI calls them without the API).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import g, jsonify
 
-from trellis.exceptions import BadRequest
+from trellis.platform.metadata.permissions import OPERATIONS
 from trellis.platform.runtime.api import (
     bp,
     caller,
@@ -17,36 +21,53 @@ from trellis.platform.runtime.api import (
     registry,
     require_admin,
 )
-from trellis.platform.runtime.identity import UserService
-from trellis.platform.runtime.identity.tokens import (
-    create_token,
-    list_tokens,
-    revoke_token,
-    token_dict,
+from trellis.platform.runtime.api.schemas import (
+    MeSchema,
+    NewTokenSchema,
+    TokenCreateSchema,
+    TokenPageSchema,
+    UserCreateSchema,
+    UserPageSchema,
+    UserSchema,
+    UserUpdateSchema,
+    load,
+    row_source,
 )
+from trellis.platform.runtime.identity import Caller, UserService
+from trellis.platform.runtime.identity.tokens import create_token, list_tokens, revoke_token
 from trellis.platform.runtime.models import User
+
+ME, USER, USERS = MeSchema(), UserSchema(), UserPageSchema()
+USER_CREATE, USER_UPDATE = UserCreateSchema(), UserUpdateSchema()
+NEW_TOKEN, TOKENS, TOKEN_CREATE = NewTokenSchema(), TokenPageSchema(), TokenCreateSchema()
 
 
 def _users() -> UserService:
     return UserService(g.session, registry(), caller().user_id)
 
 
+def _user_source(service: UserService, user: User, **extra: Any) -> dict[str, Any]:
+    return row_source(user, roles=service.roles_of(user.id), **extra)
+
+
 @bp.get("/me")
 def me() -> Any:
     who = caller()
-    body = _users().as_dict(_users().get(who.user_id))
-    body["permissions"] = {
+    service = _users()
+    user = service.get(who.user_id)
+    return jsonify(ME.dump(_user_source(service, user, permissions=_rights(who))))
+
+
+def _rights(who: Caller) -> dict[str, Any]:
+    """Per object the caller may read: their scopes per operation and the fields hidden."""
+    return {
         name: {
-            "scopes": {
-                op: sorted(who.permissions.scopes(name, op))
-                for op in ("read", "create", "update", "delete", "export")
-            },
+            "scopes": {op: sorted(who.permissions.scopes(name, op)) for op in OPERATIONS},
             "hidden_fields": sorted(who.permissions.hidden_fields(name, list(meta.fields))),
         }
         for name, meta in sorted((m.name, m) for m in registry().all())
         if who.permissions.scopes(name, "read")
     }
-    return jsonify(body)
 
 
 @bp.get("/users")
@@ -54,40 +75,38 @@ def list_users() -> Any:
     require_admin()
     service = _users()
     rows = g.session.scalars(sa.select(User).order_by(User.id))
-    return jsonify({"items": [service.as_dict(user) for user in rows]})
+    return jsonify(USERS.dump({"items": [_user_source(service, user) for user in rows]}))
 
 
 @bp.post("/users")
 def create_user() -> Any:
     require_admin()
+    data = load(USER_CREATE, json_body(), what="user")
     service = _users()
-    user = service.create(json_body())
-    record_event("user.created", f"user/{user.id}", _user_audit(service.as_dict(user)))
+    user = service.create(data)
+    body = USER.dump(_user_source(service, user))
+    record_event("user.created", f"user/{user.id}", _user_audit(body))
     commit()
-    return jsonify(service.as_dict(user)), 201
+    return jsonify(body), 201
 
 
 @bp.get("/users/<int:user_id>")
 def get_user(user_id: int) -> Any:
     require_admin()
     service = _users()
-    return jsonify(service.as_dict(service.get(user_id)))
+    return jsonify(USER.dump(_user_source(service, service.get(user_id))))
 
 
 @bp.patch("/users/<int:user_id>")
 def update_user(user_id: int) -> Any:
     require_admin()
+    data = load(USER_UPDATE, json_body(), what="change")
     service = _users()
-    body = json_body()
-    user = service.update(user_id, body)
-    changed = sorted(body) if isinstance(body, dict) else []
-    record_event(
-        "user.updated",
-        f"user/{user.id}",
-        {"changed": changed, **_user_audit(service.as_dict(user))},
-    )
+    user = service.update(user_id, data)
+    body = USER.dump(_user_source(service, user))
+    record_event("user.updated", f"user/{user.id}", {"changed": sorted(data), **_user_audit(body)})
     commit()
-    return jsonify(service.as_dict(user))
+    return jsonify(body)
 
 
 def _user_audit(user: dict[str, Any]) -> dict[str, Any]:
@@ -97,20 +116,18 @@ def _user_audit(user: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/tokens")
 def list_my_tokens() -> Any:
-    return jsonify({"items": list_tokens(g.session, caller().user_id)})
+    return jsonify(TOKENS.dump({"items": list_tokens(g.session, caller().user_id)}))
 
 
 @bp.post("/tokens")
 def create_my_token() -> Any:
-    body = json_body()
-    if not isinstance(body, dict):
-        raise BadRequest('send {"name": …, "expires_in_days": …}')
+    data = load(TOKEN_CREATE, json_body(), what="token")
     row, token = create_token(
-        g.session, caller().user_id, str(body.get("name", "")), body.get("expires_in_days")
+        g.session, caller().user_id, data.get("name", ""), data.get("expires_in_days")
     )
     record_event("token.created", f"token/{row.id}", {"name": row.name})
     commit()
-    return jsonify({**token_dict(row), "token": token}), 201
+    return jsonify(NEW_TOKEN.dump(row_source(row, token=token))), 201
 
 
 @bp.delete("/tokens/<int:token_id>")

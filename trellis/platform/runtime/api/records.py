@@ -146,5 +146,6 @@ def record_history(object_name: str, record_id: int) -> Any:
 
 @bp.get("/openapi.json")
 def openapi() -> Any:
-    who = caller()
-    return jsonify(openapi_document(registry(), request.host_url.rstrip("/"), who.permissions))
+    """The OpenAPI document as the caller may see it; the request's Host plays no part."""
+    document = openapi_document(registry(), caller().permissions, current_app.config["BASE_URL"])
+    return jsonify(document)

@@ -1,4 +1,5 @@
-"""Roles (administrators only)."""
+"""Roles (administrators only). A role document is checked by the role service against the
+role meta-schema; the envelope around it is dumped through ``api.schemas``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,21 @@ from trellis.platform.runtime.api import (
     record_event,
     registry,
     require_admin,
-    when,
+)
+from trellis.platform.runtime.api.schemas import (
+    RoleChangeSchema,
+    RolePageSchema,
+    RoleSchema,
+    RoleVersionPageSchema,
 )
 from trellis.platform.runtime.identity import RoleService
+
+ROLE, ROLE_CHANGE, ROLES, ROLE_VERSIONS = (
+    RoleSchema(),
+    RoleChangeSchema(),
+    RolePageSchema(),
+    RoleVersionPageSchema(),
+)
 
 
 def _roles() -> RoleService:
@@ -27,7 +40,7 @@ def _roles() -> RoleService:
 def list_roles() -> Any:
     require_admin()
     documents = registry().role_documents()
-    return jsonify({"items": [documents[name] for name in sorted(documents)]})
+    return jsonify(ROLES.dump({"items": [documents[name] for name in sorted(documents)]}))
 
 
 @bp.post("/roles")
@@ -36,15 +49,15 @@ def create_role() -> Any:
     document, version = _roles().create(json_body())
     record_event("role.created", f"role/{document['x-name']}", {"version": version})
     commit()
-    return jsonify({"name": document["x-name"], "version": version, "role": document}), 201
+    body = ROLE.dump({"name": document["x-name"], "version": version, "role": document})
+    return jsonify(body), 201
 
 
 @bp.get("/roles/<name>")
 def get_role(name: str) -> Any:
     require_admin()
-    service = _roles()
-    versions = service.versions(name)
-    return jsonify({"name": name, "version": versions[0].version, "role": versions[0].document})
+    latest = _roles().versions(name)[0]
+    return jsonify(ROLE.dump({"name": name, "version": latest.version, "role": latest.document}))
 
 
 @bp.put("/roles/<name>")
@@ -54,19 +67,11 @@ def update_role(name: str) -> Any:
     if changed:
         record_event("role.updated", f"role/{name}", {"version": version})
     commit()
-    return jsonify({"name": name, "version": version, "role": document, "changed": changed})
+    body = {"name": name, "version": version, "role": document, "changed": changed}
+    return jsonify(ROLE_CHANGE.dump(body))
 
 
 @bp.get("/roles/<name>/versions")
 def list_role_versions(name: str) -> Any:
     require_admin()
-    items = [
-        {
-            "version": row.version,
-            "author_id": row.author_id,
-            "created_at": when(row.created_at),
-            "role": row.document,
-        }
-        for row in _roles().versions(name)
-    ]
-    return jsonify({"items": items})
+    return jsonify(ROLE_VERSIONS.dump({"items": _roles().versions(name)}))

@@ -22,7 +22,6 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX
-from trellis.platform.runtime.identity.users import iso
 from trellis.platform.runtime.models import (
     ApiToken,
     MetaRevision,
@@ -196,23 +195,13 @@ def create_token(
     return new_token(session, user_id, name, expires_at)
 
 
-def list_tokens(session: Session, user_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
+    """The user's tokens, revoked and expired ones too, oldest first."""
+    return list(
+        session.scalars(
+            sa.select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+        )
     )
-    return [token_dict(row) for row in rows]
-
-
-def token_dict(row: ApiToken) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "created_at": iso(row.created_at),
-        "expires_at": iso(row.expires_at),
-        "revoked_at": iso(row.revoked_at),
-        "last_used_at": iso(row.last_used_at),
-    }
 
 
 def revoke_token(session: Session, user_id: int, token_id: int) -> ApiToken:

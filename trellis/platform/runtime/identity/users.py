@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -20,7 +19,6 @@ from trellis.platform.runtime.models import (
     Role,
     User,
     UserRole,
-    as_utc,
     utcnow,
 )
 
@@ -203,22 +201,3 @@ class UserService:
                 .order_by(UserRole.role_name)
             )
         )
-
-    def as_dict(self, user: User) -> dict[str, Any]:
-        return {
-            "id": user.id,
-            "email": user.email,
-            "name": user.name,
-            "is_active": user.is_active,
-            "is_admin": user.is_admin,
-            "language": user.language,
-            "partner": user.partner_id,
-            "manager": user.manager_id,
-            "roles": self.roles_of(user.id),
-            "created_at": iso(user.created_at),
-            "locked_until": iso(user.locked_until),
-        }
-
-
-def iso(moment: dt.datetime | None) -> str | None:
-    return as_utc(moment).isoformat() if moment else None
