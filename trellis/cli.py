@@ -166,8 +166,6 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 
 
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
     # Build the app once before forking: bad settings fail here, not in every worker, and
     # the generated instance secret exists before the workers would race to create it.
     with create_app().app_context():
@@ -175,15 +173,32 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         assert db.engine is not None
         db.engine.dispose()  # no pooled connection may cross the fork
 
+    run_gunicorn(create_app, gunicorn_settings(host, port, workers, threads))
+
+
+def gunicorn_settings(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
+    """The settings ``trellis serve`` gives gunicorn (``bench/http_api.py`` serves its
+    baseline with the same ones, so the two are compared under one server)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "accesslog": "-",
+    }
+
+
+def run_gunicorn(load_app: Any, settings: dict[str, Any]) -> None:
+    """Serve the app ``load_app()`` builds in each worker with gunicorn and ``settings``."""
+    from gunicorn.app.base import BaseApplication
+
     class Server(BaseApplication):
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("accesslog", "-")
+            for key, value in settings.items():
+                self.cfg.set(key, value)
 
         def load(self) -> Flask:
-            return create_app()
+            app: Flask = load_app()
+            return app
 
     Server().run()
 
