@@ -33,6 +33,13 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def iso(moment: dt.datetime | None) -> str | None:
+    """The one timestamp format of the API, history and UI: RFC 3339 in UTC with a ``Z``."""
+    if moment is None:
+        return None
+    return as_utc(moment).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {

@@ -29,7 +29,7 @@ from trellis.platform.runtime.identity.tokens import (
     authenticate_token,
     touch_token,
 )
-from trellis.platform.runtime.models import as_utc
+from trellis.platform.runtime.models import iso
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.registry import MetaRegistry
@@ -59,7 +59,7 @@ def value_refused_by_database(exc: DataError) -> Any:
 
 def when(moment: dt.datetime) -> str:
     """A stored moment as ISO 8601 with its zone (SQLite hands them back without it)."""
-    return as_utc(moment).isoformat()
+    return str(iso(moment))
 
 
 def registry() -> MetaRegistry:

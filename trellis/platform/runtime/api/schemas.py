@@ -26,7 +26,7 @@ from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import OPERATIONS, SCOPES
 from trellis.platform.runtime.identity.passwords import MIN_PASSWORD_LENGTH
 from trellis.platform.runtime.identity.tokens import MAX_TOKEN_DAYS
-from trellis.platform.runtime.models import as_utc
+from trellis.platform.runtime.models import iso
 
 LANGUAGES = ("en", "zh-CN")
 GRANTED_SCOPES = tuple(scope for scope in SCOPES if scope != "none")
@@ -58,10 +58,10 @@ class StrictBoolean(fields.Boolean):
 
 
 class Moment(fields.DateTime):
-    """A stored moment as ISO 8601 with its zone (SQLite hands them back without one)."""
+    """A stored moment in the API's one format (RFC 3339, UTC, ``Z``)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else as_utc(value).isoformat()
+        return iso(value)
 
 
 class RoleDocument(fields.Raw):

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from trellis.platform.runtime.models import iso
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent, hooks
-from trellis.platform.runtime.records.serialise import iso, serialise
+from trellis.platform.runtime.records.serialise import serialise
 from trellis.platform.runtime.records.service import EXPORT_PAGE, MAX_EXPORT_ROWS, RecordService
 
 __all__ = [

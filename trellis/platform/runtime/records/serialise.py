@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from trellis.platform.runtime.models import as_utc
+from trellis.platform.runtime.models import iso
 
 if TYPE_CHECKING:
     from trellis.platform.runtime.registry import ObjectMeta
 
 Record = dict[str, Any]
 TIMESTAMP_FIELDS = ("created_at", "updated_at")
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    """A stored moment as RFC 3339 in UTC with a ``Z`` (SQLite hands moments back naive)."""
-    if value is None:
-        return None
-    return as_utc(value).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def serialise(

@@ -33,12 +33,12 @@ from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import hierarchy
 from trellis.platform.runtime.access import Access
-from trellis.platform.runtime.models import RecordHistory, utcnow
+from trellis.platform.runtime.models import RecordHistory, iso, utcnow
 from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
 from trellis.platform.runtime.records import pipeline
 from trellis.platform.runtime.records.hooks import Action, HookRegistry, hooks
 from trellis.platform.runtime.records.pipeline import Draft, WriteUnit, field_values
-from trellis.platform.runtime.records.serialise import Record, iso, json_value, mask, serialise
+from trellis.platform.runtime.records.serialise import Record, json_value, mask, serialise
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
