@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from trellis.exceptions import BadRequest, NotFound
 from trellis.platform.metadata.definition import load_definition, parse_definition
 from trellis.platform.metadata.diff import diff_definitions
+from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import MetaObject, MetaObjectVersion, MetaRevision, utcnow
 from trellis.platform.runtime.storage import create_object_table, evolve_object_table
 
@@ -36,10 +37,18 @@ class DefinitionResult:
 class ObjectService:
     """Create, change and restore object definitions."""
 
-    def __init__(self, session: Session, registry: MetaRegistry, author_id: int | None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        registry: MetaRegistry,
+        author_id: int | None,
+        audit_context: dict[str, Any] | None = None,
+    ) -> None:
         self.session = session
         self.registry = registry
         self.author_id = author_id
+        # Who else to name in the audit trail (e-mail, address, user agent), if known.
+        self.audit_context = audit_context or {}
 
     def create(self, document: Any) -> DefinitionResult:
         name = document.get("x-name") if isinstance(document, dict) else None
@@ -151,6 +160,18 @@ class ObjectService:
         )
         bump_revision(self.session)
         self.session.flush()
+        action = "restored" if restored_from else "created" if version == 1 else "updated"
+        detail: dict[str, Any] = {"version": version}
+        if restored_from is not None:
+            detail["from"] = restored_from
+        audit.record(
+            self.session,
+            f"object.{action}",
+            actor_id=self.author_id,
+            target=f"object/{document['x-name']}",
+            detail=detail,
+            **self.audit_context,
+        )
 
 
 def bump_revision(session: Session) -> None:

@@ -168,6 +168,13 @@ def _who() -> dict[str, Any]:
     }
 
 
+def audit_context() -> dict[str, Any]:
+    """What a service names in the audit trail besides the acting user's id."""
+    who = _who()
+    del who["actor_id"]
+    return who
+
+
 def defer_event(action: str, target: str | None, detail: dict[str, Any]) -> None:
     """Audit something about a request that will roll back (a denial, a failure)."""
     g.setdefault("deferred_events", []).append((action, target, detail))
@@ -214,7 +221,7 @@ def _not_json(constant: str) -> Any:
 
 
 def object_service() -> ObjectService:
-    return ObjectService(g.session, registry(), caller().user_id)
+    return ObjectService(g.session, registry(), caller().user_id, audit_context())
 
 
 def record_service() -> RecordService:

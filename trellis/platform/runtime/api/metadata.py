@@ -11,7 +11,6 @@ from trellis.platform.runtime.api import (
     commit,
     json_body,
     object_service,
-    record_event,
     registry,
     require_admin,
     when,
@@ -41,7 +40,6 @@ def list_objects() -> Any:
 def create_object() -> Any:
     require_admin()
     result = object_service().create(json_body())
-    record_event("object.created", f"object/{result.name}", {"version": result.version})
     commit()
     return jsonify(_definition_out(result.name, result.version, result.document)), 201
 
@@ -57,8 +55,6 @@ def get_object(name: str) -> Any:
 def update_object(name: str) -> Any:
     require_admin()
     result = object_service().update(name, json_body())
-    if result.created:
-        record_event("object.updated", f"object/{name}", {"version": result.version})
     commit()
     body = _definition_out(result.name, result.version, result.document)
     body["changed"] = result.created
@@ -92,6 +88,5 @@ def get_version(name: str, version: int) -> Any:
 def restore_version(name: str, version: int) -> Any:
     require_admin()
     result = object_service().restore(name, version)
-    record_event("object.restored", f"object/{name}", {"version": result.version, "from": version})
     commit()
     return jsonify(_definition_out(result.name, result.version, result.document))

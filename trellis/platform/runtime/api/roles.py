@@ -8,11 +8,11 @@ from typing import Any
 from flask import g, jsonify
 
 from trellis.platform.runtime.api import (
+    audit_context,
     bp,
     caller,
     commit,
     json_body,
-    record_event,
     registry,
     require_admin,
 )
@@ -33,7 +33,7 @@ ROLE, ROLE_CHANGE, ROLES, ROLE_VERSIONS = (
 
 
 def _roles() -> RoleService:
-    return RoleService(g.session, registry(), caller().user_id)
+    return RoleService(g.session, registry(), caller().user_id, audit_context())
 
 
 @bp.get("/roles")
@@ -47,7 +47,6 @@ def list_roles() -> Any:
 def create_role() -> Any:
     require_admin()
     document, version = _roles().create(json_body())
-    record_event("role.created", f"role/{document['x-name']}", {"version": version})
     commit()
     body = ROLE.dump({"name": document["x-name"], "version": version, "role": document})
     return jsonify(body), 201
@@ -64,8 +63,6 @@ def get_role(name: str) -> Any:
 def update_role(name: str) -> Any:
     require_admin()
     document, version, changed = _roles().update(name, json_body())
-    if changed:
-        record_event("role.updated", f"role/{name}", {"version": version})
     commit()
     body = {"name": name, "version": version, "role": document, "changed": changed}
     return jsonify(ROLE_CHANGE.dump(body))

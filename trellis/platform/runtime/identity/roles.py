@@ -16,6 +16,7 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.permissions import validate_role
+from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import (
     Role,
     RoleVersion,
@@ -30,10 +31,17 @@ if TYPE_CHECKING:
 
 
 class RoleService:
-    def __init__(self, session: Session, registry: MetaRegistry, author_id: int | None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        registry: MetaRegistry,
+        author_id: int | None,
+        audit_context: dict[str, Any] | None = None,
+    ) -> None:
         self.session = session
         self.registry = registry
         self.author_id = author_id
+        self.audit_context = audit_context or {}  # e-mail, address, user agent, if known
 
     def _check(self, document: Any) -> dict[str, Any]:
         self.registry.ensure_current(self.session)
@@ -103,3 +111,11 @@ class RoleService:
         )
         self.session.flush()
         bump_revision(self.session)
+        audit.record(
+            self.session,
+            "role.created" if version == 1 else "role.updated",
+            actor_id=self.author_id,
+            target=f"role/{name}",
+            detail={"version": version},
+            **self.audit_context,
+        )
