@@ -784,10 +784,10 @@ def test_odd_input_on_the_sign_in_form_is_refused_not_an_error(world: World) -> 
     assert signed_in_as(client) is None
 
 
-def test_the_api_ignores_the_page_session(world: World) -> None:
-    """A signed-in browser cannot call the API with its cookie (no CSRF there, so no cookies)."""
+def test_the_page_session_reads_the_api_but_writes_only_with_csrf(world: World) -> None:
+    """A signed-in browser may read the API with its cookie; a write needs the CSRF header."""
     person = page_user(world)
     client = world.app.test_client()
     sign_in(client, person.email, "matrix password")
-    error_of(client.get("/api/v1/me"), 401)
-    error_of(client.post("/api/v1/tokens", json={"name": "from a cookie"}), 401)
+    assert client.get("/api/v1/me").get_json()["email"] == person.email
+    error_of(client.post("/api/v1/tokens", json={"name": "from a cookie"}), 403, "csrf_failed")
