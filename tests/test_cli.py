@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -150,7 +153,7 @@ def test_init_refuses_a_short_password(trellis: Run, sqlite_url: str) -> None:
     assert "password too short" in result.stderr
     assert "at least 8 characters" in result.stderr
     assert "Traceback" not in result.output
-    assert users(sqlite_url) == []
+    assert count(sqlite_url, "sqlite_master") == 0  # refused before the database is touched
     # The same from the environment.
     env = {"TRELLIS_ADMIN_EMAIL": EMAIL, "TRELLIS_ADMIN_PASSWORD": "1234567"}
     from_env = trellis("init", env=env, ok=False)
@@ -381,6 +384,7 @@ def test_user_create_with_roles_and_a_partner(any_db: tuple[str, Run]) -> None:
 
     events = audit_events(client, admin_token, "user.created")
     assert {e["detail"]["email"] for e in events if e["detail"].get("via") == "cli"} == {
+        EMAIL,  # by `trellis init`
         "li.wei@example.com",
         "ops@example.com",
     }
@@ -507,6 +511,310 @@ def test_user_deactivate_stops_tokens_and_sign_in(any_db: tuple[str, Run]) -> No
         assert action in about_leaver, (action, about_leaver)
     cli_made = [e for e in events if e["action"] in ("user.created", "user.deactivated")]
     assert all(e["detail"]["via"] == "cli" for e in cli_made if e["target"] == f"user/{leaver_id}")
+
+
+# --- user list / reactivate, token list / revoke -------------------------------------------
+
+TABLE_CELL_RE = re.compile(r"\S+(?: \S+)*")
+
+
+def table(output: str) -> list[dict[str, str]]:
+    """The rows of a table a ``list`` command printed, cut where the header's columns start.
+
+    Cutting by display columns (a CJK character takes two) also checks the alignment.
+    """
+    header, *lines = output.rstrip("\n").splitlines()
+    columns = [(m.start(), m.group()) for m in TABLE_CELL_RE.finditer(header)]
+    rows = []
+    for line in lines:
+        placed, at = [], 0
+        for char in line:
+            placed.append((at, char))
+            at += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        row = {}
+        for index, (start, name) in enumerate(columns):
+            end = columns[index + 1][0] if index + 1 < len(columns) else 10**6
+            row[name] = "".join(c for col, c in placed if start <= col < end).strip()
+        rows.append(row)
+    return rows
+
+
+def events(url: str, action: str) -> list[tuple[str, dict[str, Any]]]:
+    """(target, detail) of every audit event ``action``, oldest first."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT target, detail FROM audit_events WHERE action = :a ORDER BY id"),
+                {"a": action},
+            )
+            return [(t, d if isinstance(d, dict) else json.loads(d)) for t, d in rows]
+    finally:
+        engine.dispose()
+
+
+def test_user_list_shows_roles_partners_and_states(any_db: tuple[str, Run]) -> None:
+    url, trellis = any_db
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("pack", "install", "channel_pack", "--demo")
+    admin_token = last_line(trellis("token", "create", "--user", EMAIL))
+    east = dealer_ids(api_app(url).test_client(), admin_token)["D-0101"]
+    engine = engine_for(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(User)
+            .where(User.email == "finance@example.com")
+            .values(locked_until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10))
+        )
+    engine.dispose()
+
+    listed = trellis("user", "list").stdout
+    assert listed.splitlines()[0].split() == [
+        "id", "email", "name", "roles", "partner", "active", "admin", "locked",
+    ]  # fmt: skip
+    rows = {row["email"]: row for row in table(listed)}
+    demo_emails = {u["email"] for u in demo_user_entries(BUILTIN_PACKS / "channel_pack")}
+    assert set(rows) == {EMAIL} | demo_emails
+    assert rows["east.admin@example.com"] == {
+        "id": rows["east.admin@example.com"]["id"],
+        "email": "east.admin@example.com",
+        "name": "陈静 (East regional admin)",
+        "roles": "dealer_admin",
+        "partner": str(east),
+        "active": "yes",
+        "admin": "no",
+        "locked": "no",
+    }
+    assert rows["hq@example.com"]["name"] == "总部管理员 HQ Admin"
+    assert (rows["hq@example.com"]["admin"], rows["hq@example.com"]["partner"]) == ("yes", "")
+    assert rows[EMAIL]["roles"] == "" and rows[EMAIL]["admin"] == "yes"
+    assert re.fullmatch(
+        r"until \d{4}-\d\d-\d\d \d\d:\d\d UTC", rows["finance@example.com"]["locked"]
+    )
+    ids = [int(row["id"]) for row in table(listed)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_user_reactivate_lets_them_sign_in_but_keeps_old_tokens_revoked(
+    trellis: Run, sqlite_url: str
+) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("user", "create", "--email", "pat@example.com", "--password", PASSWORD)
+    old_token = last_line(trellis("token", "create", "--user", "pat@example.com"))
+    trellis("user", "deactivate", "--email", "pat@example.com")
+    pat = next(r for r in table(trellis("user", "list").stdout) if r["email"] == "pat@example.com")
+    assert pat["active"] == "no"
+    assert (
+        form_sign_in(api_app(sqlite_url).test_client(), "pat@example.com", PASSWORD).status_code
+        == 401
+    )
+
+    result = trellis("user", "reactivate", "--email", "PAT@example.com")
+    assert result.stdout.strip() == (
+        "user PAT@example.com reactivated (their old API tokens stay revoked)"
+    )
+    client = api_app(sqlite_url).test_client()
+    assert form_sign_in(client, "pat@example.com", PASSWORD).status_code == 302
+    assert client.get("/api/v1/me", headers=bearer(old_token)).status_code == 401
+    new_token = last_line(trellis("token", "create", "--user", "pat@example.com"))
+    assert client.get("/api/v1/me", headers=bearer(new_token)).status_code == 200
+    assert events(sqlite_url, "user.reactivated") == [(f"user/{pat['id']}", {"via": "cli"})]
+
+    # Nothing to do: said so, and no event.
+    before = count(sqlite_url, "audit_events")
+    again = trellis("user", "reactivate", "--email", "pat@example.com")
+    assert again.stdout.strip() == "user pat@example.com is already active"
+    assert count(sqlite_url, "audit_events") == before
+    ghost = trellis("user", "reactivate", "--email", "ghost@example.com", ok=False)
+    assert ghost.exit_code == 2 and ghost.stderr == "error: no user 'ghost@example.com'\n"
+
+
+def test_token_list_and_revoke(any_db: tuple[str, Run]) -> None:
+    url, trellis = any_db
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("user", "create", "--email", "pat@example.com", "--password", PASSWORD)
+    admin_token = last_line(trellis("token", "create", "--user", EMAIL, "--name", "laptop"))
+    pat_token = last_line(trellis("token", "create", "--user", "pat@example.com", "--name", "ci"))
+    client = api_app(url).test_client()
+    assert client.get("/api/v1/me", headers=bearer(pat_token)).status_code == 200
+
+    listing = trellis("token", "list")
+    assert admin_token not in listing.output and pat_token not in listing.output
+    assert listing.stdout.splitlines()[0].split() == [
+        "id", "user", "name", "prefix", "created", "expires", "last", "used", "revoked",
+    ]  # fmt: skip
+    rows = table(listing.stdout)
+    assert [(r["user"], r["name"], r["prefix"]) for r in rows] == [
+        (EMAIL, "laptop", admin_token[:10] + "…"),
+        ("pat@example.com", "ci", pat_token[:10] + "…"),
+    ]
+    moment = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d")
+    assert all(moment.fullmatch(r["created"]) and r["revoked"] == r["expires"] == "" for r in rows)
+    assert moment.fullmatch(rows[1]["last used"]) and rows[0]["last used"] == ""
+    only_pat = table(trellis("token", "list", "--user", "PAT@example.com").stdout)
+    assert [r["id"] for r in only_pat] == [rows[1]["id"]]
+    ghost = trellis("token", "list", "--user", "ghost@example.com", ok=False)
+    assert ghost.exit_code == 2 and "no user 'ghost@example.com'" in ghost.stderr
+    made = events(url, "token.created")
+    assert [(d["user"], d["name"], d["via"]) for _, d in made] == [
+        (EMAIL, "laptop", "cli"),
+        ("pat@example.com", "ci", "cli"),
+    ]
+
+    pat_id = rows[1]["id"]
+    assert trellis("token", "revoke", pat_id).stdout.strip() == f"token {pat_id} revoked"
+    assert client.get("/api/v1/me", headers=bearer(pat_token)).status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(admin_token)).status_code == 200
+    assert moment.fullmatch(table(trellis("token", "list").stdout)[1]["revoked"])
+    revoked = [(f"token/{pat_id}", {"name": "ci", "user": "pat@example.com", "via": "cli"})]
+    assert events(url, "token.revoked") == revoked
+    again = trellis("token", "revoke", pat_id)
+    assert again.stdout.startswith(f"token {pat_id} was already revoked (")
+    assert events(url, "token.revoked") == revoked
+    for bad in ("999999", "0", str(2**63)):
+        missing = trellis("token", "revoke", bad, ok=False)
+        assert missing.exit_code == 2 and missing.stderr == f"error: no token with id {bad}\n"
+    assert trellis("token", "revoke", "abc", ok=False).exit_code == 2
+    assert client.get("/api/v1/me", headers=bearer(admin_token)).status_code == 200
+
+
+# --- refusals name the field and the reason ----------------------------------------------
+
+
+def test_refusals_name_the_field_and_the_reason(trellis: Run, sqlite_url: str) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("pack", "install", "channel_pack", "--demo")
+    admin_token = last_line(trellis("token", "create", "--user", EMAIL))
+    east = dealer_ids(api_app(sqlite_url).test_client(), admin_token)["D-0101"]
+    users_before, events_before = users(sqlite_url), count(sqlite_url, "audit_events")
+    new = ("user", "create", "--email", "new@example.com", "--password", PASSWORD)
+    cases = [
+        (
+            ("user", "create", "--email", "east.admin@example.com", "--password", PASSWORD),
+            ["error: a user with e-mail east.admin@example.com exists",
+             "  email: east.admin@example.com belongs to another user"],
+        ),
+        (
+            (*new, "--role", "dealer_admin"),
+            ["error: role 'dealer_admin' needs a partner",
+             "  partner: role 'dealer_admin' shows its users their partner's records: "
+             "give the user's partner"],
+        ),
+        (
+            (*new, "--role", "finance", "--role", "channel_manager", "--partner", str(east)),
+            ["error: a partner needs a role with a partner scope",
+             "  partner: none of the roles channel_manager, finance grants a partner (hierarchy)"
+             " scope: leave the partner out"],
+        ),
+        (
+            (*new, "--role", "dealer_admin", "--partner", "999999"),
+            ["error: no dealer with id 999999", "  partner: no live dealer has id 999999"],
+        ),
+        (
+            ("user", "create", "--email", "new@example.com", "--password", "short"),
+            ["error: password too short", "  password: at least 8 characters"],
+        ),
+    ]  # fmt: skip
+    for args, expected in cases:
+        result = trellis(*args, ok=False)
+        assert result.exit_code == 2, args
+        assert result.stderr.splitlines() == expected, args
+    # A message with no details prints no empty "field: " line either.
+    no_details = trellis("user", "set-password", "--email", "ghost@example.com",
+                         "--password", PASSWORD, ok=False)  # fmt: skip
+    assert no_details.stderr == "error: no user 'ghost@example.com'\n"
+    assert users(sqlite_url) == users_before
+    assert count(sqlite_url, "audit_events") == events_before
+
+
+def test_user_create_takes_a_partner_with_a_partner_scoped_role(trellis: Run) -> None:
+    trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    trellis("pack", "install", "channel_pack", "--demo")
+    # One partner-scoped role among several is enough; a head-office role needs none.
+    mixed = trellis(
+        "user", "create", "--email", "mixed@example.com", "--password", PASSWORD,
+        "--role", "dealer_sales", "--role", "finance", "--partner", "2",
+    )  # fmt: skip
+    assert "created" in mixed.stdout
+    office = trellis(
+        "user", "create", "--email", "office@example.com", "--password", PASSWORD,
+        "--role", "finance",
+    )  # fmt: skip
+    assert "created" in office.stdout
+    rows = {row["email"]: row for row in table(trellis("user", "list").stdout)}
+    assert (rows["mixed@example.com"]["roles"], rows["mixed@example.com"]["partner"]) == (
+        "dealer_sales,finance",
+        "2",
+    )
+    assert rows["office@example.com"]["partner"] == ""
+
+
+# --- the command itself ------------------------------------------------------------------
+
+TRELLIS_COMMANDS = {"demo", "init", "pack", "serve", "token", "user"}
+
+
+def commands_in(help_text: str) -> set[str]:
+    listed = help_text.split("Commands:", 1)[1]
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def test_help_lists_the_trellis_commands_only(trellis: Run) -> None:
+    result = trellis("--help")
+    assert commands_in(result.stdout) == TRELLIS_COMMANDS
+    for flask_only in ("--env-file", "--app", "--debug", "routes", "shell", " run "):
+        assert flask_only not in result.stdout, flask_only
+    assert commands_in(trellis("token", "--help").stdout) == {"create", "list", "revoke"}
+    assert commands_in(trellis("user", "-h").stdout) == {
+        "create", "list", "set-password", "deactivate", "reactivate",
+    }  # fmt: skip
+    assert "--reset-passwords" in trellis("demo", "--help").stdout
+    assert trellis("--version").stdout.strip() == "trellis, version 0.1.0"
+
+
+def test_python_m_trellis_is_the_same_command(environment: dict[str, str | None]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.update({k: v for k, v in environment.items() if v is not None})
+    for command in ([sys.executable, "-m", "trellis"], [shutil.which("trellis") or "trellis"]):
+        result = subprocess.run(
+            [*command, "--help"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert commands_in(result.stdout) == TRELLIS_COMMANDS
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+@pytest.mark.parametrize("port", ["99999", "abc", "0", "-1", "", "65536"])
+def test_a_bad_port_is_a_one_line_error(
+    trellis: Run, sqlite_url: str, command: str, port: str
+) -> None:
+    result = trellis(command, "--port", port, ok=False)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --port: {port!r} is not a port number (1–65535)"]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_busy_port_is_refused_before_anything_happens(
+    trellis: Run, sqlite_url: str, command: str
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = trellis(command, "--port", str(port), ok=False)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+    ]
+    assert result.stdout == ""
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+    unknown = trellis(
+        command, "--port", str(free_port()), "--host", "no-such-host.invalid", ok=False
+    )
+    assert unknown.exit_code == 2 and len(unknown.stderr.splitlines()) == 1
+    assert unknown.stderr.startswith("error: cannot listen on no-such-host.invalid:")
 
 
 # --- the same flow on each database ------------------------------------------------------
@@ -731,6 +1039,109 @@ def test_demo_uses_the_given_admin_password(
     assert check_password_hash(str(stored), PASSWORD)
 
 
-def test_demo_refuses_a_short_admin_password(trellis: Run) -> None:
-    result = trellis("demo", "--port", "1", env={"TRELLIS_ADMIN_PASSWORD": "short"}, ok=False)
+def test_demo_refuses_a_short_admin_password(trellis: Run, sqlite_url: str) -> None:
+    env = {"TRELLIS_ADMIN_PASSWORD": "short"}
+    result = trellis("demo", "--port", str(free_port()), env=env, ok=False)
     assert result.exit_code != 0 and "password too short" in result.stderr
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # refused before the database
+
+
+# --- the demo, run twice -------------------------------------------------------------------
+
+ADMIN_LINE_RE = re.compile(r"sign in:\s+(\S+@\S+) / (\S+)")
+USER_LINE_RE = re.compile(r"^\s+(\S+@example\.com) / (\S+)\s+\(", re.M)
+
+
+def demo_sign_ins(server: Server) -> tuple[dict[str, str], str]:
+    """Every e-mail → password the demo printed (admin included), and its API token."""
+    token = _wait_for_output(server, re.compile(r"API token:\s+(trl_\S+)"), SERVER_START_TIMEOUT)
+    admin = ADMIN_LINE_RE.search(server.output())
+    assert admin, server.output()
+    passwords = {admin.group(1): admin.group(2), **dict(USER_LINE_RE.findall(server.output()))}
+    return passwords, token.group(1)
+
+
+def password_hashes(url: str) -> dict[str, str]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as connection:
+            return dict(connection.execute(sa.select(User.email, User.password_hash)).all())
+    finally:
+        engine.dispose()
+
+
+def run_demo(port: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trellis", "demo", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SERVER_START_TIMEOUT * 2,
+    )
+
+
+def form_sign_in_at(url: str, email: str, password: str) -> int:
+    browser = requests.Session()
+    page = browser.get(url + "/login", timeout=10)
+    form = {"csrf_token": csrf_token(page.text), "email": email, "password": password}
+    return browser.post(url + "/login", data=form, allow_redirects=False, timeout=10).status_code
+
+
+@pytest.mark.slow
+def test_demo_twice_keeps_the_sign_ins_the_first_printed(
+    start_server: Callable[..., Server], trellis: Run, sqlite_url: str, tmp_path: Path
+) -> None:
+    first = start_server("demo", "--port", str(free_port()))
+    printed, token = demo_sign_ins(first)
+    every_demo_user = {u["email"] for u in demo_user_entries(BUILTIN_PACKS / "channel_pack")}
+    assert set(printed) == {"admin@example.com"} | every_demo_user
+    first.wait_until_up()
+    credentials = tmp_path / "instance" / "demo-credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    stored, hashes = credentials.read_bytes(), password_hashes(sqlite_url)
+    tokens = count(sqlite_url, "api_tokens")
+
+    # A second demo while the first runs, then one on a port another program holds: each
+    # is refused on one line before the database or a password is touched.
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.update(TRELLIS_DATABASE_URL=sqlite_url, TRELLIS_INSTANCE_PATH=str(tmp_path / "instance"))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        for port in (first.port, held.getsockname()[1]):
+            refused = run_demo(port, env)
+            assert refused.returncode == 2, refused.stderr
+            expected = f"error: cannot listen on 127.0.0.1:{port}: the port is in use"
+            assert refused.stderr.splitlines() == [expected] and refused.stdout == ""
+    assert password_hashes(sqlite_url) == hashes and credentials.read_bytes() == stored
+    assert count(sqlite_url, "api_tokens") == tokens
+    east = "east.admin@example.com"
+    assert form_sign_in_at(first.url, east, printed[east]) == 302
+    first.stop()
+
+    # Run again once a password was changed by hand: the others are printed as they were.
+    trellis("user", "set-password", "--email", "east.sales@example.com", "--password", PASSWORD)
+    second = start_server("demo", "--port", str(free_port()))
+    again, same_token = demo_sign_ins(second)
+    assert again == {k: v for k, v in printed.items() if k != "east.sales@example.com"}
+    assert same_token == token and count(sqlite_url, "api_tokens") == tokens
+    assert "east.sales@example.com   (dealer_sales): password changed, not shown" in (
+        second.output()
+    )
+    assert "--reset-passwords" in second.output()
+    second.wait_until_up()
+    assert form_sign_in_at(second.url, east, printed[east]) == 302
+    second.stop()
+
+    # --reset-passwords gives everyone a new one; the old ones stop working.
+    third = start_server("demo", "--port", str(free_port()), "--reset-passwords")
+    reset, kept_token = demo_sign_ins(third)
+    assert set(reset) == set(printed) and kept_token == token
+    assert all(reset[email] != printed[email] for email in printed)
+    third.wait_until_up()
+    assert form_sign_in_at(third.url, east, printed[east]) == 401
+    assert form_sign_in_at(third.url, east, reset[east]) == 302
+    assert requests.get(third.url + "/api/v1/me", headers=bearer(token), timeout=10).ok
+    assert len(events(sqlite_url, "user.password_set")) == 1 + len(every_demo_user)
+    third.stop()
+    assert json.loads(credentials.read_text())["passwords"] == reset

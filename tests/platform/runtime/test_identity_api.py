@@ -46,7 +46,10 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: Any, worker_id: str)
 
 
 def new_person(world: World, roles: list[str] | None = None, partner: int | None = None) -> Person:
-    return world.new_user(roles if roles is not None else ["dealer_sales"], partner)
+    """A user with ``roles`` — by default an East regional salesperson."""
+    if roles is None:
+        roles, partner = ["dealer_sales"], partner or world.dealers[EAST]
+    return world.new_user(roles, partner)
 
 
 def set_user(user_id: int, **values: Any) -> None:
@@ -90,12 +93,15 @@ def test_creating_users_validates_every_field(world: World) -> None:
         ({"roles": "dealer_admin"}, "roles"),
         ({"partner": 987654}, "partner"),
         ({"partner": "1"}, "partner"),
+        ({"partner": None}, "partner"),  # dealer_admin works through a partner
+        ({"roles": ["finance"]}, "partner"),  # ... and finance never does
         ({"manager": 987654}, "manager"),
         ({"language": "fr"}, "language"),
         ({"colour": "blue"}, "colour"),
     ):
         error = error_of(admin.post("/users", {**good, **bad}), 422, "validation_failed")
         assert field_name in detail_fields(error), (bad, error)
+        assert all(detail["message"] for detail in error["details"]), (bad, error)
     response = admin.post("/users", good)
     assert response.status_code == 201, response.get_json()
     user = response.get_json()
@@ -112,7 +118,10 @@ def test_creating_users_validates_every_field(world: World) -> None:
     assert stored.password_hash and PASSWORD not in stored.password_hash
     assert stored.password_hash.startswith(("scrypt:", "pbkdf2:"))
     # the same address again, in another case: a conflict, not a second user
-    error_of(admin.post("/users", {**good, "email": email.upper()}), 409, "conflict")
+    conflict = error_of(admin.post("/users", {**good, "email": email.upper()}), 409, "conflict")
+    assert conflict["details"] == [
+        {"field": "email", "message": f"{email} belongs to another user"}
+    ]
     # a partner that was deleted no longer counts
     gone = world.create("dealer", {"name": f"Gone {next(COUNTER)}", "code": f"G-{next(COUNTER)}"})
     assert admin.delete(f"/records/dealer/{gone['id']}").status_code == 204
@@ -153,7 +162,10 @@ def test_role_and_partner_changes_apply_on_the_next_request(world: World) -> Non
     response = world.admin.patch(f"/users/{person.id}", {"partner": world.dealers[NORTH]})
     assert response.status_code == 200, response.get_json()
     assert listed_ids(person.api, "sales_order") == north_orders
-    response = world.admin.patch(f"/users/{person.id}", {"roles": ["finance"]})
+    # A head-office role and a partner do not go together: the partner must go with it.
+    error = error_of(world.admin.patch(f"/users/{person.id}", {"roles": ["finance"]}), 422)
+    assert detail_fields(error) == {"partner"} and "finance" in error["details"][0]["message"]
+    response = world.admin.patch(f"/users/{person.id}", {"roles": ["finance"], "partner": None})
     assert response.get_json()["roles"] == ["finance"]
     assert listed_ids(person.api, "sales_order") == set(snap.records["sales_order"])
     assert person.api.get("/me").get_json()["roles"] == ["finance"]

@@ -38,7 +38,9 @@ def check_password(password: Any) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed("password too short", _PASSWORD_RULE)
     if len(password) > 1000:
-        raise ValidationFailed("password too long", [{"field": "password", "message": ""}])
+        raise ValidationFailed(
+            "password too long", [{"field": "password", "message": "at most 1000 characters"}]
+        )
     return password
 
 

@@ -13,12 +13,15 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.metadata.permissions import OPERATIONS
 from trellis.platform.runtime.identity.passwords import check_password
 from trellis.platform.runtime.models import (
     ApiToken,
     Role,
+    RoleVersion,
     User,
     UserRole,
+    iso,
     utcnow,
 )
 
@@ -67,7 +70,8 @@ class UserService:
         email = email.strip().lower()
         if self.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
             raise Conflict(
-                f"a user with e-mail {email} exists", [{"field": "email", "message": ""}]
+                f"a user with e-mail {email} exists",
+                [{"field": "email", "message": f"{email} belongs to another user"}],
             )
         user = User(
             email=email,
@@ -108,7 +112,8 @@ class UserService:
             if flag in data:
                 if not isinstance(data[flag], bool):
                     raise ValidationFailed(
-                        f"{flag} must be true or false", [{"field": flag, "message": ""}]
+                        f"{flag} must be true or false",
+                        [{"field": flag, "message": f"must be true or false, not {data[flag]!r}"}],
                     )
                 if flag == "is_admin" and user.id == self.actor_id and not data[flag]:
                     raise Conflict("you cannot take away your own administrator rights")
@@ -126,7 +131,8 @@ class UserService:
     def _language(self, value: Any) -> str:
         if value not in ("en", "zh-CN"):
             raise ValidationFailed(
-                "language must be en or zh-CN", [{"field": "language", "message": str(value)}]
+                "language must be en or zh-CN",
+                [{"field": "language", "message": f"must be en or zh-CN, not {value!r}"}],
             )
         return str(value)
 
@@ -144,28 +150,84 @@ class UserService:
                     or self.session.get(User, manager) is None
                 ):
                     raise ValidationFailed(
-                        "unknown manager", [{"field": "manager", "message": str(manager)}]
+                        "unknown manager",
+                        [{"field": "manager", "message": f"no user with id {manager!r}"}],
                     )
                 if manager == user.id:
                     raise ValidationFailed(
-                        "a user cannot manage themselves", [{"field": "manager", "message": ""}]
+                        "a user cannot manage themselves",
+                        [{"field": "manager", "message": "cannot be the user themselves"}],
                     )
             user.manager_id = manager
         self.session.flush()
+        if "roles" in data or "partner" in data:
+            self._check_partner_fits_roles(user)
+
+    def _check_partner_fits_roles(self, user: User) -> None:
+        """A role with a partner scope needs a partner; a partner needs such a role.
+
+        Either mistake is silent otherwise: a dealer's admin without a partner sees none of
+        the dealer's records, and a partner given to a head-office role changes nothing.
+        A user with no role yet may keep a partner (roles are often given later).
+        """
+        roles = self.roles_of(user.id)
+        scoped = self.partner_scoped(roles)
+        if scoped and user.partner_id is None:
+            raise ValidationFailed(
+                f"role {scoped[0]!r} needs a partner",
+                [
+                    {
+                        "field": "partner",
+                        "message": f"role {name!r} shows its users their partner's records: "
+                        "give the user's partner",
+                    }
+                    for name in scoped
+                ],
+            )
+        if roles and not scoped and user.partner_id is not None:
+            raise ValidationFailed(
+                "a partner needs a role with a partner scope",
+                [
+                    {
+                        "field": "partner",
+                        "message": f"none of the roles {', '.join(roles)} grants a partner "
+                        "(hierarchy) scope: leave the partner out",
+                    }
+                ],
+            )
+
+    def partner_scoped(self, roles: list[str]) -> list[str]:
+        """Those of ``roles`` whose current document grants some operation the ``hierarchy``
+        scope: their users see records through the partner they work for."""
+        if not roles:
+            return []
+        rows = self.session.execute(
+            sa.select(RoleVersion.role_name, RoleVersion.document)
+            .join(
+                Role,
+                sa.and_(
+                    Role.name == RoleVersion.role_name,
+                    Role.current_version == RoleVersion.version,
+                ),
+            )
+            .where(RoleVersion.role_name.in_(roles))
+        )
+        return sorted(name for name, document in rows if _uses_hierarchy(document))
 
     def _partner(self, partner: Any) -> int | None:
         if partner is None:
             return None
         if isinstance(partner, bool) or not isinstance(partner, int):
             raise ValidationFailed(
-                "partner must be a record id", [{"field": "partner", "message": str(partner)}]
+                "partner must be a record id",
+                [{"field": "partner", "message": f"must be a record id, not {partner!r}"}],
             )
         self.registry.ensure_current(self.session)
         hierarchy = self.registry.hierarchy_object()
         if hierarchy is None:
             raise ValidationFailed(
                 "no hierarchy object is defined (an object with a self-lookup parent)",
-                [{"field": "partner", "message": ""}],
+                [{"field": "partner", "message": "no object can hold partners yet"}],
             )
         table = hierarchy.table
         found = self.session.execute(
@@ -173,14 +235,16 @@ class UserService:
         ).first()
         if found is None:
             raise ValidationFailed(
-                f"no {hierarchy.name} with id {partner}", [{"field": "partner", "message": ""}]
+                f"no {hierarchy.name} with id {partner}",
+                [{"field": "partner", "message": f"no live {hierarchy.name} has id {partner}"}],
             )
         return partner
 
     def set_roles(self, user: User, roles: Any) -> None:
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValidationFailed(
-                "roles must be a list of role names", [{"field": "roles", "message": ""}]
+                "roles must be a list of role names",
+                [{"field": "roles", "message": "must be a list of role names"}],
             )
         known = set(self.session.scalars(sa.select(Role.name).where(Role.name.in_(roles))))
         missing = [r for r in roles if r not in known]
@@ -201,3 +265,28 @@ class UserService:
                 .order_by(UserRole.role_name)
             )
         )
+
+    def as_dict(self, user: User) -> dict[str, Any]:
+        return {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "is_active": user.is_active,
+            "is_admin": user.is_admin,
+            "language": user.language,
+            "partner": user.partner_id,
+            "manager": user.manager_id,
+            "roles": self.roles_of(user.id),
+            "created_at": iso(user.created_at),
+            "locked_until": iso(user.locked_until),
+        }
+
+
+def _uses_hierarchy(document: Any) -> bool:
+    objects = document.get("objects") if isinstance(document, dict) else None
+    grants = objects.values() if isinstance(objects, dict) else []
+    return any(
+        isinstance(grant, dict) and grant.get(op) == "hierarchy"
+        for grant in grants
+        for op in OPERATIONS
+    )
