@@ -479,11 +479,27 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
 def _insert_returning_ids(
     unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]]
 ) -> list[int]:
-    """One multi-row INSERT … RETURNING id, the ids in the order of the rows."""
-    statement = sa.insert(meta.table).returning(meta.table.c.id, sort_by_parameter_order=True)
-    if len(rows) == 1:
-        return [unit.session.execute(statement.values(rows[0])).scalar_one()]
-    return list(unit.session.scalars(statement, rows).all())
+    """Write the rows and return their ids, in the order of the rows.
+
+    On PostgreSQL a batch takes its ids from the table's sequence first (one query) and is
+    then one ``executemany``: a multi-row ``INSERT … RETURNING`` does not promise the order
+    of what it returns, and SQLAlchemy's ordered form falls back to a statement per row
+    for a table without a sentinel column.
+    """
+    table = meta.table
+    if len(rows) > 1 and unit.dialect == "postgresql":
+        ids = list(unit.session.scalars(_NEXT_IDS, {"table": table.name, "count": len(rows)}).all())
+        unit.session.execute(
+            sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
+    statement = sa.insert(table).returning(table.c.id)
+    return [unit.session.execute(statement.values(row)).scalar_one() for row in rows]
+
+
+_NEXT_IDS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
+)
 
 
 def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
