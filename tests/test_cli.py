@@ -1021,7 +1021,7 @@ def test_demo_prints_working_credentials(start_server: Callable[..., Server]) ->
 
 @pytest.mark.slow
 def test_demo_uses_the_given_admin_password(
-    start_server: Callable[..., Server], sqlite_url: str
+    start_server: Callable[..., Server], sqlite_url: str, tmp_path: Path
 ) -> None:
     server = start_server(
         "demo", "--port", str(free_port()), extra_env={"TRELLIS_ADMIN_PASSWORD": PASSWORD}
@@ -1037,6 +1037,11 @@ def test_demo_uses_the_given_admin_password(
         )
     engine.dispose()
     assert check_password_hash(str(stored), PASSWORD)
+    # The administrator's own password is used, not written down with the generated ones.
+    written = (tmp_path / "instance" / "demo-credentials.json").read_text(encoding="utf-8")
+    assert PASSWORD not in written
+    kept = json.loads(written)["passwords"]
+    assert "admin@example.com" not in kept and "east.admin@example.com" in kept
 
 
 def test_demo_refuses_a_short_admin_password(trellis: Run, sqlite_url: str) -> None:
@@ -1125,9 +1130,8 @@ def test_demo_twice_keeps_the_sign_ins_the_first_printed(
     again, same_token = demo_sign_ins(second)
     assert again == {k: v for k, v in printed.items() if k != "east.sales@example.com"}
     assert same_token == token and count(sqlite_url, "api_tokens") == tokens
-    assert "east.sales@example.com   (dealer_sales): password changed, not shown" in (
-        second.output()
-    )
+    unknown = "password not shown (not made by `trellis demo`, or changed since)"
+    assert f"east.sales@example.com   (dealer_sales): {unknown}" in second.output()
     assert "--reset-passwords" in second.output()
     second.wait_until_up()
     assert form_sign_in_at(second.url, east, printed[east]) == 302

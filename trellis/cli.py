@@ -48,6 +48,7 @@ from trellis.platform.runtime.packs import (
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_CREDENTIALS_FILE = "demo-credentials.json"
+UNKNOWN_PASSWORD = "password not shown (not made by `trellis demo`, or changed since)"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -604,8 +605,12 @@ def _demo_admin(session: Any, given: str | None, reset: bool) -> dict[str, str]:
     user = session.scalar(sa.select(User).where(User.email == DEMO_ADMIN_EMAIL))
     if user is not None and given is None and not reset:
         return {}
-    if user is not None and given is not None and check_password_hash(user.password_hash, given):
-        return {}  # already so: setting it again would only end their sessions
+    if (
+        user is not None
+        and given is not None
+        and check_password_hash(user.password_hash or "", given)
+    ):
+        return {DEMO_ADMIN_EMAIL: given}  # already so: setting it again would end their sessions
     password = given or secrets.token_urlsafe(9)
     admin, created = UserService(session, _registry(), None).ensure_admin(
         DEMO_ADMIN_EMAIL, password
@@ -678,7 +683,12 @@ def _prepare_demo(
     path = _credentials_path()
     stored = _read_credentials(path)
     kept = stored.get("passwords")
-    passwords = {**(kept if isinstance(kept, dict) else {}), **made_by_pack}
+    passwords = {
+        email: password
+        for email, password in (kept.items() if isinstance(kept, dict) else ())
+        if isinstance(email, str) and isinstance(password, str)
+    }
+    passwords.update(made_by_pack)
     with db.session() as session:
         passwords.update(_demo_admin(session, admin_password, reset))
         if reset:
@@ -702,7 +712,7 @@ def _echo_demo(host: str, port: int, sign_ins: list[DemoSignIn], token: str) -> 
     for index, sign_in in enumerate(sign_ins):
         lead = "  sign in:   " if index == 0 else " " * 13
         if sign_in.password is None:
-            click.echo(f"{lead}{sign_in.email}   ({sign_in.label}): password changed, not shown")
+            click.echo(f"{lead}{sign_in.email}   ({sign_in.label}): {UNKNOWN_PASSWORD}")
         else:
             click.echo(f"{lead}{sign_in.email} / {sign_in.password}   ({sign_in.label})")
     if any(sign_in.password is None for sign_in in sign_ins):
