@@ -95,6 +95,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if exc.response is not None:  # it brings its own answer (the sign-in rate limit's)
+            return exc.response
         code = (exc.name or "error").lower().replace(" ", "_")
         # Keep what the exception says beyond its body: Allow on a 405, for one.
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
