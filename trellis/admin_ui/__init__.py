@@ -27,6 +27,9 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from trellis.admin_ui import i18n
+from trellis.admin_ui.context import close_page, open_page
+from trellis.admin_ui.pages import designer_links, navigation, signed_in
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import audit
@@ -57,22 +60,7 @@ def _client() -> dict[str, Any]:
     return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
 
 
-@bp.before_app_request
-def load_signed_in_user() -> None:
-    g.user = None
-    user_id = session.get("user_id")
-    if user_id is None or request.path.startswith("/api/"):
-        return
-    with db.session() as db_session:
-        user = db_session.get(User, user_id)
-        if user is None or not user.is_active or session.get("stamp") != _stamp(user):
-            session.clear()
-            return
-        db_session.expunge(user)
-    g.user = user
-
-
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only same-site paths: never an open redirect."""
     if not target:
         return url_for("ui.home")
@@ -90,27 +78,11 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def login_required() -> Any:
-    if g.user is None:
-        return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
-    return None
-
-
-@bp.get("/")
-def home() -> Any:
-    if (response := login_required()) is not None:
-        return response
-    with db.session() as db_session:
-        service = UserService(db_session, current_app.extensions["trellis.registry"], g.user.id)
-        roles = service.roles_of(g.user.id)
-    return render_template("ui/home.html", user=g.user, roles=roles)
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     if request.method == "GET":
         if g.user is not None:
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         return render_template("ui/login.html", next=request.args.get("next", ""))
     # No address holds a NUL, and PostgreSQL could not even look one up (or audit it).
     email = request.form.get("email", "")[:254].replace("\x00", "")
@@ -142,7 +114,7 @@ def login() -> Any:
     session.permanent = True
     session["user_id"] = user.id
     session["stamp"] = _stamp(user)
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
@@ -169,9 +141,8 @@ def logout() -> Any:
 
 
 @bp.route("/password", methods=["GET", "POST"])
+@signed_in
 def change_password() -> Any:
-    if (response := login_required()) is not None:
-        return response
     if request.method == "GET":
         return render_template("ui/password.html")
     current = request.form.get("current_password", "")[:1000]
@@ -235,6 +206,13 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
     csrf.init_app(app)
+    i18n.init_app(app)
+    from trellis.admin_ui.views import records, shell
+
+    del records, shell  # imported for their routes
+    app.jinja_env.globals.update(navigation=navigation, designer_links=designer_links)
+    app.before_request(open_page)
+    app.teardown_request(close_page)
     app.register_blueprint(bp)
     sign_in_limits.init_app(app)
 

@@ -31,6 +31,36 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_FIELDS = 400
 
 
+# The form's arrangement: sections (a bilingual heading, 1–3 columns, fields in order).
+LAYOUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sections": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 30,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "label": LABEL_SCHEMA,
+                    "columns": {"type": "integer", "minimum": 1, "maximum": 3},
+                    "fields": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "uniqueItems": True,
+                        "maxItems": 200,
+                    },
+                },
+                "required": ["fields"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["sections"],
+    "additionalProperties": False,
+}
+
+
 @cache
 def meta_schema() -> dict[str, Any]:
     """The meta-schema every object definition must satisfy, built from the registry."""
@@ -74,6 +104,14 @@ def meta_schema() -> dict[str, Any]:
                 },
             },
             "x-scope-field": {"type": "string"},
+            "x-layout": LAYOUT_SCHEMA,
+            "x-list-columns": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": 20,
+                "uniqueItems": True,
+            },
             "title": {"type": "string"},
             "description": {"type": "string"},
             "type": {"const": "object"},
@@ -211,6 +249,7 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
     title = doc.get("x-title-field")
     if title is not None and title not in properties:
         problems.append(Problem("/x-title-field", f"{title!r} is not a field"))
+    problems.extend(_layout_problems(doc))
     objects = {**known, name: doc}
     for field_name, prop in properties.items():
         problems.extend(_field_problems(name, field_name, prop, field_name in required, objects))
@@ -219,6 +258,26 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
     return problems
 
 
+def _layout_problems(doc: dict[str, Any]) -> list[Problem]:
+    """Layout sections and list columns may only name fields, each at most once."""
+    properties = doc["properties"]
+    problems = []
+    seen: set[str] = set()
+    for s_index, section in enumerate(doc.get("x-layout", {}).get("sections", [])):
+        for f_index, field_name in enumerate(section["fields"]):
+            at = f"/x-layout/sections/{s_index}/fields/{f_index}"
+            if field_name not in properties:
+                problems.append(Problem(at, f"{field_name!r} is not a field"))
+            elif field_name in seen:
+                problems.append(Problem(at, f"{field_name!r} is already in the layout"))
+            seen.add(field_name)
+    for index, field_name in enumerate(doc.get("x-list-columns", [])):
+        if field_name not in properties and field_name not in LIST_SYSTEM_COLUMNS:
+            problems.append(Problem(f"/x-list-columns/{index}", f"{field_name!r} is not a field"))
+    return problems
+
+
+LIST_SYSTEM_COLUMNS = ("id", "created_at", "updated_at")
 INDEXABLE_SYSTEM_COLUMNS = ("id", "created_at", "updated_at", "owner_id")
 
 
@@ -400,6 +459,35 @@ class ObjectDefinition:
     @property
     def title_field(self) -> str | None:
         return self.document.get("x-title-field")
+
+    def layout(self) -> list[dict[str, Any]]:
+        """The form's sections: ``x-layout``'s, else one derived from the field order.
+
+        A field the layout leaves out still appears, in a last section, so that adding a
+        field never hides it from forms.
+        """
+        sections = [dict(s) for s in self.document.get("x-layout", {}).get("sections", [])]
+        placed = {name for section in sections for name in section["fields"]}
+        rest = [name for name in self.fields if name not in placed]
+        if rest:
+            sections.append({"label": {"en": "Details", "zh-CN": "详细信息"}, "fields": rest})
+        for section in sections:
+            section.setdefault("columns", 2)
+        return sections
+
+    def list_columns(self) -> list[str]:
+        """A list view's default columns: ``x-list-columns``, else the title and 5 more."""
+        given = self.document.get("x-list-columns")
+        if given:
+            return list(given)
+        title = self.title_field
+        shown = [title] if title else []
+        for name, spec in self.fields.items():
+            if len(shown) >= 6:
+                break
+            if name != title and spec.type.sortable and spec.type.name not in ("json", "textarea"):
+                shown.append(name)
+        return shown
 
     def lookups(self) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.target is not None]

@@ -43,6 +43,7 @@ COMMON_KEYWORDS: dict[str, Any] = {
     "readOnly": {"type": "boolean"},
     "x-unique": {"type": "boolean"},
     "x-indexed": {"type": "boolean"},
+    "x-searchable": {"type": "boolean"},  # quick and global search look in it
 }
 
 _NUMBER_BOUNDS = {"minimum": {"type": "number"}, "maximum": {"type": "number"}}

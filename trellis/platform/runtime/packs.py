@@ -97,9 +97,11 @@ def install_pack(
     manifest = load_manifest(folder)
     result = InstallResult(manifest["name"], manifest["version"])
     service = ObjectService(session, registry, author_id)
+    object_names: list[str] = []
     for relative in manifest.get("objects", []):
         document = _read_json(folder, relative)
         name = document.get("x-name") if isinstance(document, dict) else None
+        object_names.append(str(name))
         try:
             registry.ensure_current(session)
             current = registry.find(name) if isinstance(name, str) else None
@@ -125,6 +127,8 @@ def install_pack(
                 result.created.append(f"role {name}")
         except TrellisError as exc:
             raise PackError(f"{relative}: {exc.message}", exc.details) from None
+    # The object names, as installed: the app shell groups its navigation by pack.
+    manifest = {**manifest, "installed_objects": object_names}
     row = session.get(InstalledPack, manifest["name"])
     if row is None:
         row = InstalledPack(name=manifest["name"], version=manifest["version"], manifest=manifest)

@@ -54,6 +54,7 @@ class ListQuery:
     limit: int
     after: list[Any] | None
     fields: list[str] | None
+    deleted: bool = False  # the recycle bin: soft-deleted records instead of live ones
 
     def after_cursor(self, meta: ObjectMeta, cursor: str) -> ListQuery:
         """The same query, continued after ``cursor``."""

@@ -35,7 +35,7 @@ from trellis.platform.runtime import hierarchy
 from trellis.platform.runtime.access import Access
 from trellis.platform.runtime.models import RecordHistory, iso, utcnow
 from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
-from trellis.platform.runtime.records import pipeline
+from trellis.platform.runtime.records import lookup, pipeline
 from trellis.platform.runtime.records.hooks import Action, HookRegistry, hooks
 from trellis.platform.runtime.records.pipeline import Draft, WriteUnit, field_values
 from trellis.platform.runtime.records.serialise import Record, json_value, mask, serialise
@@ -95,6 +95,25 @@ class RecordService:
                 record[str(spec.related_name)] = [serialise(child, r, hidden=hidden) for r in rows]
         return record
 
+    def deleted(self, object_name: str, record_id: int) -> Record:
+        """A soft-deleted record the caller may read and delete (to restore it)."""
+        meta = self.registry.get(object_name)
+        self.access.require(meta, Operation.READ)
+        row = self._row(meta, record_id, Operation.READ)
+        if row["deleted_at"] is None:
+            raise NotFound(f"{meta.name} {record_id} is not deleted")
+        record = serialise(meta, row, hidden=self.access.hidden(meta))
+        record["deleted_at"] = iso(row["deleted_at"])
+        return record
+
+    def titles(self, object_name: str, ids: set[int]) -> dict[int, str]:
+        """``{id: title}`` of the readable live records among ``ids``."""
+        return lookup.titles(self.access, self.registry.get(object_name), ids)
+
+    def search(self, object_name: str, text: str, limit: int = 10) -> list[tuple[int, str]]:
+        """Readable records whose title or searchable fields contain ``text``."""
+        return lookup.search(self.access, self.registry.get(object_name), text, limit)
+
     def list_page(self, object_name: str, query: ListQuery) -> dict[str, Any]:
         """One page of the records a checked list query matches."""
         meta = self.registry.get(object_name)
@@ -128,7 +147,8 @@ class RecordService:
         else:
             wanted = ["id", *query.fields, *(name for name, _ in query.sort)]
             columns = [table.c[name] for name in dict.fromkeys(wanted)]
-        statement = sa.select(*columns).where(table.c.deleted_at.is_(None), *query.conditions)
+        live = table.c.deleted_at.is_not(None) if query.deleted else table.c.deleted_at.is_(None)
+        statement = sa.select(*columns).where(live, *query.conditions)
         visible = self.access.condition(meta, operation)
         if visible is not None:
             statement = statement.where(visible)

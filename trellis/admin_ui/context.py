@@ -1,0 +1,109 @@
+"""One unit of work per page, like the API's: the signed-in caller and their session.
+
+A page request opens one database session, identifies the signed-in user from the
+signed cookie (the same check the API makes for a session), and builds the same
+``Caller`` the API builds, so pages are served by the same services with the same
+rights. A page that changes something commits; teardown rolls back anything else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app, g, request, session
+
+from trellis.exceptions import AuthenticationRequired
+from trellis.extensions import db
+from trellis.platform.runtime.api import build_caller
+from trellis.platform.runtime.identity.sessions import authenticate_session
+from trellis.platform.runtime.models import User
+from trellis.platform.runtime.objects import ObjectService
+from trellis.platform.runtime.records import RecordService
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from trellis.platform.runtime.identity import Caller
+    from trellis.platform.runtime.registry import MetaRegistry
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Pages that write in transactions of their own (a sign-in attempt is counted and
+# committed even when it is refused): they must not hold the page's write lock.
+OWN_TRANSACTIONS = frozenset({"ui.login", "ui.logout", "ui.change_password"})
+
+
+def open_page() -> None:
+    """Identify the signed-in user of a page request (``g.user``, ``g.caller``), if any."""
+    g.user = None
+    g.caller = None
+    user_id = session.get("user_id")
+    if user_id is None or request.path.startswith(("/api/", "/ui/static/")):
+        return
+    db_session = db.session()
+    g.ui_session = db_session
+    if request.method in WRITE_METHODS and request.endpoint not in OWN_TRANSACTIONS:
+        # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
+        db_session.connection(execution_options={"trellis_write": True})
+    try:
+        identity = authenticate_session(db_session, user_id, session.get("stamp"))
+    except AuthenticationRequired:
+        session.clear()
+        return
+    registry().ensure_current(db_session, identity.revision)
+    g.user = db_session.get(User, identity.user_id)
+    g.caller = build_caller(
+        identity.user_id,
+        identity.email,
+        identity.is_admin,
+        identity.partner_id,
+        identity.roles,
+    )
+
+
+def close_page(_exc: BaseException | None) -> None:
+    db_session = g.pop("ui_session", None)
+    if db_session is None:
+        return
+    if db_session.info.pop("metadata_changed", False):
+        registry().invalidate()  # built from a transaction that did not commit
+    db_session.close()
+
+
+def registry() -> MetaRegistry:
+    found: MetaRegistry = current_app.extensions["trellis.registry"]
+    return found
+
+
+def page_session() -> Session:
+    """The page's database session (the user is signed in)."""
+    found: Session = g.ui_session
+    return found
+
+
+def caller() -> Caller:
+    found: Caller = g.caller
+    return found
+
+
+def records() -> RecordService:
+    """The record service, acting as the signed-in user."""
+    return RecordService(page_session(), registry(), caller())
+
+
+def objects() -> ObjectService:
+    """The metadata service, acting as the signed-in admin."""
+    return ObjectService(page_session(), registry(), caller().user_id, audit_context())
+
+
+def audit_context() -> dict[str, str | None]:
+    return {
+        "actor_email": caller().email,
+        "ip": request.remote_addr,
+        "user_agent": request.user_agent.string,
+    }
+
+
+def commit() -> None:
+    db_session = page_session()
+    db_session.commit()
+    db_session.info.pop("metadata_changed", None)

@@ -1,0 +1,70 @@
+"""Languages of the UI: zh-CN and en, with Flask-Babel.
+
+Platform strings are translated from compiled catalogues (``translations/``, compiled
+when the package is built or installed). Metadata labels (``x-label``) are picked in
+the chosen language only, falling back to English, then to any language given.
+
+The language is the signed-in user's (``users.language``, set by the switch), else the
+browser's ``Accept-Language``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, request
+from flask_babel import Babel, get_locale
+
+LANGUAGES = ("en", "zh-CN")
+_BABEL_LOCALE = {"en": "en", "zh-CN": "zh_CN"}
+babel = Babel()
+
+
+def current_language() -> str:
+    """The language of this request, as stored on users and in labels (``en``, ``zh-CN``)."""
+    cached = g.get("language")
+    if cached is not None:
+        return str(cached)
+    user = g.get("user")
+    language = user.language if user is not None and user.language in LANGUAGES else None
+    if language is None:
+        best = request.accept_languages.best_match(["en", "zh-CN", "zh"], default="en")
+        language = "zh-CN" if best.startswith("zh") else "en"
+    g.language = language
+    return language
+
+
+def _select_locale() -> str:
+    return _BABEL_LOCALE[current_language()]
+
+
+def pick(labels: Any, fallback: str = "") -> str:
+    """A bilingual label (``{"en": …, "zh-CN": …}``) in the current language only."""
+    if isinstance(labels, str):
+        return labels
+    if not isinstance(labels, dict) or not labels:
+        return fallback
+    language = current_language()
+    for key in (language, "en", *labels):
+        value = labels.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return fallback
+
+
+def html_lang() -> str:
+    return current_language()
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel with the catalogues under ``admin_ui/translations``."""
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", _translations_dir())
+    babel.init_app(app, locale_selector=_select_locale)
+    app.jinja_env.globals.update(pick=pick, html_lang=html_lang, get_locale=get_locale)
+    app.jinja_env.filters["label"] = pick
+
+
+def _translations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).with_name("translations"))

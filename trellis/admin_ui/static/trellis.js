@@ -1,0 +1,86 @@
+// Trellis pages: small behaviours on top of server-rendered HTML (no build step).
+(function () {
+  "use strict";
+
+  // Lookup typeahead: the visible box searches, the hidden input keeps the chosen id.
+  let timer = null;
+  document.addEventListener("input", function (event) {
+    const box = event.target.closest("[data-lookup-text]");
+    if (!box) return;
+    const root = box.closest("[data-lookup]");
+    root.querySelector("[data-lookup-value]").value = "";  // until an option is picked
+    clearTimeout(timer);
+    timer = setTimeout(function () { showOptions(root, box); }, 200);
+  });
+  document.addEventListener("focusin", function (event) {
+    const box = event.target.closest("[data-lookup-text]");
+    if (box) showOptions(box.closest("[data-lookup]"), box);
+  });
+  function showOptions(root, box) {
+    const url = box.dataset.lookupUrl + "?q=" + encodeURIComponent(box.value);
+    fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) { root.querySelector(".lookup-options").innerHTML = html; });
+  }
+  document.addEventListener("click", function (event) {
+    const option = event.target.closest("[data-pick-id]");
+    if (option) {
+      const root = option.closest("[data-lookup]");
+      const hidden = root.querySelector("[data-lookup-value]");
+      hidden.value = option.dataset.pickId;
+      root.querySelector("[data-lookup-text]").value = option.dataset.pickTitle;
+      root.querySelector(".lookup-options").innerHTML = "";
+      hidden.dispatchEvent(new Event("change", { bubbles: true }));
+      return;
+    }
+    document.querySelectorAll(".lookup-options").forEach(function (list) {
+      if (!list.parentElement.contains(event.target)) list.innerHTML = "";
+    });
+  });
+
+  // Line grids: add a row from the template, remove (mark) a row.
+  document.addEventListener("click", function (event) {
+    const add = event.target.closest("[data-add-line]");
+    if (add) {
+      const grid = document.getElementById(add.dataset.addLine);
+      const template = grid.querySelector("template");
+      const body = grid.querySelector("tbody");
+      const index = Number(grid.dataset.next || body.rows.length);
+      grid.dataset.next = index + 1;
+      const html = template.innerHTML.replaceAll("__index__", String(index));
+      body.insertAdjacentHTML("beforeend", html);
+      const first = body.lastElementChild.querySelector("input:not([type=hidden]), select");
+      if (first) first.focus();
+      return;
+    }
+    const remove = event.target.closest("[data-remove-line]");
+    if (remove) {
+      const row = remove.closest("tr");
+      row.querySelector("[data-removed]").value = "1";
+      row.hidden = true;
+    }
+  });
+
+  // Lists: select all, confirm bulk delete.
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-select-all]")) {
+      const table = event.target.closest("table");
+      table.querySelectorAll("input[name=ids]").forEach(function (box) { box.checked = event.target.checked; });
+    }
+  });
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
+  // Currency inputs: thousands separators once the user leaves the box.
+  document.addEventListener("focusout", function (event) {
+    const box = event.target.closest("[data-currency]");
+    if (!box || box.value.trim() === "") return;
+    const number = Number(box.value.replace(/[,\s]/g, ""));
+    if (Number.isFinite(number)) {
+      const scale = (box.getAttribute("data-scale") || "2") | 0;
+      box.value = number.toLocaleString("en-US", { minimumFractionDigits: scale, maximumFractionDigits: scale });
+    }
+  });
+})();

@@ -1,0 +1,677 @@
+"""Generated record pages: the list, the form, the detail page, for every object.
+
+Views parse the request, call ``RecordService`` as the signed-in user, and render;
+they never build SQL of their own. A refusal from the service (422, 409) is shown on
+the form it came from, next to its fields, with what the user typed kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from trellis.admin_ui import bp
+from trellis.admin_ui.context import commit, page_session, records, registry
+from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record
+from trellis.admin_ui.i18n import pick
+from trellis.admin_ui.pages import signed_in
+from trellis.exceptions import InvalidQuery, StaleRecord, TrellisError
+from trellis.platform.metadata.permissions import Operation
+from trellis.platform.runtime.query import parse_list_query
+from trellis.platform.runtime.records import lookup
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
+    from trellis.platform.runtime.records import RecordService
+    from trellis.platform.runtime.registry import ObjectMeta
+
+LIST_PAGE_SIZE = 25
+RANGE_WIDGETS = frozenset({"number", "currency", "percent", "date", "datetime"})
+
+
+def _meta(object_name: str) -> ObjectMeta:
+    return registry().get(object_name)  # NotFound → the app's 404 page
+
+
+# --- list ------------------------------------------------------------------------------
+
+
+def filter_clauses(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list:
+    """The list page's filter inputs as API filter clauses (``[field, op, value]``)."""
+    clauses: list[list[Any]] = []
+    for name, spec in meta.fields.items():
+        if name in hidden:
+            continue
+        key = f"f.{name}"
+        widget = spec.type.widget
+        if widget in RANGE_WIDGETS:
+            for suffix, op in ((".min", ">="), (".max", "<=")):
+                text = args.get(key + suffix, "").strip()
+                if text:
+                    clauses.append([name, op, _typed(spec.type.name, text)])
+        elif widget in ("select", "multiselect"):
+            chosen = [v for v in args.getlist(key) if v]
+            if chosen:
+                op = "in" if widget == "select" else "contains"
+                clauses.extend([[name, op, chosen]] if op == "in" else [[name, op, chosen[0]]])
+        elif widget == "checkbox":
+            text = args.get(key, "")
+            if text in ("true", "false"):
+                clauses.append([name, "=", text == "true"])
+        elif widget == "lookup":
+            text = args.get(key, "").strip()
+            if text:
+                clauses.append([name, "=", int(text) if text.isdigit() else text])
+        elif spec.type.operators & {"contains"}:
+            text = args.get(key, "").strip()
+            if text:
+                clauses.append([name, "contains", text])
+    return clauses
+
+
+def _typed(kind: str, text: str) -> Any:
+    if kind in ("integer", "number", "currency", "percent"):
+        try:
+            number = float(text.replace(",", ""))
+        except ValueError:
+            return text  # the query parser explains
+        return int(number) if number.is_integer() else number
+    return text
+
+
+def _list_query(service: RecordService, meta: ObjectMeta, args: MultiDict[str, str]) -> Any:
+    hidden = service.access.hidden(meta)
+    clauses = filter_clauses(meta, args, hidden)
+    query = parse_list_query(
+        meta,
+        filter_text=json.dumps(clauses) if clauses else None,
+        sort_text=args.get("sort") or "-id",
+        limit_text=args.get("limit") or str(LIST_PAGE_SIZE),
+        cursor=args.get("cursor"),
+        fields_text=None,
+        default_limit=LIST_PAGE_SIZE,
+        max_limit=current_app.config["PAGE_SIZE_MAX"],
+        hidden=hidden,
+    )
+    text = args.get("q", "").strip()[:200]
+    if text:
+        columns = lookup.search_columns(meta, service.access)
+        matches = [c.icontains(text, autoescape=True) for c in columns]
+        if text.isdigit():
+            matches.append(meta.table.c.id == int(text[:18]))
+        condition = sa.or_(*matches) if matches else sa.false()
+        query = replace(query, conditions=[*query.conditions, condition])
+    if args.get("bin") == "1":
+        query = replace(query, deleted=True)
+    return query
+
+
+def lookup_titles(
+    service: RecordService, meta: ObjectMeta, items: list[dict[str, Any]]
+) -> dict[str, dict[int, str]]:
+    """For each lookup field shown, the names of the ids in ``items``."""
+    found: dict[str, dict[int, str]] = {}
+    for name, spec in meta.fields.items():
+        if spec.target is None:
+            continue
+        ids = {item[name] for item in items if isinstance(item.get(name), int)}
+        if ids:
+            found[name] = service.titles(spec.target, ids)
+    return found
+
+
+def columns_for(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list[str]:
+    wanted = [c for c in args.get("columns", "").split(",") if c]
+    names = wanted or meta.definition.list_columns()
+    return [
+        n
+        for n in names
+        if (n in meta.fields or n in ("id", "created_at", "updated_at")) and n not in hidden
+    ]
+
+
+@bp.get("/o/<object_name>")
+@signed_in
+def record_list(object_name: str) -> Any:
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.READ)
+    hidden = service.access.hidden(meta)
+    error = None
+    try:
+        page = service.list_page(object_name, _list_query(service, meta, request.args))
+    except InvalidQuery as exc:
+        error, page = exc, {"items": [], "next_cursor": None}
+    items = page["items"]
+    context = {
+        "meta": meta,
+        "items": items,
+        "next_cursor": page["next_cursor"],
+        "columns": columns_for(meta, request.args, hidden),
+        "titles": lookup_titles(service, meta, items),
+        "display": display,
+        "error": error,
+        "filters": _filter_fields(meta, hidden),
+        "args": request.args,
+        "sort": request.args.get("sort") or "-id",
+        "can_create": service.access.allowed(meta, Operation.CREATE),
+        "can_delete": service.access.allowed(meta, Operation.DELETE),
+        "can_export": service.access.allowed(meta, Operation.EXPORT),
+        "in_bin": request.args.get("bin") == "1",
+        "filtered": any(
+            v for k, v in request.args.items(multi=True) if k.startswith("f.") or k == "q"
+        ),
+        "filter_titles": _filter_titles(service, meta, request.args),
+    }
+    if request.headers.get("HX-Request") and request.args.get("partial") == "rows":
+        return render_template("ui/records/_rows.html", **context)
+    return render_template("ui/records/list.html", **context)
+
+
+def _filter_fields(meta: ObjectMeta, hidden: frozenset[str]) -> list[FormField]:
+    return [
+        FormField(spec, None, readonly=False)
+        for name, spec in meta.fields.items()
+        if name not in hidden and spec.type.widget != "json" and spec.type.name != "textarea"
+    ]
+
+
+def _filter_titles(service: RecordService, meta: ObjectMeta, args: Any) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    for name, spec in meta.fields.items():
+        text = args.get(f"f.{name}", "")
+        if spec.target is not None and text.isdigit():
+            chosen[name] = service.titles(spec.target, {int(text)}).get(int(text), f"#{text}")
+    return chosen
+
+
+@bp.get("/o/<object_name>/export")
+@signed_in
+def record_export(object_name: str) -> Any:
+    """The list's current filter as CSV, through the export right and its scope."""
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.EXPORT)
+    names, rows = service.export_rows(object_name, _list_query(service, meta, request.args))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(name)) for name in names])
+    commit()  # the audit of an admin's bypass, if any
+    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # no formula injection into spreadsheets
+    return value
+
+
+@bp.post("/o/<object_name>/bulk-delete")
+@signed_in
+def record_bulk_delete(object_name: str) -> Any:
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.DELETE)
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()][:500]
+    for record_id in ids:
+        service.delete(object_name, record_id)
+    commit()
+    flash(_("%(count)d records deleted.", count=len(ids)), "info")
+    return redirect(url_for("ui.record_list", object_name=object_name))
+
+
+# --- typeahead ---------------------------------------------------------------------------
+
+
+@bp.get("/lookup/<object_name>")
+@signed_in
+def lookup_options(object_name: str) -> Any:
+    """Typeahead options for a lookup input: the records of ``object_name`` the user may see."""
+    _meta(object_name)
+    text = request.args.get("q", "")[:100]
+    options = records().search(object_name, text, limit=10)
+    return render_template(
+        "ui/records/_options.html", options=options, target=request.args.get("for", "")
+    )
+
+
+# --- detail ------------------------------------------------------------------------------
+
+
+@bp.get("/o/<object_name>/<int:record_id>")
+@signed_in
+def record_detail(object_name: str, record_id: int) -> Any:
+    meta = _meta(object_name)
+    service = records()
+    if request.args.get("deleted") == "1":
+        record = service.deleted(object_name, record_id)
+    else:
+        record = service.get(object_name, record_id)
+    hidden = service.access.hidden(meta)
+    return render_template(
+        "ui/records/detail.html",
+        meta=meta,
+        record=record,
+        sections=_sections(meta, hidden),
+        titles=lookup_titles(service, meta, [record]),
+        display=display,
+        history=_history(service, meta, record_id),
+        children=_children(service, meta, record),
+        related=_related(service, meta, record_id),
+        can_update=service.access.allowed(meta, Operation.UPDATE),
+        can_delete=service.access.allowed(meta, Operation.DELETE),
+        users=_user_names(service, [record]),
+    )
+
+
+def _sections(meta: ObjectMeta, hidden: frozenset[str]) -> list[dict[str, Any]]:
+    sections = []
+    for section in meta.definition.layout():
+        names = [n for n in section["fields"] if n not in hidden]
+        if names:
+            sections.append({**section, "fields": names})
+    return sections
+
+
+def _history(service: RecordService, meta: ObjectMeta, record_id: int) -> list[dict[str, Any]]:
+    entries = service.history(meta.name, record_id)
+    names = _names_of_users(service, {e["changed_by"] for e in entries if e["changed_by"]})
+    actions = {
+        "create": _("created"),
+        "update": _("changed"),
+        "delete": _("deleted"),
+        "restore": _("restored"),
+    }
+    for entry in entries:
+        entry["who"] = names.get(entry["changed_by"], _("system"))
+        entry["action_label"] = actions.get(entry["action"], entry["action"])
+        entry["changes_shown"] = [
+            (
+                pick(meta.fields[f].label, f) if f in meta.fields else f,
+                display(meta.fields.get(f), c["from"]),
+                display(meta.fields.get(f), c["to"]),
+            )
+            for f, c in entry["changes"].items()
+        ]
+    return list(reversed(entries))
+
+
+def _names_of_users(service: RecordService, ids: set[int]) -> dict[int, str]:
+    from trellis.platform.runtime.models import User
+
+    if not ids:
+        return {}
+    rows = page_session().execute(sa.select(User.id, User.name, User.email).where(User.id.in_(ids)))
+    return {row.id: row.name or row.email for row in rows}
+
+
+def _user_names(service: RecordService, items: list[dict[str, Any]]) -> dict[int, str]:
+    ids = {item.get(k) for item in items for k in ("created_by", "updated_by", "owner_id")}
+    return _names_of_users(service, {i for i in ids if isinstance(i, int)})
+
+
+def _children(
+    service: RecordService, meta: ObjectMeta, record: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The master-detail lines of the record, as tables."""
+    found = []
+    for child_name, spec in meta.children:
+        child = registry().get(child_name)
+        items = record.get(str(spec.related_name))
+        if items is None:
+            continue  # the user may not read them
+        hidden = service.access.hidden(child)
+        columns = [n for n in child.definition.list_columns() if n != spec.name and n not in hidden]
+        found.append(
+            {
+                "meta": child,
+                "label": pick(child.definition.document.get("x-label-plural"))
+                or pick(child.definition.label, child_name),
+                "items": items,
+                "columns": columns,
+                "titles": lookup_titles(service, child, items),
+            }
+        )
+    return found
+
+
+def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[dict[str, Any]]:
+    """Records of other objects that look this one up (not its master-detail lines)."""
+    found = []
+    for other_name, spec in meta.referrers:
+        other = registry().get(other_name)
+        if spec.type.name == "master_detail" or not service.access.allowed(other, Operation.READ):
+            continue
+        if spec.name in service.access.hidden(other):
+            continue
+        query = parse_list_query(
+            other,
+            filter_text=json.dumps([[spec.name, "=", record_id]]),
+            sort_text="-id",
+            limit_text="10",
+            cursor=None,
+            fields_text=None,
+            default_limit=10,
+            max_limit=10,
+            hidden=service.access.hidden(other),
+        )
+        page = service.list_page(other_name, query)
+        columns = [n for n in other.definition.list_columns() if n != spec.name]
+        columns = [n for n in columns if n not in service.access.hidden(other)]
+        found.append(
+            {
+                "meta": other,
+                "field": spec,
+                "label": f"{pick(other.definition.document.get('x-label-plural')) or pick(other.definition.label, other_name)} ({pick(spec.label, spec.name)})",  # noqa: E501
+                "items": page["items"],
+                "more": page["next_cursor"] is not None,
+                "columns": columns,
+                "titles": lookup_titles(service, other, page["items"]),
+            }
+        )
+    return found
+
+
+# --- form --------------------------------------------------------------------------------
+
+
+def _writable(service: RecordService, meta: ObjectMeta) -> set[str]:
+    return {
+        name
+        for name, spec in meta.fields.items()
+        if spec.writable and service.access.field_access(meta, name) == "write"
+    }
+
+
+def _form_sections(
+    service: RecordService,
+    meta: ObjectMeta,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    skip: str | None = None,
+) -> list[dict[str, Any]]:
+    hidden = service.access.hidden(meta)
+    writable = _writable(service, meta)
+    sections = []
+    for section in meta.definition.layout():
+        shown = [
+            FormField(
+                meta.fields[n],
+                values.get(n),
+                readonly=n not in writable,
+                error=errors.get(n),
+            )
+            for n in section["fields"]
+            if n not in hidden and n != skip
+        ]
+        if shown:
+            sections.append({**section, "fields": shown})
+    return sections
+
+
+def _grids(
+    service: RecordService, meta: ObjectMeta, record: dict[str, Any], errors: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The master-detail line grids of a form, with the lines (and their errors)."""
+    grids = []
+    for child_name, spec in meta.children:
+        child = registry().get(child_name)
+        if not service.access.allowed(child, Operation.READ):
+            continue
+        related = str(spec.related_name)
+        hidden = service.access.hidden(child)
+        names = editable_fields(child, hidden, skip=spec.name)
+        writable = _writable(service, child)
+        lines = record.get(related) or []
+        rows = []
+        for index, line in enumerate(lines):
+            rows.append(
+                {
+                    "id": line.get("id"),
+                    "version": line.get("version"),
+                    "fields": [
+                        FormField(
+                            child.fields[n],
+                            line.get(n),
+                            readonly=n not in writable,
+                            error=errors.get(f"{related}[{index}].{n}")
+                            or errors.get(f"{related}.{index}.{n}"),
+                        )
+                        for n in names
+                    ],
+                }
+            )
+        grids.append(
+            {
+                "meta": child,
+                "related": related,
+                "label": pick(child.definition.document.get("x-label-plural"))
+                or pick(child.definition.label, child_name),
+                "blank": [
+                    FormField(child.fields[n], None, readonly=n not in writable) for n in names
+                ],
+                "rows": rows,
+                "titles": lookup_titles(service, child, lines),
+                "can_create": service.access.allowed(child, Operation.CREATE),
+                "error": errors.get(related),
+            }
+        )
+    return grids
+
+
+def _lines_from_form(
+    service: RecordService, meta: ObjectMeta, form: MultiDict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The line grids' rows: ``<related>-<n>-<field>`` inputs, with ``-id``/``-version``."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    for child_name, spec in meta.children:
+        child = registry().get(child_name)
+        related = str(spec.related_name)
+        names = editable_fields(child, service.access.hidden(child), skip=spec.name)
+        writable = _writable(service, child)
+        indexes = sorted(
+            {
+                int(k.split("-")[1])
+                for k in form
+                if k.startswith(f"{related}-") and k.split("-")[1].isdigit()
+            }
+        )
+        lines = []
+        for index in indexes:
+            prefix = f"{related}-{index}-"
+            if form.get(prefix + "removed") == "1" and not form.get(prefix + "id"):
+                continue
+            line = parse_record(child, form, names, writable, prefix=prefix)
+            if form.get(prefix + "id", "").isdigit():
+                line["id"] = int(form[prefix + "id"])
+                line["version"] = int(form.get(prefix + "version", "0") or 0)
+                line["_removed"] = form.get(prefix + "removed") == "1"
+            elif not any(v not in (None, False) for v in line.values()):
+                continue  # an empty new row
+            lines.append(line)
+        result[related] = lines
+    return result
+
+
+def _error_map(exc: TrellisError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for detail in exc.details:
+        field = str(detail.get("field", ""))
+        errors.setdefault(field, str(detail.get("message", "")))
+    return errors
+
+
+@bp.route("/o/<object_name>/new", methods=["GET", "POST"])
+@signed_in
+def record_new(object_name: str) -> Any:
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.CREATE)
+    values: dict[str, Any] = {n: s.default for n, s in meta.fields.items() if s.has_default}
+    values.update({k[2:]: v for k, v in request.args.items() if k.startswith("v.")})
+    errors: dict[str, str] = {}
+    message = None
+    if request.method == "POST":
+        names = editable_fields(meta, service.access.hidden(meta))
+        payload = parse_record(meta, request.form, names, _writable(service, meta))
+        lines = _lines_from_form(service, meta, request.form)
+        for related, items in lines.items():
+            if items:
+                payload[related] = [
+                    {k: v for k, v in i.items() if not k.startswith("_")} for i in items
+                ]
+        try:
+            created = service.create(object_name, payload)
+        except TrellisError as exc:
+            if exc.status not in (409, 422, 400):
+                raise
+            errors, message = _error_map(exc), exc.message
+            values = {**values, **payload}
+        else:
+            commit()
+            flash(_("Saved."), "info")
+            return redirect(
+                url_for("ui.record_detail", object_name=object_name, record_id=created["id"])
+            )
+    return _render_form(service, meta, None, values, errors, message, status=422 if errors else 200)
+
+
+def _render_form(
+    service: RecordService,
+    meta: ObjectMeta,
+    record_id: int | None,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    message: str | None,
+    status: int = 200,
+    stale: dict[str, Any] | None = None,
+) -> Any:
+    titles = lookup_titles(service, meta, [values])
+    page = render_template(
+        "ui/records/form.html",
+        meta=meta,
+        record_id=record_id,
+        values=values,
+        sections=_form_sections(service, meta, values, errors),
+        grids=_grids(service, meta, values, errors),
+        titles=titles,
+        errors=errors,
+        message=message,
+        stale=stale,
+        display=display,
+    )
+    return page, status
+
+
+@bp.route("/o/<object_name>/<int:record_id>/edit", methods=["GET", "POST"])
+@signed_in
+def record_edit(object_name: str, record_id: int) -> Any:
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.UPDATE)
+    current = service.get(object_name, record_id)
+    if request.method == "GET":
+        return _render_form(service, meta, record_id, current, {}, None)
+    names = editable_fields(meta, service.access.hidden(meta))
+    payload = parse_record(meta, request.form, names, _writable(service, meta))
+    lines = _lines_from_form(service, meta, request.form)
+    version = request.form.get("version", "")
+    payload["version"] = int(version) if version.isdigit() else version
+    try:
+        _save(service, meta, record_id, payload, lines)
+    except StaleRecord as exc:
+        fresh = service.get(object_name, record_id)
+        stale = _what_changed(meta, fresh, payload)
+        values = {**current, **{k: v for k, v in payload.items() if k != "version"}}
+        return _render_form(
+            service, meta, record_id, values, {}, exc.message, status=409, stale=stale
+        )
+    except TrellisError as exc:
+        if exc.status not in (409, 422, 400):
+            raise
+        page_session().rollback()
+        values = {**current, **payload}
+        for related, items in lines.items():
+            values[related] = items
+        return _render_form(service, meta, record_id, values, _error_map(exc), exc.message, 422)
+    commit()
+    flash(_("Saved."), "info")
+    return redirect(url_for("ui.record_detail", object_name=object_name, record_id=record_id))
+
+
+def _save(
+    service: RecordService,
+    meta: ObjectMeta,
+    record_id: int,
+    payload: dict[str, Any],
+    lines: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The parent and its lines in one transaction: any refusal undoes all of it."""
+    service.update(meta.name, record_id, payload)
+    for child_name, spec in meta.children:
+        related = str(spec.related_name)
+        for index, line in enumerate(lines.get(related, [])):
+            body = {k: v for k, v in line.items() if not k.startswith("_") and k != "id"}
+            try:
+                if "id" not in line:
+                    service.create(child_name, {**body, spec.name: record_id})
+                elif line.get("_removed"):
+                    service.delete(child_name, line["id"], expected_version=line["version"])
+                else:
+                    service.update(child_name, line["id"], body)
+            except TrellisError as exc:
+                exc.details = [
+                    {**d, "field": f"{related}[{index}].{d.get('field', '')}"} for d in exc.details
+                ] or [{"field": related, "message": exc.message}]
+                raise
+
+
+def _what_changed(meta: ObjectMeta, fresh: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
+    """For a 409: the stored values that differ from what the user sent."""
+    changed = []
+    for name, value in mine.items():
+        if name in meta.fields and fresh.get(name) != value:
+            spec = meta.fields[name]
+            changed.append(
+                (pick(spec.label, name), display(spec, fresh.get(name)), display(spec, value))
+            )
+    return {"version": fresh.get("version"), "changes": changed}
+
+
+@bp.post("/o/<object_name>/<int:record_id>/delete")
+@signed_in
+def record_delete(object_name: str, record_id: int) -> Any:
+    _meta(object_name)
+    version = request.form.get("version", "")
+    records().delete(object_name, record_id, int(version) if version.isdigit() else None)
+    commit()
+    flash(_("Deleted. It can be restored from the recycle bin."), "info")
+    return redirect(url_for("ui.record_list", object_name=object_name))
+
+
+@bp.post("/o/<object_name>/<int:record_id>/restore")
+@signed_in
+def record_restore(object_name: str, record_id: int) -> Any:
+    _meta(object_name)
+    records().restore(object_name, record_id)
+    commit()
+    flash(_("Restored."), "info")
+    return redirect(url_for("ui.record_detail", object_name=object_name, record_id=record_id))
+
+
+def not_found() -> Any:
+    abort(404)

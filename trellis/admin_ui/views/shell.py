@@ -1,0 +1,145 @@
+"""The app shell's pages: the start page (a dealer's landing page), search, language."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from trellis.admin_ui import bp
+from trellis.admin_ui.context import caller, commit, page_session, records, registry
+from trellis.admin_ui.forms import display
+from trellis.admin_ui.i18n import LANGUAGES, pick
+from trellis.admin_ui.pages import navigation, signed_in
+from trellis.admin_ui.views.records import lookup_titles
+from trellis.exceptions import TrellisError
+from trellis.platform.runtime.identity import UserService
+from trellis.platform.runtime.query import parse_list_query
+
+RECENT = 5
+
+
+@bp.get("/")
+@signed_in
+def home() -> Any:
+    """Everyone's start page; a partner user's is their account and their network."""
+    service = records()
+    reg = registry()
+    account: dict[str, Any] | None = None
+    partner_id = caller().partner_id
+    tree = reg.hierarchy_object()
+    if partner_id is not None and tree is not None:
+        try:
+            account = {
+                "meta": tree,
+                "record": service.get(tree.name, partner_id, include_children=False),
+            }
+        except TrellisError:
+            account = None
+    panels: list[dict[str, Any]] = []
+    for group in navigation():
+        for item in group["items"]:
+            meta = reg.get(item["name"])
+            if len(panels) >= 6:
+                break
+            panels.append(_recent(service, meta, item["label"], account))
+    return render_template(
+        "ui/home.html",
+        account=account,
+        sub_partners=_sub_partners(service, tree, partner_id) if account else None,
+        panels=panels,
+        display=display,
+        titles=lookup_titles(service, tree, [account["record"]]) if account and tree else {},
+    )
+
+
+def _recent(service: Any, meta: Any, label: str, account: Any) -> dict[str, Any]:
+    hidden = service.access.hidden(meta)
+    query = parse_list_query(
+        meta,
+        filter_text=None,
+        sort_text="-id",
+        limit_text=str(RECENT),
+        cursor=None,
+        fields_text=None,
+        default_limit=RECENT,
+        max_limit=RECENT,
+        hidden=hidden,
+    )
+    items = service.list_page(meta.name, query)["items"]
+    columns = [c for c in meta.definition.list_columns()[:3] if c not in hidden]
+    return {
+        "meta": meta,
+        "label": label,
+        "items": items,
+        "columns": columns,
+        "titles": lookup_titles(service, meta, items),
+    }
+
+
+def _sub_partners(service: Any, tree: Any, partner_id: int | None) -> dict[str, Any] | None:
+    parent_field = tree.definition.hierarchy_field
+    if parent_field is None or partner_id is None:
+        return None
+    query = parse_list_query(
+        tree,
+        filter_text=json.dumps([[parent_field, "=", partner_id]]),
+        sort_text=tree.definition.title_field or "id",
+        limit_text="50",
+        cursor=None,
+        fields_text=None,
+        default_limit=50,
+        max_limit=50,
+        hidden=service.access.hidden(tree),
+    )
+    page = service.list_page(tree.name, query)
+    columns = [c for c in tree.definition.list_columns()[:4] if c != parent_field]
+    return {
+        "meta": tree,
+        "items": page["items"],
+        "columns": columns,
+        "titles": lookup_titles(service, tree, page["items"]),
+        "more": page["next_cursor"] is not None,
+    }
+
+
+@bp.get("/search")
+@signed_in
+def search() -> Any:
+    """Global search: each readable object's title and searchable fields."""
+    text = request.args.get("q", "").strip()[:100]
+    service = records()
+    groups = []
+    if text:
+        for group in navigation():
+            for item in group["items"]:
+                found = service.search(item["name"], text, limit=5)
+                if found:
+                    groups.append({"name": item["name"], "label": item["label"], "hits": found})
+    return render_template("ui/search.html", q=text, groups=groups)
+
+
+@bp.post("/language")
+@signed_in
+def switch_language() -> Any:
+    """Remember the chosen language on the user; every page follows it."""
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        flash(_("Unknown language."), "error")
+    else:
+        UserService(page_session(), registry(), caller().user_id).update(
+            caller().user_id, {"language": language}
+        )
+        commit()
+        g.pop("language", None)
+    back = request.form.get("next", "")
+    from trellis.admin_ui import safe_next
+
+    return redirect(safe_next(back) if back else url_for("ui.home"))
+
+
+def object_label(name: str) -> str:
+    meta = registry().find(name)
+    return pick(meta.definition.label, name) if meta else name

@@ -1,0 +1,85 @@
+"""Records by name: the titles behind ids, and search over title and searchable fields.
+
+Both read only what the caller may read: a record outside their scope has no title
+for them (pages show ``#id``) and never appears in a search.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from trellis.platform.metadata.permissions import Operation
+
+if TYPE_CHECKING:
+    from trellis.platform.runtime.access import Access
+    from trellis.platform.runtime.registry import ObjectMeta
+
+MAX_TITLES = 500
+SEARCH_TYPES = frozenset({"text", "textarea", "email", "phone", "url", "autonumber", "picklist"})
+
+
+def title_column(meta: ObjectMeta, access: Access) -> sa.ColumnElement[Any] | None:
+    """The column that names a record, if the caller may see it."""
+    title = meta.definition.title_field
+    if title is None or title in access.hidden(meta):
+        return None
+    return meta.table.c[title]
+
+
+def search_columns(meta: ObjectMeta, access: Access) -> list[sa.ColumnElement[Any]]:
+    """The title field and the fields marked ``x-searchable`` that the caller may see."""
+    hidden = access.hidden(meta)
+    names = [meta.definition.title_field] + [
+        name
+        for name, spec in meta.fields.items()
+        if spec.schema.get("x-searchable") and spec.type.name in SEARCH_TYPES
+    ]
+    return [meta.table.c[n] for n in dict.fromkeys(names) if n is not None and n not in hidden]
+
+
+def _readable(meta: ObjectMeta, access: Access, statement: sa.Select[Any]) -> sa.Select[Any]:
+    statement = statement.where(meta.table.c.deleted_at.is_(None))
+    visible = access.condition(meta, Operation.READ)
+    return statement if visible is None else statement.where(visible)
+
+
+def titles(access: Access, meta: ObjectMeta, ids: set[int]) -> dict[int, str]:
+    """``{id: title}`` for the live records among ``ids`` that the caller may read."""
+    wanted = sorted(i for i in ids if isinstance(i, int))[:MAX_TITLES]
+    if not wanted or not access.allowed(meta, Operation.READ):
+        return {}
+    column = title_column(meta, access)
+    table = meta.table
+    shown = column if column is not None else table.c.id
+    statement = _readable(meta, access, sa.select(table.c.id, shown).where(table.c.id.in_(wanted)))
+    assert access.session is not None
+    return {
+        row_id: str(value) if value not in (None, "") else f"#{row_id}"
+        for row_id, value in access.session.execute(statement)
+    }
+
+
+def search(access: Access, meta: ObjectMeta, text: str, limit: int = 10) -> list[tuple[int, str]]:
+    """Up to ``limit`` readable records whose title or searchable fields contain ``text``."""
+    if not access.allowed(meta, Operation.READ):
+        return []
+    table = meta.table
+    columns = search_columns(meta, access)
+    title = title_column(meta, access)
+    shown = title if title is not None else table.c.id
+    statement = sa.select(table.c.id, shown)
+    text = text.strip()
+    if text:
+        matches = [c.icontains(text, autoescape=True) for c in columns]
+        if text.isdigit():
+            matches.append(table.c.id == int(text[:18]))
+        if not matches:
+            return []
+        statement = statement.where(sa.or_(*matches))
+    order = shown if title is not None else table.c.id
+    statement = _readable(meta, access, statement).order_by(order, table.c.id).limit(limit)
+    assert access.session is not None
+    rows = access.session.execute(statement).all()
+    return [(row[0], str(row[1]) if row[1] not in (None, "") else f"#{row[0]}") for row in rows]
