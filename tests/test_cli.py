@@ -454,7 +454,7 @@ def test_user_set_password_then_sign_in_through_the_form(trellis: Run, sqlite_ur
     signed_in = form_sign_in(fresh, "pat@example.com", "second one")
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
     home = fresh.get("/")
-    assert home.status_code == 200 and "Welcome · 欢迎, pat" in home.get_data(as_text=True)
+    assert home.status_code == 200 and "Welcome, pat" in home.get_data(as_text=True)
     # The session from before the change has ended.
     assert client.get("/").status_code == 302
     # The form is refused without its CSRF token, even with the right password.
@@ -1016,7 +1016,9 @@ def test_demo_prints_working_credentials(start_server: Callable[..., Server]) ->
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"
     home = browser.get(server.url + "/", timeout=10)
     assert home.status_code == 200 and home.url == server.url + "/"
-    assert "陈静 (East regional admin)" in home.text and "dealer_admin" in home.text
+    # Their start page, in their language: their dealer's account and its orders.
+    assert "陈静 (East regional admin)" in home.text and "我的账户" in home.text
+    assert "华东星辰电器有限公司" in home.text and "SO-2026-" in home.text
 
 
 @pytest.mark.slow

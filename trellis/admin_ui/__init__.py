@@ -25,10 +25,13 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from trellis.admin_ui import i18n
 from trellis.admin_ui.context import close_page, open_page
+from trellis.admin_ui.forms import system_label
 from trellis.admin_ui.pages import designer_links, navigation, signed_in
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
@@ -99,12 +102,15 @@ def login() -> Any:
             detail={"retry_after": exc.retry_after},
             **_client(),
         )
-        flash(f"{exc.message} ({exc.retry_after} s) · 登录失败次数过多，请稍后再试", "error")
+        flash(
+            _("Too many failed sign-ins; try again in %(seconds)d s.", seconds=exc.retry_after),
+            "error",
+        )
         page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
         return page, 429, {"Retry-After": str(exc.retry_after)}
     except AuthenticationRequired:
         audit.record_now(db.engine, "auth.login.failure", actor_email=email.lower(), **_client())
-        flash("Wrong e-mail or password · 邮箱或密码错误", "error")
+        flash(_("Wrong e-mail or password."), "error")
         page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)
         return page, 401
     audit.record_now(
@@ -136,7 +142,7 @@ def logout() -> Any:
             )
             db_session.commit()
     session.clear()
-    flash("Signed out · 已退出", "info")
+    flash(_("Signed out."), "info")
     return redirect(url_for("ui.login"))
 
 
@@ -160,7 +166,10 @@ def change_password() -> Any:
             detail={"retry_after": exc.retry_after},
             **_client(),
         )
-        flash(f"{exc.message} ({exc.retry_after} s) · 失败次数过多，请稍后再试", "error")
+        flash(
+            _("Too many failed attempts; try again in %(seconds)d s.", seconds=exc.retry_after),
+            "error",
+        )
         return render_template("ui/password.html"), 429, {"Retry-After": str(exc.retry_after)}
     if not right:
         audit.record_now(
@@ -170,15 +179,17 @@ def change_password() -> Any:
             actor_email=g.user.email,
             **_client(),
         )
-        flash("The current password is wrong · 当前密码错误", "error")
+        flash(_("The current password is wrong."), "error")
         return render_template("ui/password.html"), 400
     if new != request.form.get("confirm_password", ""):
-        flash("The new passwords differ · 两次输入的新密码不一致", "error")
+        flash(_("The new passwords differ."), "error")
         return render_template("ui/password.html"), 400
     try:
         check_password(new)
     except ValidationFailed as exc:
-        flash(f"{exc.message}: {exc.details[0]['message']} · 密码至少 8 位", "error")
+        flash(
+            _("The new password is too weak: %(reason)s", reason=exc.details[0]["message"]), "error"
+        )
         return render_template("ui/password.html"), 400
     with db.session() as db_session:
         user = db_session.get(User, g.user.id)
@@ -195,7 +206,7 @@ def change_password() -> Any:
         )
         db_session.commit()
         session["stamp"] = _stamp(user)
-    flash("Password changed · 密码已修改", "info")
+    flash(_("Password changed."), "info")
     return redirect(url_for("ui.home"))
 
 
@@ -210,7 +221,9 @@ def init_app(app: Flask) -> None:
     from trellis.admin_ui.views import records, shell
 
     del records, shell  # imported for their routes
-    app.jinja_env.globals.update(navigation=navigation, designer_links=designer_links)
+    app.jinja_env.globals.update(
+        navigation=navigation, designer_links=designer_links, system_label=system_label
+    )
     app.before_request(open_page)
     app.teardown_request(close_page)
     app.register_blueprint(bp)
@@ -219,20 +232,24 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError) -> Any:
         return error_page(
-            400, f"{exc.description} Reload the page and try again.", "Form expired · 表单已过期"
+            400,
+            _("%(reason)s Reload the page and try again.", reason=exc.description),
+            _("Form expired"),
         )
 
 
 ERROR_TITLES = {
-    400: "Bad request · 请求有误",
-    401: "Sign-in required · 需要登录",
-    403: "Not allowed · 无权访问",
-    404: "Page not found · 页面不存在",
-    405: "Method not allowed · 不支持该请求方式",
-    409: "Conflict · 冲突",
-    429: "Too many requests · 请求过多",
-    500: "Something went wrong · 出错了",
-    503: "Busy · 系统繁忙",
+    400: _l("Bad request"),
+    401: _l("Sign-in required"),
+    403: _l("Not allowed"),
+    404: _l("Page not found"),
+    405: _l("Method not allowed"),
+    409: _l("Conflict"),
+    413: _l("Too large"),
+    422: _l("Not valid"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+    503: _l("Busy"),
 }
 
 
@@ -245,7 +262,7 @@ def error_page(
     headers: dict[str, str] | None = None,
 ) -> Any:
     """The app's own error page (its layout, the message, a link home) with ``status``."""
-    heading = title or ERROR_TITLES.get(status, f"Error {status} · 错误")
+    heading = title or str(ERROR_TITLES.get(status) or _("Error %(status)d", status=status))
     try:
         page = render_template(
             "ui/error.html", title=heading, status=status, message=message, details=details or []

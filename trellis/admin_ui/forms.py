@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from flask_babel import lazy_gettext as _l
+
 from trellis.admin_ui.i18n import pick
 
 if TYPE_CHECKING:
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import ObjectMeta
 
 NUMERIC_WIDGETS = frozenset({"number", "currency", "percent"})
+SYSTEM_LABELS = {"id": _l("ID"), "created_at": _l("Created"), "updated_at": _l("Updated")}
+
+
+def system_label(name: str) -> str:
+    """A system column's heading in the current language."""
+    return str(SYSTEM_LABELS.get(name, name))
 
 
 @dataclass(frozen=True)

@@ -508,10 +508,19 @@ def _lines_from_form(
 
 
 def _error_map(exc: TrellisError) -> dict[str, str]:
+    """The service's problems by field, in the user's language where the message is known."""
+    known = {
+        "is required": _("is required"),
+        "is read-only": _("is read-only"),
+        "is set by the platform": _("is set by the platform"),
+        "is not a field of this object": _("is not a field of this object"),
+        "too many": _("too many"),
+    }
     errors: dict[str, str] = {}
     for detail in exc.details:
         field = str(detail.get("field", ""))
-        errors.setdefault(field, str(detail.get("message", "")))
+        message = str(detail.get("message", ""))
+        errors.setdefault(field, known.get(message, message))
     return errors
 
 

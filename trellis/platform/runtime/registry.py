@@ -105,6 +105,10 @@ class ObjectMeta:
             elif error.validator == "additionalProperties":
                 for extra in sorted(set(error.instance) - set(self.record_schema["properties"])):
                     details.append({"field": extra, "message": "is not a field of this object"})
+            elif error.validator == "type" and error.instance is None:
+                # A required field sent empty (a cleared form box): say what is wrong.
+                path = ".".join(str(p) for p in error.absolute_path)
+                details.append({"field": path, "message": "is required"})
             else:
                 path = ".".join(str(p) for p in error.absolute_path)
                 details.append({"field": path, "message": error.message})
