@@ -171,9 +171,8 @@ def record_list(object_name: str) -> Any:
         ),
         "filter_titles": _filter_titles(service, meta, request.args),
     }
-    if request.headers.get("HX-Request") and request.args.get("partial") == "rows":
-        return render_template("ui/records/_rows.html", **context)
-    return render_template("ui/records/list.html", **context)
+    status = 400 if error is not None else 200
+    return render_template("ui/records/list.html", **context), status
 
 
 def _filter_fields(meta: ObjectMeta, hidden: frozenset[str]) -> list[FormField]:

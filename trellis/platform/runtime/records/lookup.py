@@ -32,11 +32,13 @@ def search_columns(meta: ObjectMeta, access: Access) -> list[sa.ColumnElement[An
     """The title field and the fields marked ``x-searchable`` that the caller may see."""
     hidden = access.hidden(meta)
     names = [meta.definition.title_field] + [
-        name
-        for name, spec in meta.fields.items()
-        if spec.schema.get("x-searchable") and spec.type.name in SEARCH_TYPES
+        name for name, spec in meta.fields.items() if spec.schema.get("x-searchable")
     ]
-    return [meta.table.c[n] for n in dict.fromkeys(names) if n is not None and n not in hidden]
+    return [
+        meta.table.c[n]
+        for n in dict.fromkeys(names)
+        if n is not None and n not in hidden and meta.fields[n].type.name in SEARCH_TYPES
+    ]
 
 
 def _readable(meta: ObjectMeta, access: Access, statement: sa.Select[Any]) -> sa.Select[Any]:

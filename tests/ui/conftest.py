@@ -1,0 +1,82 @@
+"""Pages tested through Flask's client: the channel pack with its demo data, signed-in users."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from trellis.extensions import db
+from trellis.platform.runtime.identity import UserService
+from trellis.platform.runtime.models import User
+from trellis.platform.runtime.packs import install_pack, resolve_pack
+
+PASSWORD = "a long test password"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+SignIn = Callable[..., FlaskClient]
+
+
+@pytest.fixture
+def pack_app(app: Flask) -> Flask:
+    """The app with the channel pack and its demo data; every demo user's password is known."""
+    registry = app.extensions["trellis.registry"]
+    with db.session() as session:
+        install_pack(
+            session, registry, resolve_pack("channel_pack"), author_id=None, with_demo=True
+        )
+        session.commit()
+        users = UserService(session, registry, None)
+        for user_id in session.scalars(sa.select(User.id)):
+            users.update(user_id, {"password": PASSWORD})
+        session.commit()
+    return app
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+@pytest.fixture
+def sign_in(pack_app: Flask) -> SignIn:
+    """A client signed in through the form as ``email`` (``language`` set first, if given)."""
+
+    def signed_in(email: str, language: str | None = None) -> FlaskClient:
+        if language is not None:
+            with db.session() as session:
+                session.execute(
+                    sa.update(User).where(User.email == email).values(language=language)
+                )
+                session.commit()
+        client = pack_app.test_client()
+        token = csrf_of(client.get("/login").get_data(as_text=True))
+        answer = client.post(
+            "/login", data={"csrf_token": token, "email": email, "password": PASSWORD}
+        )
+        assert answer.status_code == 302, answer.get_data(as_text=True)[:300]
+        return client
+
+    return signed_in
+
+
+def ids_of(app: Flask, object_name: str, **where: Any) -> list[int]:
+    """Record ids straight from the table (what the pages must agree with)."""
+    meta = app.extensions["trellis.registry"].get(object_name)
+    with db.session() as session:
+        meta_table = meta.table
+        statement = sa.select(meta_table.c.id).where(meta_table.c.deleted_at.is_(None))
+        for name, value in where.items():
+            statement = statement.where(meta_table.c[name] == value)
+        return list(session.scalars(statement.order_by(meta_table.c.id)))
+
+
+def dealer_id(app: Flask, code: str) -> int:
+    found = ids_of(app, "dealer", code=code)
+    assert len(found) == 1
+    return found[0]
