@@ -1,6 +1,6 @@
 """The versioned-document store, used directly (``runtime/versioning.py``), on SQLite and
-PostgreSQL: create, unchanged updates, updates, restores, the version list and concurrent
-changers."""
+PostgreSQL: create, unchanged updates, updates, restores, the version list, concurrent
+changers, and an instance from before role versions kept diffs upgrading."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from flask import Flask
 
-from tests.conftest import Api
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.platform.runtime.concurrency import in_threads
 from tests.platform.runtime.helpers import raw_rows
+from trellis import create_app
 from trellis.exceptions import Conflict, InvalidDefinition, NotFound, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.metadata.diff import DocumentDiff, diff_documents
+from trellis.platform.runtime.bootstrap import alembic_config, init_database
+from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import MetaRevision, Role
 from trellis.platform.runtime.versioning import ROLES, Change, DocumentStore
 
@@ -234,3 +239,70 @@ def test_concurrent_updates_queue_and_lose_nothing(app: Flask, admin_token: str)
     assert edit["from"] == first.document["x-label"]["en"]  # built on version 2, not 1
     assert edit["to"] == second.document["x-label"]["en"]
     assert [e[2]["version"] for e in events() if e[0] == "role.updated"] == [2, 3]
+
+
+def test_an_instance_from_before_role_diffs_upgrades(db_url: str) -> None:
+    """``trellis init`` on a database at migration 0002: old role versions survive (with a
+    null diff), and the next change, the version list and a restore work as for new ones."""
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "test-secret", "TESTING": True})
+    assert db.engine is not None
+    try:
+        _migrate_to(db.engine, "0002")
+        _insert_old_role(db.engine)
+        with db.session() as session:
+            init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+            token = issue_token(session, ADMIN_EMAIL)
+            session.commit()
+        api = Api(app.test_client(), token)
+        (old,) = api.get("/roles/clerk/versions").get_json()["items"]
+        assert (old["version"], old["diff"], old["summary"], old["restored_from"]) == (
+            1,
+            None,
+            "",
+            None,
+        )
+        assert old["role"] == V1
+        assert api.put("/roles/clerk", V2).get_json()["version"] == 2
+        restored = api.post("/roles/clerk/versions/1/restore")
+        assert restored.status_code == 200, restored.get_json()
+        assert restored.get_json() == {"name": "clerk", "version": 3, "role": V1}
+        items = api.get("/roles/clerk/versions").get_json()["items"]
+        assert [(v["version"], v["restored_from"]) for v in items] == [(3, 1), (2, None), (1, None)]
+        assert items[1]["summary"] == "added /x-label/zh-CN"
+    finally:
+        db.engine.dispose()
+
+
+def _migrate_to(engine: sa.Engine, revision_id: str) -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision_id)
+
+
+def _insert_old_role(engine: sa.Engine) -> None:
+    """A role with one version, as migration 0002's tables held it."""
+    moment = sa.func.current_timestamp()
+    roles = sa.table(
+        "roles",
+        sa.column("name"),
+        sa.column("current_version"),
+        sa.column("created_at"),
+        sa.column("updated_at"),
+    )
+    versions = sa.table(
+        "role_versions",
+        sa.column("role_name"),
+        sa.column("version"),
+        sa.column("document", sa.JSON),
+        sa.column("created_at"),
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(roles).values(
+                name="clerk", current_version=1, created_at=moment, updated_at=moment
+            )
+        )
+        connection.execute(
+            sa.insert(versions).values(role_name="clerk", version=1, document=V1, created_at=moment)
+        )

@@ -76,3 +76,10 @@ def list_role_versions(name: str) -> Any:
     require_admin()
     return jsonify(ROLE_VERSIONS.dump({"items": _roles().versions(name)}))
 
+
+@bp.post("/roles/<name>/versions/<int:version>/restore")
+def restore_role_version(name: str, version: int) -> Any:
+    require_admin()
+    saved = _roles().restore(name, version)
+    commit()
+    return jsonify(ROLE.dump(_role_out(saved)))
