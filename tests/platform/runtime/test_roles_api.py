@@ -118,10 +118,11 @@ def test_a_version_that_is_no_longer_valid_is_not_restored(api: Api) -> None:
     assert len(versions(api, "clerk")) == 2
 
 
-def test_a_create_under_a_taken_name_is_a_conflict_whatever_the_document(api: Api) -> None:
+def test_a_create_under_a_taken_name_is_checked_then_a_conflict(api: Api) -> None:
     define(api, dealer_definition())
     assert api.post("/roles", HIDDEN_LIMIT).status_code == 201
     error_of(api.post("/roles", OPEN_LIMIT), 409, "conflict")
-    error_of(api.post("/roles", HIDDEN_LIMIT | {"objects": {"nowhere": {}}}), 409, "conflict")
+    invalid = HIDDEN_LIMIT | {"objects": {"nowhere": {"read": "all"}}}
+    error_of(api.post("/roles", invalid), 422, "invalid_definition")
     error_of(api.put("/roles/clerk", OPEN_LIMIT | {"x-name": "cashier"}), 422, "validation_failed")
     assert len(versions(api, "clerk")) == 1

@@ -101,8 +101,8 @@ def test_create_writes_version_one_and_a_second_create_conflicts(app: Flask) -> 
     with db.session() as session:
         with pytest.raises(Conflict, match="PUT /roles/clerk changes it"):
             store(app, session).create(V2)
-        # an invalid document under a taken name: the name is what matters
-        with pytest.raises(Conflict):
+        # the document is checked first: its name is then safe to look up
+        with pytest.raises(InvalidDefinition):
             store(app, session).create({"x-name": "clerk", "objects": 3})
     assert len(raw_rows("role_versions")) == 1 and revision() == before + 1
 

@@ -126,15 +126,16 @@ class DocumentStore(ABC, Generic[D]):
         """What a new version implies beyond its row, in the same transaction (nothing)."""
 
     def create(self, document: Any) -> Saved:
+        # Checked first: the name reaches SQL only once it is a valid identifier.
         claimed = document.get("x-name") if isinstance(document, dict) else None
-        name = claimed if isinstance(claimed, str) else None
-        if name is not None and self._head(name, lock=True) is not None:
+        new = self.validate(document, claimed if isinstance(claimed, str) else None)
+        name = new["x-name"]
+        if self._head(name, lock=True) is not None:
             raise Conflict(
                 f"{self.kind.name} {name!r} already exists; PUT {self.kind.path}/{name} changes it"
             )
-        new = self.validate(document, name)
-        self.session.add(self.kind.head(name=new["x-name"], current_version=1))
-        return self._write(Change(new["x-name"], 1, new, None, self.kind.diff(None, new)))
+        self.session.add(self.kind.head(name=name, current_version=1))
+        return self._write(Change(name, 1, new, None, self.kind.diff(None, new)))
 
     def update(self, name: str, document: Any, restored_from: int | None = None) -> Saved:
         head = self._require(name, lock=True)
