@@ -1,4 +1,5 @@
-"""diff_definitions: what changed between two versions of a definition, and its summary."""
+"""What changed between two versions of a document, and its summary: ``diff_definitions``
+(by field, for object definitions) and ``diff_documents`` (by JSON pointer, for the rest)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import copy
 import json
 
 from tests.factories import dealer_definition, field
-from trellis.platform.metadata.diff import DefinitionDiff, FieldChange, diff_definitions
+from trellis.platform.metadata.diff import (
+    DefinitionDiff,
+    FieldChange,
+    diff_definitions,
+    diff_documents,
+)
 
 
 def test_identical_definitions_have_no_diff() -> None:
@@ -161,3 +167,78 @@ def test_dataclasses() -> None:
     assert change.as_dict() == {"field": "f", "change": "removed"}
     diff = DefinitionDiff([change], {})
     assert diff.removed == ["f"] and diff.summary() == "removed f"
+
+
+# --- diff_documents: any JSON document, by JSON pointer -------------------------------------
+
+ROLE = {
+    "x-name": "dealer_sales",
+    "x-label": {"en": "Dealer sales"},
+    "objects": {"dealer": {"read": "hierarchy"}, "sales_order": {"read": "own"}},
+}
+
+
+def test_identical_documents_have_no_diff_whatever_their_key_order() -> None:
+    reordered = {k: ROLE[k] for k in reversed(list(ROLE))}
+    diff = diff_documents(ROLE, reordered)
+    assert diff.is_empty() and diff.summary() == "no change"
+    assert diff.as_dict() == {"changes": [], "summary": "no change"}
+
+
+def test_a_new_document_adds_its_top_level_keys() -> None:
+    diff = diff_documents(None, ROLE)
+    assert [(c.pointer, c.kind, c.after) for c in diff.changes] == [
+        ("/x-name", "added", "dealer_sales"),
+        ("/x-label", "added", {"en": "Dealer sales"}),
+        ("/objects", "added", ROLE["objects"]),
+    ]
+    assert diff.summary() == "added /x-name, /x-label, /objects"
+
+
+def test_changes_are_found_at_the_deepest_object_that_differs() -> None:
+    new = copy.deepcopy(ROLE)
+    new["objects"]["dealer"]["read"] = "all"
+    new["objects"]["dealer"]["fields"] = {"credit_limit": "hidden"}
+    del new["objects"]["sales_order"]
+    new["x-label"]["zh-CN"] = "经销商销售"
+    out = diff_documents(ROLE, new).as_dict()
+    assert json.loads(json.dumps(out)) == out
+    assert out["changes"] == [
+        {"pointer": "/x-label/zh-CN", "change": "added", "to": "经销商销售"},
+        {"pointer": "/objects/dealer/read", "change": "changed", "from": "hierarchy", "to": "all"},
+        {
+            "pointer": "/objects/dealer/fields",
+            "change": "added",
+            "to": {"credit_limit": "hidden"},
+        },
+        {"pointer": "/objects/sales_order", "change": "removed", "from": {"read": "own"}},
+    ]
+    assert out["summary"] == (
+        "added /x-label/zh-CN, /objects/dealer/fields; removed /objects/sales_order; "
+        "changed /objects/dealer/read"
+    )
+
+
+def test_lists_and_values_of_another_type_change_as_a_whole() -> None:
+    old = {"steps": [1, 2], "limit": {"max": 3}, "flag": True, "count": 1}
+    new = {"steps": [1, 2, 3], "limit": 3, "flag": 1, "count": 1.0}
+    changes = {c.pointer: (c.before, c.after) for c in diff_documents(old, new).changes}
+    # true and 1 are different JSON; 1 and 1.0 are the same number
+    assert changes == {"/steps": ([1, 2], [1, 2, 3]), "/limit": ({"max": 3}, 3), "/flag": (True, 1)}
+    assert diff_documents({"a": [True]}, {"a": [1]}).changes[0].pointer == "/a"
+    assert diff_documents({"a": [{"b": 1}]}, {"a": [{"b": 1.0}]}).is_empty()
+
+
+def test_pointers_escape_slash_and_tilde() -> None:
+    (change,) = diff_documents({}, {"a/b": {"~c": 1}}).changes
+    assert change.pointer == "/a~1b"
+    (change,) = diff_documents({"a/b": {"~c": 1}}, {"a/b": {"~c": 2}}).changes
+    assert change.pointer == "/a~1b/~0c"
+
+
+def test_document_diff_does_not_touch_its_inputs() -> None:
+    new = copy.deepcopy(ROLE)
+    new["objects"]["dealer"]["read"] = "all"
+    snapshot = copy.deepcopy((ROLE, new))
+    diff_documents(ROLE, new)
+    assert (ROLE, new) == snapshot

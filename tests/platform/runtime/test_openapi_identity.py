@@ -20,7 +20,7 @@ from trellis.platform.runtime.identity.tokens import issue_token
 
 EVERYONE = {"/me", "/tokens", "/tokens/{id}"}
 ADMINS_ONLY = {"/users", "/users/{id}", "/roles", "/roles/{name}", "/roles/{name}/versions"}
-ADMINS_ONLY |= {"/audit"}
+ADMINS_ONLY |= {"/roles/{name}/versions/{version}/restore", "/audit"}
 VIEWER = {
     "x-name": "viewer",
     "x-label": {"en": "Viewer"},
@@ -156,6 +156,13 @@ def test_every_identity_answer_matches_the_document(api: Api) -> None:
     assert not admin.call("PUT", "/roles/{name}", "/roles/second", changed).get_json()["changed"]
     versions = admin.call("GET", "/roles/{name}/versions", "/roles/second/versions")
     assert [v["version"] for v in versions.get_json()["items"]] == [2, 1]
+    restore = "/roles/{name}/versions/{version}/restore"
+    restored = admin.call("POST", restore, "/roles/second/versions/1/restore")
+    assert restored.get_json()["version"] == 3
+    error_of(admin.call("POST", restore, "/roles/second/versions/9/restore"), 404)
+    error_of(admin.call("POST", restore, "/roles/nope/versions/1/restore"), 404)
+    versions = admin.call("GET", "/roles/{name}/versions", "/roles/second/versions")
+    assert versions.get_json()["items"][0]["restored_from"] == 1
 
     events = admin.call("GET", "/audit", "/audit?limit=5").get_json()["items"]
     assert len(events) == 5

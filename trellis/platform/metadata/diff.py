@@ -1,17 +1,40 @@
-"""Readable differences between two versions of an object definition."""
+"""Readable differences between two versions of a document.
+
+An object definition gets a diff by field (``diff_definitions``); any other JSON document
+(a role, later a workflow or an automation) gets one by JSON pointer (``diff_documents``).
+Both answer the same questions (``Diff``): is there a change, what is it as JSON, and in
+one line.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 _MISSING = object()
+
+
+class ChangeKind(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+class Diff(Protocol):
+    """What the versioned-document store needs of a diff."""
+
+    def is_empty(self) -> bool: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def summary(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class FieldChange:
     field: str
-    kind: str  # "added" | "removed" | "changed"
+    kind: ChangeKind
     changes: dict[str, tuple[Any, Any]]
 
     def as_dict(self) -> dict[str, Any]:
@@ -28,15 +51,15 @@ class DefinitionDiff:
 
     @property
     def added(self) -> list[str]:
-        return [c.field for c in self.fields if c.kind == "added"]
+        return [c.field for c in self.fields if c.kind == ChangeKind.ADDED]
 
     @property
     def removed(self) -> list[str]:
-        return [c.field for c in self.fields if c.kind == "removed"]
+        return [c.field for c in self.fields if c.kind == ChangeKind.REMOVED]
 
     @property
     def changed(self) -> list[FieldChange]:
-        return [c for c in self.fields if c.kind == "changed"]
+        return [c for c in self.fields if c.kind == ChangeKind.CHANGED]
 
     def is_empty(self) -> bool:
         return not self.fields and not self.object_changes
@@ -81,15 +104,97 @@ def diff_definitions(old: dict[str, Any] | None, new: dict[str, Any]) -> Definit
     fields: list[FieldChange] = []
     for name, prop in new_props.items():
         if name not in old_props:
-            fields.append(FieldChange(name, "added", {}))
+            fields.append(FieldChange(name, ChangeKind.ADDED, {}))
             continue
         changes = _keyword_changes(old_props[name], prop)
         if (name in old_required) != (name in new_required):
             changes["required"] = (name in old_required, name in new_required)
         if changes:
-            fields.append(FieldChange(name, "changed", changes))
-    fields.extend(FieldChange(name, "removed", {}) for name in old_props if name not in new_props)
+            fields.append(FieldChange(name, ChangeKind.CHANGED, changes))
+    removed = [name for name in old_props if name not in new_props]
+    fields.extend(FieldChange(name, ChangeKind.REMOVED, {}) for name in removed)
     outer_old = {k: v for k, v in old.items() if k not in {"properties", "required"}}
     outer_new = {k: v for k, v in new.items() if k not in {"properties", "required"}}
     object_changes = _keyword_changes(outer_old, outer_new) if old.get("x-name") else {}
     return DefinitionDiff(fields, object_changes)
+
+
+@dataclass(frozen=True)
+class PointerChange:
+    """One value added, removed or changed, at its JSON pointer (RFC 6901)."""
+
+    pointer: str
+    kind: ChangeKind
+    before: Any = None
+    after: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pointer": self.pointer, "change": self.kind}
+        if self.kind != ChangeKind.ADDED:
+            out["from"] = self.before
+        if self.kind != ChangeKind.REMOVED:
+            out["to"] = self.after
+        return out
+
+
+@dataclass(frozen=True)
+class DocumentDiff:
+    """What changed in a JSON document, value by value."""
+
+    changes: list[PointerChange]
+
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changes": [c.as_dict() for c in self.changes], "summary": self.summary()}
+
+    def summary(self) -> str:
+        parts = []
+        for kind in ChangeKind:
+            pointers = [c.pointer for c in self.changes if c.kind == kind]
+            if pointers:
+                parts.append(f"{kind} " + ", ".join(pointers))
+        return "; ".join(parts) or "no change"
+
+
+def diff_documents(old: dict[str, Any] | None, new: dict[str, Any]) -> DocumentDiff:
+    """What changed from ``old`` to ``new`` (``old`` None: every top-level key is added).
+
+    Objects present on both sides are compared key by key; anything else (a list, a
+    scalar, a value that changed type) is one value, changed as a whole.
+    """
+    changes: list[PointerChange] = []
+    _compare_objects("", old or {}, new, changes)
+    return DocumentDiff(changes)
+
+
+def _compare_objects(
+    at: str, old: dict[str, Any], new: dict[str, Any], changes: list[PointerChange]
+) -> None:
+    for key in list(old) + [k for k in new if k not in old]:
+        pointer = f"{at}/{_escape(key)}"
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if before is _MISSING:
+            changes.append(PointerChange(pointer, ChangeKind.ADDED, after=after))
+        elif after is _MISSING:
+            changes.append(PointerChange(pointer, ChangeKind.REMOVED, before=before))
+        elif isinstance(before, dict) and isinstance(after, dict):
+            _compare_objects(pointer, before, after, changes)
+        elif not _same(before, after):
+            changes.append(PointerChange(pointer, ChangeKind.CHANGED, before, after))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (to Python it is); ``1`` and ``1.0`` are one number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")

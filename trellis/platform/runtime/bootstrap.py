@@ -11,8 +11,9 @@ from alembic.config import Config
 
 from trellis.platform.metadata.definition import load_definition
 from trellis.platform.runtime.identity.users import UserService
-from trellis.platform.runtime.models import MetaObject, MetaObjectVersion, MetaRevision
+from trellis.platform.runtime.models import MetaRevision
 from trellis.platform.runtime.storage import MissingConstraint, add_missing_constraints
+from trellis.platform.runtime.versioning import OBJECTS, current_documents
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -62,16 +63,7 @@ def _sqlite_foreign_keys(connection: sa.Connection, on: bool) -> None:
 
 
 def _current_definitions(connection: sa.Connection) -> list[ObjectDefinition]:
-    rows = connection.execute(
-        sa.select(MetaObjectVersion.document)
-        .join(
-            MetaObject,
-            (MetaObject.name == MetaObjectVersion.object_name)
-            & (MetaObject.current_version == MetaObjectVersion.version),
-        )
-        .order_by(MetaObject.name)
-    ).scalars()
-    return [load_definition(dict(document)) for document in rows]
+    return [load_definition(doc) for _, _, doc in current_documents(connection, OBJECTS)]
 
 
 def ensure_revision_row(session: Session) -> None:

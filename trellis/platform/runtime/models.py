@@ -87,10 +87,13 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None]
 
 
-class MetaObject(Base):
-    """One row per defined object: which version of its definition is current."""
+class DocumentHead(Base):
+    """A versioned document's head row: its name and which version is current.
 
-    __tablename__ = "meta_objects"
+    Locked ``FOR UPDATE`` by every change (``runtime/versioning.py``), so changers queue.
+    """
+
+    __abstract__ = True
 
     name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     current_version: Mapped[int]
@@ -98,21 +101,39 @@ class MetaObject(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class MetaObjectVersion(Base):
-    """An immutable version of an object definition, with who, when and what changed."""
+class DocumentVersion(Base):
+    """An immutable version of a versioned document, with who, when and what changed.
 
-    __tablename__ = "meta_object_versions"
-    __table_args__ = (sa.UniqueConstraint("object_name", "version"),)
+    Each kind's model adds the column naming its document (a foreign key to its head).
+    """
+
+    __abstract__ = True
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    object_name: Mapped[str] = mapped_column(sa.ForeignKey("meta_objects.name", ondelete="CASCADE"))
     version: Mapped[int]
     document: Mapped[dict[str, Any]]
-    diff: Mapped[dict[str, Any]]
+    diff: Mapped[dict[str, Any] | None]
     summary: Mapped[str] = mapped_column(sa.Text, default="")
     restored_from: Mapped[int | None]
     author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MetaObject(DocumentHead):
+    """One row per defined object: which version of its definition is current."""
+
+    __tablename__ = "meta_objects"
+
+
+class MetaObjectVersion(DocumentVersion):
+    """An immutable version of an object definition."""
+
+    __tablename__ = "meta_object_versions"
+    __table_args__ = (sa.UniqueConstraint("object_name", "version"),)
+
+    object_name: Mapped[str] = mapped_column(sa.ForeignKey("meta_objects.name", ondelete="CASCADE"))
+    # Every object version has a diff, from the first one on.
+    diff: Mapped[dict[str, Any]] = mapped_column(nullable=False)
 
 
 class MetaRevision(Base):
@@ -162,27 +183,21 @@ class InstalledPack(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Role(Base):
-    """A role: which version of its document is current (versioned like objects)."""
+class Role(DocumentHead):
+    """A role: which version of its document is current."""
 
     __tablename__ = "roles"
 
-    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    current_version: Mapped[int]
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
+class RoleVersion(DocumentVersion):
+    """An immutable version of a role document (``diff`` is null for versions written
+    before roles kept diffs, migration 0003)."""
 
-class RoleVersion(Base):
     __tablename__ = "role_versions"
     __table_args__ = (sa.UniqueConstraint("role_name", "version"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     role_name: Mapped[str] = mapped_column(sa.ForeignKey("roles.name", ondelete="CASCADE"))
-    version: Mapped[int]
-    document: Mapped[dict[str, Any]]
-    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 
 class UserRole(Base):

@@ -355,6 +355,15 @@ def _role_paths() -> dict[str, Any]:
                 summary="A role's versions",
             ),
         },
+        "/roles/{name}/versions/{version}/restore": {
+            "parameters": [name, _int_param("version")],
+            "post": _operation(
+                "restore_role_version",
+                "roles",
+                {"200": _ok("Restored as a new version", role), "422": ERROR},
+                summary="Make an old version current again, as a new version",
+            ),
+        },
     }
 
 

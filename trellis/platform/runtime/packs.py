@@ -120,8 +120,8 @@ def install_pack(
         name = document.get("x-name") if isinstance(document, dict) else None
         try:
             if isinstance(name, str) and name in roles.names():
-                _, _, changed = roles.update(name, document)
-                (result.updated if changed else result.unchanged).append(f"role {name}")
+                outcome = roles.update(name, document)
+                (result.updated if outcome.created else result.unchanged).append(f"role {name}")
             else:
                 roles.create(document)
                 result.created.append(f"role {name}")

@@ -21,14 +21,9 @@ from trellis.exceptions import NotFound, ValidationFailed
 from trellis.platform.metadata.definition import ObjectDefinition, load_definition
 from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
-from trellis.platform.runtime.models import (
-    MetaObject,
-    MetaObjectVersion,
-    MetaRevision,
-    Role,
-    RoleVersion,
-)
+from trellis.platform.runtime.models import MetaRevision
 from trellis.platform.runtime.storage import build_table
+from trellis.platform.runtime.versioning import OBJECTS, ROLES, current_documents
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -148,19 +143,13 @@ class MetaRegistry:
             self._revision = None
 
     def _rebuild(self, session: Session, revision: int) -> None:
-        rows = session.execute(
-            sa.select(MetaObjectVersion.document, MetaObjectVersion.version)
-            .join(
-                MetaObject,
-                sa.and_(
-                    MetaObject.name == MetaObjectVersion.object_name,
-                    MetaObject.current_version == MetaObjectVersion.version,
-                ),
-            )
-            .order_by(MetaObject.name)
-        ).all()
-        objects = build_objects([(load_definition(doc), version) for doc, version in rows])
-        roles = current_role_documents(session)
+        objects = build_objects(
+            [
+                (load_definition(doc), version)
+                for _, version, doc in current_documents(session, OBJECTS)
+            ]
+        )
+        roles = {name: doc for name, _, doc in current_documents(session, ROLES)}
         with self._lock:
             self._objects = objects
             self._roles = roles
@@ -222,15 +211,3 @@ def build_objects(definitions: list[tuple[ObjectDefinition, int]]) -> dict[str, 
             else:
                 target.referrers.append((meta.name, spec))
     return objects
-
-
-def current_role_documents(session: Session) -> dict[str, dict[str, Any]]:
-    rows = session.execute(
-        sa.select(RoleVersion.role_name, RoleVersion.document).join(
-            Role,
-            sa.and_(
-                Role.name == RoleVersion.role_name, Role.current_version == RoleVersion.version
-            ),
-        )
-    )
-    return {name: dict(document) for name, document in rows}

@@ -23,6 +23,7 @@ from trellis.platform.runtime.api.schemas import (
     RoleVersionPageSchema,
 )
 from trellis.platform.runtime.identity import RoleService
+from trellis.platform.runtime.versioning import Saved
 
 ROLE, ROLE_CHANGE, ROLES, ROLE_VERSIONS = (
     RoleSchema(),
@@ -43,13 +44,16 @@ def list_roles() -> Any:
     return jsonify(ROLES.dump({"items": [documents[name] for name in sorted(documents)]}))
 
 
+def _role_out(saved: Saved) -> dict[str, Any]:
+    return {"name": saved.name, "version": saved.version, "role": saved.document}
+
+
 @bp.post("/roles")
 def create_role() -> Any:
     require_admin()
-    document, version = _roles().create(json_body())
+    saved = _roles().create(json_body())
     commit()
-    body = ROLE.dump({"name": document["x-name"], "version": version, "role": document})
-    return jsonify(body), 201
+    return jsonify(ROLE.dump(_role_out(saved))), 201
 
 
 @bp.get("/roles/<name>")
@@ -62,13 +66,20 @@ def get_role(name: str) -> Any:
 @bp.put("/roles/<name>")
 def update_role(name: str) -> Any:
     require_admin()
-    document, version, changed = _roles().update(name, json_body())
+    saved = _roles().update(name, json_body())
     commit()
-    body = {"name": name, "version": version, "role": document, "changed": changed}
-    return jsonify(ROLE_CHANGE.dump(body))
+    return jsonify(ROLE_CHANGE.dump({**_role_out(saved), "changed": saved.created}))
 
 
 @bp.get("/roles/<name>/versions")
 def list_role_versions(name: str) -> Any:
     require_admin()
     return jsonify(ROLE_VERSIONS.dump({"items": _roles().versions(name)}))
+
+
+@bp.post("/roles/<name>/versions/<int:version>/restore")
+def restore_role_version(name: str, version: int) -> Any:
+    require_admin()
+    saved = _roles().restore(name, version)
+    commit()
+    return jsonify(ROLE.dump(_role_out(saved)))

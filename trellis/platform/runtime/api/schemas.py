@@ -228,6 +228,17 @@ class RoleVersionSchema(Shape):
     version = fields.Integer()
     author_id = fields.Integer(allow_none=True)
     created_at = Moment()
+    summary = fields.String(metadata={"description": "what changed, in one line"})
+    diff = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "each value added, removed or changed, by JSON pointer"
+            " (null for versions written before roles kept diffs)"
+        },
+    )
+    restored_from = fields.Integer(
+        allow_none=True, metadata={"description": "the version this one restored, if any"}
+    )
     role = RoleDocument(attribute="document")
 
 

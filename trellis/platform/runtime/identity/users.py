@@ -18,12 +18,12 @@ from trellis.platform.runtime.identity.passwords import check_password
 from trellis.platform.runtime.models import (
     ApiToken,
     Role,
-    RoleVersion,
     User,
     UserRole,
     iso,
     utcnow,
 )
+from trellis.platform.runtime.versioning import ROLES, current_documents
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -201,18 +201,8 @@ class UserService:
         scope: their users see records through the partner they work for."""
         if not roles:
             return []
-        rows = self.session.execute(
-            sa.select(RoleVersion.role_name, RoleVersion.document)
-            .join(
-                Role,
-                sa.and_(
-                    Role.name == RoleVersion.role_name,
-                    Role.current_version == RoleVersion.version,
-                ),
-            )
-            .where(RoleVersion.role_name.in_(roles))
-        )
-        return sorted(name for name, document in rows if _uses_hierarchy(document))
+        rows = current_documents(self.session, ROLES, roles)
+        return sorted(name for name, _, document in rows if _uses_hierarchy(document))
 
     def _partner(self, partner: Any) -> int | None:
         if partner is None:
