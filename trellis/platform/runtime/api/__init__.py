@@ -148,7 +148,6 @@ def close_unit_of_work(_exc: BaseException | None) -> None:
     session.close()  # rolls back anything not committed
     # Written after the request's transaction is gone: they must outlive its rollback,
     # and on SQLite a second writer inside the request would wait on the first.
-    assert db.engine is not None
     token_id = g.pop("touch_token", None)
     if token_id is not None:
         with db.engine.begin() as connection:
