@@ -6,6 +6,7 @@ with the test client, as a browser would.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -17,7 +18,10 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.platform.runtime.helpers import error_of
 from trellis.extensions import Database
-from trellis.platform.runtime.models import ApiToken
+from trellis.platform.runtime.identity import Identity
+from trellis.platform.runtime.identity.sessions import authenticate_session, session_stamp
+from trellis.platform.runtime.identity.tokens import authenticate_token
+from trellis.platform.runtime.models import ApiToken, User
 
 PASSWORD = "a first password"
 
@@ -55,6 +59,25 @@ def new_user(api: Api, email: str) -> dict[str, Any]:
 @pytest.fixture
 def browser(app: Flask) -> FlaskClient:
     return signed_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+def test_a_token_and_a_session_give_one_identity(database: Database, admin_token: str) -> None:
+    """Both ways to sign in read the same facts into the same type; only the token differs."""
+    with database.session() as session:
+        user = session.scalar(sa.select(User).where(User.email == ADMIN_EMAIL))
+        assert user is not None
+        stamp = session_stamp(user.password_changed_at, user.session_epoch)
+        by_session = authenticate_session(session, user.id, stamp)
+        by_token = authenticate_token(session, f"Bearer {admin_token}")
+    assert type(by_token) is type(by_session) is Identity
+    assert by_session.token_id is None and not by_session.needs_touch
+    assert by_token.token_id is not None and by_token.needs_touch  # never used yet
+    assert dataclasses.replace(by_token, token_id=None, needs_touch=False) == by_session
+    assert (by_session.user_id, by_session.email, by_session.is_admin) == (
+        user.id,
+        ADMIN_EMAIL,
+        True,
+    )
 
 
 def test_a_session_reads_the_api(browser: FlaskClient) -> None:
