@@ -1,4 +1,4 @@
-"""Shared integrations, each with ``init_app(app)``: the database and Redis."""
+"""Shared integrations: the database, one per app (``Database.init_app``), and ``db``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from flask import Flask
-    from redis import Redis
 
 
 class Database:
@@ -95,12 +94,6 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     def _on_begin(connection: sa.Connection) -> None:
         immediate = connection.get_execution_options().get("trellis_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def redis_connection(url: str) -> Redis:
-    from redis import Redis
-
-    return Redis.from_url(url)
 
 
 db = CurrentDatabase()
