@@ -92,12 +92,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return url
 
 
-@pytest.fixture
-def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "test-secret", "TESTING": True})
+def migrated_app(url: str, admin_email: str = ADMIN_EMAIL) -> Flask:
+    """An app on ``url``, migrated to head, with the administrator ``admin_email``."""
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "TESTING": True})
     database = database_of(app)
     with database.session() as session:
-        init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+        init_database(database.engine, session, admin_email, ADMIN_PASSWORD)
+    return app
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
+    app = migrated_app(db_url)
+    database = database_of(app)
     # No app context stays pushed: each request gets its own, and so its own ``g``, as in
     # production (a shared ``g`` would, for one, serve one session's CSRF token to another).
     # Tests reach the app's database through the ``database`` fixture instead.

@@ -12,11 +12,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import ADMIN_PASSWORD, _reset_pg
+from tests.conftest import _reset_pg, migrated_app
 from tests.factories import definition, field
-from trellis import create_app
 from trellis.extensions import database_of, db
-from trellis.platform.runtime.bootstrap import init_database
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import User
 
@@ -31,12 +29,9 @@ def _url(kind: str, name: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 def _made(url: str, name: str) -> tuple[Flask, str]:
     """An app on ``url`` whose admin is ``<name>@example.com``, and that admin's token."""
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "TESTING": True})
-    database = database_of(app)
     email = f"{name}@example.com"
-    with database.session() as session:
-        init_database(database.engine, session, email, ADMIN_PASSWORD)
-    with database.session() as session:
+    app = migrated_app(url, email)
+    with database_of(app).session() as session:
         token = issue_token(session, email, name="tests")
         session.commit()
     return app, token
