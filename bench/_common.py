@@ -96,7 +96,7 @@ def trellis_app(url: str) -> tuple[Any, str]:
     instance folder; it points at a temporary path so no ``./instance`` appears.
     """
     from trellis import create_app
-    from trellis.extensions import db
+    from trellis.extensions import database_of
     from trellis.platform.runtime.bootstrap import init_database
     from trellis.platform.runtime.identity.tokens import issue_token
 
@@ -104,13 +104,12 @@ def trellis_app(url: str) -> tuple[Any, str]:
         "TRELLIS_INSTANCE_PATH", str(Path(tempfile.gettempdir()) / "trellis-bench-instance")
     )
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench-secret", "TESTING": False})
-    with app.app_context():
-        assert db.engine is not None
-        with db.session() as session:
-            init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
-        with db.session() as session:
-            token = issue_token(session, ADMIN_EMAIL, name="bench")
-            session.commit()
+    database = database_of(app)
+    with database.session() as session:
+        init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+    with database.session() as session:
+        token = issue_token(session, ADMIN_EMAIL, name="bench")
+        session.commit()
     return app, token
 
 

@@ -203,10 +203,9 @@ def main() -> None:
             rewritten = any(after[t][1] != before[t][1] for t in after)
     finally:
         engine.dispose()
-        from trellis.extensions import db
+        from trellis.extensions import database_of
 
-        if db.engine is not None:
-            db.engine.dispose()
+        database_of(app).engine.dispose()
         if not args.keep:
             drop_postgres(args.pg_url)
 

@@ -708,10 +708,9 @@ def main() -> None:
             if args.profile:
                 profile_trellis(env, seed, max(n // 2, 50), 30)
         env["engine"].dispose()
-        from trellis.extensions import db
+        from trellis.extensions import database_of
 
-        if db.engine is not None:
-            db.engine.dispose()
+        database_of(env["app"]).engine.dispose()
 
     log("")
     log(

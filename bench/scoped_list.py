@@ -196,11 +196,11 @@ def build_closure(app: Any) -> dict[str, Any]:
     Every statement it sends is counted and timed (with the driver's own row count),
     so a loop that does not stop at the first empty level shows.
     """
-    from trellis.extensions import db
+    from trellis.extensions import database_of
     from trellis.platform.runtime.hierarchy import rebuild
 
     registry = app.extensions["trellis.registry"]
-    assert db.engine is not None
+    database = database_of(app)
     statements: list[tuple[float, int]] = []  # (seconds, rows) of each INSERT
     started: list[float] = []
 
@@ -212,16 +212,16 @@ def build_closure(app: Any) -> dict[str, Any]:
         if statement.startswith("INSERT INTO hierarchy_links"):
             statements.append((seconds, cursor.rowcount))
 
-    sa.event.listen(db.engine, "before_cursor_execute", before)
-    sa.event.listen(db.engine, "after_cursor_execute", after)
+    sa.event.listen(database.engine, "before_cursor_execute", before)
+    sa.event.listen(database.engine, "after_cursor_execute", after)
     try:
-        with app.app_context(), db.session() as session:
+        with database.session() as session:
             registry.ensure_current(session)
             links = rebuild(session, registry.get("dealer"), "parent")
             session.commit()
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", before)
-        sa.event.remove(db.engine, "after_cursor_execute", after)
+        sa.event.remove(database.engine, "before_cursor_execute", before)
+        sa.event.remove(database.engine, "after_cursor_execute", after)
     useful = [seconds for seconds, rows in statements if rows > 0]
     empty = [seconds for seconds, rows in statements if rows <= 0]
     return {
@@ -518,7 +518,6 @@ class SqlClock:
     def listening(self) -> Iterator[SqlClock]:
         from trellis.extensions import db
 
-        assert db.engine is not None
         sa.event.listen(db.engine, "before_cursor_execute", self.before)
         sa.event.listen(db.engine, "after_cursor_execute", self.after)
         try:
@@ -601,7 +600,6 @@ def list_statement(client: Any, headers: dict[str, str]) -> tuple[str, Any]:
     """The SELECT Trellis sends for the page, with its parameters, caught on the way out."""
     from trellis.extensions import db
 
-    assert db.engine is not None
     with captured_sql(db.engine) as seen:
         expect(client.get(LIST_URL, headers=headers), 200, "capture the list SQL")
     if len(seen) != 1:
@@ -770,7 +768,6 @@ def adaptive_scope_form(threshold: int) -> Iterator[None]:
         if has_request_context() and "session" in g:  # the request's own connection
             size = g.session.execute(count).scalar_one()
         else:
-            assert db.engine is not None
             with db.engine.connect() as connection:
                 size = connection.execute(count).scalar_one()
         return condition.is_(sa.true()) if size >= threshold else condition
@@ -940,10 +937,9 @@ def main() -> None:
                 )
     finally:
         engine.dispose()
-        from trellis.extensions import db
+        from trellis.extensions import database_of
 
-        if db.engine is not None:
-            db.engine.dispose()
+        database_of(app).engine.dispose()
         if not args.keep:
             drop_postgres(args.pg_url, DB_NAME)
 

@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from trellis import create_app
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.runtime.bootstrap import init_database
 from trellis.platform.runtime.identity.tokens import issue_token
 
@@ -92,16 +92,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return url
 
 
+def migrated_app(url: str, admin_email: str = ADMIN_EMAIL) -> Flask:
+    """An app on ``url``, migrated to head, with the administrator ``admin_email``."""
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "TESTING": True})
+    database = database_of(app)
+    with database.session() as session:
+        init_database(database.engine, session, admin_email, ADMIN_PASSWORD)
+    return app
+
+
 @pytest.fixture
 def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "test-secret", "TESTING": True})
-    assert db.engine is not None
-    with db.session() as session:
-        init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+    app = migrated_app(db_url)
+    database = database_of(app)
     # No app context stays pushed: each request gets its own, and so its own ``g``, as in
     # production (a shared ``g`` would, for one, serve one session's CSRF token to another).
+    # Tests reach the app's database through the ``database`` fixture instead.
     yield app
-    db.engine.dispose()
+    database.engine.dispose()
+
+
+@pytest.fixture
+def database(app: Flask) -> Database:
+    """The test app's own database (engine and sessions), usable outside a request."""
+    return database_of(app)
 
 
 @pytest.fixture
@@ -110,8 +124,8 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def admin_token(app: Flask) -> str:
-    with db.session() as session:
+def admin_token(database: Database) -> str:
+    with database.session() as session:
         token = issue_token(session, ADMIN_EMAIL, name="tests")
         session.commit()
     return token

@@ -6,6 +6,7 @@ with the test client, as a browser would.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -16,8 +17,11 @@ from flask.testing import FlaskClient
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.platform.runtime.helpers import error_of
-from trellis.extensions import db
-from trellis.platform.runtime.models import ApiToken
+from trellis.extensions import Database
+from trellis.platform.runtime.identity import Identity
+from trellis.platform.runtime.identity.sessions import authenticate_session, session_stamp
+from trellis.platform.runtime.identity.tokens import authenticate_token
+from trellis.platform.runtime.models import ApiToken, User
 
 PASSWORD = "a first password"
 
@@ -40,8 +44,8 @@ def signed_in(app: Flask, email: str, password: str) -> FlaskClient:
     return browser
 
 
-def token_count() -> int:
-    with db.session() as session:
+def token_count(database: Database) -> int:
+    with database.session() as session:
         return session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) or 0
 
 
@@ -55,6 +59,25 @@ def new_user(api: Api, email: str) -> dict[str, Any]:
 @pytest.fixture
 def browser(app: Flask) -> FlaskClient:
     return signed_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+def test_a_token_and_a_session_give_one_identity(database: Database, admin_token: str) -> None:
+    """Both ways to sign in read the same facts into the same type; only the token differs."""
+    with database.session() as session:
+        user = session.scalar(sa.select(User).where(User.email == ADMIN_EMAIL))
+        assert user is not None
+        stamp = session_stamp(user.password_changed_at, user.session_epoch)
+        by_session = authenticate_session(session, user.id, stamp)
+        by_token = authenticate_token(session, f"Bearer {admin_token}")
+    assert type(by_token) is type(by_session) is Identity
+    assert by_session.token_id is None and not by_session.needs_touch
+    assert by_token.token_id is not None and by_token.needs_touch  # never used yet
+    assert dataclasses.replace(by_token, token_id=None, needs_touch=False) == by_session
+    assert (by_session.user_id, by_session.email, by_session.is_admin) == (
+        user.id,
+        ADMIN_EMAIL,
+        True,
+    )
 
 
 def test_a_session_reads_the_api(browser: FlaskClient) -> None:
@@ -73,28 +96,30 @@ def test_a_session_user_has_their_own_rights_only(app: Flask, api: Api) -> None:
     error_of(sam.get("/api/v1/users"), 403, "forbidden")
 
 
-def test_session_writes_need_the_pages_csrf_token(browser: FlaskClient) -> None:
-    before = token_count()
+def test_session_writes_need_the_pages_csrf_token(browser: FlaskClient, database: Database) -> None:
+    before = token_count(database)
     error_of(browser.post("/api/v1/tokens", json={"name": "x"}), 403, "csrf_failed")
     forged = {"X-CSRFToken": "forged"}
     error_of(browser.post("/api/v1/tokens", json={"name": "x"}, headers=forged), 403, "csrf_failed")
-    assert token_count() == before
+    assert token_count(database) == before
 
     good = {"X-CSRFToken": page_csrf(browser)}
     response = browser.post("/api/v1/tokens", json={"name": "from the page"}, headers=good)
     assert response.status_code == 201, response.get_json()
-    assert token_count() == before + 1
+    assert token_count(database) == before + 1
     token_id = response.get_json()["id"]
     error_of(browser.delete(f"/api/v1/tokens/{token_id}"), 403, "csrf_failed")
     assert browser.delete(f"/api/v1/tokens/{token_id}", headers=good).status_code == 204
 
 
-def test_another_sessions_csrf_token_does_not_pass(app: Flask, browser: FlaskClient) -> None:
+def test_another_sessions_csrf_token_does_not_pass(
+    app: Flask, browser: FlaskClient, database: Database
+) -> None:
     other = signed_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)
     foreign = {"X-CSRFToken": page_csrf(other)}
-    before = token_count()
+    before = token_count(database)
     error_of(browser.post("/api/v1/tokens", json={"name": "x"}, headers=foreign), 403)
-    assert token_count() == before
+    assert token_count(database) == before
 
 
 def test_bearer_tokens_stay_csrf_exempt_and_win_over_the_cookie(

@@ -25,9 +25,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.conftest import _reset_pg
 from trellis import create_app
 from trellis.cli import main
-from trellis.extensions import db
+from trellis.extensions import database_of
 from trellis.platform.runtime.models import InstalledPack, MetaObjectVersion, User
 from trellis.platform.runtime.packs import BUILTIN_PACKS, demo_user_entries
 
@@ -74,8 +75,6 @@ def trellis(environment: dict[str, str | None]) -> Iterator[Run]:
         return result
 
     yield run
-    if db.engine is not None:
-        db.engine.dispose()
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -105,8 +104,21 @@ def last_line(result: Result) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def api_app(url: str) -> Flask:
-    return create_app({"DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True})
+AppOn = Callable[[str], Flask]
+
+
+@pytest.fixture
+def api_app() -> Iterator[AppOn]:
+    """Build apps on the database the commands set up; their engines close after the test."""
+    made: list[Flask] = []
+
+    def build(url: str) -> Flask:
+        made.append(create_app({"DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True}))
+        return made[-1]
+
+    yield build
+    for app in made:
+        database_of(app).engine.dispose()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -174,7 +186,9 @@ def test_init_refuses_an_invalid_email(trellis: Run) -> None:
 # --- token create ----------------------------------------------------------------------
 
 
-def test_token_create_prints_a_working_token(trellis: Run, sqlite_url: str, tmp_path: Path) -> None:
+def test_token_create_prints_a_working_token(
+    trellis: Run, sqlite_url: str, tmp_path: Path, api_app: AppOn
+) -> None:
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     result = trellis("token", "create", "--user", EMAIL)
     token = last_line(result)
@@ -182,19 +196,14 @@ def test_token_create_prints_a_working_token(trellis: Run, sqlite_url: str, tmp_
     second = last_line(trellis("token", "create", "--user", EMAIL.upper(), "--name", "ci"))
     assert second != token
 
-    app = api_app(sqlite_url)
-    client = app.test_client()
-    try:
-        for good in (token, second):
-            response = client.get("/api/v1/objects", headers=bearer(good))
-            assert response.status_code == 200, response.get_json()
-            assert response.get_json() == {"items": []}
-        made_up = "trl_" + "x" * 43
-        assert client.get("/api/v1/objects", headers=bearer(made_up)).status_code == 401
-        assert client.get("/api/v1/objects").status_code == 401
-    finally:
-        assert db.engine is not None
-        db.engine.dispose()
+    client = api_app(sqlite_url).test_client()
+    for good in (token, second):
+        response = client.get("/api/v1/objects", headers=bearer(good))
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json() == {"items": []}
+    made_up = "trl_" + "x" * 43
+    assert client.get("/api/v1/objects", headers=bearer(made_up)).status_code == 401
+    assert client.get("/api/v1/objects").status_code == 401
 
 
 def test_token_create_for_an_unknown_user_fails(trellis: Run, sqlite_url: str) -> None:
@@ -339,11 +348,9 @@ def any_db(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Run]]:
         return result
 
     yield db_url, run
-    if db.engine is not None:
-        db.engine.dispose()
 
 
-def test_user_create_with_roles_and_a_partner(any_db: tuple[str, Run]) -> None:
+def test_user_create_with_roles_and_a_partner(any_db: tuple[str, Run], api_app: AppOn) -> None:
     url, trellis = any_db
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("pack", "install", "channel_pack", "--demo")
@@ -427,7 +434,9 @@ def test_user_create_refuses_bad_input_and_creates_nothing(trellis: Run, sqlite_
     assert count(sqlite_url, "audit_events") == events_before
 
 
-def test_user_set_password_then_sign_in_through_the_form(trellis: Run, sqlite_url: str) -> None:
+def test_user_set_password_then_sign_in_through_the_form(
+    trellis: Run, sqlite_url: str, api_app: AppOn
+) -> None:
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("user", "create", "--email", "pat@example.com", "--password", "first password")
     client = api_app(sqlite_url).test_client()
@@ -474,7 +483,7 @@ def test_user_set_password_then_sign_in_through_the_form(trellis: Run, sqlite_ur
     )
 
 
-def test_user_deactivate_stops_tokens_and_sign_in(any_db: tuple[str, Run]) -> None:
+def test_user_deactivate_stops_tokens_and_sign_in(any_db: tuple[str, Run], api_app: AppOn) -> None:
     url, trellis = any_db
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     admin_token = last_line(trellis("token", "create", "--user", EMAIL))
@@ -553,7 +562,7 @@ def events(url: str, action: str) -> list[tuple[str, dict[str, Any]]]:
         engine.dispose()
 
 
-def test_user_list_shows_roles_partners_and_states(any_db: tuple[str, Run]) -> None:
+def test_user_list_shows_roles_partners_and_states(any_db: tuple[str, Run], api_app: AppOn) -> None:
     url, trellis = any_db
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("pack", "install", "channel_pack", "--demo")
@@ -596,7 +605,7 @@ def test_user_list_shows_roles_partners_and_states(any_db: tuple[str, Run]) -> N
 
 
 def test_user_reactivate_lets_them_sign_in_but_keeps_old_tokens_revoked(
-    trellis: Run, sqlite_url: str
+    trellis: Run, sqlite_url: str, api_app: AppOn
 ) -> None:
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("user", "create", "--email", "pat@example.com", "--password", PASSWORD)
@@ -629,7 +638,7 @@ def test_user_reactivate_lets_them_sign_in_but_keeps_old_tokens_revoked(
     assert ghost.exit_code == 2 and ghost.stderr == "error: no user 'ghost@example.com'\n"
 
 
-def test_token_list_and_revoke(any_db: tuple[str, Run]) -> None:
+def test_token_list_and_revoke(any_db: tuple[str, Run], api_app: AppOn) -> None:
     url, trellis = any_db
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("user", "create", "--email", "pat@example.com", "--password", PASSWORD)
@@ -681,7 +690,9 @@ def test_token_list_and_revoke(any_db: tuple[str, Run]) -> None:
 # --- refusals name the field and the reason ----------------------------------------------
 
 
-def test_refusals_name_the_field_and_the_reason(trellis: Run, sqlite_url: str) -> None:
+def test_refusals_name_the_field_and_the_reason(
+    trellis: Run, sqlite_url: str, api_app: AppOn
+) -> None:
     trellis("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
     trellis("pack", "install", "channel_pack", "--demo")
     admin_token = last_line(trellis("token", "create", "--user", EMAIL))
@@ -820,7 +831,7 @@ def test_a_busy_port_is_refused_before_anything_happens(
 # --- the same flow on each database ------------------------------------------------------
 
 
-def test_flow_on_each_database(db_url: str, tmp_path: Path) -> None:
+def test_flow_on_each_database(db_url: str, tmp_path: Path, api_app: AppOn) -> None:
     """init → pack install --demo → token create → the token reads the demo data."""
     env: dict[str, str | None] = dict.fromkeys(CLEARED)
     env.update(TRELLIS_DATABASE_URL=db_url, TRELLIS_INSTANCE_PATH=str(tmp_path / "instance"))
@@ -831,31 +842,48 @@ def test_flow_on_each_database(db_url: str, tmp_path: Path) -> None:
         assert result.exit_code == 0, (result.output, result.exception)
         return result
 
+    run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
+    run("pack", "install", "channel_pack", "--demo")
+    assert "unchanged 4" in run("pack", "install", "channel_pack", "--demo").stdout
+    token = last_line(run("token", "create", "--user", EMAIL))
+    with api_app(db_url).test_client() as client:
+        objects = client.get("/api/v1/objects", headers=bearer(token)).get_json()
+        names = {o["name"] for o in objects["items"]}
+        assert names == {"dealer", "product", "sales_order", "order_line"}
+        dealers = client.get("/api/v1/records/dealer?limit=500", headers=bearer(token))
+        assert dealers.status_code == 200
+        assert len(dealers.get_json()["items"]) == 15
+    engine = engine_for(db_url)
+    with engine.connect() as connection:
+        demo_users = len(demo_user_entries(BUILTIN_PACKS / "channel_pack"))
+        assert connection.scalar(sa.select(sa.func.count()).select_from(User)) == 1 + demo_users
+        assert connection.scalar(sa.select(sa.func.count()).select_from(InstalledPack)) == 1
+        versions = sa.select(sa.func.count()).select_from(MetaObjectVersion)
+        assert connection.scalar(versions) == 4
+    engine.dispose()
+
+
+def test_a_command_leaves_no_connection_open(pg_url: str, tmp_path: Path) -> None:
+    """Each command closes its app's engine as it ends: nothing stays connected."""
+    _reset_pg(pg_url)
+    env: dict[str, str | None] = dict.fromkeys(CLEARED)
+    env.update(TRELLIS_DATABASE_URL=pg_url, TRELLIS_INSTANCE_PATH=str(tmp_path / "instance"))
+    for args in (["init", "--admin-email", EMAIL, "--admin-password", PASSWORD], ["user", "list"]):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, (result.output, result.exception)
+    engine = engine_for(pg_url)
     try:
-        run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
-        run("init", "--admin-email", EMAIL, "--admin-password", PASSWORD)
-        run("pack", "install", "channel_pack", "--demo")
-        assert "unchanged 4" in run("pack", "install", "channel_pack", "--demo").stdout
-        token = last_line(run("token", "create", "--user", EMAIL))
-        app = api_app(db_url)
-        with app.test_client() as client:
-            objects = client.get("/api/v1/objects", headers=bearer(token)).get_json()
-            names = {o["name"] for o in objects["items"]}
-            assert names == {"dealer", "product", "sales_order", "order_line"}
-            dealers = client.get("/api/v1/records/dealer?limit=500", headers=bearer(token))
-            assert dealers.status_code == 200
-            assert len(dealers.get_json()["items"]) == 15
-        engine = engine_for(db_url)
         with engine.connect() as connection:
-            demo_users = len(demo_user_entries(BUILTIN_PACKS / "channel_pack"))
-            assert connection.scalar(sa.select(sa.func.count()).select_from(User)) == 1 + demo_users
-            assert connection.scalar(sa.select(sa.func.count()).select_from(InstalledPack)) == 1
-            versions = sa.select(sa.func.count()).select_from(MetaObjectVersion)
-            assert connection.scalar(versions) == 4
-        engine.dispose()
+            others = connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
     finally:
-        if db.engine is not None:
-            db.engine.dispose()
+        engine.dispose()
+    assert others == 0
 
 
 # --- the real servers ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from flask import Flask
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from trellis.admin_ui import SESSION_LIFETIME
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.runtime.identity import LOCK_AFTER, UserService
 from trellis.platform.runtime.identity.passwords import verify_password
 from trellis.platform.runtime.models import User
@@ -119,7 +119,7 @@ def session_cookie(page: Page) -> dict[str, Any] | None:
 
 
 def add_user(app: Flask, email: str, password: str, name: str) -> int:
-    with db.session() as session:
+    with database_of(app).session() as session:
         user = UserService(session, app.extensions["trellis.registry"], None).create(
             {"email": email, "password": password, "name": name}
         )
@@ -127,8 +127,8 @@ def add_user(app: Flask, email: str, password: str, name: str) -> int:
         return user.id
 
 
-def password_is(email: str, password: str) -> bool:
-    with db.session() as session:
+def password_is(database: Database, email: str, password: str) -> bool:
+    with database.session() as session:
         user = session.scalar(sa.select(User).where(User.email == email))
         assert user is not None
         return verify_password(user, password)
@@ -203,23 +203,21 @@ def test_admin_signs_in_sees_the_start_page_and_signs_out(
 
 
 @pytest.fixture
-def database_time_zone(app: Flask, db_url: str) -> Iterator[None]:
+def database_time_zone(app: Flask, db_url: str, database: Database) -> Iterator[None]:
     """On PostgreSQL, a database whose time zone is not UTC (as a server in China may be)."""
     if not db_url.startswith("postgresql"):
         yield
         return
-    assert db.engine is not None
     name = sa.make_url(db_url).database
 
     def alter(setting: str) -> None:
-        assert db.engine is not None
-        with db.engine.connect() as connection:
+        with database.engine.connect() as connection:
             connection.execute(sa.text(f'ALTER DATABASE "{name}" {setting}'))
             connection.commit()
-        db.engine.dispose()  # new connections take the setting
+        database.engine.dispose()  # new connections take the setting
 
     alter("SET timezone TO 'Asia/Shanghai'")
-    with db.engine.connect() as connection:
+    with database.engine.connect() as connection:
         assert connection.scalar(sa.text("SHOW timezone")) == "Asia/Shanghai"
     try:
         yield
@@ -228,7 +226,9 @@ def database_time_zone(app: Flask, db_url: str) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("database_time_zone")
-def test_change_password(app: Flask, new_page: NewPage, live_server: str) -> None:
+def test_change_password(
+    app: Flask, new_page: NewPage, live_server: str, database: Database
+) -> None:
     page = new_page()
     sign_in(page, live_server, ADMIN_EMAIL, ADMIN_PASSWORD)
     elsewhere = new_page()  # the same user, signed in in another browser
@@ -254,13 +254,13 @@ def test_change_password(app: Flask, new_page: NewPage, live_server: str) -> Non
     differ = change(ADMIN_PASSWORD, new_password, new_password + "!")
     assert differ.status == 400 and path_of(page) == "/password"
     assert flash_text(page) == "The new passwords differ."
-    assert password_is(ADMIN_EMAIL, ADMIN_PASSWORD)  # nothing changed so far
+    assert password_is(database, ADMIN_EMAIL, ADMIN_PASSWORD)  # nothing changed so far
 
     done = change(ADMIN_PASSWORD, new_password, new_password)
     assert done.status == 302
     assert page.url == live_server + "/"
     assert flash_text(page) == "Password changed."
-    assert password_is(ADMIN_EMAIL, new_password)
+    assert password_is(database, ADMIN_EMAIL, new_password)
     page.reload()  # this browser stays signed in ...
     assert page.url == live_server + "/" and page.locator("summary.who").is_visible()
     assert_signed_out(elsewhere, live_server)  # ... the other one's session has ended
@@ -275,9 +275,9 @@ def test_change_password(app: Flask, new_page: NewPage, live_server: str) -> Non
 
 
 def test_a_locked_account_cannot_sign_in_even_with_its_password(
-    new_page: NewPage, live_server: str
+    new_page: NewPage, live_server: str, database: Database
 ) -> None:
-    with db.session() as session:
+    with database.session() as session:
         session.execute(
             sa.update(User).where(User.email == ADMIN_EMAIL).values(failed_logins=LOCK_AFTER - 1)
         )
@@ -296,7 +296,9 @@ def test_a_locked_account_cannot_sign_in_even_with_its_password(
 # --- forms without their CSRF token -----------------------------------------------------
 
 
-def test_forms_without_their_csrf_token_are_refused(new_page: NewPage, live_server: str) -> None:
+def test_forms_without_their_csrf_token_are_refused(
+    new_page: NewPage, live_server: str, database: Database
+) -> None:
     page = new_page()
     page.goto(live_server + "/login")
     credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
@@ -342,7 +344,7 @@ def test_forms_without_their_csrf_token_are_refused(new_page: NewPage, live_serv
         max_redirects=0,
     )
     assert change.status == 400
-    assert password_is(ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert password_is(database, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.goto(live_server + "/")
     assert page.url == live_server + "/"  # still signed in: the forged sign-out did nothing
     assert page.locator("summary.who").inner_text() == "admin"
@@ -405,7 +407,7 @@ def test_next_from_the_address_bar(new_page: NewPage, live_server: str) -> None:
 
 
 def test_two_users_at_once_each_see_their_own_name(
-    app: Flask, new_page: NewPage, live_server: str
+    app: Flask, new_page: NewPage, live_server: str, database: Database
 ) -> None:
     second_id = add_user(app, SECOND_EMAIL, SECOND_PASSWORD, SECOND_NAME)
     admin, second = new_page(), new_page()
@@ -426,7 +428,7 @@ def test_two_users_at_once_each_see_their_own_name(
     assert all(cookies) and cookies[0] != cookies[1]
 
     # Deactivating a user ends their session at once; the other one's goes on.
-    with db.session() as session:
+    with database.session() as session:
         UserService(session, app.extensions["trellis.registry"], None).update(
             second_id, {"is_active": False}
         )

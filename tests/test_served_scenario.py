@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.factories import dealer_definition, field
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.identity.tokens import issue_token
 
 
@@ -141,6 +141,7 @@ def test_scenario_over_http(served: tuple[str, dict[str, str]]) -> None:
 
 def test_a_user_without_admin_rights_is_refused_metadata(
     served: tuple[str, dict[str, str]],
+    database: Database,
 ) -> None:
     base, admin = served
     created = requests.post(
@@ -151,7 +152,7 @@ def test_a_user_without_admin_rights_is_refused_metadata(
     )
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
-    with db.session() as session:
+    with database.session() as session:
         token = issue_token(session, "plain@example.com", name="scenario")
         session.commit()
     plain = {"Authorization": f"Bearer {token}"}

@@ -30,7 +30,7 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, require_service
 from tests.test_served_scenario import _free_port
 from trellis import create_app
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.runtime.bootstrap import init_database
 from trellis.platform.runtime.identity import LOCK_AFTER
 from trellis.platform.runtime.identity.tokens import issue_token
@@ -124,9 +124,8 @@ def at_once(count: int, attempt: Callable[[int], int]) -> Counter[int]:
         return Counter(pool.map(run, range(count)))
 
 
-def test_parallel_wrong_passwords_lock_the_account(served_pages: str) -> None:
+def test_parallel_wrong_passwords_lock_the_account(served_pages: str, database: Database) -> None:
     base = served_pages
-    assert db.engine is not None
     # Each thread has its form (session cookie and CSRF token) ready before the gate opens.
     ready: list[tuple[requests.Session, str]] = []
     for _ in range(PARALLEL):
@@ -143,9 +142,9 @@ def test_parallel_wrong_passwords_lock_the_account(served_pages: str) -> None:
     print(f"\n{PARALLEL} parallel wrong passwords: {dict(statuses)}")
     assert set(statuses) <= {401, 429}, statuses
     assert 1 <= checked <= LOCK_AFTER, statuses
-    assert audit_count(db.engine, "auth.login.failure") == checked
-    assert audit_count(db.engine, "auth.login.throttled") == statuses[429]
-    row = stored(db.engine, ADMIN_EMAIL)
+    assert audit_count(database.engine, "auth.login.failure") == checked
+    assert audit_count(database.engine, "auth.login.throttled") == statuses[429]
+    row = stored(database.engine, ADMIN_EMAIL)
     locked_until = aware(row.locked_until)
     assert locked_until is not None and locked_until > now() + dt.timedelta(minutes=10), row
 
@@ -156,19 +155,20 @@ def test_parallel_wrong_passwords_lock_the_account(served_pages: str) -> None:
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 60
     assert "locked" in refused.text
     # …and works once it has.
-    with db.engine.begin() as connection:
+    with database.engine.begin() as connection:
         connection.execute(
             sa.update(User)
             .where(User.email == ADMIN_EMAIL)
             .values(locked_until=now() - dt.timedelta(seconds=1))
         )
     assert post_form(base, ADMIN_EMAIL, ADMIN_PASSWORD) == 302
-    assert stored(db.engine, ADMIN_EMAIL).failed_logins == 0
+    assert stored(database.engine, ADMIN_EMAIL).failed_logins == 0
 
 
-def test_parallel_wrong_current_passwords_lock_the_account(served_pages: str) -> None:
+def test_parallel_wrong_current_passwords_lock_the_account(
+    served_pages: str, database: Database
+) -> None:
     base = served_pages
-    assert db.engine is not None
     signed_in = requests.Session()
     token = form_token(signed_in, base + "/login")
     form = {"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
@@ -190,9 +190,9 @@ def test_parallel_wrong_current_passwords_lock_the_account(served_pages: str) ->
     statuses = at_once(PARALLEL, lambda index: change(index, f"guess {index}").status_code)
     print(f"\n{PARALLEL} parallel wrong current passwords: {dict(statuses)}")
     assert set(statuses) <= {400, 429} and 1 <= statuses[400] <= LOCK_AFTER, statuses
-    assert audit_count(db.engine, "auth.password.failure") == statuses[400]
-    assert audit_count(db.engine, "auth.password.throttled") == statuses[429]
-    locked_until = aware(stored(db.engine, ADMIN_EMAIL).locked_until)
+    assert audit_count(database.engine, "auth.password.failure") == statuses[400]
+    assert audit_count(database.engine, "auth.password.throttled") == statuses[429]
+    locked_until = aware(stored(database.engine, ADMIN_EMAIL).locked_until)
     assert locked_until is not None and locked_until > now() + dt.timedelta(minutes=10)
     # Locked: even the right current password changes nothing.
     refused = change(0, ADMIN_PASSWORD)
@@ -210,8 +210,7 @@ def sign_in(client: FlaskClient, email: str, password: str, **kwargs: Any) -> in
     return client.post("/login", data=form, **kwargs).status_code
 
 
-def test_wrong_current_passwords_are_counted_and_lock(app: Flask) -> None:
-    assert db.engine is not None
+def test_wrong_current_passwords_are_counted_and_lock(app: Flask, database: Database) -> None:
     client = app.test_client()
     assert sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD) == 302
     found = CSRF.search(client.get("/password").get_data(as_text=True))
@@ -221,18 +220,18 @@ def test_wrong_current_passwords_are_counted_and_lock(app: Flask) -> None:
         response = client.post("/password", data={**form, "current_password": f"no {attempt}"})
         assert response.status_code == 400, (attempt, response.status_code)
         assert "The current password is wrong" in response.get_data(as_text=True)
-        with db.engine.begin() as connection:  # wait out the back-off without sleeping
+        with database.engine.begin() as connection:  # wait out the back-off without sleeping
             connection.execute(
                 sa.update(User)
                 .where(User.email == ADMIN_EMAIL)
                 .values(last_failed_at=now() - dt.timedelta(hours=1))
             )
-    assert aware(stored(db.engine, ADMIN_EMAIL).locked_until) is not None
+    assert aware(stored(database.engine, ADMIN_EMAIL).locked_until) is not None
     response = client.post("/password", data={**form, "current_password": ADMIN_PASSWORD})
     assert response.status_code == 429 and int(response.headers["Retry-After"]) > 60
     # The password did not change: the old one is the one refused by the lock, not a new one.
     assert sign_in(app.test_client(), ADMIN_EMAIL, "x" * 12) == 429
-    with db.engine.begin() as connection:
+    with database.engine.begin() as connection:
         connection.execute(
             sa.update(User)
             .where(User.email == ADMIN_EMAIL)
@@ -280,9 +279,9 @@ def limited_app(tmp_path: Any, storage: dict[str, str], limit: str = "5 per minu
             **storage,
         }
     )
-    assert db.engine is not None
-    with db.session() as session:
-        init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+    database = database_of(app)
+    with database.session() as session:
+        init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
     return app
 
 
@@ -294,8 +293,8 @@ def test_one_address_cannot_spray_passwords_across_accounts(
     tmp_path: Any, limit_storage: dict[str, str]
 ) -> None:
     app = limited_app(tmp_path, limit_storage)
-    assert db.engine is not None
-    with db.session() as session:
+    database = database_of(app)
+    with database.session() as session:
         token = issue_token(session, ADMIN_EMAIL, name="tests")
         session.commit()
     bearer = {"Authorization": f"Bearer {token}"}
@@ -309,7 +308,7 @@ def test_one_address_cannot_spray_passwords_across_accounts(
     sprayer = app.test_client()
     statuses = [sign_in(sprayer, email, "Summer2024!", environ_base=SPRAYER) for email in emails]
     assert statuses == [401] * 5 + [429] * 3, statuses
-    assert [stored(db.engine, e).failed_logins for e in emails] == [1] * 5 + [0] * 3
+    assert [stored(database.engine, e).failed_logins for e in emails] == [1] * 5 + [0] * 3
 
     found = CSRF.search(sprayer.get("/login").get_data(as_text=True))
     assert found
@@ -329,7 +328,7 @@ def test_one_address_cannot_spray_passwords_across_accounts(
     # Even the right password waits; the form itself still loads.
     assert sign_in(sprayer, ADMIN_EMAIL, ADMIN_PASSWORD, environ_base=SPRAYER) == 429
     assert sprayer.get("/login", environ_base=SPRAYER).status_code == 200
-    assert audit_count(db.engine, "auth.login.rate_limited") == 6
+    assert audit_count(database.engine, "auth.login.rate_limited") == 6
 
     # Another address is not held back, nor is the API from the limited one.
     assert sign_in(app.test_client(), ADMIN_EMAIL, ADMIN_PASSWORD, environ_base=OTHER) == 302

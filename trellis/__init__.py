@@ -37,12 +37,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     from trellis import admin_ui
-    from trellis.extensions import db
+    from trellis.extensions import Database
     from trellis.platform.runtime import api
 
     # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
     app.before_request(_refuse_undecodable_query)
-    db.init_app(app)
+    Database.init_app(app)
     api.init_app(app)
     admin_ui.init_app(app)
     # Tokens need no CSRF check; session writes to the API are checked by the API itself.

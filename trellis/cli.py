@@ -27,7 +27,7 @@ from werkzeug.security import check_password_hash
 
 from trellis import __version__, create_app
 from trellis.exceptions import AuthenticationRequired, NotFound, TrellisError
-from trellis.extensions import db
+from trellis.extensions import database_of, db
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.identity import UserService
@@ -89,8 +89,12 @@ def with_app(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        with create_app().app_context():
-            return command(*args, **kwargs)
+        app = create_app()
+        try:
+            with app.app_context():
+                return command(*args, **kwargs)
+        finally:
+            database_of(app).engine.dispose()  # no connection outlives the command
 
     return run
 
@@ -112,7 +116,6 @@ def _fail(exc: TrellisError) -> None:
 
 def _require_database() -> None:
     """Refuse with a clear message, not a traceback, when ``trellis init`` has not run."""
-    assert db.engine is not None
     with db.engine.connect() as connection:
         ready = sa.inspect(connection).has_table("meta_revision")
     if not ready:
@@ -152,7 +155,6 @@ def _find_user(session: Any, email: str) -> User:
 
 
 def _safe_url() -> str:
-    assert db.engine is not None
     return db.engine.url.render_as_string(hide_password=True)
 
 
@@ -184,7 +186,6 @@ def _init(admin_email: str | None, admin_password: str | None) -> bool:
 
     if admin_password is not None:
         check_password(admin_password)  # before the database is touched
-    assert db.engine is not None
     with db.session() as session:
         init_database(db.engine, session, None, None, report=click.echo)
         if not (admin_email and admin_password):
@@ -398,7 +399,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     # the generated instance secret exists before the workers would race to create it.
     with create_app().app_context():
         _require_database()
-        assert db.engine is not None
         db.engine.dispose()  # no pooled connection may cross the fork
 
     run_gunicorn(create_app, gunicorn_settings(host, port, workers, threads))
@@ -749,6 +749,5 @@ def demo_command(port: int, host: str, reset_passwords: bool) -> None:
     made = {user["email"]: user["password"] for user in result.demo_users}
     sign_ins, token = _prepare_demo(made, admin_password, reset_passwords)
     _echo_demo(host, port, sign_ins, token)
-    assert db.engine is not None
     db.engine.dispose()
     serve(host, port, workers=2, threads=4)

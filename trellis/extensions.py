@@ -1,20 +1,20 @@
-"""Shared integrations, each with ``init_app(app)``: the database and Redis."""
+"""Shared integrations: the database, one per app (``Database.init_app``), and ``db``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from flask import Flask
-    from redis import Redis
 
 
 class Database:
-    """One engine and session factory per app.
+    """One engine and session factory, owned by one app (``app.extensions["trellis.db"]``).
 
     SQLite is set up so that concurrent requests queue instead of failing: WAL
     journal, a busy timeout, foreign keys on, and transactions begun by us (the
@@ -23,23 +23,48 @@ class Database:
     up front, so two writers wait for each other instead of one failing mid-way.
     """
 
-    def __init__(self) -> None:
-        self.engine: sa.Engine | None = None
-        self.sessionmaker: sessionmaker[Session] | None = None
-
-    def init_app(self, app: Flask) -> None:
-        self.engine = create_engine(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])
+    def __init__(self, url: str, echo: bool = False) -> None:
+        self.engine = create_engine(url, echo=echo)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
-        app.extensions["trellis.db"] = self
+
+    @classmethod
+    def init_app(cls, app: Flask) -> Database:
+        """Give ``app`` a database of its own, from its ``DATABASE_URL``."""
+        database = cls(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])
+        app.extensions["trellis.db"] = database
+        return database
 
     @property
     def dialect(self) -> str:
-        assert self.engine is not None
         return self.engine.dialect.name
 
     def session(self) -> Session:
-        assert self.sessionmaker is not None, "Database.init_app was not called"
         return self.sessionmaker()
+
+
+def database_of(app: Flask) -> Database:
+    """The ``Database`` that ``app`` owns (for code that runs outside its app context)."""
+    database: Database = app.extensions["trellis.db"]
+    return database
+
+
+class CurrentDatabase:
+    """The current app's ``Database``, looked up on each use (as Flask-SQLAlchemy's ``db``).
+
+    Each app owns its engine, so two apps in one process never share one; outside an
+    app context use ``database_of(app)`` (or push ``app.app_context()``).
+    """
+
+    @property
+    def engine(self) -> sa.Engine:
+        return database_of(current_app).engine
+
+    @property
+    def dialect(self) -> str:
+        return database_of(current_app).dialect
+
+    def session(self) -> Session:
+        return database_of(current_app).session()
 
 
 def create_engine(url: str, echo: bool = False) -> sa.Engine:
@@ -71,10 +96,4 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def redis_connection(url: str) -> Redis:
-    from redis import Redis
-
-    return Redis.from_url(url)
-
-
-db = Database()
+db = CurrentDatabase()

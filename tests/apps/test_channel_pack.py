@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from trellis.exceptions import PackError
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.metadata import parse_definition, validate_definition
 from trellis.platform.runtime.models import (
     InstalledPack,
@@ -141,7 +141,7 @@ def test_demo_data_shape() -> None:
 
 def _install(app: Flask, folder: Path = PACK, *, with_demo: bool = True) -> InstallResult:
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database_of(app).session() as session:
         try:
             result = install_pack(session, registry, folder, author_id=None, with_demo=with_demo)
             session.commit()
@@ -154,7 +154,7 @@ def _install(app: Flask, folder: Path = PACK, *, with_demo: bool = True) -> Inst
 
 def _rows(app: Flask, name: str) -> list[dict[str, Any]]:
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database_of(app).session() as session:
         registry.ensure_current(session)
         table = registry.get(name).table
         query = sa.select(table).where(table.c.deleted_at.is_(None)).order_by(table.c.id)
@@ -163,7 +163,7 @@ def _rows(app: Flask, name: str) -> list[dict[str, Any]]:
 
 def _state(app: Flask) -> dict[str, Any]:
     """Everything an install may change, to compare before and after."""
-    with db.session() as session:
+    with database_of(app).session() as session:
         versions = session.execute(
             sa.select(MetaObjectVersion.object_name, MetaObjectVersion.version).order_by(
                 MetaObjectVersion.id
@@ -183,14 +183,14 @@ def _state(app: Flask) -> dict[str, Any]:
         }
 
 
-def test_install_creates_objects_and_demo_data(app: Flask) -> None:
+def test_install_creates_objects_and_demo_data(app: Flask, database: Database) -> None:
     result = _install(app)
     assert (result.name, result.version) == ("channel_pack", manifest()["version"])
     assert result.created == OBJECTS + ROLES and result.updated == [] and result.unchanged == []
     assert result.demo_records == len(demo_records())
 
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database.session() as session:
         registry.ensure_current(session)
         assert {m.name for m in registry.all()} == set(OBJECTS)
         for name, doc in documents().items():
@@ -279,7 +279,9 @@ def test_demo_data_loads_once_even_when_asked_for_later(app: Flask) -> None:
     assert {name: len(_rows(app, name)) for name in OBJECTS} == counts
 
 
-def test_a_changed_pack_upgrades_by_new_versions(app: Flask, tmp_path: Path) -> None:
+def test_a_changed_pack_upgrades_by_new_versions(
+    app: Flask, tmp_path: Path, database: Database
+) -> None:
     _install(app)
     folder = tmp_path / "channel_pack"
     shutil.copytree(PACK, folder)
@@ -299,7 +301,7 @@ def test_a_changed_pack_upgrades_by_new_versions(app: Flask, tmp_path: Path) -> 
     assert result.updated == ["product"] and result.created == []
     assert objects_only(result.unchanged) == ["dealer", "sales_order", "order_line"]
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database.session() as session:
         registry.ensure_current(session)
         assert registry.get("product").version == 2
         assert "barcode" in registry.get("product").fields
@@ -309,11 +311,11 @@ def test_a_changed_pack_upgrades_by_new_versions(app: Flask, tmp_path: Path) -> 
     assert len(_rows(app, "product")) == Counter(r["object"] for r in demo_records())["product"]
 
 
-def test_reinstalling_keeps_an_admins_own_fields(app: Flask) -> None:
+def test_reinstalling_keeps_an_admins_own_fields(app: Flask, database: Database) -> None:
     """DESIGN §8: an upgrade keeps admins' additions (and is then still a no-op)."""
     _install(app)
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database.session() as session:
         registry.ensure_current(session)
         customised = json.loads(json.dumps(registry.get("dealer").definition.document))
         customised["properties"]["account_manager"] = {
@@ -325,7 +327,7 @@ def test_reinstalling_keeps_an_admins_own_fields(app: Flask) -> None:
         customised["properties"]["credit_limit"]["default"] = 1000  # an edit, not an addition
         ObjectService(session, registry, None).update("dealer", customised)
         session.commit()
-    with db.session() as session:  # the demo dealers get a value, then it becomes required
+    with database.session() as session:  # the demo dealers get a value, then it becomes required
         registry.ensure_current(session)
         session.execute(sa.update(registry.get("dealer").table).values(account_manager="Li"))
         customised["required"] = [*customised["required"], "account_manager"]
@@ -335,7 +337,7 @@ def test_reinstalling_keeps_an_admins_own_fields(app: Flask) -> None:
     result = _install(app)
     assert result.updated == ["dealer"]  # only for the pack's own field that was edited
     assert objects_only(result.unchanged) == ["product", "sales_order", "order_line"]
-    with db.session() as session:
+    with database.session() as session:
         registry.ensure_current(session)
         dealer = registry.get("dealer")
         assert dealer.fields["account_manager"].required
@@ -363,7 +365,7 @@ def _write_pack(folder: Path, objects: dict[str, Any], demo: dict[str, Any] | No
 
 def _assert_nothing_installed(app: Flask) -> None:
     registry: MetaRegistry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database_of(app).session() as session:
         assert session.scalars(sa.select(MetaObject)).all() == []
         assert session.scalars(sa.select(MetaObjectVersion)).all() == []
         assert session.scalars(sa.select(InstalledPack)).all() == []

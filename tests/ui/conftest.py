@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from trellis.extensions import db
+from trellis.extensions import database_of
 from trellis.platform.runtime.identity import UserService
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.packs import install_pack, resolve_pack
@@ -25,7 +25,7 @@ SignIn = Callable[..., FlaskClient]
 def pack_app(app: Flask) -> Flask:
     """The app with the channel pack and its demo data; every demo user's password is known."""
     registry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database_of(app).session() as session:
         install_pack(
             session, registry, resolve_pack("channel_pack"), author_id=None, with_demo=True
         )
@@ -49,7 +49,7 @@ def sign_in(pack_app: Flask) -> SignIn:
 
     def signed_in(email: str, language: str | None = None) -> FlaskClient:
         if language is not None:
-            with db.session() as session:
+            with database_of(pack_app).session() as session:
                 session.execute(
                     sa.update(User).where(User.email == email).values(language=language)
                 )
@@ -68,7 +68,7 @@ def sign_in(pack_app: Flask) -> SignIn:
 def ids_of(app: Flask, object_name: str, **where: Any) -> list[int]:
     """Record ids straight from the table (what the pages must agree with)."""
     meta = app.extensions["trellis.registry"].get(object_name)
-    with db.session() as session:
+    with database_of(app).session() as session:
         meta_table = meta.table
         statement = sa.select(meta_table.c.id).where(meta_table.c.deleted_at.is_(None))
         for name, value in where.items():

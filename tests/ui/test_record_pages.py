@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from tests.ui.conftest import SignIn, csrf_of, dealer_id, ids_of
-from trellis.extensions import db
+from trellis.extensions import database_of
 
 ADMIN = "admin@example.com"
 EAST = "east.admin@example.com"  # dealer_admin of the East regional dealer (D-0101)
@@ -50,11 +50,11 @@ def test_language_switch_is_remembered_per_user(sign_in: SignIn, pack_app: Flask
     assert "新建" in sign_in(ADMIN).get("/o/sales_order").get_data(as_text=True)
     from trellis.platform.runtime.models import User
 
-    with db.session() as session:
+    with database_of(pack_app).session() as session:
         assert session.scalar(sa.select(User.language).where(User.email == ADMIN)) == "zh-CN"
     bad = client.post("/language", data={"csrf_token": csrf_of(page), "language": "fr"})
     assert bad.status_code == 302  # refused with a message; nothing changed
-    with db.session() as session:
+    with database_of(pack_app).session() as session:
         assert session.scalar(sa.select(User.language).where(User.email == ADMIN)) == "zh-CN"
 
 
@@ -79,7 +79,7 @@ def test_global_search_is_filtered_by_permission(sign_in: SignIn, pack_app: Flas
 
 def _network(app: Flask, code: str) -> list[int]:
     root = dealer_id(app, code)
-    with db.session() as session:
+    with database_of(app).session() as session:
         rows = session.execute(
             sa.text(
                 "SELECT descendant_id FROM hierarchy_links "

@@ -90,7 +90,6 @@ def login() -> Any:
     # No address holds a NUL, and PostgreSQL could not even look one up (or audit it).
     email = request.form.get("email", "")[:254].replace("\x00", "")
     password = request.form.get("password", "")[:1000]
-    assert db.engine is not None
     try:
         # Counts the attempt in its own transaction, committed even when it is refused.
         user = sign_in(db.engine, email, password)
@@ -126,7 +125,6 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> Any:
     if g.user is not None:
-        assert db.engine is not None
         with db.session() as db_session:
             db_session.execute(
                 sa.update(User)
@@ -153,7 +151,6 @@ def change_password() -> Any:
         return render_template("ui/password.html")
     current = request.form.get("current_password", "")[:1000]
     new = request.form.get("new_password", "")
-    assert db.engine is not None
     try:
         # Counted like a sign-in before the check, so a stolen session cannot guess freely.
         right = check_current_password(db.engine, g.user.id, current)

@@ -14,7 +14,7 @@ from flask import current_app, g, request, session
 
 from trellis.exceptions import AuthenticationRequired
 from trellis.extensions import db
-from trellis.platform.runtime.api import build_caller
+from trellis.platform.runtime.api import caller_of
 from trellis.platform.runtime.identity.sessions import authenticate_session
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
@@ -51,13 +51,7 @@ def open_page() -> None:
         return
     registry().ensure_current(db_session, identity.revision)
     g.user = db_session.get(User, identity.user_id)
-    g.caller = build_caller(
-        identity.user_id,
-        identity.email,
-        identity.is_admin,
-        identity.partner_id,
-        identity.roles,
-    )
+    g.caller = caller_of(identity)
 
 
 def close_page(_exc: BaseException | None) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.conftest import Api
-from trellis.extensions import db
+from trellis.extensions import Database
 
 
 def error_of(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -92,31 +92,22 @@ def object_names(api: Api) -> list[str]:
     return [item["name"] for item in response.get_json()["items"]]
 
 
-def columns(table: str) -> dict[str, dict[str, Any]]:
+def columns(database: Database, table: str) -> dict[str, dict[str, Any]]:
     """The physical columns of ``table`` as the database reports them."""
-    assert db.engine is not None
-    return {c["name"]: c for c in sa.inspect(db.engine).get_columns(table)}
+    return {c["name"]: c for c in sa.inspect(database.engine).get_columns(table)}
 
 
-def has_table(table: str) -> bool:
-    assert db.engine is not None
-    return sa.inspect(db.engine).has_table(table)
+def has_table(database: Database, table: str) -> bool:
+    return sa.inspect(database.engine).has_table(table)
 
 
-def index_names(table: str) -> set[str]:
-    assert db.engine is not None
-    return {str(ix["name"]) for ix in sa.inspect(db.engine).get_indexes(table)}
+def index_names(database: Database, table: str) -> set[str]:
+    return {str(ix["name"]) for ix in sa.inspect(database.engine).get_indexes(table)}
 
 
-def raw_rows(table: str) -> list[dict[str, Any]]:
+def raw_rows(database: Database, table: str) -> list[dict[str, Any]]:
     """Every row of a table, deleted ones included, straight from the database."""
-    assert db.engine is not None
-    reflected = sa.Table(table, sa.MetaData(), autoload_with=db.engine)
-    with db.engine.connect() as connection:
+    reflected = sa.Table(table, sa.MetaData(), autoload_with=database.engine)
+    with database.engine.connect() as connection:
         rows = connection.execute(sa.select(reflected).order_by(reflected.c.id)).mappings()
         return [dict(row) for row in rows]
-
-
-def dialect() -> str:
-    assert db.engine is not None
-    return db.engine.dialect.name

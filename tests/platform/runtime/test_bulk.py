@@ -7,6 +7,7 @@ from typing import Any
 from tests.conftest import Api
 from tests.factories import dealer_definition, order_definitions
 from tests.platform.runtime.helpers import all_rows, define, error_of, raw_rows
+from trellis.extensions import Database
 
 
 def _setup(api: Api) -> None:
@@ -16,7 +17,7 @@ def _setup(api: Api) -> None:
     define(api, line)
 
 
-def test_bulk_creates_every_record_with_history(api: Api) -> None:
+def test_bulk_creates_every_record_with_history(api: Api, database: Database) -> None:
     _setup(api)
     response = api.post(
         "/records/dealer/bulk", [{"name": f"D{i}", "credit_limit": i} for i in range(50)]
@@ -26,11 +27,11 @@ def test_bulk_creates_every_record_with_history(api: Api) -> None:
     assert body["created"] == 50 and body["errors"] == []
     assert [r["name"] for r in body["items"]] == [f"D{i}" for i in range(50)]
     assert len(all_rows(api, "dealer")) == 50
-    history = [r for r in raw_rows("record_history") if r["object_name"] == "dealer"]
+    history = [r for r in raw_rows(database, "record_history") if r["object_name"] == "dealer"]
     assert sorted(r["record_id"] for r in history) == sorted(r["id"] for r in body["items"])
 
 
-def test_a_bad_row_refuses_the_whole_batch_naming_it(api: Api) -> None:
+def test_a_bad_row_refuses_the_whole_batch_naming_it(api: Api, database: Database) -> None:
     _setup(api)
     rows: list[Any] = [{"name": "A"}, {"name": "B", "credit_limit": -1}, {"name": "A"}, "x"]
     error = error_of(api.post("/records/dealer/bulk", {"records": rows}), 422, "validation_failed")
@@ -39,7 +40,7 @@ def test_a_bad_row_refuses_the_whole_batch_naming_it(api: Api) -> None:
     assert any(d["field"] == "[1].credit_limit" for d in error["details"])
     assert any("already taken" in d["message"] for d in error["details"] if d["index"] == 2)
     assert all_rows(api, "dealer") == []
-    assert raw_rows("record_history") == []
+    assert raw_rows(database, "record_history") == []
 
 
 def test_skip_invalid_keeps_the_valid_ones(api: Api) -> None:

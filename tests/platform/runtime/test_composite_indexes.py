@@ -7,35 +7,37 @@ import sqlalchemy as sa
 from tests.conftest import Api
 from tests.factories import dealer_definition, field
 from tests.platform.runtime.helpers import define, error_of, index_names, redefine
-from trellis.extensions import db
+from trellis.extensions import Database
 
 BOTH = "ix_obj_dealer_level_credit_limit"
 
 
-def _indexed_columns(name: str) -> list[str]:
-    indexes = {ix["name"]: ix for ix in sa.inspect(db.engine).get_indexes("obj_dealer")}
+def _indexed_columns(database: Database, name: str) -> list[str]:
+    indexes = {ix["name"]: ix for ix in sa.inspect(database.engine).get_indexes("obj_dealer")}
     return list(indexes[name]["column_names"])
 
 
-def test_declared_indexes_are_created_changed_and_dropped(api: Api) -> None:
+def test_declared_indexes_are_created_changed_and_dropped(api: Api, database: Database) -> None:
     document = dealer_definition(region=field("text", "Region", maxLength=40))
     document["x-indexes"] = [["level", "credit_limit"]]
     define(api, document)
-    assert BOTH in index_names("obj_dealer")
-    assert _indexed_columns(BOTH) == ["level", "credit_limit"]
+    assert BOTH in index_names(database, "obj_dealer")
+    assert _indexed_columns(database, BOTH) == ["level", "credit_limit"]
 
     document["x-indexes"] = [["region", "level", "id"]]
     redefine(api, document)
-    names = index_names("obj_dealer")
+    names = index_names(database, "obj_dealer")
     assert BOTH not in names and "ix_obj_dealer_region_level_id" in names
 
     del document["x-indexes"]
     redefine(api, document)
-    assert not any(n.startswith("ix_obj_dealer_region_level") for n in index_names("obj_dealer"))
+    assert not any(
+        n.startswith("ix_obj_dealer_region_level") for n in index_names(database, "obj_dealer")
+    )
 
     restored = api.post("/objects/dealer/versions/1/restore")
     assert restored.status_code == 200
-    assert BOTH in index_names("obj_dealer")
+    assert BOTH in index_names(database, "obj_dealer")
 
 
 def test_declared_indexes_must_name_sortable_fields(api: Api) -> None:

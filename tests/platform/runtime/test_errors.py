@@ -11,7 +11,7 @@ from flask import Flask
 from tests.conftest import ADMIN_EMAIL, Api
 from tests.factories import dealer_definition
 from tests.platform.runtime.helpers import all_rows, create, define, error_of, object_names
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import ApiToken
 
@@ -115,8 +115,8 @@ def test_body_too_large(app: Flask, api: Api, dealer: dict[str, Any]) -> None:
     assert [r["name"] for r in all_rows(api, "dealer")] == ["Acme"]
 
 
-def _revoked_and_expired() -> tuple[str, str]:
-    with db.session() as session:
+def _revoked_and_expired(database: Database) -> tuple[str, str]:
+    with database.session() as session:
         revoked = issue_token(session, ADMIN_EMAIL, name="revoked")
         expired = issue_token(
             session,
@@ -130,8 +130,10 @@ def _revoked_and_expired() -> tuple[str, str]:
     return revoked, expired
 
 
-def test_every_endpoint_needs_a_valid_token(app: Flask, api: Api, dealer: dict[str, Any]) -> None:
-    revoked, expired = _revoked_and_expired()
+def test_every_endpoint_needs_a_valid_token(
+    app: Flask, api: Api, dealer: dict[str, Any], database: Database
+) -> None:
+    revoked, expired = _revoked_and_expired(database)
     authorizations: list[str | None] = [
         None,
         "",

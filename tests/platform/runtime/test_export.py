@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.factories import dealer_definition
-from trellis.platform.runtime.records import service as records
+from trellis import defaults
 
 
 def _rows(response: object) -> list[list[str]]:
@@ -21,7 +21,7 @@ def test_export_walks_every_page_and_is_bounded(api: Api, monkeypatch: pytest.Mo
     for i in range(7):
         name = f'=HYPERLINK("x") {i}' if i == 0 else f"Dealer {i}"
         assert api.post("/records/dealer", {"name": name, "credit_limit": i}).status_code == 201
-    monkeypatch.setattr(records, "EXPORT_PAGE", 2)  # several pages from a few records
+    monkeypatch.setattr(defaults, "EXPORT_PAGE", 2)  # several pages from a few records
 
     response = api.get("/records/dealer/export?sort=-credit_limit&fields=name,credit_limit")
     assert response.status_code == 200 and response.mimetype == "text/csv"
@@ -33,7 +33,7 @@ def test_export_walks_every_page_and_is_bounded(api: Api, monkeypatch: pytest.Mo
     filtered = _rows(api.get('/records/dealer/export?filter=[["credit_limit",">=",5]]'))
     assert len(filtered) == 3
 
-    monkeypatch.setattr(records, "MAX_EXPORT_ROWS", 4)
+    monkeypatch.setattr(defaults, "MAX_EXPORT_ROWS", 4)
     refused = api.get("/records/dealer/export")
     assert refused.status_code == 400
     assert "at most 4" in refused.get_json()["error"]["message"]

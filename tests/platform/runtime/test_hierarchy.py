@@ -19,7 +19,7 @@ from tests.conftest import Api
 from tests.factories import dealer_definition, definition, field
 from tests.platform.runtime.helpers import all_rows, create, define, error_of, fetch, redefine
 from trellis.exceptions import ValidationFailed
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.runtime import hierarchy
 from trellis.platform.runtime.models import HierarchyLink
 from trellis.platform.runtime.records import RecordService
@@ -43,10 +43,9 @@ def expected_closure(pointers: dict[int, int | None]) -> Closure:
     return pairs
 
 
-def stored_closure(object_name: str) -> Closure:
+def stored_closure(database: Database, object_name: str) -> Closure:
     links = HierarchyLink.__table__
-    assert db.engine is not None
-    with db.engine.connect() as connection:
+    with database.engine.connect() as connection:
         rows = connection.execute(
             sa.select(links.c.ancestor_id, links.c.descendant_id, links.c.depth).where(
                 links.c.object_name == object_name
@@ -72,16 +71,16 @@ def new_dealer(api: Api, name: str, parent: int | None = None) -> int:
     return int(create(api, "dealer", {"name": name, "parent": parent})["id"])
 
 
-def test_inserts_link_every_ancestor(api: Api) -> None:
+def test_inserts_link_every_ancestor(api: Api, database: Database) -> None:
     define(api, dealer_definition())
-    assert stored_closure("dealer") == set()
+    assert stored_closure(database, "dealer") == set()
     root = new_dealer(api, "Root")
     a = new_dealer(api, "A", root)
     b = new_dealer(api, "B", root)
     a1 = new_dealer(api, "A1", a)
     a1x = new_dealer(api, "A1x", a1)
     lone = new_dealer(api, "Lone")
-    stored = stored_closure("dealer")
+    stored = stored_closure(database, "dealer")
     assert stored == expected_closure(parents(api, "dealer"))
     # spelled out once, so the oracle itself is checked too
     assert {(anc, depth) for anc, d, depth in stored if d == a1x} == {
@@ -94,7 +93,7 @@ def test_inserts_link_every_ancestor(api: Api) -> None:
     assert {(anc, d) for anc, d, _ in stored if lone in (anc, d)} == {(lone, lone)}
 
 
-def test_a_move_takes_the_whole_subtree_along(api: Api) -> None:
+def test_a_move_takes_the_whole_subtree_along(api: Api, database: Database) -> None:
     define(api, dealer_definition())
     root = new_dealer(api, "Root")
     east, north = new_dealer(api, "East", root), new_dealer(api, "North", root)
@@ -104,33 +103,33 @@ def test_a_move_takes_the_whole_subtree_along(api: Api) -> None:
         response = move(api, "dealer", node, parent)
         assert response.status_code == 200, response.get_json()
         pointers = parents(api, "dealer")
-        assert stored_closure("dealer") == expected_closure(pointers), (node, parent)
+        assert stored_closure(database, "dealer") == expected_closure(pointers), (node, parent)
     # East now hangs below Sub: Sub's tree has East, East's no longer has Sub
-    stored = stored_closure("dealer")
+    stored = stored_closure(database, "dealer")
     assert (sub, east, 1) in stored and not any(a == east and d == sub for a, d, _ in stored)
 
 
-def test_a_cycle_is_refused_and_nothing_changes(api: Api) -> None:
+def test_a_cycle_is_refused_and_nothing_changes(api: Api, database: Database) -> None:
     define(api, dealer_definition())
     top = new_dealer(api, "Top")
     middle = new_dealer(api, "Middle", top)
     bottom = new_dealer(api, "Bottom", middle)
-    before = stored_closure("dealer")
+    before = stored_closure(database, "dealer")
     records = {n: fetch(api, "dealer", n) for n in (top, middle, bottom)}
     histories = {n: api.get(f"/records/dealer/{n}/history").get_json() for n in records}
     for node, parent in ((top, bottom), (top, middle), (middle, bottom), (middle, middle)):
         error = error_of(move(api, "dealer", node, parent), 422, "validation_failed")
         assert [d["field"] for d in error["details"]] == ["parent"]
-    assert stored_closure("dealer") == before
+    assert stored_closure(database, "dealer") == before
     assert {n: fetch(api, "dealer", n) for n in records} == records
     assert {n: api.get(f"/records/dealer/{n}/history").get_json() for n in records} == histories
     # a node may still move to its grandparent, or sideways
     assert move(api, "dealer", bottom, top).status_code == 200
-    assert stored_closure("dealer") == expected_closure(parents(api, "dealer"))
+    assert stored_closure(database, "dealer") == expected_closure(parents(api, "dealer"))
 
 
 def rebuild(app: Flask, object_name: str, parent_field: str = "parent") -> int:
-    with db.session() as session:
+    with database_of(app).session() as session:
         registry = app.extensions["trellis.registry"]
         registry.ensure_current(session)
         count = hierarchy.rebuild(session, registry.get(object_name), parent_field)
@@ -138,7 +137,9 @@ def rebuild(app: Flask, object_name: str, parent_field: str = "parent") -> int:
     return count
 
 
-def test_rebuild_gives_the_links_incremental_maintenance_gave(app: Flask, api: Api) -> None:
+def test_rebuild_gives_the_links_incremental_maintenance_gave(
+    app: Flask, api: Api, database: Database
+) -> None:
     define(api, dealer_definition())
     rng = random.Random(20261123)
     pointers: dict[int, int | None] = {}
@@ -161,14 +162,14 @@ def test_rebuild_gives_the_links_incremental_maintenance_gave(app: Flask, api: A
     # a deleted leaf keeps its links either way (it can be restored where it was)
     leaf = next(n for n in pointers if n not in set(pointers.values()))
     assert api.delete(f"/records/dealer/{leaf}").status_code == 204
-    incremental = stored_closure("dealer")
+    incremental = stored_closure(database, "dealer")
     assert incremental == expected_closure(pointers)
     assert max(depth for _, _, depth in incremental) >= 3  # a tree, not a bush
     assert rebuild(app, "dealer") == len(incremental)
-    assert stored_closure("dealer") == incremental
+    assert stored_closure(database, "dealer") == incremental
     # rebuilding twice changes nothing either
     assert rebuild(app, "dealer") == len(incremental)
-    assert stored_closure("dealer") == incremental
+    assert stored_closure(database, "dealer") == incremental
 
 
 def unit_definition(**extra: Any) -> dict[str, Any]:
@@ -184,11 +185,13 @@ def unit_definition(**extra: Any) -> dict[str, Any]:
     )
 
 
-def test_an_object_that_becomes_a_hierarchy_gets_its_closure_built(api: Api) -> None:
+def test_an_object_that_becomes_a_hierarchy_gets_its_closure_built(
+    api: Api, database: Database
+) -> None:
     define(api, dealer_definition())
     dealer_root = new_dealer(api, "Dealer root")
     new_dealer(api, "Dealer child", dealer_root)
-    dealer_links = stored_closure("dealer")
+    dealer_links = stored_closure(database, "dealer")
     define(api, unit_definition())
     ids: dict[str, int] = {}
     for name, parent in (
@@ -201,46 +204,47 @@ def test_an_object_that_becomes_a_hierarchy_gets_its_closure_built(api: Api) -> 
     ):
         values = {"name": name, "parent": ids[parent] if parent else None, "buddy": ids.get("hq")}
         ids[name] = int(create(api, "unit", values)["id"])
-    assert stored_closure("unit") == set()  # not a hierarchy yet: two self-lookups
+    assert stored_closure(database, "unit") == set()  # not a hierarchy yet: two self-lookups
     redefine(api, unit_definition(**{"x-hierarchy-field": "parent"}))
-    assert stored_closure("unit") == expected_closure(parents(api, "unit"))
-    assert (ids["hq"], ids["a1x"], 3) in stored_closure("unit")
+    assert stored_closure(database, "unit") == expected_closure(parents(api, "unit"))
+    assert (ids["hq"], ids["a1x"], 3) in stored_closure(database, "unit")
     # from now on writes keep it right, and the dealers' links were never touched
     assert move(api, "unit", ids["a1"], ids["b"]).status_code == 200
     assert create(api, "unit", {"name": "a1y", "parent": ids["a1"]})
-    assert stored_closure("unit") == expected_closure(parents(api, "unit"))
+    assert stored_closure(database, "unit") == expected_closure(parents(api, "unit"))
     error_of(move(api, "unit", ids["hq"], ids["a1x"]), 422)
-    assert stored_closure("dealer") == dealer_links
+    assert stored_closure(database, "dealer") == dealer_links
     # and when it stops being one, its links go
     redefine(api, unit_definition())
-    assert stored_closure("unit") == set()
-    assert stored_closure("dealer") == dealer_links
+    assert stored_closure(database, "unit") == set()
+    assert stored_closure(database, "dealer") == dealer_links
 
 
-def test_adding_a_self_lookup_to_an_object_with_records(api: Api) -> None:
+def test_adding_a_self_lookup_to_an_object_with_records(api: Api, database: Database) -> None:
     plain = definition("team", {"name": field("text")})
     define(api, plain)
     teams = [int(create(api, "team", {"name": f"T{i}"})["id"]) for i in range(5)]
-    assert stored_closure("team") == set()
+    assert stored_closure(database, "team") == set()
     with_parent = definition(
         "team", {"name": field("text"), "parent": field("lookup", "Parent", **{"x-target": "team"})}
     )
     redefine(api, with_parent)
-    assert stored_closure("team") == {(t, t, 0) for t in teams}
+    assert stored_closure(database, "team") == {(t, t, 0) for t in teams}
     for child, parent in ((1, 0), (2, 0), (3, 1), (4, 3)):
         assert move(api, "team", teams[child], teams[parent]).status_code == 200
-    assert stored_closure("team") == expected_closure(parents(api, "team"))
-    assert (teams[0], teams[4], 3) in stored_closure("team")
+    assert stored_closure(database, "team") == expected_closure(parents(api, "team"))
+    assert (teams[0], teams[4], 3) in stored_closure(database, "team")
 
 
 def _hold_then_race(app: Flask, first_step: Any, second_step: Any) -> str:
     """Run ``first_step`` in an open transaction, start ``second_step`` in another thread,
     give it time to run (or to wait), then commit the first. Returns how the second ended."""
+    database = database_of(app)
     registry = app.extensions["trellis.registry"]
     outcome: dict[str, str] = {}
 
     def second() -> None:
-        with db.session() as session:
+        with database.session() as session:
             session.connection(execution_options={"trellis_write": True})
             registry.ensure_current(session)
             try:
@@ -252,7 +256,7 @@ def _hold_then_race(app: Flask, first_step: Any, second_step: Any) -> str:
             except BaseException as exc:  # reported below
                 outcome["result"] = f"error: {exc!r}"
 
-    with db.session() as session:
+    with database.session() as session:
         session.connection(execution_options={"trellis_write": True})
         registry.ensure_current(session)
         first_step(RecordService(session, registry))
@@ -265,7 +269,7 @@ def _hold_then_race(app: Flask, first_step: Any, second_step: Any) -> str:
     return outcome["result"]
 
 
-def test_concurrent_moves_cannot_make_a_cycle(app: Flask, api: Api) -> None:
+def test_concurrent_moves_cannot_make_a_cycle(app: Flask, api: Api, database: Database) -> None:
     define(api, dealer_definition())
     root = new_dealer(api, "Root")
     a, b = new_dealer(api, "A", root), new_dealer(api, "B", root)
@@ -278,10 +282,12 @@ def test_concurrent_moves_cannot_make_a_cycle(app: Flask, api: Api) -> None:
     assert result == "refused"
     pointers = parents(api, "dealer")
     assert pointers[a] == b and pointers[b] == root
-    assert stored_closure("dealer") == expected_closure(pointers)
+    assert stored_closure(database, "dealer") == expected_closure(pointers)
 
 
-def test_a_dealer_created_below_a_moving_one_follows_it(app: Flask, api: Api) -> None:
+def test_a_dealer_created_below_a_moving_one_follows_it(
+    app: Flask, api: Api, database: Database
+) -> None:
     define(api, dealer_definition())
     old_root, new_root = new_dealer(api, "Old root"), new_dealer(api, "New root")
     middle = new_dealer(api, "Middle", old_root)
@@ -293,6 +299,6 @@ def test_a_dealer_created_below_a_moving_one_follows_it(app: Flask, api: Api) ->
     )
     assert result == "done"
     pointers = parents(api, "dealer")
-    assert stored_closure("dealer") == expected_closure(pointers)
+    assert stored_closure(database, "dealer") == expected_closure(pointers)
     newcomer = next(n for n, p in pointers.items() if p == middle)
-    assert (old_root, newcomer) not in {(a, d) for a, d, _ in stored_closure("dealer")}
+    assert (old_root, newcomer) not in {(a, d) for a, d, _ in stored_closure(database, "dealer")}

@@ -32,7 +32,6 @@ from tests.platform.runtime.test_permissions import (
     listed_ids,
     open_world,
 )
-from trellis.extensions import db
 from trellis.platform.runtime.identity import LOCK_AFTER, SLOW_AFTER
 from trellis.platform.runtime.models import ApiToken, User
 
@@ -52,14 +51,14 @@ def new_person(world: World, roles: list[str] | None = None, partner: int | None
     return world.new_user(roles, partner)
 
 
-def set_user(user_id: int, **values: Any) -> None:
-    with db.session() as session:
+def set_user(world: World, user_id: int, **values: Any) -> None:
+    with world.database.session() as session:
         session.execute(sa.update(User).where(User.id == user_id).values(**values))
         session.commit()
 
 
-def stored_user(user_id: int) -> User:
-    with db.session() as session:
+def stored_user(world: World, user_id: int) -> User:
+    with world.database.session() as session:
         user = session.get(User, user_id)
         assert user is not None
         session.expunge(user)
@@ -114,7 +113,7 @@ def test_creating_users_validates_every_field(world: World) -> None:
     }
     assert not any("password" in key for key in user)
     assert admin.get(f"/users/{user['id']}").get_json() == user
-    stored = stored_user(user["id"])
+    stored = stored_user(world, user["id"])
     assert stored.password_hash and PASSWORD not in stored.password_hash
     assert stored.password_hash.startswith(("scrypt:", "pbkdf2:"))
     # the same address again, in another case: a conflict, not a second user
@@ -141,7 +140,7 @@ def test_only_administrators_manage_users(world: World) -> None:
     error_of(someone.api.patch(f"/users/{someone.id}", {"is_admin": True}), 403)
     error_of(someone.api.patch(f"/users/{someone.id}", {"roles": ["hq_admin"]}), 403)
     error_of(someone.api.get("/users"), 403)
-    assert stored_user(someone.id).is_admin is False
+    assert stored_user(world, someone.id).is_admin is False
     assert someone.api.get("/me").get_json()["roles"] == ["channel_manager"]
 
 
@@ -276,7 +275,7 @@ def test_expired_stale_and_malformed_tokens_are_refused(world: World) -> None:
     made = person.api.post("/tokens", {"name": "short", "expires_in_days": 1}).get_json()
     api = Api(world.app.test_client(), made["token"])
     assert api.get("/me").status_code == 200
-    with db.session() as session:
+    with world.database.session() as session:
         session.execute(
             sa.update(ApiToken)
             .where(ApiToken.id == made["id"])
@@ -307,8 +306,7 @@ def test_tokens_are_stored_hashed(world: World) -> None:
     made = person.api.post("/tokens", {"name": "hashed"}).get_json()
     token = made["token"]
     table = ApiToken.__table__
-    assert db.engine is not None
-    with db.engine.connect() as connection:
+    with world.database.engine.connect() as connection:
         row = connection.execute(sa.select(table).where(table.c.id == made["id"])).mappings().one()
         everything = connection.execute(sa.select(table)).all()
     assert row["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
@@ -633,7 +631,7 @@ def test_a_wrong_password_is_refused_and_audited(world: World) -> None:
     failures = audit_since(world, mark, action="auth.login.failure")
     assert {e["actor_email"] for e in failures} >= {person.email}
     assert all(e["ip"] for e in failures)
-    assert stored_user(person.id).failed_logins == 1
+    assert stored_user(world, person.id).failed_logins == 1
 
 
 def test_repeated_failures_slow_down_then_lock_the_account(world: World) -> None:
@@ -641,22 +639,22 @@ def test_repeated_failures_slow_down_then_lock_the_account(world: World) -> None
     client = world.app.test_client()
     for _ in range(SLOW_AFTER):
         sign_in(client, person.email, "guessing", expected=401)
-        set_user(person.id, last_failed_at=now() - dt.timedelta(hours=1))
+        set_user(world, person.id, last_failed_at=now() - dt.timedelta(hours=1))
     # within the back-off even the right password is turned away
-    set_user(person.id, last_failed_at=now())
+    set_user(world, person.id, last_failed_at=now())
     response = sign_in(client, person.email, "matrix password", expected=429)
     assert int(response.headers["Retry-After"]) >= 1
     assert signed_in_as(client) is None
     # after it, the right password works and the counter starts again
-    set_user(person.id, last_failed_at=now() - dt.timedelta(hours=1))
+    set_user(world, person.id, last_failed_at=now() - dt.timedelta(hours=1))
     sign_in(client, person.email, "matrix password")
-    assert stored_user(person.id).failed_logins == 0
+    assert stored_user(world, person.id).failed_logins == 0
     client.post("/logout", data={"csrf_token": csrf_token(client, "/password")})
     # ten failures (each waited out) lock the account for a while
     for attempt in range(LOCK_AFTER):
         sign_in(client, person.email, f"guess {attempt}", expected=401)
-        set_user(person.id, last_failed_at=now() - dt.timedelta(hours=1))
-    locked = stored_user(person.id).locked_until
+        set_user(world, person.id, last_failed_at=now() - dt.timedelta(hours=1))
+    locked = stored_user(world, person.id).locked_until
     assert locked is not None
     locked = locked if locked.tzinfo else locked.replace(tzinfo=dt.UTC)
     assert now() + dt.timedelta(minutes=5) < locked < now() + dt.timedelta(hours=2)
@@ -668,7 +666,7 @@ def test_repeated_failures_slow_down_then_lock_the_account(world: World) -> None
     assert [e["actor_email"] for e in throttled] == [person.email]
     assert throttled[0]["detail"]["retry_after"] > 60
     # the lock runs out
-    set_user(person.id, locked_until=now() - dt.timedelta(seconds=1))
+    set_user(world, person.id, locked_until=now() - dt.timedelta(seconds=1))
     sign_in(client, person.email, "matrix password")
     assert signed_in_as(client) is not None
 
@@ -723,7 +721,7 @@ def test_changing_the_password_signs_out_other_sessions(world: World) -> None:
     assert signed_in_as(elsewhere) is None
     fresh = world.app.test_client()
     sign_in(fresh, person.email, "matrix password", expected=401)
-    set_user(person.id, last_failed_at=None, failed_logins=0)
+    set_user(world, person.id, last_failed_at=None, failed_logins=0)
     sign_in(fresh, person.email, "second password")
     # an administrator's reset over the API ends the sessions too
     response = world.admin.patch(f"/users/{person.id}", {"password": "third password"})

@@ -19,7 +19,7 @@ from tests.platform.runtime.helpers import (
     object_names,
     redefine,
 )
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.identity import UserService
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import User
@@ -37,13 +37,13 @@ SYSTEM = {
 }
 
 
-def admin_id() -> int:
-    with db.session() as session:
+def admin_id(database: Database) -> int:
+    with database.session() as session:
         user = session.query(User).filter_by(email=ADMIN_EMAIL).one()
         return user.id
 
 
-def test_create_object(api: Api) -> None:
+def test_create_object(api: Api, database: Database) -> None:
     document = dealer_definition()
     response = api.post("/objects", document)
     assert response.status_code == 201
@@ -56,7 +56,7 @@ def test_create_object(api: Api) -> None:
     assert got.status_code == 200
     assert got.get_json() == {"name": "dealer", "version": 1, "definition": document}
 
-    physical = columns("obj_dealer")
+    physical = columns(database, "obj_dealer")
     assert set(physical) == SYSTEM | {"name", "level", "credit_limit", "parent"}
 
 
@@ -164,14 +164,16 @@ INVALID_DEFINITIONS: list[tuple[str, Any, set[str]]] = [
 ]
 
 
-def test_invalid_definitions_are_refused_with_pointers_and_create_nothing(api: Api) -> None:
+def test_invalid_definitions_are_refused_with_pointers_and_create_nothing(
+    api: Api, database: Database
+) -> None:
     define(api, definition("existing", {"title": field("text")}))
     for label, mutate, pointers in INVALID_DEFINITIONS:
         response = api.post("/objects", _bad(mutate))
         error = error_of(response, 422, "invalid_definition")
         assert pointers <= detail_fields(error), (label, error)
     assert object_names(api) == ["existing"]
-    assert not has_table("obj_dealer")
+    assert not has_table(database, "obj_dealer")
     assert api.get("/objects/dealer").status_code == 404
 
 
@@ -200,17 +202,17 @@ def test_definition_that_is_not_an_object(api: Api) -> None:
     assert object_names(api) == []
 
 
-def test_duplicate_create_is_a_conflict(api: Api) -> None:
+def test_duplicate_create_is_a_conflict(api: Api, database: Database) -> None:
     define(api, dealer_definition())
     changed = dealer_definition(email=field("email"))
     error_of(api.post("/objects", changed), 409, "conflict")
     current = api.get("/objects/dealer").get_json()
     assert current["version"] == 1
     assert "email" not in current["definition"]["properties"]
-    assert "email" not in columns("obj_dealer")
+    assert "email" not in columns(database, "obj_dealer")
 
 
-def test_put_writes_new_versions(api: Api) -> None:
+def test_put_writes_new_versions(api: Api, database: Database) -> None:
     v1 = dealer_definition()
     define(api, v1)
     v2 = dealer_definition(email=field("email", "E-mail"))
@@ -219,7 +221,7 @@ def test_put_writes_new_versions(api: Api) -> None:
     v2["properties"]["email"]["maxLength"] = 254
     assert body == {"name": "dealer", "version": 2, "definition": v2, "changed": True}
     assert api.get("/objects/dealer").get_json()["version"] == 2
-    assert "email" in columns("obj_dealer")
+    assert "email" in columns(database, "obj_dealer")
 
     again = redefine(api, copy.deepcopy(v2))
     assert again["changed"] is False and again["version"] == 2
@@ -232,7 +234,7 @@ def test_put_writes_new_versions(api: Api) -> None:
     assert versions.status_code == 200
     items = versions.get_json()["items"]
     assert [v["version"] for v in items] == [3, 2, 1]
-    author = admin_id()
+    author = admin_id(database)
     assert all(v["author_id"] == author for v in items)
     assert all(v["created_at"] and v["restored_from"] is None for v in items)
     assert "email" in items[1]["summary"] and "added" in items[1]["summary"]
@@ -265,7 +267,7 @@ def test_put_refusals_change_nothing(api: Api) -> None:
     assert object_names(api) == ["dealer"]
 
 
-def test_restore_makes_a_new_version_equal_to_the_old_one(api: Api) -> None:
+def test_restore_makes_a_new_version_equal_to_the_old_one(api: Api, database: Database) -> None:
     v1 = dealer_definition()
     define(api, v1)
     redefine(api, dealer_definition(email=field("email")))
@@ -279,7 +281,7 @@ def test_restore_makes_a_new_version_equal_to_the_old_one(api: Api) -> None:
     assert newest["version"] == 3 and newest["restored_from"] == 1
     assert newest["summary"].startswith("restored version 1")
     assert "email" in newest["summary"]
-    assert "email" not in columns("obj_dealer")
+    assert "email" not in columns(database, "obj_dealer")
 
     error_of(api.post("/objects/dealer/versions/7/restore"), 404)
     error_of(api.post("/objects/nowhere/versions/1/restore"), 404)
@@ -292,9 +294,9 @@ def test_unknown_object(api: Api) -> None:
 
 
 @pytest.fixture
-def clerk(app: Any, client: Any) -> Api:
+def clerk(app: Any, client: Any, database: Database) -> Api:
     """A signed-in user who is not an administrator."""
-    with db.session() as session:
+    with database.session() as session:
         UserService(session, MetaRegistry(), None).create(
             {"email": "clerk@example.com", "password": "long enough password"}
         )

@@ -15,7 +15,7 @@ from tests.conftest import Api
 from tests.factories import dealer_definition, definition, field
 from tests.platform.runtime.helpers import define
 from trellis import config
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.metadata.definition import load_definition
 from trellis.platform.metadata.permissions import Permissions, combine
 from trellis.platform.runtime.identity.tokens import issue_token
@@ -30,13 +30,13 @@ def registry_of(app: Flask) -> MetaRegistry:
     return registry
 
 
-def viewer_token(api: Api) -> str:
+def viewer_token(database: Database, api: Api) -> str:
     """A token of a user holding one role that reads dealers."""
     role = {"x-name": "viewer", "x-label": {"en": "Viewer"}, "objects": {"dealer": {"read": "all"}}}
     assert api.post("/roles", role).status_code == 201
     body = {"email": "viewer@example.com", "password": "long enough", "roles": ["viewer"]}
     assert api.post("/users", body).status_code == 201
-    with db.session() as session:
+    with database.session() as session:
         token = issue_token(session, "viewer@example.com")
         session.commit()
     return token
@@ -53,10 +53,10 @@ def get_document(client: FlaskClient, token: str, host: str) -> bytes:
 
 
 def test_made_up_hosts_leave_one_document_per_revision_and_rights(
-    app: Flask, client: FlaskClient, api: Api, admin_token: str
+    app: Flask, client: FlaskClient, api: Api, admin_token: str, database: Database
 ) -> None:
     define(api, dealer_definition())
-    viewer = viewer_token(api)
+    viewer = viewer_token(database, api)
     registry = registry_of(app)
     for index in range(HOSTS):
         host = f"h{index}.attacker.example"

@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from tests.conftest import Api
 from tests.factories import dealer_definition
 from tests.platform.runtime.helpers import define, detail_fields, error_of
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.identity.tokens import issue_token
 
 EVERYONE = {"/me", "/tokens", "/tokens/{id}"}
@@ -75,21 +75,21 @@ class Checked:
         }
 
 
-def plain_user(api: Api) -> Api:
+def plain_user(database: Database, api: Api) -> Api:
     assert api.post("/roles", VIEWER).status_code == 201
     body = {"email": "viewer@example.com", "password": "long enough", "roles": ["viewer"]}
     assert api.post("/users", body).status_code == 201
-    with db.session() as session:
+    with database.session() as session:
         token = issue_token(session, "viewer@example.com")
         session.commit()
     return Api(api.client, token)
 
 
-def test_identity_paths_are_documented_for_whom_they_serve(api: Api) -> None:
+def test_identity_paths_are_documented_for_whom_they_serve(api: Api, database: Database) -> None:
     define(api, dealer_definition())
     admin = Checked(api)
     assert set(admin.document["paths"]) >= EVERYONE | ADMINS_ONLY
-    viewer = Checked(plain_user(api))
+    viewer = Checked(plain_user(database, api))
     paths = set(viewer.document["paths"])
     assert paths >= EVERYONE and not paths & ADMINS_ONLY
     schemas = admin.document["components"]["schemas"]
@@ -116,10 +116,10 @@ def test_objects_named_like_platform_shapes_do_not_replace_them(api: Api) -> Non
     }
 
 
-def test_every_identity_answer_matches_the_document(api: Api) -> None:
+def test_every_identity_answer_matches_the_document(api: Api, database: Database) -> None:
     define(api, dealer_definition())
     admin = Checked(api)
-    viewer = Checked(plain_user(api))
+    viewer = Checked(plain_user(database, api))
     for who in (admin, viewer):
         who.call("GET", "/me", "/me")
         made = who.call("POST", "/tokens", "/tokens", {"name": "ci", "expires_in_days": 5})

@@ -16,6 +16,7 @@ from tests.platform.runtime.helpers import (
     error_of,
     raw_rows,
 )
+from trellis.extensions import Database
 
 EVIL = "^(a+)+$"
 
@@ -26,7 +27,7 @@ def without_length(x_type: str, **keywords: Any) -> dict[str, Any]:
     return prop
 
 
-def test_a_catastrophic_pattern_answers_within_100_ms(api: Api) -> None:
+def test_a_catastrophic_pattern_answers_within_100_ms(api: Api, database: Database) -> None:
     define(api, definition("gadget", {"code": field("text", pattern=EVIL)}))
     created = create(api, "gadget", {"code": "aaaa"})  # warms the registry and the compiled schema
     payloads = [
@@ -41,7 +42,7 @@ def test_a_catastrophic_pattern_answers_within_100_ms(api: Api) -> None:
         error = error_of(response, 422, "validation_failed")
         assert detail_fields(error) == {"code"}
         assert "does not match" in detail_message(error, "code")
-    assert [row["code"] for row in raw_rows("obj_gadget")] == ["aaaa"]
+    assert [row["code"] for row in raw_rows(database, "obj_gadget")] == ["aaaa"]
 
 
 def test_patterns_re2_refuses_are_refused_at_their_pointer(api: Api) -> None:
@@ -53,7 +54,7 @@ def test_patterns_re2_refuses_are_refused_at_their_pointer(api: Api) -> None:
     assert api.get("/objects/gadget").status_code == 404
 
 
-def test_text_without_max_length_is_varchar_255(api: Api) -> None:
+def test_text_without_max_length_is_varchar_255(api: Api, database: Database) -> None:
     body = define(
         api,
         definition("gadget", {"code": without_length("text"), "mail": without_length("email")}),
@@ -62,7 +63,7 @@ def test_text_without_max_length_is_varchar_255(api: Api) -> None:
     assert body["definition"]["properties"]["mail"]["maxLength"] == 254
     stored = api.get("/objects/gadget/versions/1").get_json()["definition"]
     assert stored["properties"]["code"]["maxLength"] == 255
-    physical = columns("obj_gadget")
+    physical = columns(database, "obj_gadget")
     assert physical["code"]["type"].length == 255
     assert physical["mail"]["type"].length == 254
 
@@ -73,7 +74,7 @@ def test_text_without_max_length_is_varchar_255(api: Api) -> None:
     long_mail = "a" * 250 + "@example.com"
     error = error_of(api.post("/records/gadget", {"mail": long_mail}), 422, "validation_failed")
     assert detail_fields(error) == {"mail"}
-    assert len(raw_rows("obj_gadget")) == 1
+    assert len(raw_rows(database, "obj_gadget")) == 1
 
     openapi = api.get("/openapi.json").get_json()
     schemas = openapi["components"]["schemas"]

@@ -30,7 +30,7 @@ from openapi_spec_validator import validate
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, _pg_database_url, _reset_pg
 from tests.platform.runtime.helpers import detail_fields, error_of
 from trellis import create_app
-from trellis.extensions import db
+from trellis.extensions import Database, database_of
 from trellis.platform.runtime.bootstrap import init_database
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import HierarchyLink, User
@@ -80,8 +80,8 @@ class Person:
     api: Api
 
 
-def token_for(email: str) -> str:
-    with db.session() as session:
+def token_for(database: Database, email: str) -> str:
+    with database.session() as session:
         token = issue_token(session, email, name="tests")
         session.commit()
     return token
@@ -92,9 +92,10 @@ class World:
 
     def __init__(self, app: Flask, kind: str) -> None:
         self.app = app
+        self.database = database_of(app)
         self.kind = kind
         self.client = app.test_client()
-        self.admin = Api(self.client, token_for(ADMIN_EMAIL))
+        self.admin = Api(self.client, token_for(self.database, ADMIN_EMAIL))
         self.dealers = {d["code"]: d["id"] for d in self.rows("dealer")}
         self.product = min(p["id"] for p in self.rows("product"))
         self._people: dict[str, Person] = {}
@@ -113,7 +114,7 @@ class World:
         if email not in self._people:
             users = self.admin.get("/users").get_json()["items"]
             user = next(u for u in users if u["email"] == email)
-            api = Api(self.app.test_client(), token_for(email))
+            api = Api(self.app.test_client(), token_for(self.database, email))
             self._people[email] = Person(user["id"], email, user["partner"], user["roles"], api)
         return self._people[email]
 
@@ -175,20 +176,18 @@ def open_world(
         url = _pg_database_url(f"{worker_id}_{tag}")
         _reset_pg(url)
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "TESTING": True})
+    database = database_of(app)
     try:
-        with app.app_context():
-            assert db.engine is not None
-            with db.session() as session:
-                init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
-            with db.session() as session:
-                registry = app.extensions["trellis.registry"]
-                install_pack(session, registry, PACK, author_id=None, with_demo=True)
-                session.commit()
-        # No application context stays pushed: each request gets its own (and its own ``g``).
+        with database.session() as session:
+            init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+        with database.session() as session:
+            registry = app.extensions["trellis.registry"]
+            install_pack(session, registry, PACK, author_id=None, with_demo=True)
+            session.commit()
+        # No application context is pushed: each request gets its own (and its own ``g``).
         yield World(app, kind)
     finally:
-        assert db.engine is not None
-        db.engine.dispose()
+        database.engine.dispose()
         if kind == "postgresql":
             from tests.conftest import PG_ADMIN_URL
 
@@ -814,9 +813,9 @@ def closure(snap: Snapshot) -> set[tuple[int, int, int]]:
     return pairs
 
 
-def stored_closure(live: set[int]) -> set[tuple[int, int, int]]:
+def stored_closure(database: Database, live: set[int]) -> set[tuple[int, int, int]]:
     links = HierarchyLink.__table__
-    with db.engine.connect() as connection:  # type: ignore[union-attr]
+    with database.engine.connect() as connection:
         rows = connection.execute(
             sa.select(links.c.ancestor_id, links.c.descendant_id, links.c.depth).where(
                 links.c.object_name == "dealer"
@@ -862,13 +861,13 @@ def test_a_moved_dealer_takes_its_subtree_and_orders_to_the_new_parent(world: Wo
     sees(local, True)
     assert {name: listed_ids(sub.api, name) for name in mine} == sub_before
     snap = world.snapshot()
-    assert stored_closure(set(snap.records["dealer"])) == closure(snap)
+    assert stored_closure(world.database, set(snap.records["dealer"])) == closure(snap)
     # ... and back: visibility follows again at once
     world.patch("dealer", moved["id"], {"parent": east_id})
     sees(east, True)
     sees(north, False)
     snap = world.snapshot()
-    assert stored_closure(set(snap.records["dealer"])) == closure(snap)
+    assert stored_closure(world.database, set(snap.records["dealer"])) == closure(snap)
 
 
 def test_a_dealer_admin_cannot_move_dealers_but_a_channel_manager_can(world: World) -> None:
@@ -1133,7 +1132,7 @@ def test_a_dealer_user_without_a_partner_sees_no_partner_records(world: World) -
     # A partner-scoped role needs a partner, so such a user is made by hand (a user from
     # before that rule, or one whose partner was taken away in the database).
     orphan = world.new_user(["dealer_admin"], world.dealers[EAST])
-    with db.session() as session:
+    with world.database.session() as session:
         session.execute(sa.update(User).where(User.id == orphan.id).values(partner_id=None))
         session.commit()
     for name in ("dealer", "sales_order", "order_line"):
@@ -1232,10 +1231,9 @@ NASTY = [
 ]
 
 
-def table_counts() -> dict[str, int]:
-    assert db.engine is not None
+def table_counts(database: Database) -> dict[str, int]:
     counts = {}
-    with db.engine.connect() as connection:
+    with database.engine.connect() as connection:
         for table in (
             "users",
             "roles",
@@ -1263,7 +1261,7 @@ def refused(response: Any, text: str, status: int) -> None:
 
 def test_injection_attempts_are_refused_or_treated_as_data(world: World) -> None:
     east = world.person(EAST_ADMIN)
-    before = table_counts()
+    before = table_counts(world.database)
     nasty_dealer = world.create("dealer", {"name": NASTY[1], "code": f"INJ-{next(COUNTER)}"})
     created_users = created_tokens = 0
     for text in NASTY:
@@ -1378,7 +1376,7 @@ def test_injection_attempts_are_refused_or_treated_as_data(world: World) -> None
         world.admin.get("/records/dealer", query_string={"filter": '[["id", "=", "1 OR 1=1"]]'}),
         400,
     )
-    after = table_counts()
+    after = table_counts(world.database)
     assert after == {
         **before,
         "obj_dealer": before["obj_dealer"] + 1,
@@ -1387,4 +1385,5 @@ def test_injection_attempts_are_refused_or_treated_as_data(world: World) -> None
         "api_tokens": before["api_tokens"] + created_tokens,
     }
     assert created_users and created_tokens  # quotes and semicolons are fine in data
-    assert {t for t in ("users", "obj_dealer")} <= set(sa.inspect(db.engine).get_table_names())
+    tables = set(sa.inspect(world.database.engine).get_table_names())
+    assert {t for t in ("users", "obj_dealer")} <= tables

@@ -19,7 +19,7 @@ from tests.platform.runtime.helpers import (
     ids,
     listing,
 )
-from trellis.extensions import db
+from trellis.extensions import Database
 
 TAGS = {"type": "string", "enum": ["a", "b", "c"]}
 
@@ -176,10 +176,9 @@ def test_filters_combine_and_reach_system_fields(api: Api, dealers: list[dict[st
     assert listing(api, "dealer", filter=[])["items"][0]["name"] == "Acme Corp"
 
 
-def expected_order(rows: list[dict[str, Any]], sort: str) -> list[int]:
+def expected_order(database: Database, rows: list[dict[str, Any]], sort: str) -> list[int]:
     """The order the database gives: NULLs where it puts them (largest on PostgreSQL)."""
-    assert db.engine is not None
-    nulls_largest = db.engine.dialect.name == "postgresql"
+    nulls_largest = database.engine.dialect.name == "postgresql"
     keys = [(part.lstrip("-"), part.startswith("-")) for part in sort.split(",") if part]
     if not any(name == "id" for name, _ in keys):
         keys.append(("id", keys[-1][1] if keys else False))
@@ -231,9 +230,11 @@ SORTS = [
 ]
 
 
-def test_keyset_paging_visits_every_record_once(api: Api, dealers: list[dict[str, Any]]) -> None:
+def test_keyset_paging_visits_every_record_once(
+    api: Api, dealers: list[dict[str, Any]], database: Database
+) -> None:
     for sort in SORTS:
-        expected = expected_order(dealers, sort.replace(",id,name", ",id"))
+        expected = expected_order(database, dealers, sort.replace(",id,name", ",id"))
         full = listing(api, "dealer", sort=sort, limit=500)
         assert ids(full) == expected, sort
         for limit in (2, 5):
@@ -242,10 +243,12 @@ def test_keyset_paging_visits_every_record_once(api: Api, dealers: list[dict[str
     assert default == sorted(d["id"] for d in dealers)
 
 
-def test_paging_with_a_filter_and_fields(api: Api, dealers: list[dict[str, Any]]) -> None:
+def test_paging_with_a_filter_and_fields(
+    api: Api, dealers: list[dict[str, Any]], database: Database
+) -> None:
     clause = json.dumps([["credit_limit", "not_in", [1000]]])
     matching = [d for d in dealers if d["credit_limit"] != 1000]
-    expected = expected_order(matching, "-credit_limit,name")
+    expected = expected_order(database, matching, "-credit_limit,name")
     assert walk(api, 2, sort="-credit_limit,name", filter=clause, fields="name") == expected
     page = listing(api, "dealer", sort="-credit_limit,name", fields="name,created_at", limit=2)
     assert [set(item) for item in page["items"]] == [{"id", "name", "created_at"}] * 2
@@ -270,14 +273,14 @@ def walk_from(api: Api, cursor: str, **params: Any) -> list[str]:
     return names
 
 
-def test_fields_selection(api: Api, dealers: list[dict[str, Any]]) -> None:
+def test_fields_selection(api: Api, dealers: list[dict[str, Any]], database: Database) -> None:
     page = listing(api, "dealer", fields="name,credit_limit", limit=2)
     assert page["items"] == [
         {"id": dealers[0]["id"], "name": "Acme Corp", "credit_limit": 1000},
         {"id": dealers[1]["id"], "name": "Bolt", "credit_limit": 500},
     ]
     page = listing(api, "dealer", fields=" since , tags ", limit=1, sort="-rank")
-    first = next(d for d in dealers if d["id"] == expected_order(dealers, "-rank")[0])
+    first = next(d for d in dealers if d["id"] == expected_order(database, dealers, "-rank")[0])
     assert page["items"] == [{"id": first["id"], "since": first["since"], "tags": first["tags"]}]
     full = listing(api, "dealer", limit=1)["items"][0]
     assert full == dealers[0]
@@ -372,7 +375,9 @@ INJECTIONS = [
 ]
 
 
-def test_sql_injection_is_refused_or_plain_data(api: Api, dealers: list[dict[str, Any]]) -> None:
+def test_sql_injection_is_refused_or_plain_data(
+    api: Api, dealers: list[dict[str, Any]], database: Database
+) -> None:
     for text in INJECTIONS:
         for op in ("=", "contains", "startswith", "!=", "in"):
             value = [text] if op == "in" else text
@@ -393,5 +398,5 @@ def test_sql_injection_is_refused_or_plain_data(api: Api, dealers: list[dict[str
         assert api.get(f"/records/dealer/{record['id']}").get_json()["name"] == text[:100]
         found = listing(api, "dealer", filter=[["name", "=", text[:100]]])
         assert ids(found) == [record["id"]]
-    assert has_table("obj_dealer")
+    assert has_table(database, "obj_dealer")
     assert len(listing(api, "dealer", limit=500)["items"]) == len(dealers) + len(INJECTIONS)

@@ -19,6 +19,7 @@ from tests.platform.runtime.helpers import (
     fetch,
     raw_rows,
 )
+from trellis.extensions import Database
 
 SYSTEM_OUT = {"id", "version", "created_at", "created_by", "updated_at", "updated_by", "owner_id"}
 
@@ -97,12 +98,11 @@ def test_create_returns_the_record(things: Api, admin_id: int) -> None:
 
 
 @pytest.fixture
-def admin_id(app: Any) -> int:
+def admin_id(database: Database) -> int:
     from tests.conftest import ADMIN_EMAIL
-    from trellis.extensions import db
     from trellis.platform.runtime.models import User
 
-    with db.session() as session:
+    with database.session() as session:
         return session.query(User).filter_by(email=ADMIN_EMAIL).one().id
 
 
@@ -198,7 +198,7 @@ def test_patch_with_version(things: Api) -> None:
     error_of(api.patch("/records/thing/9999", {"version": 1, "count": 1}), 404)
 
 
-def test_delete_restore_and_history(things: Api, admin_id: int) -> None:
+def test_delete_restore_and_history(things: Api, admin_id: int, database: Database) -> None:
     api = things
     record = create(api, "thing", {"title": "Widget", "count": 1})
     path = f"/records/thing/{record['id']}"
@@ -212,7 +212,7 @@ def test_delete_restore_and_history(things: Api, admin_id: int) -> None:
     error_of(api.delete(path), 404)
     error_of(api.patch(path, {"version": 3, "count": 1}), 404)
     assert all_rows(api, "thing") == []
-    assert [r["deleted_at"] is not None for r in raw_rows("obj_thing")] == [True]
+    assert [r["deleted_at"] is not None for r in raw_rows(database, "obj_thing")] == [True]
 
     restored = api.post(f"{path}/restore")
     assert restored.status_code == 200

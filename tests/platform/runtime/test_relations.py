@@ -19,6 +19,7 @@ from tests.platform.runtime.helpers import (
     fetch,
     raw_rows,
 )
+from trellis.extensions import Database
 
 YEAR = dt.datetime.now(dt.UTC).year
 
@@ -156,7 +157,7 @@ def test_parent_and_children_are_written_together(orders: Api) -> None:
     assert other["lines"][0]["sales_order"] == other["id"]
 
 
-def test_one_bad_child_creates_nothing(orders: Api) -> None:
+def test_one_bad_child_creates_nothing(orders: Api, database: Database) -> None:
     api = orders
     dealer = create(api, "dealer", {"name": "Acme"})
     body = {
@@ -173,15 +174,17 @@ def test_one_bad_child_creates_nothing(orders: Api) -> None:
     fields = detail_fields(error)
     assert {"lines[1].quantity", "lines[3].colour", "lines[3].quantity", "lines[4]"} <= fields
     assert not any(f.startswith(("lines[0]", "lines[2]")) for f in fields)
-    assert raw_rows("obj_sales_order") == []
-    assert raw_rows("obj_order_line") == []
+    assert raw_rows(database, "obj_sales_order") == []
+    assert raw_rows(database, "obj_order_line") == []
 
     missing = api.post("/records/sales_order", {"dealer": dealer["id"], "lines": [{"sku": "A"}]})
     assert "lines[0].quantity" in detail_fields(error_of(missing, 422))
     error_of(api.post("/records/sales_order", {"dealer": dealer["id"], "lines": {"sku": "A"}}), 422)
     bad_parent = api.post("/records/sales_order", {"dealer": 999, "lines": [{"quantity": 1}]})
     assert detail_fields(error_of(bad_parent, 422)) == {"dealer"}
-    assert raw_rows("obj_sales_order") == [] and raw_rows("obj_order_line") == []
+    assert (
+        raw_rows(database, "obj_sales_order") == [] and raw_rows(database, "obj_order_line") == []
+    )
 
     good = create(api, "sales_order", {"dealer": dealer["id"], "lines": [{"quantity": 1}]})
     assert good["number"].startswith(f"SO-{YEAR}-")

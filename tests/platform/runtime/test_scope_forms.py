@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 
 from tests.conftest import Api
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime import access
 from trellis.platform.runtime.identity import UserService
 from trellis.platform.runtime.identity.tokens import issue_token
@@ -21,10 +21,10 @@ def _ids(api: Api, object_name: str) -> list[int]:
 
 
 def test_bound_and_subselect_scopes_agree(
-    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
+    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch, database: Database
 ) -> None:
     registry = app.extensions["trellis.registry"]
-    with db.session() as session:
+    with database.session() as session:
         install_pack(
             session, registry, resolve_pack("channel_pack"), author_id=None, with_demo=True
         )

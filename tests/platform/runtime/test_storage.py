@@ -23,6 +23,7 @@ from tests.platform.runtime.helpers import (
     raw_rows,
     redefine,
 )
+from trellis.extensions import Database
 
 DEALERS = [
     {"name": "Acme", "level": "gold", "credit_limit": 1000},
@@ -47,7 +48,7 @@ def item_definition(code: dict[str, Any]) -> dict[str, Any]:
     return definition("item", {"label": field("text", maxLength=40), "code": code})
 
 
-def test_adding_a_field_keeps_every_row(api: Api) -> None:
+def test_adding_a_field_keeps_every_row(api: Api, database: Database) -> None:
     made = populate(api)
     before = all_rows(api, "dealer")
     redefine(api, dealer_definition(email=field("email"), rank=field("integer")))
@@ -57,33 +58,35 @@ def test_adding_a_field_keeps_every_row(api: Api) -> None:
     assert fields_only(after, names) == fields_only(before, names)
     assert all(row["email"] is None and row["rank"] is None for row in after)
     assert [r["version"] for r in after] == [r["version"] for r in before]
-    assert {"email", "rank"} <= set(columns("obj_dealer"))
+    assert {"email", "rank"} <= set(columns(database, "obj_dealer"))
 
     updated = api.patch(f"/records/dealer/{made[1]['id']}", {"version": 1, "rank": 7})
     assert updated.status_code == 200, updated.get_json()
     assert fetch(api, "dealer", made[1]["id"])["rank"] == 7
 
 
-def test_removing_a_field_archives_it_and_restoring_brings_the_data_back(api: Api) -> None:
+def test_removing_a_field_archives_it_and_restoring_brings_the_data_back(
+    api: Api, database: Database
+) -> None:
     populate(api)
     before = all_rows(api, "dealer")
     without_level = dealer_definition()
     del without_level["properties"]["level"]
     assert redefine(api, without_level)["version"] == 2
 
-    physical = columns("obj_dealer")
+    physical = columns(database, "obj_dealer")
     assert "level" not in physical and "_archived_v2_level" in physical
     assert all("level" not in row for row in all_rows(api, "dealer"))
     error_of(api.get("/records/dealer", query_string={"sort": "level"}), 400, "invalid_query")
     refused = api.post("/records/dealer", {"name": "Fox", "level": "gold"})
     assert "level" in detail_fields(error_of(refused, 422, "validation_failed"))
     # the archived values are still in the table
-    archived = {r["id"]: r["_archived_v2_level"] for r in raw_rows("obj_dealer")}
+    archived = {r["id"]: r["_archived_v2_level"] for r in raw_rows(database, "obj_dealer")}
     assert archived == {r["id"]: r["level"] for r in before}
 
     restored = api.post("/objects/dealer/versions/1/restore")
     assert restored.status_code == 200, restored.get_json()
-    physical = columns("obj_dealer")
+    physical = columns(database, "obj_dealer")
     assert "level" in physical and not any(c.startswith("_archived") for c in physical)
     after = all_rows(api, "dealer")
     names = ["name", "level", "credit_limit", "parent"]
@@ -92,41 +95,45 @@ def test_removing_a_field_archives_it_and_restoring_brings_the_data_back(api: Ap
     assert [r["name"] for r in gold["items"]] == ["Acme"]
 
 
-def test_removing_and_restoring_a_unique_field_keeps_it_unique(api: Api) -> None:
+def test_removing_and_restoring_a_unique_field_keeps_it_unique(
+    api: Api, database: Database
+) -> None:
     made = populate(api)
     without_name = dealer_definition()
     del without_name["properties"]["name"]
     without_name["required"] = []
     redefine(api, without_name)
-    assert not any("name" in ix for ix in index_names("obj_dealer"))
+    assert not any("name" in ix for ix in index_names(database, "obj_dealer"))
     create(api, "dealer", {"level": "gold"})
 
     assert api.post("/objects/dealer/versions/1/restore").status_code == 200
     assert fetch(api, "dealer", made[0]["id"])["name"] == "Acme"
-    assert "ux_obj_dealer_name" in index_names("obj_dealer")
+    assert "ux_obj_dealer_name" in index_names(database, "obj_dealer")
     error_of(api.post("/records/dealer", {"name": "Acme"}), 409, "duplicate")
 
 
-def test_removing_a_lookup_and_restoring_it(api: Api) -> None:
+def test_removing_a_lookup_and_restoring_it(api: Api, database: Database) -> None:
     made = populate(api)
     without_parent = dealer_definition()
     del without_parent["properties"]["parent"]
     redefine(api, without_parent)
-    assert "parent" not in columns("obj_dealer")
+    assert "parent" not in columns(database, "obj_dealer")
     # With the field gone the reference no longer blocks a delete of its target.
     assert api.post("/objects/dealer/versions/1/restore").status_code == 200
     assert fetch(api, "dealer", made[4]["id"])["parent"] == made[0]["id"]
     error_of(api.delete(f"/records/dealer/{made[0]['id']}"), 409, "referenced")
 
 
-def test_incompatible_type_change_is_refused_naming_the_records(api: Api) -> None:
+def test_incompatible_type_change_is_refused_naming_the_records(
+    api: Api, database: Database
+) -> None:
     define(api, item_definition(field("text", maxLength=20)))
     good = create(api, "item", {"label": "a", "code": "123"})
     bad = create(api, "item", {"label": "b", "code": "abc"})
     half = create(api, "item", {"label": "c", "code": "1.5"})
     empty = create(api, "item", {"label": "d"})
     before = all_rows(api, "item")
-    physical_before = columns("obj_item")
+    physical_before = columns(database, "obj_item")
 
     response = api.put("/objects/item", item_definition(field("integer")))
     error = error_of(response, 422, "incompatible_change")
@@ -142,11 +149,11 @@ def test_incompatible_type_change_is_refused_naming_the_records(api: Api) -> Non
     assert current["definition"]["properties"]["code"]["x-type"] == "text"
     assert len(api.get("/objects/item/versions").get_json()["items"]) == 1
     assert all_rows(api, "item") == before
-    assert set(columns("obj_item")) == set(physical_before)
-    assert isinstance(columns("obj_item")["code"]["type"], sa.String)
+    assert set(columns(database, "obj_item")) == set(physical_before)
+    assert isinstance(columns(database, "obj_item")["code"]["type"], sa.String)
 
 
-def test_compatible_type_change_converts_values(api: Api) -> None:
+def test_compatible_type_change_converts_values(api: Api, database: Database) -> None:
     define(api, item_definition(field("text", maxLength=20)))
     made = [
         create(api, "item", {"label": str(i), "code": code})
@@ -154,7 +161,7 @@ def test_compatible_type_change_converts_values(api: Api) -> None:
     ]
     redefine(api, item_definition(field("integer")))
     assert [fetch(api, "item", r["id"])["code"] for r in made] == [7, 42, 1000, None]
-    physical = columns("obj_item")
+    physical = columns(database, "obj_item")
     assert isinstance(physical["code"]["type"], sa.Integer)
     assert "_archived_v2_code" in physical
     big = listing(api, "item", filter=[["code", ">", 40]], sort="code")
@@ -167,13 +174,13 @@ def test_compatible_type_change_converts_values(api: Api) -> None:
     assert [fetch(api, "item", r["id"])["code"] for r in made] == ["7", "42", "1000", None]
 
 
-def test_type_change_keeps_a_unique_field_unique(api: Api) -> None:
+def test_type_change_keeps_a_unique_field_unique(api: Api, database: Database) -> None:
     unique = {"x-unique": True}
     define(api, item_definition(field("text", maxLength=20, **unique)))
     made = [create(api, "item", {"label": "a", "code": code}) for code in ("1", "2")]
     redefine(api, item_definition(field("integer", **unique)))
     assert [fetch(api, "item", r["id"])["code"] for r in made] == [1, 2]
-    assert "ux_obj_item_code" in index_names("obj_item")
+    assert "ux_obj_item_code" in index_names(database, "obj_item")
     error_of(api.post("/records/item", {"label": "b", "code": 2}), 409, "duplicate")
     assert create(api, "item", {"label": "c", "code": 3})["code"] == 3
 
@@ -193,13 +200,13 @@ def test_narrowing_a_picklist_below_the_data_is_refused(api: Api) -> None:
     assert create(api, "dealer", {"name": "Plat", "level": "platinum"})["level"] == "platinum"
 
 
-def test_max_length_can_widen_but_not_shrink_below_the_data(api: Api) -> None:
+def test_max_length_can_widen_but_not_shrink_below_the_data(api: Api, database: Database) -> None:
     define(api, item_definition(field("text", maxLength=10)))
     short = create(api, "item", {"label": "a", "code": "abc"})
     error_of(api.post("/records/item", {"label": "b", "code": "x" * 11}), 422)
 
     redefine(api, item_definition(field("text", maxLength=200)))
-    assert columns("obj_item")["code"]["type"].length == 200
+    assert columns(database, "obj_item")["code"]["type"].length == 200
     long = create(api, "item", {"label": "b", "code": "x" * 150})
     assert fetch(api, "item", short["id"])["code"] == "abc"
 
@@ -210,7 +217,7 @@ def test_max_length_can_widen_but_not_shrink_below_the_data(api: Api) -> None:
     )
     assert str(long["id"]) in detail_message(error, "code")
     assert api.get("/objects/item").get_json()["version"] == 2
-    assert columns("obj_item")["code"]["type"].length == 200
+    assert columns(database, "obj_item")["code"]["type"].length == 200
     assert fetch(api, "item", long["id"])["code"] == "x" * 150
 
     api.delete(f"/records/item/{long['id']}")  # deleted rows count too: they can be restored
@@ -220,11 +227,11 @@ def test_max_length_can_widen_but_not_shrink_below_the_data(api: Api) -> None:
     patched = api.patch(f"/records/item/{long['id']}", {"version": 3, "code": "y" * 15})
     assert patched.status_code == 200, patched.get_json()
     redefine(api, item_definition(field("text", maxLength=20)))
-    assert columns("obj_item")["code"]["type"].length == 20
+    assert columns(database, "obj_item")["code"]["type"].length == 20
     assert fetch(api, "item", short["id"])["code"] == "abcdefgh"
 
 
-def test_unique_with_duplicates_is_refused(api: Api) -> None:
+def test_unique_with_duplicates_is_refused(api: Api, database: Database) -> None:
     define(api, item_definition(field("text", maxLength=20)))
     first = create(api, "item", {"label": "a", "code": "same"})
     create(api, "item", {"label": "b", "code": "same"})
@@ -234,7 +241,7 @@ def test_unique_with_duplicates_is_refused(api: Api) -> None:
     error = error_of(api.put("/objects/item", unique), 422, "incompatible_change")
     assert "same" in detail_message(error, "code")
     assert api.get("/objects/item").get_json()["version"] == 1
-    assert not any(ix.startswith("ux_") for ix in index_names("obj_item"))
+    assert not any(ix.startswith("ux_") for ix in index_names(database, "obj_item"))
     create(api, "item", {"label": "d", "code": "other"})
 
     api.delete(f"/records/item/{first['id']}")
@@ -242,11 +249,11 @@ def test_unique_with_duplicates_is_refused(api: Api) -> None:
     rows = all_rows(api, "item")
     api.delete(f"/records/item/{rows[-1]['id']}")
     assert redefine(api, unique)["version"] == 2
-    assert "ux_obj_item_code" in index_names("obj_item")
+    assert "ux_obj_item_code" in index_names(database, "obj_item")
     error_of(api.post("/records/item", {"label": "e", "code": "same"}), 409, "duplicate")
 
 
-def test_changing_a_table_other_tables_refer_to(api: Api) -> None:
+def test_changing_a_table_other_tables_refer_to(api: Api, database: Database) -> None:
     populate(api)
     order, line = order_definitions()
     define(api, order)
@@ -259,7 +266,7 @@ def test_changing_a_table_other_tables_refer_to(api: Api) -> None:
     wider = dealer_definition(email=field("email"))
     wider["properties"]["name"]["maxLength"] = 300
     redefine(api, wider)
-    assert columns("obj_dealer")["name"]["type"].length == 300
+    assert columns(database, "obj_dealer")["name"]["type"].length == 300
     again = fetch(api, "sales_order", sale["id"])
     assert again["dealer"] == dealer["id"] and len(again["lines"]) == 1
     error_of(api.delete(f"/records/dealer/{dealer['id']}"), 409, "referenced")

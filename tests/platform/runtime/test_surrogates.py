@@ -13,7 +13,7 @@ from tests.conftest import Api
 from tests.factories import dealer_definition, order_definitions
 from tests.platform.runtime.helpers import create, define, error_of
 from trellis.exceptions import BadRequest
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.unicode_text import (
     LONE_SURROGATE,
     NOT_UTF8,
@@ -135,12 +135,11 @@ def _send(api: Api, method: str, path: str, body: str | bytes) -> Any:
     )
 
 
-def database_state() -> dict[str, list[tuple[Any, ...]]]:
+def database_state(database: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table: what "nothing was written" is checked against."""
-    assert db.engine is not None
     metadata = sa.MetaData()
-    metadata.reflect(db.engine)
-    with db.engine.connect() as connection:
+    metadata.reflect(database.engine)
+    with database.engine.connect() as connection:
         return {
             name: sorted(map(tuple, connection.execute(sa.select(table))), key=repr)
             for name, table in metadata.tables.items()
@@ -149,32 +148,32 @@ def database_state() -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.parametrize("case", BODIES, ids=list(BODIES))
 def test_a_lone_surrogate_in_a_body_is_a_400_naming_its_path(
-    api: Api, world: dict[str, Any], case: str
+    api: Api, world: dict[str, Any], case: str, database: Database
 ) -> None:
     method, path, body, field = BODIES[case]
     dealer_id = str(world["id"])
     if isinstance(body, str):
         body = body.replace("DEALER", dealer_id)
-    before = database_state()
+    before = database_state(database)
     error = error_of(_send(api, method, path.replace("DEALER", dealer_id), body), 400)
     assert error["code"] == "bad_request"
     assert error["details"] == [{"field": field, "message": LONE_SURROGATE}]
-    assert database_state() == before
+    assert database_state(database) == before
 
 
 @pytest.mark.parametrize("case", QUERIES, ids=list(QUERIES))
 def test_query_parameters_that_are_not_unicode_are_a_400(
-    api: Api, world: dict[str, Any], case: str
+    api: Api, world: dict[str, Any], case: str, database: Database
 ) -> None:
     query, field, message = QUERIES[case]
-    before = database_state()
+    before = database_state(database)
     for path in ("/records/dealer", "/records/dealer/export"):
         response = api.client.get(
             f"/api/v1{path}", headers=api.headers, environ_overrides={"QUERY_STRING": query}
         )
         error = error_of(response, 400, "bad_request")
         assert error["details"] == [{"field": field, "message": message}]
-    assert database_state() == before
+    assert database_state(database) == before
 
 
 def test_raw_bytes_that_are_not_utf8_in_a_query_string(api: Api, world: dict[str, Any]) -> None:

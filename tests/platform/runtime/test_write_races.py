@@ -19,9 +19,9 @@ from flask import Flask
 from tests.conftest import Api
 from tests.factories import dealer_definition, order_definitions
 from tests.platform.runtime.concurrency import in_threads
-from tests.platform.runtime.helpers import create, define, dialect, error_of, fetch, raw_rows
+from tests.platform.runtime.helpers import create, define, error_of, fetch, raw_rows
 from trellis.exceptions import ReferencedRecord, ValidationFailed
-from trellis.extensions import db
+from trellis.extensions import Database
 from trellis.platform.runtime.records import RecordService
 
 
@@ -38,16 +38,19 @@ def orders(api: Api) -> dict[str, Any]:
     return {"dealer": dealer, "order": placed}
 
 
-def _history(object_name: str, record_id: int) -> list[dict[str, Any]]:
+CREATE_DELETE = ["create", "delete"]
+
+
+def _history(database: Database, object_name: str, record_id: int) -> list[dict[str, Any]]:
     return [
         r
-        for r in raw_rows("record_history")
+        for r in raw_rows(database, "record_history")
         if r["object_name"] == object_name and r["record_id"] == record_id
     ]
 
 
 def test_ten_parallel_deletes_one_wins(
-    app: Flask, admin_token: str, orders: dict[str, Any]
+    app: Flask, admin_token: str, orders: dict[str, Any], database: Database
 ) -> None:
     order_id = orders["order"]["id"]
     statuses = in_threads(
@@ -58,16 +61,17 @@ def test_ten_parallel_deletes_one_wins(
     )
     assert Counter(statuses)[204] == 1, statuses
     assert set(statuses) <= {204, 404, 409, 503}, statuses
-    row = next(r for r in raw_rows("obj_sales_order") if r["id"] == order_id)
+    row = next(r for r in raw_rows(database, "obj_sales_order") if r["id"] == order_id)
     assert row["version"] == 2 and row["deleted_at"] is not None
-    assert [h["action"] for h in _history("sales_order", order_id)] == ["create", "delete"]
+    assert [h["action"] for h in _history(database, "sales_order", order_id)] == CREATE_DELETE
+    lines = {r["id"]: r for r in raw_rows(database, "obj_order_line")}
     for line in orders["order"]["lines"]:
-        assert [h["action"] for h in _history("order_line", line["id"])] == ["create", "delete"]
-        assert next(r for r in raw_rows("obj_order_line") if r["id"] == line["id"])["version"] == 2
+        assert [h["action"] for h in _history(database, "order_line", line["id"])] == CREATE_DELETE
+        assert lines[line["id"]]["version"] == 2
 
 
 def test_ten_parallel_restores_one_wins(
-    app: Flask, api: Api, admin_token: str, orders: dict[str, Any]
+    app: Flask, api: Api, admin_token: str, orders: dict[str, Any], database: Database
 ) -> None:
     order_id = orders["order"]["id"]
     assert api.delete(f"/records/sales_order/{order_id}").status_code == 204
@@ -80,7 +84,7 @@ def test_ten_parallel_restores_one_wins(
     assert Counter(statuses)[200] == 1, statuses
     assert set(statuses) <= {200, 409, 503}, statuses
     assert fetch(api, "sales_order", order_id)["version"] == 3
-    assert [h["action"] for h in _history("sales_order", order_id)] == [
+    assert [h["action"] for h in _history(database, "sales_order", order_id)] == [
         "create",
         "delete",
         "restore",
@@ -101,7 +105,7 @@ def test_delete_carries_the_version_it_read(api: Api, orders: dict[str, Any]) ->
 
 
 def test_orders_racing_a_dealer_delete_never_point_at_a_deleted_dealer(
-    app: Flask, admin_token: str, orders: dict[str, Any]
+    app: Flask, admin_token: str, orders: dict[str, Any], database: Database
 ) -> None:
     for attempt in range(5):
         api = Api(app.test_client(), admin_token)
@@ -114,10 +118,10 @@ def test_orders_racing_a_dealer_delete_never_point_at_a_deleted_dealer(
 
         statuses = in_threads(app, admin_token, 8, work)
         assert statuses[0] in (204, 409, 503), statuses
-        dealer = next(r for r in raw_rows("obj_dealer") if r["id"] == dealer_id)
+        dealer = next(r for r in raw_rows(database, "obj_dealer") if r["id"] == dealer_id)
         live_orders = [
             r
-            for r in raw_rows("obj_sales_order")
+            for r in raw_rows(database, "obj_sales_order")
             if r["dealer"] == dealer_id and r["deleted_at"] is None
         ]
         if dealer["deleted_at"] is not None:
@@ -129,21 +133,20 @@ def _service(session: Any, app: Flask) -> RecordService:
 
 
 def test_a_reference_check_holds_the_target_until_commit(
-    app: Flask, orders: dict[str, Any]
+    app: Flask, orders: dict[str, Any], database: Database
 ) -> None:
     """Order first: the delete waits for the order's transaction, then sees the order."""
-    if dialect() != "postgresql":
+    if database.dialect != "postgresql":
         pytest.skip("SQLite serialises writers: there is no interleaving to test")
-    assert db.engine is not None
     dealer_id = orders["dealer"]["id"]
-    engine = db.engine
+    engine = database.engine
     outcome: dict[str, Any] = {}
-    with db.session() as first:
+    with database.session() as first:
         _service(first, app).registry.ensure_current(first)
         _service(first, app).create("sales_order", {"dealer": dealer_id})
 
         def delete_dealer() -> None:
-            with db.session() as second:
+            with database.session() as second:
                 try:
                     _service(second, app).delete("dealer", dealer_id)
                     second.commit()
@@ -166,21 +169,21 @@ def test_a_reference_check_holds_the_target_until_commit(
 
 
 def test_a_delete_in_flight_makes_the_reference_check_wait_and_fail(
-    app: Flask, orders: dict[str, Any]
+    app: Flask, orders: dict[str, Any], database: Database
 ) -> None:
     """Delete first: the order's check waits for it, then finds the dealer deleted."""
-    if dialect() != "postgresql":
+    if database.dialect != "postgresql":
         pytest.skip("SQLite serialises writers: there is no interleaving to test")
     dealer = orders["dealer"]["id"]
     outcome: dict[str, Any] = {}
-    with db.session() as first:
+    with database.session() as first:
         service = RecordService(first, app.extensions["trellis.registry"])
         service.registry.ensure_current(first)
         service.delete("sales_order", orders["order"]["id"])  # the dealer is then unreferenced
         service.delete("dealer", dealer)
 
         def place_order() -> None:
-            with db.session() as second:
+            with database.session() as second:
                 try:
                     RecordService(second, app.extensions["trellis.registry"]).create(
                         "sales_order", {"dealer": dealer}

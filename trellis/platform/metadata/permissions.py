@@ -39,7 +39,6 @@ class Operation(StrEnum):
     EXPORT = "export"
 
 
-OPERATIONS = tuple(op.value for op in Operation)
 SCOPES = ("none", "own", "hierarchy", "all")
 FIELD_ACCESS = ("hidden", "read", "write")  # ordered: later grants more
 
@@ -53,7 +52,7 @@ def role_meta_schema() -> dict[str, Any]:
     grant = {
         "type": "object",
         "properties": {
-            **{op: scope for op in OPERATIONS},
+            **{op.value: scope for op in Operation},
             "fields": {
                 "type": "object",
                 "propertyNames": {"pattern": NAME_PATTERN},
@@ -114,7 +113,7 @@ def validate_role(document: Any, objects: dict[str, dict[str, Any]]) -> list[Pro
 class ObjectGrant:
     """The combined rights of a user's roles on one object."""
 
-    scopes: dict[str, frozenset[str]]
+    scopes: dict[Operation, frozenset[str]]
     fields: dict[str, str]
     default_field_access: str
 
@@ -130,7 +129,7 @@ class Permissions:
     objects: dict[str, ObjectGrant] = field(default_factory=dict)
     roles: tuple[str, ...] = ()
 
-    def scopes(self, object_name: str, operation: str) -> frozenset[str]:
+    def scopes(self, object_name: str, operation: Operation) -> frozenset[str]:
         """The record scopes granted for ``operation``: a subset of own/hierarchy/all."""
         if self.is_admin:
             return ALL
@@ -190,21 +189,21 @@ def _default_access(grant: dict[str, Any]) -> str | None:
 
     A grant of nothing (every operation ``none``) must not lift the fields other roles hide.
     """
-    if all(grant.get(op, "none") == "none" for op in OPERATIONS):
+    if all(grant.get(op, "none") == "none" for op in Operation):
         return None
-    writes = any(grant.get(op, "none") != "none" for op in ("create", "update"))
+    writes = any(grant.get(op, "none") != "none" for op in (Operation.CREATE, Operation.UPDATE))
     return "write" if writes else "read"
 
 
 def combine(roles: list[dict[str, Any]], *, is_admin: bool = False) -> Permissions:
     """Add the rights of several role documents up."""
-    scopes: dict[str, dict[str, frozenset[str]]] = {}
+    scopes: dict[str, dict[Operation, frozenset[str]]] = {}
     fields: dict[str, dict[str, str]] = {}
     defaults: dict[str, str] = {}
     for role in roles:
         for object_name, grant in role.get("objects", {}).items():
             object_scopes = scopes.setdefault(object_name, {})
-            for op in OPERATIONS:
+            for op in Operation:
                 granted = _scope_set(grant.get(op, "none"))
                 object_scopes[op] = _union(object_scopes.get(op, NOTHING), granted)
             default = _default_access(grant)

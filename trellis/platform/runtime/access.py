@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from trellis.exceptions import Forbidden
+from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.hierarchy import descendants
 
 # Trees up to this size are bound as a list of ids; larger ones stay a sub-select.
@@ -33,11 +34,11 @@ if TYPE_CHECKING:
 
 _WORDS = {"read": "read-only", "hidden": "hidden", "write": "writable"}
 VERBS = {
-    "read": "read",
-    "create": "create",
-    "update": "change",
-    "delete": "delete",
-    "export": "export",
+    Operation.READ: "read",
+    Operation.CREATE: "create",
+    Operation.UPDATE: "change",
+    Operation.DELETE: "delete",
+    Operation.EXPORT: "export",
 }
 
 
@@ -58,13 +59,13 @@ class Access:
     def user_id(self) -> int | None:
         return self.caller.user_id if self.caller else None
 
-    def allowed(self, meta: ObjectMeta, operation: str) -> bool:
+    def allowed(self, meta: ObjectMeta, operation: Operation) -> bool:
         if self.unrestricted:
             return True
         assert self.caller is not None
         return bool(self.caller.permissions.scopes(meta.name, operation))
 
-    def require(self, meta: ObjectMeta, operation: str) -> None:
+    def require(self, meta: ObjectMeta, operation: Operation) -> None:
         """403 unless the caller holds ``operation`` on the object in some scope."""
         if not self.allowed(meta, operation):
             raise Forbidden(
@@ -72,7 +73,7 @@ class Access:
                 [{"field": meta.name, "message": f"no {operation} permission"}],
             )
 
-    def condition(self, meta: ObjectMeta, operation: str) -> sa.ColumnElement[bool] | None:
+    def condition(self, meta: ObjectMeta, operation: Operation) -> sa.ColumnElement[bool] | None:
         """The SQL condition a record must meet for ``operation``; None when unrestricted."""
         if self.unrestricted:
             return None
@@ -166,7 +167,7 @@ class Access:
         if denied:
             raise Forbidden("you may not write these fields", denied)
 
-    def bypasses(self, meta: ObjectMeta, operation: str) -> bool:
+    def bypasses(self, meta: ObjectMeta, operation: Operation) -> bool:
         """True when an admin does what their roles alone would not allow (audited)."""
         if self.caller is None or not self.caller.is_admin:
             return False

@@ -26,7 +26,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from trellis.platform.metadata.fieldtypes import ALL_OPS
-from trellis.platform.metadata.permissions import role_meta_schema
+from trellis.platform.metadata.permissions import Operation, role_meta_schema
 from trellis.platform.runtime.api import schemas as shapes
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
         **(_admin_paths() if permissions.is_admin else {}),
     }
     schemas: dict[str, Any] = copy.deepcopy(platform_schemas())
-    readable = {m.name for m in registry.all() if permissions.scopes(m.name, "read")}
+    readable = {m.name for m in registry.all() if permissions.scopes(m.name, Operation.READ)}
     for meta in sorted(registry.all(), key=lambda m: m.name):
         if meta.name not in readable:
             continue
@@ -534,19 +534,16 @@ def _allowed_paths(
     meta: ObjectMeta, paths: dict[str, Any], permissions: Permissions
 ) -> dict[str, Any]:
     """Leave out the operations the caller's roles do not grant."""
-    allowed = {
-        op: bool(permissions.scopes(meta.name, op))
-        for op in ("create", "update", "delete", "export")
-    }
+    allowed = {op: bool(permissions.scopes(meta.name, op)) for op in Operation}
     base = f"/records/{meta.name}"
-    if not allowed["create"]:
+    if not allowed[Operation.CREATE]:
         paths[base].pop("post")
-    if not allowed["update"]:
+    if not allowed[Operation.UPDATE]:
         paths[f"{base}/{{id}}"].pop("patch")
-    if not allowed["delete"]:
+    if not allowed[Operation.DELETE]:
         paths[f"{base}/{{id}}"].pop("delete")
         paths.pop(f"{base}/{{id}}/restore")
-    if not allowed["export"]:
+    if not allowed[Operation.EXPORT]:
         paths.pop(f"{base}/export")
     return paths
 

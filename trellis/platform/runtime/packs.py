@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from trellis.exceptions import PackError, TrellisError
 from trellis.platform.metadata.names import is_valid_name
 from trellis.platform.runtime.identity import RoleService, UserService
@@ -231,7 +229,3 @@ def _resolve_refs(value: Any, ids: dict[str, int]) -> Any:
     if isinstance(value, list):
         return [_resolve_refs(v, ids) for v in value]
     return value
-
-
-def installed_packs(session: Session) -> list[InstalledPack]:
-    return list(session.scalars(sa.select(InstalledPack).order_by(InstalledPack.name)))

@@ -50,14 +50,6 @@ class ObjectMeta:
         return self.definition.name
 
     @cached_property
-    def live_id_statement(self) -> sa.Select[Any]:
-        """``SELECT id WHERE id = :id AND deleted_at IS NULL``, built once (reference checks)."""
-        table = self.table
-        return sa.select(table.c.id).where(
-            table.c.id == sa.bindparam("id"), table.c.deleted_at.is_(None)
-        )
-
-    @cached_property
     def row_statement(self) -> sa.Select[Any]:
         """``SELECT * WHERE id = :id``, built once (every read of one record)."""
         return sa.select(self.table).where(self.table.c.id == sa.bindparam("id"))

@@ -22,13 +22,9 @@ from wtforms import ValidationError
 from trellis.exceptions import BadRequest, CsrfFailed, Forbidden
 from trellis.extensions import db
 from trellis.platform.runtime import audit
-from trellis.platform.runtime.identity import Caller
-from trellis.platform.runtime.identity.sessions import SessionIdentity, authenticate_session
-from trellis.platform.runtime.identity.tokens import (
-    TokenIdentity,
-    authenticate_token,
-    touch_token,
-)
+from trellis.platform.runtime.identity import Caller, Identity
+from trellis.platform.runtime.identity.sessions import authenticate_session
+from trellis.platform.runtime.identity.tokens import authenticate_token, touch_token
 from trellis.platform.runtime.models import iso
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
@@ -76,20 +72,12 @@ def open_unit_of_work() -> None:
         session.connection(execution_options={"trellis_write": True})
     identity = _identify(session)
     registry().ensure_current(session, identity.revision)
-    token_id = identity.token_id if isinstance(identity, TokenIdentity) else None
-    g.caller = build_caller(
-        identity.user_id,
-        identity.email,
-        identity.is_admin,
-        identity.partner_id,
-        identity.roles,
-        token_id,
-    )
-    if isinstance(identity, TokenIdentity) and identity.needs_touch:
+    g.caller = caller_of(identity)
+    if identity.needs_touch:
         g.touch_token = identity.token_id
 
 
-def _identify(session: Session) -> TokenIdentity | SessionIdentity:
+def _identify(session: Session) -> Identity:
     """The bearer token when one is sent, else the signed-in browser's session.
 
     A token request never reads the cookie. A session write must also carry the page's
@@ -117,24 +105,13 @@ def _require_csrf_token() -> None:
         ) from None
 
 
-def build_caller(
-    user_id: int,
-    email: str,
-    is_admin: bool,
-    partner_id: int | None,
-    roles: tuple[str, ...],
-    token_id: int | None = None,
-) -> Caller:
-    reg = registry()
-    return Caller(
-        user_id=user_id,
-        email=email,
-        is_admin=is_admin,
-        partner_id=partner_id,
-        roles=roles,
-        permissions=reg.permissions(roles, is_admin),
-        role_permissions=reg.permissions(roles, False),
-        token_id=token_id,
+def caller_of(identity: Identity) -> Caller:
+    """The identity with its rights (cached per role set until the metadata moves)."""
+    permissions = registry().permissions
+    return Caller.of(
+        identity,
+        permissions(identity.roles, identity.is_admin),
+        permissions(identity.roles, False),
     )
 
 
@@ -148,7 +125,6 @@ def close_unit_of_work(_exc: BaseException | None) -> None:
     session.close()  # rolls back anything not committed
     # Written after the request's transaction is gone: they must outlive its rollback,
     # and on SQLite a second writer inside the request would wait on the first.
-    assert db.engine is not None
     token_id = g.pop("touch_token", None)
     if token_id is not None:
         with db.engine.begin() as connection:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import g, jsonify
 
-from trellis.platform.metadata.permissions import OPERATIONS
+from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.api import (
     bp,
     caller,
@@ -62,11 +62,11 @@ def _rights(who: Caller) -> dict[str, Any]:
     """Per object the caller may read: their scopes per operation and the fields hidden."""
     return {
         name: {
-            "scopes": {op: sorted(who.permissions.scopes(name, op)) for op in OPERATIONS},
+            "scopes": {op: sorted(who.permissions.scopes(name, op)) for op in Operation},
             "hidden_fields": sorted(who.permissions.hidden_fields(name, list(meta.fields))),
         }
         for name, meta in sorted((m.name, m) for m in registry().all())
-        if who.permissions.scopes(name, "read")
+        if who.permissions.scopes(name, Operation.READ)
     }
 
 

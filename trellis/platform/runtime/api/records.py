@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 
 from trellis.exceptions import BadRequest
+from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.api import (
     bp,
     caller,
@@ -23,7 +24,7 @@ from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import RecordService
 
 
-def _list_query(service: RecordService, object_name: str, operation: str) -> Any:
+def _list_query(service: RecordService, object_name: str, operation: Operation) -> Any:
     """The request's list parameters, checked — after the right to ``operation`` is: without
     it the answer is 403 whatever the query says."""
     meta = registry().get(object_name)
@@ -45,14 +46,16 @@ def _list_query(service: RecordService, object_name: str, operation: str) -> Any
 @bp.get("/records/<object_name>")
 def list_records(object_name: str) -> Any:
     service = record_service()
-    return jsonify(service.list_page(object_name, _list_query(service, object_name, "read")))
+    query = _list_query(service, object_name, Operation.READ)
+    return jsonify(service.list_page(object_name, query))
 
 
 @bp.get("/records/<object_name>/export")
 def export_records(object_name: str) -> Any:
     """CSV of every record the filter matches, within the caller's export scope."""
     service = record_service()
-    names, rows = service.export_rows(object_name, _list_query(service, object_name, "export"))
+    query = _list_query(service, object_name, Operation.EXPORT)
+    names, rows = service.export_rows(object_name, query)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(names)

@@ -23,7 +23,7 @@ from marshmallow.validate import Length, OneOf, Range
 
 from trellis.exceptions import BadRequest, TrellisError, ValidationFailed
 from trellis.platform.metadata.fieldtypes import INT64_MAX
-from trellis.platform.metadata.permissions import OPERATIONS, SCOPES
+from trellis.platform.metadata.permissions import SCOPES, Operation
 from trellis.platform.runtime.identity.passwords import MIN_PASSWORD_LENGTH
 from trellis.platform.runtime.identity.tokens import MAX_TOKEN_DAYS
 from trellis.platform.runtime.models import iso
@@ -126,7 +126,7 @@ class UserSchema(Shape):
 
 # Per operation, the record scopes the caller holds (empty: none).
 ScopesSchema = Shape.from_dict(
-    {op: fields.List(fields.String(validate=OneOf(GRANTED_SCOPES))) for op in OPERATIONS},
+    {op.value: fields.List(fields.String(validate=OneOf(GRANTED_SCOPES))) for op in Operation},
     name="ScopesSchema",
 )
 

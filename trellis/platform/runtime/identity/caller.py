@@ -1,25 +1,65 @@
-"""Who is making a request, and what they may do."""
+"""Who is making a request, and what they may do.
+
+Both ways to sign in — an API token and a browser session — answer with one query
+that reads the user, their role names and the metadata revision; both give an
+``Identity``. The API adds the user's rights to it, making the request's ``Caller``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
+
+import sqlalchemy as sa
 
 from trellis.platform.metadata.permissions import Permissions
-
-if TYPE_CHECKING:
-    pass
+from trellis.platform.runtime.models import MetaRevision, User, UserRole
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is making the request, and what they may do."""
+@dataclass(frozen=True, kw_only=True)
+class Identity:
+    """Who signed in, as their sign-in's one query read them."""
 
     user_id: int
     email: str
     is_admin: bool
     partner_id: int | None
     roles: tuple[str, ...]
+    revision: int  # the metadata revision, read by the same query
+    token_id: int | None = None  # the API token; None for a browser session
+    needs_touch: bool = False  # the token's last_used_at is due to be written again
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller(Identity):
+    """An identity with what it may do."""
+
     permissions: Permissions  # what the caller may do (everything, for an admin)
     role_permissions: Permissions  # what their roles alone grant (to audit admin bypass)
-    token_id: int | None = None
+
+    @classmethod
+    def of(
+        cls, identity: Identity, permissions: Permissions, role_permissions: Permissions
+    ) -> Caller:
+        known = {f.name: getattr(identity, f.name) for f in dataclasses.fields(Identity)}
+        return cls(**known, permissions=permissions, role_permissions=role_permissions)
+
+
+def role_names_column() -> sa.ScalarSelect[Any]:
+    """The user's role names, comma-separated, as a column of a query on ``User``."""
+    return (
+        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
+        .where(UserRole.user_id == User.id)
+        .scalar_subquery()
+    )
+
+
+def revision_column() -> sa.ScalarSelect[Any]:
+    """The metadata revision, as a column of any query."""
+    return sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
+
+
+def role_tuple(role_names: str | None) -> tuple[str, ...]:
+    """The sorted role names from ``role_names_column``."""
+    return tuple(sorted(role_names.split(","))) if role_names else ()

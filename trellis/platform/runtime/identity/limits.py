@@ -45,7 +45,6 @@ def _refused(limit: RequestLimit) -> Response:
     """429 for a browser (the sign-in page) or a JSON client, with Retry-After; audited."""
     retry_after = _retry_after(limit)
     email = request.form.get("email", "")[:254].replace("\x00", "").strip().lower()
-    assert db.engine is not None
     audit.record_now(
         db.engine,
         "auth.login.rate_limited",

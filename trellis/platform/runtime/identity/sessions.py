@@ -8,7 +8,6 @@ password, signing out or deactivating the user makes every older cookie worthles
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,8 @@ import sqlalchemy as sa
 
 from trellis.exceptions import AuthenticationRequired
 from trellis.platform.metadata.fieldtypes import INT64_MAX
-from trellis.platform.runtime.identity.tokens import (
+from trellis.platform.runtime.identity.caller import (
+    Identity,
     revision_column,
     role_names_column,
     role_tuple,
@@ -25,18 +25,6 @@ from trellis.platform.runtime.models import User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-
-@dataclass(frozen=True)
-class SessionIdentity:
-    """What one query learns from a session: the user, their roles, the metadata revision."""
-
-    user_id: int
-    email: str
-    is_admin: bool
-    partner_id: int | None
-    roles: tuple[str, ...]
-    revision: int
 
 
 def session_stamp(password_changed_at: dt.datetime | None, session_epoch: int) -> str:
@@ -51,7 +39,7 @@ def session_stamp(password_changed_at: dt.datetime | None, session_epoch: int) -
     return f"{changed.replace(tzinfo=None).isoformat(timespec='microseconds')}:{session_epoch}"
 
 
-def authenticate_session(session: Session, user_id: Any, stamp: Any) -> SessionIdentity:
+def authenticate_session(session: Session, user_id: Any, stamp: Any) -> Identity:
     """The identity behind a session's ``user_id`` and ``stamp``, or ``AuthenticationRequired``.
 
     One query, like a token's: the user's state, role names and the metadata revision.
@@ -64,7 +52,7 @@ def authenticate_session(session: Session, user_id: Any, stamp: Any) -> SessionI
     email, is_admin, is_active, partner_id, changed, epoch, role_names, revision = row
     if not is_active or stamp != session_stamp(changed, epoch):
         raise AuthenticationRequired("the session has ended; sign in again")
-    return SessionIdentity(
+    return Identity(
         user_id=user_id,
         email=email,
         is_admin=bool(is_admin),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +21,13 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX
-from trellis.platform.runtime.models import (
-    ApiToken,
-    MetaRevision,
-    User,
-    UserRole,
-    as_utc,
-    utcnow,
+from trellis.platform.runtime.identity.caller import (
+    Identity,
+    revision_column,
+    role_names_column,
+    role_tuple,
 )
+from trellis.platform.runtime.models import ApiToken, User, as_utc, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -38,20 +36,6 @@ if TYPE_CHECKING:
 TOKEN_PREFIX = "trl_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 MAX_TOKEN_DAYS = 3650
-
-
-@dataclass(frozen=True)
-class TokenIdentity:
-    """What one query learns from a bearer token: the user, their roles, the metadata revision."""
-
-    token_id: int
-    user_id: int
-    email: str
-    is_admin: bool
-    partner_id: int | None
-    roles: tuple[str, ...]
-    revision: int
-    needs_touch: bool  # last_used_at is older than LAST_USED_RESOLUTION
 
 
 def hash_token(token: str) -> str:
@@ -85,7 +69,7 @@ def new_token(
     return row, token
 
 
-def authenticate_token(session: Session, authorization: str | None) -> TokenIdentity:
+def authenticate_token(session: Session, authorization: str | None) -> Identity:
     """The identity behind an ``Authorization: Bearer`` header, or ``AuthenticationRequired``.
 
     One query answers everything a request needs to start: the token's state, its
@@ -115,7 +99,7 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
     now = utcnow()
     if revoked_at is not None or not is_active or (expires_at and as_utc(expires_at) <= now):
         raise AuthenticationRequired("the token is revoked or expired")
-    return TokenIdentity(
+    return Identity(
         token_id=token_id,
         user_id=user_id,
         email=email,
@@ -125,25 +109,6 @@ def authenticate_token(session: Session, authorization: str | None) -> TokenIden
         revision=meta_revision or 0,
         needs_touch=last_used_at is None or now - as_utc(last_used_at) > LAST_USED_RESOLUTION,
     )
-
-
-def role_names_column() -> sa.ScalarSelect[Any]:
-    """The user's role names, comma-separated, as a column of a query on ``User``."""
-    return (
-        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
-        .where(UserRole.user_id == User.id)
-        .scalar_subquery()
-    )
-
-
-def revision_column() -> sa.ScalarSelect[Any]:
-    """The metadata revision, as a column of any query."""
-    return sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
-
-
-def role_tuple(role_names: str | None) -> tuple[str, ...]:
-    """The sorted role names from ``role_names_column``."""
-    return tuple(sorted(role_names.split(","))) if role_names else ()
 
 
 @cache

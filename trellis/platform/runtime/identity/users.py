@@ -13,7 +13,7 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX
-from trellis.platform.metadata.permissions import OPERATIONS
+from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.identity.passwords import check_password
 from trellis.platform.runtime.models import (
     ApiToken,
@@ -278,5 +278,5 @@ def _uses_hierarchy(document: Any) -> bool:
     return any(
         isinstance(grant, dict) and grant.get(op) == "hierarchy"
         for grant in grants
-        for op in OPERATIONS
+        for op in Operation
     )

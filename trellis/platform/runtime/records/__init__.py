@@ -8,20 +8,16 @@
 
 from __future__ import annotations
 
-from trellis.platform.runtime.models import iso
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent, hooks
 from trellis.platform.runtime.records.serialise import serialise
-from trellis.platform.runtime.records.service import EXPORT_PAGE, MAX_EXPORT_ROWS, RecordService
+from trellis.platform.runtime.records.service import RecordService
 
 __all__ = [
-    "EXPORT_PAGE",
-    "MAX_EXPORT_ROWS",
     "Action",
     "Hook",
     "HookRegistry",
     "RecordService",
     "WriteEvent",
     "hooks",
-    "iso",
     "serialise",
 ]

@@ -191,7 +191,9 @@ def audit_bypass(unit: WriteUnit, meta: ObjectMeta, operation: Operation, target
         )
 
 
-def require_in_scope(unit: WriteUnit, meta: ObjectMeta, ids: list[int], operation: str) -> None:
+def require_in_scope(
+    unit: WriteUnit, meta: ObjectMeta, ids: list[int], operation: Operation
+) -> None:
     """403 when a record (as it now stands, in this transaction) is outside the scope."""
     condition = unit.access.condition(meta, operation)
     if condition is None or not ids:

@@ -37,7 +37,7 @@ from trellis.platform.runtime.models import RecordHistory, iso, utcnow
 from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
 from trellis.platform.runtime.records import lookup, pipeline
 from trellis.platform.runtime.records.hooks import Action, HookRegistry, hooks
-from trellis.platform.runtime.records.pipeline import Draft, WriteUnit, field_values
+from trellis.platform.runtime.records.pipeline import Draft, WriteUnit
 from trellis.platform.runtime.records.serialise import Record, json_value, mask, serialise
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ if TYPE_CHECKING:
 
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
-
-EXPORT_PAGE = defaults.EXPORT_PAGE
-MAX_EXPORT_ROWS = defaults.MAX_EXPORT_ROWS
 
 
 class RecordService:
@@ -126,13 +123,14 @@ class RecordService:
         hidden = self.access.hidden(meta)
         names = ["id", *(query.fields or [n for n in meta.fields if n not in hidden])]
         records: list[Record] = []
-        query = replace(query, limit=EXPORT_PAGE)
+        query = replace(query, limit=defaults.EXPORT_PAGE)
         page = self._page(meta, query, Operation.EXPORT)
         records.extend(page["items"])
         while page["next_cursor"]:
-            if len(records) >= MAX_EXPORT_ROWS:
+            if len(records) >= defaults.MAX_EXPORT_ROWS:
                 raise BadRequest(
-                    f"an export holds at most {MAX_EXPORT_ROWS:,} records; narrow the filter",
+                    f"an export holds at most {defaults.MAX_EXPORT_ROWS:,} records; "
+                    "narrow the filter",
                     [{"field": "filter", "message": "too many records match"}],
                 )
             page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), Operation.EXPORT)
@@ -617,4 +615,4 @@ def _batch_refusal(bad: list[Draft], total: int) -> TrellisError:
     )
 
 
-__all__ = ["EXPORT_PAGE", "MAX_EXPORT_ROWS", "RecordService", "field_values", "serialise"]
+__all__ = ["RecordService"]
