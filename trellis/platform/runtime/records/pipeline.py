@@ -312,19 +312,26 @@ def check_references(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> 
                 )
 
 
-def live_ids(unit: WriteUnit, target_name: str, ids: set[int]) -> set[int]:
-    """Which of ``ids`` are live ``target_name`` records the caller may read, locked shared."""
+def live_ids(
+    unit: WriteUnit, target_name: str, ids: set[int], *, as_caller: bool = True
+) -> set[int]:
+    """Which of ``ids`` are live ``target_name`` records, locked shared until commit.
+
+    ``as_caller``: only those the caller may read (a record the caller may not read does
+    not exist for them); without it, the system's view (a restore checks that its targets
+    are alive, not that they are visible).
+    """
     target = unit.registry.get(target_name)
     table = target.table
     statement = sa.select(table.c.id).where(
         table.c.id.in_(sorted(ids)), table.c.deleted_at.is_(None)
     )
-    # A record the caller may not read does not exist for them.
-    visible = unit.access.condition(target, Operation.READ)
-    if visible is not None:
-        statement = statement.where(visible)
-    elif not unit.access.allowed(target, Operation.READ):
-        return set()
+    if as_caller:
+        visible = unit.access.condition(target, Operation.READ)
+        if visible is not None:
+            statement = statement.where(visible)
+        elif not unit.access.allowed(target, Operation.READ):
+            return set()
     if unit.dialect == "postgresql":
         statement = statement.with_for_update(read=True, of=table)
     return set(unit.session.scalars(statement).all())
@@ -337,32 +344,45 @@ def _is_master_field(draft: Draft, name: str) -> bool:
 def check_unique(
     unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], exclude_id: int | None = None
 ) -> None:
-    """Unique fields are free among live records, and within the batch itself."""
+    """Unique fields are free among live records, and within the batch itself.
+
+    One query answers every unique field of the batch: the live rows holding any of the
+    values, each with all its unique columns.
+    """
+    wanted: dict[str, dict[Any, int]] = {}
+    for spec in meta.unique_fields:
+        seen = _distinct_in_batch(meta, spec, drafts)
+        if seen:
+            wanted[spec.name] = seen
+    if not wanted:
+        return
     table = meta.table
-    for name, spec in meta.fields.items():
-        if not spec.unique or spec.type.name == "autonumber":
-            continue
-        seen: dict[Any, int] = {}
-        for draft in drafts:
-            value = draft.values.get(name)
-            if not draft.ok or value is None:
-                continue
-            if value in seen:
-                draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
-            else:
-                seen[value] = draft.index
-        if not seen:
-            continue
-        statement = sa.select(table.c[name]).where(
-            table.c[name].in_(list(seen)), table.c.deleted_at.is_(None)
-        )
-        if exclude_id is not None:
-            statement = statement.where(table.c.id != exclude_id)
-        taken = set(unit.session.scalars(statement).all())
+    statement = sa.select(*(table.c[name] for name in wanted)).where(
+        table.c.deleted_at.is_(None), sa.or_(*(table.c[n].in_(list(v)) for n, v in wanted.items()))
+    )
+    if exclude_id is not None:
+        statement = statement.where(table.c.id != exclude_id)
+    rows = unit.session.execute(statement).all()
+    for position, (name, seen) in enumerate(wanted.items()):
+        taken = {row[position] for row in rows} & seen.keys()
         for draft in drafts:
             value = draft.values.get(name)
             if draft.ok and value in taken:
-                draft.error = _duplicate(meta, spec, value, None)
+                draft.error = _duplicate(meta, meta.fields[name], value, None)
+
+
+def _distinct_in_batch(meta: ObjectMeta, spec: FieldSpec, drafts: list[Draft]) -> dict[Any, int]:
+    """The values of a unique field in the batch (value → index); repeats are refused."""
+    seen: dict[Any, int] = {}
+    for draft in drafts:
+        value = draft.values.get(spec.name)
+        if not draft.ok or value is None:
+            continue
+        if value in seen:
+            draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
+        else:
+            seen[value] = draft.index
+    return seen
 
 
 def _duplicate(meta: ObjectMeta, spec: FieldSpec, value: Any, where: str | None) -> DuplicateValue:
@@ -507,7 +527,7 @@ def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> N
     if parent_field is None:
         return
     nodes = [(cast(int, d.record_id), d.values.get(parent_field)) for d in drafts]
-    hierarchy.link_new_many(unit.session, meta.name, nodes)
+    hierarchy.link_new(unit.session, meta, nodes)
     unit.access.forget_trees()
 
 
