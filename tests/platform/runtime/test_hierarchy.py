@@ -296,3 +296,22 @@ def test_a_dealer_created_below_a_moving_one_follows_it(app: Flask, api: Api) ->
     assert stored_closure("dealer") == expected_closure(pointers)
     newcomer = next(n for n, p in pointers.items() if p == middle)
     assert (old_root, newcomer) not in {(a, d) for a, d, _ in stored_closure("dealer")}
+
+
+def test_a_dealer_created_deep_below_a_moving_one_follows_it(app: Flask, api: Api) -> None:
+    # The new dealer's parent is not the moved row: only the writer lock orders the two.
+    define(api, dealer_definition())
+    old_root, new_root = new_dealer(api, "Old root"), new_dealer(api, "New root")
+    middle = new_dealer(api, "Middle", old_root)
+    leaf = new_dealer(api, "Leaf", middle)
+    version = fetch(api, "dealer", middle)["version"]
+    result = _hold_then_race(
+        app,
+        lambda records: records.update("dealer", middle, {"version": version, "parent": new_root}),
+        lambda records: records.create("dealer", {"name": "Newcomer", "parent": leaf}),
+    )
+    assert result == "done"
+    pointers = parents(api, "dealer")
+    assert stored_closure("dealer") == expected_closure(pointers)
+    newcomer = next(n for n, p in pointers.items() if p == leaf)
+    assert (new_root, newcomer, 3) in stored_closure("dealer")

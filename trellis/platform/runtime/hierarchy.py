@@ -36,17 +36,27 @@ def descendants(object_name: str, ancestor_id: Any) -> sa.Select[Any]:
     )
 
 
-def _one_writer(session: Session, object_name: str) -> None:
-    """Serialise the writers of one hierarchy until the transaction ends.
+def writer_lock(session: Session, object_name: str) -> sa.ColumnElement[Any] | None:
+    """The expression that serialises the writers of one hierarchy until the transaction ends.
 
     Each write reads the closure and then changes it; two at once on PostgreSQL (READ
     COMMITTED) could each miss the other's change: two crossing moves make a cycle, a
     node inserted below a moving one keeps its old ancestors. SQLite writers already
-    queue (``BEGIN IMMEDIATE``). Moves and inserts of partners are rare: waiting is cheap.
+    queue (``BEGIN IMMEDIATE``): None there. Moves and inserts of partners are rare:
+    waiting is cheap. An insert evaluates it in the statement that writes the new rows
+    (one round trip less); every statement after that sees the closure as the previous
+    writer left it.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
+    return sa.func.pg_advisory_xact_lock(key)
+
+
+def _one_writer(session: Session, object_name: str) -> None:
+    lock = writer_lock(session, object_name)
+    if lock is not None:
+        session.execute(sa.select(lock))
 
 
 def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | None]]) -> None:
@@ -56,11 +66,10 @@ def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | No
     ancestors' plus one: one ``INSERT … SELECT … UNION ALL`` however many nodes there are,
     reading each node's parent from its row. The parents' ids are also bound, so the
     planner sees that only their few paths are read (with stale statistics it would hash
-    the whole closure otherwise).
+    the whole closure otherwise). The caller holds the ``writer_lock`` already.
     """
     if not nodes:
         return
-    _one_writer(session, meta.name)
     table, parent_field = meta.table, str(meta.definition.hierarchy_field)
     new = (
         sa.select(table.c.id, table.c[parent_field].label("parent"))

@@ -473,7 +473,8 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
                 draft.values[name] = next_number(unit, meta, spec, now)
     # Every row names every column, so the rows make one multi-row INSERT.
     rows = [{**{name: d.values.get(name) for name in meta.fields}, **system} for d in drafts]
-    ids = _insert_returning_ids(unit, meta, rows)
+    lock = hierarchy.writer_lock(unit.session, meta.name) if _is_hierarchy(meta) else None
+    ids = _insert_returning_ids(unit, meta, rows, lock)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
     _link_hierarchy(unit, meta, drafts)
@@ -497,29 +498,36 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
 
 
 def _insert_returning_ids(
-    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]]
+    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]], lock: Any
 ) -> list[int]:
-    """Write the rows and return their ids, in the order of the rows.
+    """Write the rows and return their ids, in the order of the rows; take ``lock`` too.
 
     On PostgreSQL a batch takes its ids from the table's sequence first (one query) and is
     then one ``executemany``: a multi-row ``INSERT … RETURNING`` does not promise the order
     of what it returns, and SQLAlchemy's ordered form falls back to a statement per row
-    for a table without a sentinel column.
+    for a table without a sentinel column. A single row's INSERT evaluates the ``lock``
+    expression (a hierarchy's writer lock) in its RETURNING: no round trip of its own.
     """
     table = meta.table
     if len(rows) > 1 and unit.dialect == "postgresql":
+        if lock is not None:
+            unit.session.execute(sa.select(lock))
         ids = list(unit.session.scalars(_NEXT_IDS, {"table": table.name, "count": len(rows)}).all())
         unit.session.execute(
             sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
         )
         return ids
-    statement = sa.insert(table).returning(table.c.id)
-    return [unit.session.execute(statement.values(row)).scalar_one() for row in rows]
+    statement = sa.insert(table).returning(table.c.id, *([] if lock is None else [lock]))
+    return [unit.session.execute(statement, row).scalar_one() for row in rows]
 
 
 _NEXT_IDS = sa.text(
     "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"
 )
+
+
+def _is_hierarchy(meta: ObjectMeta) -> bool:
+    return meta.definition.hierarchy_field is not None
 
 
 def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
