@@ -94,6 +94,20 @@ def test_inserts_link_every_ancestor(api: Api) -> None:
     assert {(anc, d) for anc, d, _ in stored if lone in (anc, d)} == {(lone, lone)}
 
 
+def test_a_bulk_create_links_every_node_below_its_own_parent(api: Api) -> None:
+    define(api, dealer_definition())
+    root = new_dealer(api, "Root")
+    a, b = new_dealer(api, "A", root), new_dealer(api, "B", root)
+    a1 = new_dealer(api, "A1", a)
+    batch = [{"name": f"N{i}", "parent": [root, a, b, a1, None][i % 5]} for i in range(40)]
+    response = api.post("/records/dealer/bulk", batch)
+    assert response.status_code == 201, response.get_json()
+    stored = stored_closure("dealer")
+    assert stored == expected_closure(parents(api, "dealer"))
+    # 8 links for the four made first; then 8 nodes each below root, A, B, A1 and none
+    assert len(stored) == 8 + 8 * (2 + 3 + 3 + 4 + 1)
+
+
 def test_a_move_takes_the_whole_subtree_along(api: Api) -> None:
     define(api, dealer_definition())
     root = new_dealer(api, "Root")
