@@ -17,7 +17,15 @@ from flask import Flask
 
 from tests.conftest import Api
 from tests.factories import dealer_definition, definition, field
-from tests.platform.runtime.helpers import all_rows, create, define, error_of, fetch, redefine
+from tests.platform.runtime.helpers import (
+    all_rows,
+    create,
+    define,
+    error_of,
+    fetch,
+    raw_rows,
+    redefine,
+)
 from trellis.exceptions import ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import hierarchy
@@ -329,3 +337,34 @@ def test_a_dealer_created_deep_below_a_moving_one_follows_it(app: Flask, api: Ap
     assert stored_closure("dealer") == expected_closure(pointers)
     newcomer = next(n for n, p in pointers.items() if p == leaf)
     assert (new_root, newcomer, 3) in stored_closure("dealer")
+
+
+# Statements one create of a hierarchy node sends, everything included: the token query;
+# the parent's check (locked) and one query for both unique fields; the INSERT (taking the
+# writer lock); the closure links; the history row with the administrator's admin.bypass
+# event (one statement on PostgreSQL). SQLite adds its BEGIN IMMEDIATE and writes the event
+# on its own.
+CREATE_STATEMENTS = {"postgresql": 6, "sqlite": 8}
+
+
+def test_one_create_of_a_hierarchy_node_sends_few_statements(api: Api) -> None:
+    define(api, dealer_definition(code=field("text", "Code", **{"x-unique": True})))
+    root = create(api, "dealer", {"name": "Root", "code": "R"})["id"]  # the token's use is noted
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        sent.append(" ".join(statement.split())[:90])
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", count)
+    try:
+        node = create(api, "dealer", {"name": "Node", "code": "N", "parent": root})["id"]
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", count)
+    assert db.engine is not None
+    assert len(sent) <= CREATE_STATEMENTS[db.engine.dialect.name], "\n".join(sent)
+    # ... and none of the work was left out
+    assert (root, node, 1) in stored_closure("dealer")
+    history = [r for r in raw_rows("record_history") if r["record_id"] == node]
+    assert [(r["object_name"], r["action"]) for r in history] == [("dealer", "create")]
+    events = [e for e in raw_rows("audit_events") if e["action"] == "admin.bypass"]
+    assert [e["target"] for e in events][-1] == f"dealer/{node}"
