@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from trellis.exceptions import ValidationFailed
 from trellis.platform.runtime.models import HierarchyLink
+from trellis.platform.runtime.query import among
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -71,9 +72,10 @@ def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | No
     if not nodes:
         return
     table, parent_field = meta.table, str(meta.definition.hierarchy_field)
+    dialect = session.get_bind().dialect.name
     new = (
         sa.select(table.c.id, table.c[parent_field].label("parent"))
-        .where(table.c.id.in_([node for node, _ in nodes]))
+        .where(among(table.c.id, [node for node, _ in nodes], dialect))
         .cte("new_nodes")
     )
     name = sa.literal(meta.name, sa.String)
@@ -82,7 +84,7 @@ def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | No
     below = (
         sa.select(name, links.c.ancestor_id, new.c.id, links.c.depth + 1)
         .join_from(new, links, links.c.descendant_id == new.c.parent)
-        .where(links.c.object_name == meta.name, links.c.descendant_id.in_(parents))
+        .where(links.c.object_name == meta.name, among(links.c.descendant_id, parents, dialect))
     )
     session.execute(sa.insert(links).from_select(_COLUMNS, sa.union_all(own, below)))
 

@@ -37,6 +37,7 @@ from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import audit, hierarchy
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
+from trellis.platform.runtime.query import among
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
 from trellis.platform.runtime.records.serialise import Record, system_json
 
@@ -334,7 +335,7 @@ def live_ids(
     target = unit.registry.get(target_name)
     table = target.table
     statement = sa.select(table.c.id).where(
-        table.c.id.in_(sorted(ids)), table.c.deleted_at.is_(None)
+        among(table.c.id, sorted(ids), unit.dialect), table.c.deleted_at.is_(None)
     )
     if as_caller:
         visible = unit.access.condition(target, Operation.READ)
@@ -367,8 +368,9 @@ def check_unique(
     if not wanted:
         return
     table = meta.table
+    holds = [among(table.c[name], seen, unit.dialect) for name, seen in wanted.items()]
     statement = sa.select(*(table.c[name] for name in wanted)).where(
-        table.c.deleted_at.is_(None), sa.or_(*(table.c[n].in_(list(v)) for n, v in wanted.items()))
+        table.c.deleted_at.is_(None), sa.or_(*holds)
     )
     if exclude_id is not None:
         statement = statement.where(table.c.id != exclude_id)
