@@ -23,34 +23,37 @@ import argparse
 import cProfile
 import datetime as dt
 import gc
-import hashlib
 import io
 import json
 import pstats
 import random
-import secrets
 import statistics
 import time
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from _common import (
     PG_ADMIN_URL,
+    ApiError,
     BenchError,
+    HandBase,
+    add_hand_user,
+    amount,
     database,
     definition,
     expect,
     field,
+    hand_app,
+    hand_engine,
+    iso,
     log,
     trellis_app,
+    utcnow,
 )
 from flask import Flask, g, jsonify, request
-from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 STATUSES = ("draft", "submitted", "approved", "cancelled")
 DEALERS = 50
@@ -61,32 +64,6 @@ LIST_LIMIT = 50
 # The hand-written baseline: a typed model and three views, written the way a
 # competent Flask developer would for one object.
 # =====================================================================================
-
-
-class HandBase(DeclarativeBase):
-    type_annotation_map = {dt.datetime: sa.DateTime(timezone=True)}  # noqa: RUF012
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class HandUser(HandBase):
-    __tablename__ = "hand_users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    is_active: Mapped[bool] = mapped_column(default=True)
-
-
-class HandToken(HandBase):
-    __tablename__ = "hand_api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("hand_users.id"), index=True)
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    expires_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]
 
 
 class HandDealer(HandBase):
@@ -119,36 +96,24 @@ class HandOrder(HandBase):
     total_amount: Mapped[Decimal] = mapped_column(sa.Numeric(20, 2))
     notes: Mapped[str | None] = mapped_column(sa.Text)
     version: Mapped[int] = mapped_column(default=1)
-    created_at: Mapped[dt.datetime] = mapped_column(default=_utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=_utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[dt.datetime | None]
 
     def to_dict(self) -> dict[str, Any]:
-        amount = float(self.total_amount)
+        total = float(self.total_amount)
         return {
             "id": self.id,
             "number": self.number,
             "dealer_id": self.dealer_id,
             "status": self.status,
             "order_date": self.order_date.isoformat(),
-            "total_amount": int(amount) if amount.is_integer() else amount,
+            "total_amount": int(total) if total.is_integer() else total,
             "notes": self.notes,
             "version": self.version,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
         }
-
-
-def _iso(moment: dt.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
 def _invalid(details: list[dict[str, str]]) -> ApiError:
@@ -156,7 +121,6 @@ def _invalid(details: list[dict[str, str]]) -> ApiError:
 
 
 ORDER_FIELDS = {"dealer_id", "status", "order_date", "total_amount", "notes"}
-CENT = Decimal("0.01")
 
 
 def validate_order(body: Any) -> dict[str, Any]:
@@ -181,20 +145,10 @@ def validate_order(body: Any) -> dict[str, Any]:
             order_date = dt.date.fromisoformat(raw_date)
         except (TypeError, ValueError):
             problems.append({"field": "order_date", "message": "must be a date (YYYY-MM-DD)"})
-    amount = None
-    raw_amount = body.get("total_amount")
-    if raw_amount is None:
+    total = body.get("total_amount")
+    if total is None:
         problems.append({"field": "total_amount", "message": "is required"})
-    elif isinstance(raw_amount, bool) or not isinstance(raw_amount, int | float):
-        problems.append({"field": "total_amount", "message": "must be a number"})
-    else:
-        try:
-            amount = Decimal(str(raw_amount)).quantize(CENT, rounding=ROUND_HALF_UP)
-        except InvalidOperation:
-            problems.append({"field": "total_amount", "message": "must be a finite number"})
-        else:
-            if amount < 0 or not amount.is_finite():
-                problems.append({"field": "total_amount", "message": "must be 0 or more"})
+    total_amount = amount(total, "total_amount", problems)
     notes = body.get("notes")
     if notes is not None and (not isinstance(notes, str) or len(notes) > 2000):
         problems.append({"field": "notes", "message": "must be text of at most 2000 characters"})
@@ -204,89 +158,13 @@ def validate_order(body: Any) -> dict[str, Any]:
         "dealer_id": dealer_id,
         "status": status,
         "order_date": order_date,
-        "total_amount": amount,
+        "total_amount": total_amount,
         "notes": notes,
     }
 
 
-def hand_engine(url: str) -> sa.Engine:
-    """An engine configured like any sensible production app (same SQLite pragmas as Trellis)."""
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "busy_timeout=30000",
-            "foreign_keys=ON",
-            "synchronous=NORMAL",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    return engine
-
-
 def create_hand_app(engine: sa.Engine) -> Flask:
-    app = Flask("hand_orders")
-    make_session = sessionmaker(engine, expire_on_commit=False)
-
-    def error(status: int, code: str, message: str, details: list[Any] | None = None) -> Any:
-        body = {"error": {"code": code, "message": message, "details": details or []}}
-        return jsonify(body), status
-
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Any:
-        return error(exc.status, exc.code, exc.message, exc.details)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return error(exc.code or 500, code, exc.description or code)
-
-    @app.errorhandler(IntegrityError)
-    def conflict(_exc: IntegrityError) -> Any:
-        return error(409, "conflict", "the change conflicts with another; retry")
-
-    @app.before_request
-    def authenticate() -> None:
-        session = make_session()
-        g.session = session
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            raise ApiError(401, "authentication_required", "send Authorization: Bearer <token>")
-        token = header[7:].strip()
-        if not token or len(token) > 200:
-            raise ApiError(401, "authentication_required", "the token is not valid")
-        row = session.execute(
-            sa.select(
-                HandToken.user_id, HandToken.expires_at, HandToken.revoked_at, HandUser.is_active
-            )
-            .join(HandUser, HandUser.id == HandToken.user_id)
-            .where(HandToken.token_hash == hashlib.sha256(token.encode()).hexdigest())
-        ).first()
-        if row is None:
-            raise ApiError(401, "authentication_required", "the token is not valid")
-        user_id, expires_at, revoked_at, is_active = row
-        if (
-            revoked_at is not None
-            or not is_active
-            or (
-                expires_at is not None
-                and expires_at.replace(tzinfo=expires_at.tzinfo or dt.UTC) <= _utcnow()
-            )
-        ):
-            raise ApiError(401, "authentication_required", "the token is revoked or expired")
-        g.user_id = user_id
-
-    @app.teardown_request
-    def close_session(_exc: BaseException | None) -> None:
-        session: Session | None = g.pop("session", None)
-        if session is not None:
-            session.close()
+    app = hand_app("hand_orders", engine)
 
     @app.post("/orders")
     def create_order() -> Any:
@@ -308,7 +186,7 @@ def create_hand_app(engine: sa.Engine) -> Flask:
             .values(value=HandCounter.value + 1)
             .returning(HandCounter.value)
         ).scalar_one()
-        now = _utcnow()
+        now = utcnow()
         order = HandOrder(
             number=f"HO-{now:%Y}-{number:06d}", created_at=now, updated_at=now, version=1, **values
         )
@@ -417,15 +295,9 @@ def setup(url: str, seed: int) -> dict[str, Any]:
 
     engine = hand_engine(url)
     HandBase.metadata.create_all(engine)
-    hand_token = "hand_" + secrets.token_urlsafe(32)
-    now = _utcnow()
+    now = utcnow()
     with Session(engine) as session:
-        user = HandUser(email="bench@example.com")
-        session.add(user)
-        session.flush()
-        session.add(
-            HandToken(user_id=user.id, token_hash=hashlib.sha256(hand_token.encode()).hexdigest())
-        )
+        hand_token = add_hand_user(session)
         session.add(HandCounter(name="hand_orders", value=0))
         session.commit()
 

@@ -26,13 +26,11 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
-import hashlib
 import http.client
 import json
 import os
 import random
 import re
-import secrets
 import signal
 import socket
 import statistics
@@ -42,21 +40,35 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from _common import PG_ADMIN_URL, ROOT, BenchError, drop_postgres, fresh_postgres, log
+from _common import (
+    BENCH_DB,
+    PG_ADMIN_URL,
+    ROOT,
+    ApiError,
+    BenchError,
+    HandBase,
+    add_hand_user,
+    amount,
+    drop_postgres,
+    fresh_postgres,
+    hand_app,
+    hand_engine,
+    iso,
+    log,
+    utcnow,
+)
 from flask import Flask, g, jsonify, request
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-TRELLIS_DB = "trellis_bench_http"
-HAND_DB = "trellis_bench_http_hand"
+TRELLIS_DB = f"{BENCH_DB}_http"  # trellis_bench_http unless TRELLIS_BENCH_DB says otherwise
+HAND_DB = f"{BENCH_DB}_http_hand"
 ADMIN_EMAIL = "bench-admin@example.com"
 HQ_EMAIL = "bench-hq@example.com"
 PASSWORD = "bench password 123"
@@ -72,32 +84,6 @@ SIDES = ("admin", "hq", "hand")  # admin / hq: Trellis with either token
 # =====================================================================================
 
 
-class HandBase(DeclarativeBase):
-    type_annotation_map = {dt.datetime: sa.DateTime(timezone=True)}  # noqa: RUF012
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class HandUser(HandBase):
-    __tablename__ = "hand_users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    is_active: Mapped[bool] = mapped_column(default=True)
-
-
-class HandToken(HandBase):
-    __tablename__ = "hand_api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("hand_users.id"), index=True)
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    expires_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]
-
-
 class Dealer(HandBase):
     """The channel pack's ``dealer`` columns, system columns included, with its indexes."""
 
@@ -108,11 +94,14 @@ class Dealer(HandBase):
         sa.Index("ix_dealers_parent", "parent"),
     )
 
-    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only that makes the key a rowid that counts
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
     version: Mapped[int] = mapped_column(default=1)
-    created_at: Mapped[dt.datetime] = mapped_column(default=_utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int | None] = mapped_column(sa.BigInteger)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=_utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[int | None] = mapped_column(sa.BigInteger)
     owner_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     deleted_at: Mapped[dt.datetime | None]
@@ -136,9 +125,9 @@ class Dealer(HandBase):
         return {
             "id": self.id,
             "version": self.version,
-            "created_at": _iso(self.created_at),
+            "created_at": iso(self.created_at),
             "created_by": self.created_by,
-            "updated_at": _iso(self.updated_at),
+            "updated_at": iso(self.updated_at),
             "updated_by": self.updated_by,
             "owner_id": self.owner_id,
             **{name: getattr(self, name) for name in TEXT_LIMITS},
@@ -150,20 +139,6 @@ class Dealer(HandBase):
             "joined_on": self.joined_on.isoformat() if self.joined_on else None,
             "tags": self.tags,
         }
-
-
-def _iso(moment: dt.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat()
-
-
-class ApiError(Exception):
-    """A refusal answered as ``{"error": {"code", "message", "details"}}``."""
-
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or []
 
 
 TEXT_LIMITS = {
@@ -181,7 +156,6 @@ DEALER_FIELDS = {*TEXT_LIMITS, "parent", "level", "region", "credit_limit", "act
 }
 CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CENT = Decimal("0.01")
 
 
 def validate_dealer(body: Any) -> dict[str, Any]:
@@ -217,7 +191,7 @@ def _typed_values(body: dict[str, Any], problems: list[dict[str, str]]) -> dict[
     parent = body.get("parent")
     if parent is not None and (isinstance(parent, bool) or not isinstance(parent, int)):
         problems.append({"field": "parent", "message": "must be a dealer id"})
-    amount = _amount(body.get("credit_limit", 0), problems)
+    credit_limit = amount(body.get("credit_limit", 0), "credit_limit", problems)
     active = body.get("active", True)
     if not isinstance(active, bool):
         problems.append({"field": "active", "message": "must be true or false"})
@@ -234,27 +208,11 @@ def _typed_values(body: dict[str, Any], problems: list[dict[str, str]]) -> dict[
         problems.append({"field": "tags", "message": f"must be distinct of {', '.join(TAGS)}"})
     return {
         "parent": parent,
-        "credit_limit": amount,
+        "credit_limit": credit_limit,
         "active": active,
         "joined_on": joined_on,
         "tags": tags,
     }
-
-
-def _amount(raw: Any, problems: list[dict[str, str]]) -> Decimal | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        problems.append({"field": "credit_limit", "message": "must be a number"})
-        return None
-    try:
-        amount = Decimal(str(raw)).quantize(CENT, rounding=ROUND_HALF_UP)
-    except InvalidOperation:
-        problems.append({"field": "credit_limit", "message": "must be a finite number"})
-        return None
-    if amount < 0:
-        problems.append({"field": "credit_limit", "message": "must be 0 or more"})
-    return amount
 
 
 def _invalid(details: list[dict[str, str]]) -> ApiError:
@@ -294,78 +252,11 @@ def list_statement(args: Any) -> sa.Select[Any]:
     return statement.order_by(*order, Dealer.id).limit(limit)
 
 
-def hand_engine(url: str) -> sa.Engine:
-    """An engine set up like Trellis's (pre-ping on PostgreSQL; the same SQLite pragmas)."""
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
-
-
 def create_hand_app(url: str) -> Flask:
-    """The baseline app: bearer token → session per request → view → JSON."""
-    app = Flask("hand_dealers")
-    make_session = sessionmaker(hand_engine(url), expire_on_commit=False)
-
-    def error(status: int, code: str, message: str, details: list[Any] | None = None) -> Any:
-        body = {"error": {"code": code, "message": message, "details": details or []}}
-        return jsonify(body), status
-
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Any:
-        return error(exc.status, exc.code, exc.message, exc.details)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return error(exc.code or 500, code, exc.description or code)
-
-    @app.errorhandler(IntegrityError)
-    def conflict(_exc: IntegrityError) -> Any:
-        return error(409, "conflict", "the change conflicts with another; retry")
-
-    @app.before_request
-    def authenticate() -> None:
-        g.session = make_session()
-        g.user_id = _authenticate(g.session, request.headers.get("Authorization", ""))
-
-    @app.teardown_request
-    def close_session(_exc: BaseException | None) -> None:
-        session: Session | None = g.pop("session", None)
-        if session is not None:
-            session.close()
-
+    """The baseline app: the shared shell (token, session, JSON errors) and three views."""
+    app = hand_app("hand_dealers", hand_engine(url))
     _add_views(app)
     return app
-
-
-def _authenticate(session: Session, header: str) -> int:
-    if not header.startswith("Bearer "):
-        raise ApiError(401, "authentication_required", "send Authorization: Bearer <token>")
-    token = header[7:].strip()
-    if not token or len(token) > 200:
-        raise ApiError(401, "authentication_required", "the token is not valid")
-    row = session.execute(
-        sa.select(HandToken.user_id, HandToken.expires_at, HandToken.revoked_at, HandUser.is_active)
-        .join(HandUser, HandUser.id == HandToken.user_id)
-        .where(HandToken.token_hash == hashlib.sha256(token.encode()).hexdigest())
-    ).first()
-    if row is None:
-        raise ApiError(401, "authentication_required", "the token is not valid")
-    user_id, expires_at, revoked_at, is_active = row
-    expired = expires_at is not None and expires_at.replace(tzinfo=dt.UTC) <= _utcnow()
-    if revoked_at is not None or not is_active or expired:
-        raise ApiError(401, "authentication_required", "the token is revoked or expired")
-    return int(user_id)
 
 
 def _add_views(app: Flask) -> None:
@@ -388,7 +279,7 @@ def _add_views(app: Flask) -> None:
             )
             if session.execute(taken).first() is not None:
                 raise ApiError(409, "duplicate_value", f"{name} is taken", [{"field": name}])
-        now = _utcnow()
+        now = utcnow()
         who = {"created_by": g.user_id, "updated_by": g.user_id, "owner_id": g.user_id}
         dealer = Dealer(created_at=now, updated_at=now, version=1, **who, **values)
         session.add(dealer)
@@ -487,13 +378,8 @@ def set_up_hand(url: str) -> str:
     engine = hand_engine(url)
     try:
         HandBase.metadata.create_all(engine)
-        token = "hand_" + secrets.token_urlsafe(32)
         with Session(engine) as session:
-            user = HandUser(email="bench@example.com")
-            session.add(user)
-            session.flush()
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            session.add(HandToken(user_id=user.id, token_hash=digest))
+            token = add_hand_user(session)
             session.commit()
     finally:
         engine.dispose()
@@ -837,7 +723,7 @@ def round_summary(measure: Measure, ops: tuple[str, ...]) -> str:
 def bulk_rows(count: int, start: int) -> list[dict[str, Any]]:
     """``count`` dealers as column values, the same for both sides (seeded)."""
     rng = random.Random(2024)
-    now = _utcnow()
+    now = utcnow()
     rows = []
     for i in range(start, start + count):
         body = dealer_payload(i, rng)

@@ -17,7 +17,15 @@ from flask import Flask
 
 from tests.conftest import Api
 from tests.factories import dealer_definition, definition, field
-from tests.platform.runtime.helpers import all_rows, create, define, error_of, fetch, redefine
+from tests.platform.runtime.helpers import (
+    all_rows,
+    create,
+    define,
+    error_of,
+    fetch,
+    raw_rows,
+    redefine,
+)
 from trellis.exceptions import ValidationFailed
 from trellis.extensions import Database, database_of
 from trellis.platform.runtime import hierarchy
@@ -91,6 +99,20 @@ def test_inserts_link_every_ancestor(api: Api, database: Database) -> None:
     }
     assert {d for anc, d, _ in stored if anc == root} == {root, a, b, a1, a1x}
     assert {(anc, d) for anc, d, _ in stored if lone in (anc, d)} == {(lone, lone)}
+
+
+def test_a_bulk_create_links_every_node_below_its_own_parent(api: Api, database: Database) -> None:
+    define(api, dealer_definition())
+    root = new_dealer(api, "Root")
+    a, b = new_dealer(api, "A", root), new_dealer(api, "B", root)
+    a1 = new_dealer(api, "A1", a)
+    batch = [{"name": f"N{i}", "parent": [root, a, b, a1, None][i % 5]} for i in range(40)]
+    response = api.post("/records/dealer/bulk", batch)
+    assert response.status_code == 201, response.get_json()
+    stored = stored_closure(database, "dealer")
+    assert stored == expected_closure(parents(api, "dealer"))
+    # 8 links for the four made first; then 8 nodes each below root, A, B, A1 and none
+    assert len(stored) == 8 + 8 * (2 + 3 + 3 + 4 + 1)
 
 
 def test_a_move_takes_the_whole_subtree_along(api: Api, database: Database) -> None:
@@ -302,3 +324,54 @@ def test_a_dealer_created_below_a_moving_one_follows_it(
     assert stored_closure(database, "dealer") == expected_closure(pointers)
     newcomer = next(n for n, p in pointers.items() if p == middle)
     assert (old_root, newcomer) not in {(a, d) for a, d, _ in stored_closure(database, "dealer")}
+
+
+def test_a_dealer_created_deep_below_a_moving_one_follows_it(
+    app: Flask, api: Api, database: Database
+) -> None:
+    # The new dealer's parent is not the moved row: only the writer lock orders the two.
+    define(api, dealer_definition())
+    old_root, new_root = new_dealer(api, "Old root"), new_dealer(api, "New root")
+    middle = new_dealer(api, "Middle", old_root)
+    leaf = new_dealer(api, "Leaf", middle)
+    version = fetch(api, "dealer", middle)["version"]
+    result = _hold_then_race(
+        app,
+        lambda records: records.update("dealer", middle, {"version": version, "parent": new_root}),
+        lambda records: records.create("dealer", {"name": "Newcomer", "parent": leaf}),
+    )
+    assert result == "done"
+    pointers = parents(api, "dealer")
+    assert stored_closure(database, "dealer") == expected_closure(pointers)
+    newcomer = next(n for n, p in pointers.items() if p == leaf)
+    assert (new_root, newcomer, 3) in stored_closure(database, "dealer")
+
+
+# Statements one create of a hierarchy node sends, everything included: the token query;
+# the parent's check (locked) and one query for both unique fields; the INSERT (taking the
+# writer lock); the closure links; the history row with the administrator's admin.bypass
+# event (one statement on PostgreSQL). SQLite adds its BEGIN IMMEDIATE and writes the event
+# on its own.
+CREATE_STATEMENTS = {"postgresql": 6, "sqlite": 8}
+
+
+def test_one_create_of_a_hierarchy_node_sends_few_statements(api: Api, database: Database) -> None:
+    define(api, dealer_definition(code=field("text", "Code", **{"x-unique": True})))
+    root = create(api, "dealer", {"name": "Root", "code": "R"})["id"]  # the token's use is noted
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        sent.append(" ".join(statement.split())[:90])
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", count)
+    try:
+        node = create(api, "dealer", {"name": "Node", "code": "N", "parent": root})["id"]
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", count)
+    assert len(sent) <= CREATE_STATEMENTS[database.dialect], "\n".join(sent)
+    # ... and none of the work was left out
+    assert (root, node, 1) in stored_closure(database, "dealer")
+    history = [r for r in raw_rows(database, "record_history") if r["record_id"] == node]
+    assert [(r["object_name"], r["action"]) for r in history] == [("dealer", "create")]
+    events = [e for e in raw_rows(database, "audit_events") if e["action"] == "admin.bypass"]
+    assert [e["target"] for e in events][-1] == f"dealer/{node}"

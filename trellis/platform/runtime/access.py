@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from trellis.exceptions import Forbidden
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.hierarchy import descendants
+from trellis.platform.runtime.query import among
 
 # Trees up to this size are bound as a list of ids; larger ones stay a sub-select.
 MAX_BOUND_MEMBERS = 5000
@@ -136,10 +136,7 @@ class Access:
             return column.in_(descendants(hierarchy_object, partner_id))
         if not members:
             return sa.false()
-        if self.session.get_bind().dialect.name == "postgresql":
-            # One array parameter, not hundreds of scalars: cheap to bind and to plan.
-            return column == sa.any_(sa.literal(members, ARRAY(sa.BigInteger())))
-        return column.in_(members)
+        return among(column, members, self.session.get_bind().dialect.name)
 
     def forget_trees(self) -> None:
         """The hierarchy changed in this transaction: read the trees again."""

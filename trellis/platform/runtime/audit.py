@@ -22,15 +22,17 @@ events = cast("sa.Table", AuditEvent.__table__)
 _INSERT = sa.insert(events)
 
 
-def _values(
+def event(
     action: str,
-    actor_id: int | None,
-    actor_email: str | None,
-    target: str | None,
-    detail: dict[str, Any] | None,
-    ip: str | None,
-    user_agent: str | None,
+    *,
+    actor_id: int | None = None,
+    actor_email: str | None = None,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> dict[str, Any]:
+    """One ``audit_events`` row, stamped now (text cut to what the columns hold)."""
     return {
         "at": utcnow(),
         "action": action,
@@ -43,36 +45,37 @@ def _values(
     }
 
 
-def record(
-    session: Session,
-    action: str,
-    *,
-    actor_id: int | None = None,
-    actor_email: str | None = None,
-    target: str | None = None,
-    detail: dict[str, Any] | None = None,
-    ip: str | None = None,
-    user_agent: str | None = None,
-) -> None:
-    session.execute(_INSERT, _values(action, actor_id, actor_email, target, detail, ip, user_agent))
+def record(session: Session, action: str, **kwargs: Any) -> None:
+    """Write an event in the caller's transaction (keyword arguments as for ``event``)."""
+    write(session, event(action, **kwargs))
+
+
+def write(session: Session, row: dict[str, Any]) -> None:
+    session.execute(_INSERT, row)
 
 
 def record_now(engine: sa.Engine, action: str, **kwargs: Any) -> None:
     """Write an event in its own transaction (it outlives the caller's rollback)."""
     with engine.begin() as connection:
-        connection.execute(
-            sa.insert(events).values(
-                _values(
-                    action,
-                    kwargs.get("actor_id"),
-                    kwargs.get("actor_email"),
-                    kwargs.get("target"),
-                    kwargs.get("detail"),
-                    kwargs.get("ip"),
-                    kwargs.get("user_agent"),
-                )
-            )
-        )
+        connection.execute(_INSERT, event(action, **kwargs))
+
+
+CTE_PREFIX = "audit_"
+
+
+def insert_cte() -> sa.CTE:
+    """An event's INSERT as a CTE, to ride on another statement (PostgreSQL runs both).
+
+    Its parameters are the columns prefixed with ``CTE_PREFIX`` (see ``cte_parameters``),
+    so they never meet the other statement's.
+    """
+    columns = [c.name for c in events.columns if c.name != "id"]
+    values = {name: sa.bindparam(CTE_PREFIX + name, type_=events.c[name].type) for name in columns}
+    return sa.insert(events).values(values).cte("audit_event")
+
+
+def cte_parameters(row: dict[str, Any]) -> dict[str, Any]:
+    return {CTE_PREFIX + name: value for name, value in row.items()}
 
 
 def list_events(

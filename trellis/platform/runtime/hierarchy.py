@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from trellis.exceptions import ValidationFailed
 from trellis.platform.runtime.models import HierarchyLink
+from trellis.platform.runtime.query import among
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import ObjectMeta
 
 links = cast("sa.Table", HierarchyLink.__table__)
+_COLUMNS = ["object_name", "ancestor_id", "descendant_id", "depth"]
 
 
 def descendants(object_name: str, ancestor_id: Any) -> sa.Select[Any]:
@@ -35,47 +37,56 @@ def descendants(object_name: str, ancestor_id: Any) -> sa.Select[Any]:
     )
 
 
-def _one_writer(session: Session, object_name: str) -> None:
-    """Serialise the writers of one hierarchy until the transaction ends.
+def writer_lock(session: Session, object_name: str) -> sa.ColumnElement[Any] | None:
+    """The expression that serialises the writers of one hierarchy until the transaction ends.
 
     Each write reads the closure and then changes it; two at once on PostgreSQL (READ
     COMMITTED) could each miss the other's change: two crossing moves make a cycle, a
     node inserted below a moving one keeps its old ancestors. SQLite writers already
-    queue (``BEGIN IMMEDIATE``). Moves and inserts of partners are rare: waiting is cheap.
+    queue (``BEGIN IMMEDIATE``): None there. Moves and inserts of partners are rare:
+    waiting is cheap. An insert evaluates it in the statement that writes the new rows
+    (one round trip less); every statement after that sees the closure as the previous
+    writer left it.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
+    return sa.func.pg_advisory_xact_lock(key)
 
 
-def link_new_many(session: Session, object_name: str, nodes: list[tuple[int, int | None]]) -> None:
-    """Link many new nodes (``(node, parent)``, parents already linked) in two statements.
+def _one_writer(session: Session, object_name: str) -> None:
+    lock = writer_lock(session, object_name)
+    if lock is not None:
+        session.execute(sa.select(lock))
 
-    A new node has no descendants yet, so its paths are its parent's ancestors' plus one:
-    one self row each, and one INSERT … SELECT run with every node's parameters.
+
+def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | None]]) -> None:
+    """Link new nodes (``(node, parent)``: rows written, parents linked) in one statement.
+
+    A new node has no descendants yet, so its paths are its own (depth 0) and its parent's
+    ancestors' plus one: one ``INSERT … SELECT … UNION ALL`` however many nodes there are,
+    reading each node's parent from its row. The parents' ids are also bound, so the
+    planner sees that only their few paths are read (with stale statistics it would hash
+    the whole closure otherwise). The caller holds the ``writer_lock`` already.
     """
     if not nodes:
         return
-    _one_writer(session, object_name)
-    session.execute(
-        sa.insert(links),
-        [
-            {"object_name": object_name, "ancestor_id": n, "descendant_id": n, "depth": 0}
-            for n, _ in nodes
-        ],
+    table, parent_field = meta.table, str(meta.definition.hierarchy_field)
+    dialect = session.get_bind().dialect.name
+    new = (
+        sa.select(table.c.id, table.c[parent_field].label("parent"))
+        .where(among(table.c.id, [node for node, _ in nodes], dialect))
+        .cte("new_nodes")
     )
-    below = [{"node": n, "parent": p} for n, p in nodes if p is not None]
-    if below:
-        paths = sa.select(
-            sa.literal(object_name),
-            links.c.ancestor_id,
-            sa.bindparam("node", type_=sa.BigInteger),
-            links.c.depth + 1,
-        ).where(links.c.object_name == object_name, links.c.descendant_id == sa.bindparam("parent"))
-        statement = sa.insert(links).from_select(
-            ["object_name", "ancestor_id", "descendant_id", "depth"], paths
-        )
-        session.execute(statement, below)
+    name = sa.literal(meta.name, sa.String)
+    own = sa.select(name, new.c.id, new.c.id, sa.literal(0, sa.Integer))
+    parents = sorted({parent for _, parent in nodes if parent is not None})
+    below = (
+        sa.select(name, links.c.ancestor_id, new.c.id, links.c.depth + 1)
+        .join_from(new, links, links.c.descendant_id == new.c.parent)
+        .where(links.c.object_name == meta.name, among(links.c.descendant_id, parents, dialect))
+    )
+    session.execute(sa.insert(links).from_select(_COLUMNS, sa.union_all(own, below)))
 
 
 def move(session: Session, object_name: str, node_id: int, new_parent_id: int | None) -> None:
@@ -121,11 +132,7 @@ def _link_subtree_below(session: Session, object_name: str, node_id: int, parent
             down.c.ancestor_id == node_id,
         )
     )
-    session.execute(
-        sa.insert(links).from_select(
-            ["object_name", "ancestor_id", "descendant_id", "depth"], paths
-        )
-    )
+    session.execute(sa.insert(links).from_select(_COLUMNS, paths))
 
 
 def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
@@ -140,7 +147,7 @@ def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
     session.execute(sa.delete(links).where(links.c.object_name == meta.name))
     session.execute(
         sa.insert(links).from_select(
-            ["object_name", "ancestor_id", "descendant_id", "depth"],
+            _COLUMNS,
             sa.select(sa.literal(meta.name), table.c.id, table.c.id, sa.literal(0)),
         )
     )
@@ -160,7 +167,7 @@ def rebuild(session: Session, meta: ObjectMeta, parent_field: str) -> int:
         )
         inserted = session.execute(
             sa.insert(links)
-            .from_select(["object_name", "ancestor_id", "descendant_id", "depth"], step)
+            .from_select(_COLUMNS, step)
             .execution_options(preserve_rowcount=True)  # INSERT … SELECT reports -1 otherwise
         ).rowcount  # type: ignore[attr-defined]
         if inserted <= 0 or depth > 1000:

@@ -59,6 +59,11 @@ class ObjectMeta:
         return self.definition.fields
 
     @cached_property
+    def unique_fields(self) -> list[FieldSpec]:
+        """Fields whose values must be free among live records (an autonumber always is)."""
+        return [s for s in self.fields.values() if s.unique and s.type.name != "autonumber"]
+
+    @cached_property
     def _fast_check(self) -> Callable[[Any], Any] | None:
         return fast_validator(self.record_schema)
 

@@ -18,6 +18,7 @@ Nothing here commits; the caller's transaction does, so any raise rolls back eve
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -37,6 +38,7 @@ from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import audit, hierarchy
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
+from trellis.platform.runtime.query import among
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
 from trellis.platform.runtime.records.serialise import Record, system_json
 
@@ -177,18 +179,27 @@ def check_field_access(draft: Draft, unit: WriteUnit) -> None:
     unit.access.require_writable(draft.meta, list(draft.payload))
 
 
+def bypass_event(
+    unit: WriteUnit, meta: ObjectMeta, operation: Operation, target: Any
+) -> dict[str, Any] | None:
+    """The ``admin.bypass`` event of an administrator doing what their roles do not grant."""
+    if not unit.access.bypasses(meta, operation):
+        return None
+    assert unit.caller is not None
+    return audit.event(
+        "admin.bypass",
+        actor_id=unit.caller.user_id,
+        actor_email=unit.caller.email,
+        target=f"{meta.name}/{target}" if target else meta.name,
+        detail={"operation": str(operation)},
+    )
+
+
 def audit_bypass(unit: WriteUnit, meta: ObjectMeta, operation: Operation, target: Any) -> None:
     """Admins may do what their roles do not grant; each such write is on the record."""
-    if unit.access.bypasses(meta, operation):
-        assert unit.caller is not None
-        audit.record(
-            unit.session,
-            "admin.bypass",
-            actor_id=unit.caller.user_id,
-            actor_email=unit.caller.email,
-            target=f"{meta.name}/{target}" if target else meta.name,
-            detail={"operation": str(operation)},
-        )
+    event = bypass_event(unit, meta, operation, target)
+    if event is not None:
+        audit.write(unit.session, event)
 
 
 def require_in_scope(
@@ -314,19 +325,26 @@ def check_references(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> 
                 )
 
 
-def live_ids(unit: WriteUnit, target_name: str, ids: set[int]) -> set[int]:
-    """Which of ``ids`` are live ``target_name`` records the caller may read, locked shared."""
+def live_ids(
+    unit: WriteUnit, target_name: str, ids: set[int], *, as_caller: bool = True
+) -> set[int]:
+    """Which of ``ids`` are live ``target_name`` records, locked shared until commit.
+
+    ``as_caller``: only those the caller may read (a record the caller may not read does
+    not exist for them); without it, the system's view (a restore checks that its targets
+    are alive, not that they are visible).
+    """
     target = unit.registry.get(target_name)
     table = target.table
     statement = sa.select(table.c.id).where(
-        table.c.id.in_(sorted(ids)), table.c.deleted_at.is_(None)
+        among(table.c.id, sorted(ids), unit.dialect), table.c.deleted_at.is_(None)
     )
-    # A record the caller may not read does not exist for them.
-    visible = unit.access.condition(target, Operation.READ)
-    if visible is not None:
-        statement = statement.where(visible)
-    elif not unit.access.allowed(target, Operation.READ):
-        return set()
+    if as_caller:
+        visible = unit.access.condition(target, Operation.READ)
+        if visible is not None:
+            statement = statement.where(visible)
+        elif not unit.access.allowed(target, Operation.READ):
+            return set()
     if unit.dialect == "postgresql":
         statement = statement.with_for_update(read=True, of=table)
     return set(unit.session.scalars(statement).all())
@@ -339,32 +357,46 @@ def _is_master_field(draft: Draft, name: str) -> bool:
 def check_unique(
     unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], exclude_id: int | None = None
 ) -> None:
-    """Unique fields are free among live records, and within the batch itself."""
+    """Unique fields are free among live records, and within the batch itself.
+
+    One query answers every unique field of the batch: the live rows holding any of the
+    values, each with all its unique columns.
+    """
+    wanted: dict[str, dict[Any, int]] = {}
+    for spec in meta.unique_fields:
+        seen = _distinct_in_batch(meta, spec, drafts)
+        if seen:
+            wanted[spec.name] = seen
+    if not wanted:
+        return
     table = meta.table
-    for name, spec in meta.fields.items():
-        if not spec.unique or spec.type.name == "autonumber":
-            continue
-        seen: dict[Any, int] = {}
-        for draft in drafts:
-            value = draft.values.get(name)
-            if not draft.ok or value is None:
-                continue
-            if value in seen:
-                draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
-            else:
-                seen[value] = draft.index
-        if not seen:
-            continue
-        statement = sa.select(table.c[name]).where(
-            table.c[name].in_(list(seen)), table.c.deleted_at.is_(None)
-        )
-        if exclude_id is not None:
-            statement = statement.where(table.c.id != exclude_id)
-        taken = set(unit.session.scalars(statement).all())
+    holds = [among(table.c[name], seen, unit.dialect) for name, seen in wanted.items()]
+    statement = sa.select(*(table.c[name] for name in wanted)).where(
+        table.c.deleted_at.is_(None), sa.or_(*holds)
+    )
+    if exclude_id is not None:
+        statement = statement.where(table.c.id != exclude_id)
+    rows = unit.session.execute(statement).all()
+    for position, (name, seen) in enumerate(wanted.items()):
+        taken = {row[position] for row in rows} & seen.keys()
         for draft in drafts:
             value = draft.values.get(name)
             if draft.ok and value in taken:
-                draft.error = _duplicate(meta, spec, value, None)
+                draft.error = _duplicate(meta, meta.fields[name], value, None)
+
+
+def _distinct_in_batch(meta: ObjectMeta, spec: FieldSpec, drafts: list[Draft]) -> dict[Any, int]:
+    """The values of a unique field in the batch (value → index); repeats are refused."""
+    seen: dict[Any, int] = {}
+    for draft in drafts:
+        value = draft.values.get(spec.name)
+        if not draft.ok or value is None:
+            continue
+        if value in seen:
+            draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
+        else:
+            seen[value] = draft.index
+    return seen
 
 
 def _duplicate(meta: ObjectMeta, spec: FieldSpec, value: Any, where: str | None) -> DuplicateValue:
@@ -447,56 +479,60 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
         "updated_by": unit.user_id,
         "owner_id": unit.user_id,
     }
+    fields = meta.fields
+    autonumbers = [spec for spec in fields.values() if spec.type.name == "autonumber"]
     for draft in drafts:
         if draft.master is not None:
             draft.values[draft.master[0]] = draft.master[1]
-        for name, spec in meta.fields.items():
-            if spec.type.name == "autonumber":
-                draft.values[name] = next_number(unit, meta, spec, now)
+        for spec in autonumbers:
+            draft.values[spec.name] = next_number(unit, meta, spec, now)
     # Every row names every column, so the rows make one multi-row INSERT.
-    rows = [{**{name: d.values.get(name) for name in meta.fields}, **system} for d in drafts]
-    ids = _insert_returning_ids(unit, meta, rows)
+    rows = [{**{name: d.values.get(name) for name in fields}, **system} for d in drafts]
+    lock = hierarchy.writer_lock(unit.session, meta.name) if _is_hierarchy(meta) else None
+    ids = _insert_returning_ids(unit, meta, rows, lock)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
     _link_hierarchy(unit, meta, drafts)
     require_in_scope(unit, meta, ids, Operation.CREATE)
-    audit_bypass(unit, meta, Operation.CREATE, ids[0] if len(ids) == 1 else None)
+    bypass = bypass_event(unit, meta, Operation.CREATE, ids[0] if len(ids) == 1 else None)
+    stamps = system_json(system)  # the same for the whole batch
     history_rows = []
     for draft in drafts:
-        record: Record = {"id": draft.record_id, "version": 1, **system_json(system)}
-        record.update({n: s.to_json(draft.values.get(n)) for n, s in meta.fields.items()})
-        draft.record = record
-        changes = {k: [None, v] for k, v in record.items() if k in meta.fields and v is not None}
+        values = {n: spec.to_json(draft.values.get(n)) for n, spec in fields.items()}
+        draft.record = {"id": draft.record_id, "version": 1, **stamps, **values}
+        changes = {k: [None, v] for k, v in values.items() if v is not None}
         history_rows.append(
             history_row(unit, meta, draft.record_id, Action.CREATE, 1, changes, now)
         )
-    write_history(unit, history_rows)
+    write_history(unit, history_rows, bypass)
     _write_children(unit, drafts, now)
     for draft in drafts:
-        after_write(
-            unit, draft, {k: [None, v] for k, v in (draft.record or {}).items() if k in meta.fields}
-        )
+        record = draft.record or {}
+        after_write(unit, draft, {k: [None, record[k]] for k in fields})
 
 
 def _insert_returning_ids(
-    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]]
+    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]], lock: Any
 ) -> list[int]:
-    """Write the rows and return their ids, in the order of the rows.
+    """Write the rows and return their ids, in the order of the rows; take ``lock`` too.
 
     On PostgreSQL a batch takes its ids from the table's sequence first (one query) and is
     then one ``executemany``: a multi-row ``INSERT … RETURNING`` does not promise the order
     of what it returns, and SQLAlchemy's ordered form falls back to a statement per row
-    for a table without a sentinel column.
+    for a table without a sentinel column. A single row's INSERT evaluates the ``lock``
+    expression (a hierarchy's writer lock) in its RETURNING: no round trip of its own.
     """
     table = meta.table
     if len(rows) > 1 and unit.dialect == "postgresql":
+        if lock is not None:
+            unit.session.execute(sa.select(lock))
         ids = list(unit.session.scalars(_NEXT_IDS, {"table": table.name, "count": len(rows)}).all())
         unit.session.execute(
             sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
         )
         return ids
-    statement = sa.insert(table).returning(table.c.id)
-    return [unit.session.execute(statement.values(row)).scalar_one() for row in rows]
+    statement = sa.insert(table).returning(table.c.id, *([] if lock is None else [lock]))
+    return [unit.session.execute(statement, row).scalar_one() for row in rows]
 
 
 _NEXT_IDS = sa.text(
@@ -504,12 +540,16 @@ _NEXT_IDS = sa.text(
 )
 
 
+def _is_hierarchy(meta: ObjectMeta) -> bool:
+    return meta.definition.hierarchy_field is not None
+
+
 def _link_hierarchy(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> None:
     parent_field = meta.definition.hierarchy_field
     if parent_field is None:
         return
     nodes = [(cast(int, d.record_id), d.values.get(parent_field)) for d in drafts]
-    hierarchy.link_new_many(unit.session, meta.name, nodes)
+    hierarchy.link_new(unit.session, meta, nodes)
     unit.access.forget_trees()
 
 
@@ -604,9 +644,50 @@ def history_row(
     }
 
 
-def write_history(unit: WriteUnit, rows: list[dict[str, Any]]) -> None:
+def write_history(
+    unit: WriteUnit, rows: list[dict[str, Any]], event: dict[str, Any] | None = None
+) -> None:
+    """Insert the history rows, and the write's audit event with them.
+
+    On PostgreSQL that is one statement however many rows there are: they travel as one
+    JSON document that ``json_to_recordset`` unpacks (1,000 rows in ≈ 11 ms, against
+    ≈ 20–30 ms as an ``executemany``), and the event's INSERT rides along as a
+    data-modifying CTE, so an administrator's write pays no round trip for its
+    ``admin.bypass``. SQLite gets an ``executemany`` and the event on its own.
+    """
+    if unit.dialect == "postgresql":
+        if rows or event is not None:
+            parameters = {"rows": json.dumps(rows, default=_moment)}
+            if event is not None:
+                parameters.update(audit.cte_parameters(event))
+            statement = _HISTORY_FROM_JSON if event is None else _HISTORY_FROM_JSON_WITH_EVENT
+            unit.session.execute(statement, parameters)
+        return
+    if event is not None:
+        audit.write(unit.session, event)
     if rows:
         unit.session.execute(_HISTORY_INSERT, rows)
+
+
+def _moment(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _insert_from_json(table: sa.Table) -> sa.Insert:
+    """``INSERT INTO table (…) SELECT … FROM json_to_recordset(:rows)``, in its column types."""
+    columns = [c for c in table.columns if c.name != "id"]
+    source = (
+        sa.func.json_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text), postgresql.JSON))
+        .table_valued(*(sa.column(c.name, c.type) for c in columns))
+        .render_derived(f"{table.name}_rows", with_types=True)
+    )
+    return sa.insert(table).from_select([c.name for c in columns], sa.select(*source.c))
+
+
+_HISTORY_FROM_JSON = _insert_from_json(_HISTORY)
+_HISTORY_FROM_JSON_WITH_EVENT = _insert_from_json(_HISTORY).add_cte(audit.insert_cte())
 
 
 def field_values(meta: ObjectMeta, record: Record) -> Record:

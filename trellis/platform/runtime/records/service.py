@@ -485,7 +485,7 @@ class RecordService:
             if spec.target is None or value is None:
                 continue
             # Locked like any reference check: the target cannot be deleted under us.
-            if value not in self._live_targets(spec.target, value):
+            if value not in pipeline.live_ids(self.unit, spec.target, {value}, as_caller=False):
                 details.append({"field": name, "message": f"{spec.target} {value} is deleted"})
         if details:
             raise Conflict(f"{meta.name} {record_id} refers to deleted records", details)
@@ -531,16 +531,6 @@ class RecordService:
             )
             for child_row in rows:
                 self._restore(child, child_row)
-
-    def _live_targets(self, target_name: str, value: int) -> set[int]:
-        # The system's view: a restore checks that targets are alive, not that they are visible.
-        target = self.registry.get(target_name)
-        statement = sa.select(target.table.c.id).where(
-            target.table.c.id == value, target.table.c.deleted_at.is_(None)
-        )
-        if self.unit.dialect == "postgresql":
-            statement = statement.with_for_update(read=True, of=target.table)
-        return set(self.session.scalars(statement).all())
 
     # --- rows ------------------------------------------------------------------------
 
