@@ -287,7 +287,7 @@ def test_a_locked_account_cannot_sign_in_even_with_its_password(
     locked = sign_in(page, live_server, ADMIN_EMAIL, ADMIN_PASSWORD)
     assert locked.status == 429 and path_of(page) == "/login"
     assert re.fullmatch(
-        r"Too many failed sign-ins; try again in \d+ s\.",
+        r"Too many failed sign-ins: the account is locked; try again in \d+ s\.",
         flash_text(page),
     ), flash_text(page)
     assert_signed_out(page, live_server)

@@ -197,7 +197,11 @@ def test_install_creates_objects_and_demo_data(app: Flask, database: Database) -
             assert registry.get(name).definition.document == doc
             assert registry.get(name).version == 1
         pack = session.get(InstalledPack, "channel_pack")
-        assert pack is not None and pack.demo_loaded and pack.manifest == manifest()
+        assert (
+            pack is not None
+            and pack.demo_loaded
+            and pack.manifest == {**manifest(), "installed_objects": OBJECTS}
+        )
         tables = set(sa.inspect(session.connection()).get_table_names())
     assert {f"obj_{name}" for name in OBJECTS} <= tables
 

@@ -102,7 +102,10 @@ def login() -> Any:
             **_client(),
         )
         flash(
-            _("Too many failed sign-ins; try again in %(seconds)d s.", seconds=exc.retry_after),
+            _(
+                "Too many failed sign-ins: the account is locked; try again in %(seconds)d s.",
+                seconds=exc.retry_after,
+            ),
             "error",
         )
         page = render_template("ui/login.html", next=request.form.get("next", ""), email=email)

@@ -6,11 +6,24 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from tests.conftest import Api
 from tests.factories import dealer_definition
 from tests.platform.runtime.helpers import create, define, detail_fields, error_of, raw_rows
 from trellis.extensions import db
 from trellis.platform.runtime.identity.tokens import issue_token
+
+
+@pytest.fixture(autouse=True)
+def _in_app_context(request: pytest.FixtureRequest) -> Any:
+    """Tests that use the ``app`` fixture run inside its context (``db`` is the app's)."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    with request.getfixturevalue("app").app_context():
+        yield
+
 
 HIDDEN_LIMIT = {
     "x-name": "clerk",
@@ -95,7 +108,7 @@ def test_restore_makes_an_old_role_version_current_again(api: Api) -> None:
     )
     # the holder's next request already has the restored rights
     assert "credit_limit" not in clerk.get(f"/records/dealer/{dealer['id']}").get_json()
-    restored = [e for e in raw_rows("audit_events") if e["action"] == "role.restored"]
+    restored = [e for e in raw_rows(db, "audit_events") if e["action"] == "role.restored"]
     assert [(e["target"], e["detail"]) for e in restored] == [
         ("role/clerk", {"version": 3, "from": 1})
     ]

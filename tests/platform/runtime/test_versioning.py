@@ -18,12 +18,23 @@ from tests.platform.runtime.concurrency import in_threads
 from tests.platform.runtime.helpers import raw_rows
 from trellis import create_app
 from trellis.exceptions import Conflict, InvalidDefinition, NotFound, ValidationFailed
-from trellis.extensions import db
+from trellis.extensions import database_of, db
 from trellis.platform.metadata.diff import DocumentDiff, diff_documents
 from trellis.platform.runtime.bootstrap import alembic_config, init_database
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import MetaRevision, Role
 from trellis.platform.runtime.versioning import ROLES, Change, DocumentStore
+
+
+@pytest.fixture(autouse=True)
+def _in_app_context(request: pytest.FixtureRequest) -> Any:
+    """Tests that use the ``app`` fixture run inside its context (``db`` is the app's)."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    with request.getfixturevalue("app").app_context():
+        yield
+
 
 V1 = {"x-name": "clerk", "x-label": {"en": "Clerk"}, "objects": {}}
 V2 = {"x-name": "clerk", "x-label": {"en": "Clerk", "zh-CN": "职员"}, "objects": {}}
@@ -61,7 +72,7 @@ def revision() -> int:
 
 
 def events() -> list[tuple[str, str, dict[str, Any]]]:
-    rows = raw_rows("audit_events")
+    rows = raw_rows(db, "audit_events")
     return [(r["action"], r["target"], r["detail"]) for r in rows if r["action"].startswith("role")]
 
 
@@ -85,7 +96,7 @@ def test_create_writes_version_one_and_a_second_create_conflicts(app: Flask) -> 
         assert (change.version, change.previous, change.restored_from) == (1, None, None)
         session.commit()
     assert revision() == before + 1
-    (row,) = raw_rows("role_versions")
+    (row,) = raw_rows(db, "role_versions")
     assert (row["role_name"], row["version"], row["document"], row["author_id"]) == (
         "clerk",
         1,
@@ -96,7 +107,7 @@ def test_create_writes_version_one_and_a_second_create_conflicts(app: Flask) -> 
     assert row["summary"] == "added /x-name, /x-label, /objects"
     assert row["restored_from"] is None
     assert events() == [("role.created", "role/clerk", {"version": 1})]
-    assert raw_rows("audit_events")[-1]["ip"] == "10.0.0.9"
+    assert raw_rows(db, "audit_events")[-1]["ip"] == "10.0.0.9"
 
     with db.session() as session:
         with pytest.raises(Conflict, match="PUT /roles/clerk changes it"):
@@ -104,7 +115,7 @@ def test_create_writes_version_one_and_a_second_create_conflicts(app: Flask) -> 
         # the document is checked first: its name is then safe to look up
         with pytest.raises(InvalidDefinition):
             store(app, session).create({"x-name": "clerk", "objects": 3})
-    assert len(raw_rows("role_versions")) == 1 and revision() == before + 1
+    assert len(raw_rows(db, "role_versions")) == 1 and revision() == before + 1
 
 
 def test_a_refused_document_writes_nothing(app: Flask) -> None:
@@ -113,7 +124,7 @@ def test_a_refused_document_writes_nothing(app: Flask) -> None:
         with pytest.raises(InvalidDefinition):
             store(app, session).create(["not", "a", "document"])
         assert session.info.get("metadata_changed") is None
-    assert raw_rows("role_versions") == [] and revision() == before
+    assert raw_rows(db, "role_versions") == [] and revision() == before
 
 
 def test_an_unchanged_update_writes_nothing(app: Flask) -> None:
@@ -126,7 +137,7 @@ def test_an_unchanged_update_writes_nothing(app: Flask) -> None:
         assert (saved.version, saved.document, saved.created) == (1, V1, False)
         assert notes.told == []
         session.commit()
-    assert len(raw_rows("role_versions")) == 1 and revision() == before
+    assert len(raw_rows(db, "role_versions")) == 1 and revision() == before
     assert [e[0] for e in events()] == ["role.created"]
 
 
@@ -139,7 +150,7 @@ def test_an_update_writes_the_next_version_with_its_diff(app: Flask) -> None:
         (change,) = notes.told
         assert (change.version, change.previous, change.document) == (2, V1, V2)
         session.commit()
-    newest = raw_rows("role_versions")[-1]
+    newest = raw_rows(db, "role_versions")[-1]
     assert newest["version"] == 2 and newest["document"] == V2
     assert newest["diff"]["changes"] == [
         {"pointer": "/x-label/zh-CN", "change": "added", "to": "职员"}
@@ -164,7 +175,7 @@ def test_update_refusals_change_nothing(app: Flask) -> None:
         with pytest.raises(InvalidDefinition):
             notes.update("clerk", {"objects": {}})  # no x-name: the validator refuses
         assert notes.told == []
-    assert len(raw_rows("role_versions")) == 1 and revision() == before
+    assert len(raw_rows(db, "role_versions")) == 1 and revision() == before
 
 
 def test_restore_writes_the_old_document_as_a_new_version(app: Flask) -> None:
@@ -219,7 +230,7 @@ def test_concurrent_updates_queue_and_lose_nothing(app: Flask, admin_token: str)
     ]
 
     def work(_client: Api, index: int) -> int:
-        with db.session() as session:
+        with database_of(app).session() as session:
             # as the API's unit of work does (SQLite: BEGIN IMMEDIATE)
             session.connection(execution_options={"trellis_write": True})
             saved = store(app, session).update("clerk", changes[index])
@@ -245,12 +256,12 @@ def test_an_instance_from_before_role_diffs_upgrades(db_url: str) -> None:
     """``trellis init`` on a database at migration 0002: old role versions survive (with a
     null diff), and the next change, the version list and a restore work as for new ones."""
     app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "test-secret", "TESTING": True})
-    assert db.engine is not None
+    database = database_of(app)
     try:
-        _migrate_to(db.engine, "0002")
-        _insert_old_role(db.engine)
-        with db.session() as session:
-            init_database(db.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
+        _migrate_to(database.engine, "0002")
+        _insert_old_role(database.engine)
+        with database.session() as session:
+            init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
             token = issue_token(session, ADMIN_EMAIL)
             session.commit()
         api = Api(app.test_client(), token)
@@ -270,7 +281,7 @@ def test_an_instance_from_before_role_diffs_upgrades(db_url: str) -> None:
         assert [(v["version"], v["restored_from"]) for v in items] == [(3, 1), (2, None), (1, None)]
         assert items[1]["summary"] == "added /x-label/zh-CN"
     finally:
-        db.engine.dispose()
+        database.engine.dispose()
 
 
 def _migrate_to(engine: sa.Engine, revision_id: str) -> None:
