@@ -22,7 +22,7 @@ from trellis.admin_ui.context import commit, page_session, records, registry
 from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record
 from trellis.admin_ui.i18n import pick
 from trellis.admin_ui.pages import signed_in
-from trellis.exceptions import InvalidQuery, StaleRecord, TrellisError
+from trellis.exceptions import InvalidQuery, StaleRecord, TrellisError, ValidationFailed
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import lookup
@@ -497,7 +497,8 @@ def _lines_from_form(
             line = parse_record(child, form, names, writable, prefix=prefix)
             if form.get(prefix + "id", "").isdigit():
                 line["id"] = int(form[prefix + "id"])
-                line["version"] = int(form.get(prefix + "version", "0") or 0)
+                version = form.get(prefix + "version", "")
+                line["version"] = int(version) if version.isdigit() else version
                 line["_removed"] = form.get(prefix + "removed") == "1"
             elif not any(v not in (None, False) for v in line.values()):
                 continue  # an empty new row
@@ -638,6 +639,11 @@ def _save(
                 if "id" not in line:
                     service.create(child_name, {**body, spec.name: record_id})
                 elif line.get("_removed"):
+                    if not isinstance(line["version"], int):
+                        raise ValidationFailed(
+                            "the line's version is missing",
+                            [{"field": "version", "message": "is required (a whole number)"}],
+                        )
                     service.delete(child_name, line["id"], expected_version=line["version"])
                 else:
                     service.update(child_name, line["id"], body)
