@@ -7,8 +7,6 @@ the form it came from, next to its fields, with what the user typed kept.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from trellis.exceptions import InvalidQuery, StaleRecord, TrellisError, Validati
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import lookup
+from trellis.platform.runtime.records.serialise import as_csv
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -200,23 +199,10 @@ def record_export(object_name: str) -> Any:
     service = records()
     service.access.require(meta, Operation.EXPORT)
     names, rows = service.export_rows(object_name, _list_query(service, meta, request.args))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(name)) for name in names])
     commit()  # the audit of an admin's bypass, if any
-    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
     return response
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # no formula injection into spreadsheets
-    return value
 
 
 @bp.post("/o/<object_name>/bulk-delete")

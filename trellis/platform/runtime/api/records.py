@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from typing import Any
 
 from flask import current_app, jsonify, request
@@ -22,6 +19,7 @@ from trellis.platform.runtime.api import (
 from trellis.platform.runtime.openapi import openapi_document
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import RecordService
+from trellis.platform.runtime.records.serialise import as_csv
 
 
 def _list_query(service: RecordService, object_name: str, operation: Operation) -> Any:
@@ -56,13 +54,8 @@ def export_records(object_name: str) -> Any:
     service = record_service()
     query = _list_query(service, object_name, Operation.EXPORT)
     names, rows = service.export_rows(object_name, query)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(name)) for name in names])
     service.session.commit()  # the audit of an admin's bypass, if any
-    response = current_app.response_class(buffer.getvalue(), mimetype="text/csv")
+    response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
     return response
 
@@ -82,14 +75,6 @@ def _expected_version() -> int | None:
             [{"field": source, "message": f"{text!r} is not a version"}],
         )
     return int(text)
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # keep spreadsheets from running a cell as a formula
-    return value
 
 
 @bp.post("/records/<object_name>")

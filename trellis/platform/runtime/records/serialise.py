@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import TYPE_CHECKING, Any
 
 from trellis.platform.runtime.models import iso
@@ -64,3 +67,21 @@ def system_json(values: Any) -> Record:
 def mask(record: Record, hidden: frozenset[str]) -> Record:
     """The record without the fields the caller may not see."""
     return {k: v for k, v in record.items() if k not in hidden} if hidden else record
+
+
+def as_csv(names: list[str], rows: list[Record]) -> str:
+    """An export as CSV: a header, then a line per record (API and pages share it)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(name)) for name in names])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # keep spreadsheets from running a cell as a formula
+    return value
