@@ -113,6 +113,23 @@ def _list_query(service: RecordService, meta: ObjectMeta, args: MultiDict[str, s
     return query
 
 
+def fixed_query(
+    service: RecordService, meta: ObjectMeta, clauses: list[Any], sort: str, limit: int
+) -> Any:
+    """A list query the page itself composes (related lists, start-page panels)."""
+    return parse_list_query(
+        meta,
+        filter_text=json.dumps(clauses) if clauses else None,
+        sort_text=sort,
+        limit_text=str(limit),
+        cursor=None,
+        fields_text=None,
+        default_limit=limit,
+        max_limit=limit,
+        hidden=service.access.hidden(meta),
+    )
+
+
 def lookup_titles(
     service: RecordService, meta: ObjectMeta, items: list[dict[str, Any]]
 ) -> dict[str, dict[int, str]]:
@@ -343,17 +360,7 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
             continue
         if spec.name in service.access.hidden(other):
             continue
-        query = parse_list_query(
-            other,
-            filter_text=json.dumps([[spec.name, "=", record_id]]),
-            sort_text="-id",
-            limit_text="10",
-            cursor=None,
-            fields_text=None,
-            default_limit=10,
-            max_limit=10,
-            hidden=service.access.hidden(other),
-        )
+        query = fixed_query(service, other, [[spec.name, "=", record_id]], "-id", 10)
         page = service.list_page(other_name, query)
         columns = [n for n in other.definition.list_columns() if n != spec.name]
         columns = [n for n in columns if n not in service.access.hidden(other)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import flash, g, redirect, render_template, request, url_for
@@ -13,10 +12,9 @@ from trellis.admin_ui.context import caller, commit, page_session, records, regi
 from trellis.admin_ui.forms import display
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import navigation, signed_in
-from trellis.admin_ui.views.records import lookup_titles
+from trellis.admin_ui.views.records import fixed_query, lookup_titles
 from trellis.exceptions import TrellisError
 from trellis.platform.runtime.identity import UserService
-from trellis.platform.runtime.query import parse_list_query
 
 RECENT = 5
 
@@ -57,17 +55,7 @@ def home() -> Any:
 
 def _recent(service: Any, meta: Any, label: str, account: Any) -> dict[str, Any]:
     hidden = service.access.hidden(meta)
-    query = parse_list_query(
-        meta,
-        filter_text=None,
-        sort_text="-id",
-        limit_text=str(RECENT),
-        cursor=None,
-        fields_text=None,
-        default_limit=RECENT,
-        max_limit=RECENT,
-        hidden=hidden,
-    )
+    query = fixed_query(service, meta, [], "-id", RECENT)
     items = service.list_page(meta.name, query)["items"]
     columns = [c for c in meta.definition.list_columns()[:3] if c not in hidden]
     return {
@@ -83,17 +71,8 @@ def _sub_partners(service: Any, tree: Any, partner_id: int | None) -> dict[str, 
     parent_field = tree.definition.hierarchy_field
     if parent_field is None or partner_id is None:
         return None
-    query = parse_list_query(
-        tree,
-        filter_text=json.dumps([[parent_field, "=", partner_id]]),
-        sort_text=tree.definition.title_field or "id",
-        limit_text="50",
-        cursor=None,
-        fields_text=None,
-        default_limit=50,
-        max_limit=50,
-        hidden=service.access.hidden(tree),
-    )
+    sort = tree.definition.title_field or "id"
+    query = fixed_query(service, tree, [[parent_field, "=", partner_id]], sort, 50)
     page = service.list_page(tree.name, query)
     columns = [c for c in tree.definition.list_columns()[:4] if c != parent_field]
     return {
