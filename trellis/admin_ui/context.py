@@ -14,7 +14,7 @@ from flask import current_app, g, request, session
 
 from trellis.exceptions import AuthenticationRequired
 from trellis.extensions import db
-from trellis.platform.runtime.api import caller_of
+from trellis.platform.runtime.api import caller_of, end_session
 from trellis.platform.runtime.identity.sessions import authenticate_session
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
@@ -56,11 +56,8 @@ def open_page() -> None:
 
 def close_page(_exc: BaseException | None) -> None:
     db_session = g.pop("ui_session", None)
-    if db_session is None:
-        return
-    if db_session.info.pop("metadata_changed", False):
-        registry().invalidate()  # built from a transaction that did not commit
-    db_session.close()
+    if db_session is not None:
+        end_session(db_session)
 
 
 def registry() -> MetaRegistry:

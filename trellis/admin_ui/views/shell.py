@@ -42,7 +42,7 @@ def home() -> Any:
             meta = reg.get(item["name"])
             if len(panels) >= 6:
                 break
-            panels.append(_recent(service, meta, item["label"], account))
+            panels.append(_recent(service, meta, item["label"]))
     return render_template(
         "ui/home.html",
         account=account,
@@ -53,7 +53,7 @@ def home() -> Any:
     )
 
 
-def _recent(service: Any, meta: Any, label: str, account: Any) -> dict[str, Any]:
+def _recent(service: Any, meta: Any, label: str) -> dict[str, Any]:
     hidden = service.access.hidden(meta)
     query = fixed_query(service, meta, [], "-id", RECENT)
     items = service.list_page(meta.name, query)["items"]

@@ -115,14 +115,20 @@ def caller_of(identity: Identity) -> Caller:
     )
 
 
+def end_session(session: Session) -> None:
+    """Close a request's session: roll back what was not committed, and forget metadata
+    caches built from a transaction that did not commit (API and pages alike)."""
+    if session.info.pop("metadata_changed", False):
+        registry().invalidate()
+    session.close()
+
+
 @bp.teardown_request
 def close_unit_of_work(_exc: BaseException | None) -> None:
     session = g.pop("session", None)
     if session is None:
         return
-    if session.info.pop("metadata_changed", False):
-        registry().invalidate()  # built from a transaction that did not commit
-    session.close()  # rolls back anything not committed
+    end_session(session)
     # Written after the request's transaction is gone: they must outlive its rollback,
     # and on SQLite a second writer inside the request would wait on the first.
     token_id = g.pop("touch_token", None)
