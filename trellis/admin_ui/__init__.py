@@ -32,7 +32,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from trellis.admin_ui import i18n
 from trellis.admin_ui.context import close_page, open_page
 from trellis.admin_ui.forms import system_label
-from trellis.admin_ui.pages import designer_links, navigation, signed_in
+from trellis.admin_ui.pages import designer_links, designer_tabs, navigation, signed_in
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import audit
@@ -222,7 +222,10 @@ def init_app(app: Flask) -> None:
 
     del records, shell  # imported for their routes
     app.jinja_env.globals.update(
-        navigation=navigation, designer_links=designer_links, system_label=system_label
+        navigation=navigation,
+        designer_links=designer_links,
+        designer_tabs=designer_tabs,
+        system_label=system_label,
     )
     app.before_request(open_page)
     app.teardown_request(close_page)

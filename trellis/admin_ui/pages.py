@@ -93,8 +93,18 @@ def _items(names: list[str], readable: dict[str, Any]) -> list[dict[str, str]]:
 
 # Designers register their start pages here: (endpoint, label function).
 DESIGNERS: list[tuple[str, Callable[[], str]]] = []
+# Tabs of one object's / one role's designer pages: (endpoint taking ``name``, label function).
+# Each designer module appends its own, so the pages link to each other without imports.
+OBJECT_TABS: list[tuple[str, Callable[[], str]]] = []
+ROLE_TABS: list[tuple[str, Callable[[], str]]] = []
 
 
 def designer_links() -> list[tuple[str, str]]:
     """The setup pages an administrator sees in the navigation."""
     return [(endpoint, label()) for endpoint, label in DESIGNERS]
+
+
+def designer_tabs(kind: str) -> list[tuple[str, str]]:
+    """The tabs of an object's (``kind="object"``) or a role's (``"role"``) designer pages."""
+    tabs = OBJECT_TABS if kind == "object" else ROLE_TABS
+    return [(endpoint, label()) for endpoint, label in tabs]
