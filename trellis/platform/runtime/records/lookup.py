@@ -101,6 +101,6 @@ def search(access: Access, meta: ObjectMeta, text: str, limit: int = 10) -> list
     rows = access.session.execute(statement).all()
     target = _title_target(meta, access) if title is not None else None
     if target is not None:
-        names = titles(access, target, {value for _id, value in rows}, 0)
-        return [(row_id, names.get(value, f"#{row_id}")) for row_id, value in rows]
+        names = titles(access, target, {row[1] for row in rows}, 0)
+        return [(row[0], names.get(row[1], f"#{row[0]}")) for row in rows]
     return [(row[0], str(row[1]) if row[1] not in (None, "") else f"#{row[0]}") for row in rows]
