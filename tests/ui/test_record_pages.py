@@ -411,3 +411,20 @@ def test_a_record_titled_by_a_lookup_is_named_by_its_target(
     assert f"<title>{escape(name)} ·" in detail
     offered = client.get("/lookup/order_line?q=", headers={"HX-Request": "true"})
     assert str(escape(name)) in offered.get_data(as_text=True)
+
+
+def test_a_dealers_landing_page_shows_their_account_network_and_orders(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    network = set(_network(pack_app, "D-0101"))
+    html = sign_in(EAST, language="en").get("/").get_data(as_text=True)
+    account = html.split('class="card account"', 1)[1].split("</section>", 1)[0]
+    assert "Credit limit" in account and "5,000,000.00" in account and "Contact" in account
+    # No ids: the parent dealer it may not read is left out.
+    assert "#" not in re.sub(r"&#\d+;", "", account)
+    sub_partners = html.split("My sub-partners", 1)[1].split("</section>", 1)[0]
+    shown = {int(i) for i in re.findall(r'href="/o/dealer/(\d+)"', sub_partners)}
+    assert shown and shown <= network - {dealer_id(pack_app, "D-0101")}
+    panels = re.findall(r'<h2><a href="/o/(\w+)">', html)
+    assert panels[0] == "sales_order"  # their network's records first
+    assert "order_line" not in panels and "dealer" not in panels  # lines live in their orders
