@@ -85,7 +85,11 @@ def type_label(name: str) -> str:
 
 
 def type_choices() -> list[tuple[str, str]]:
-    return [(name, type_label(name)) for name in type_names()]
+    """Every registered type, in the order of ``TYPE_SETTINGS`` (kinds kept together)."""
+    registered = type_names()
+    names = [n for n in TYPE_SETTINGS if n in registered]
+    names += [n for n in registered if n not in TYPE_SETTINGS]
+    return [(name, type_label(name)) for name in names]
 
 
 def _pointer_part(part: str) -> str:
