@@ -112,6 +112,11 @@ class Sentence:
 # --- telling values ------------------------------------------------------------------------
 
 
+def _colon(name: Any, value: Any) -> str:
+    """``name: value``, punctuated as the reader's language does."""
+    return _("%(name)s: %(value)s", name=name, value=value)
+
+
 def _short(text: str) -> str:
     return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
@@ -139,8 +144,8 @@ def _label_pair(before: Any, after: Any) -> tuple[str, str]:
         return old, new
     changed = [lang for lang in {**before, **after} if before.get(lang) != after.get(lang)]
     return (
-        "; ".join(f"{lang}: {before.get(lang, '—')}" for lang in changed),
-        "; ".join(f"{lang}: {after.get(lang, '—')}" for lang in changed),
+        "; ".join(_colon(lang, before.get(lang, "—")) for lang in changed),
+        "; ".join(_colon(lang, after.get(lang, "—")) for lang in changed),
     )
 
 
@@ -226,7 +231,7 @@ def _field_changes(
         else:
             shown = (_plain(before), _plain(after))
         what = FIELD_KEYWORDS.get(keyword)
-        text = _("%(field)s: %(what)s", field=label, what=str(what) if what else keyword)
+        text = _("%(field)s — %(what)s", field=label, what=str(what) if what else keyword)
         sentences.append(Sentence(text, shown[0], shown[1], pair=True))
     return sentences
 
@@ -255,7 +260,7 @@ def _layout_text(document: dict[str, Any] | None, layout: Any) -> str:
     parts = []
     for section in layout.get("sections", []):
         title = pick(section.get("label")) or _("Untitled section")
-        parts.append(f"{title}: {_field_labels(document, section.get('fields', []))}")
+        parts.append(_colon(title, _field_labels(document, section.get("fields", []))))
     return _short(" · ".join(parts))
 
 
@@ -274,7 +279,7 @@ def role_sentences(
     """A role's stored diff (``diff_documents``, by JSON pointer), as sentences."""
     if previous is None:
         rights = document.get("objects") or {}
-        items = tuple(f"{_object_label(n)}: {_grant(g, n)}" for n, g in rights.items())
+        items = tuple(_colon(_object_label(n), _grant(g, n)) for n, g in rights.items())
         return [Sentence(_("Created with these rights"), items=items)]
     if not diff:
         return []
@@ -306,14 +311,14 @@ def _role_change(change: dict[str, Any]) -> Sentence:
                 text = _("Rights on %(object)s removed", object=label)
                 return Sentence(text, after=_grant(before, parts[1]))
         elif len(parts) == 3 and parts[2] in OPERATIONS:
-            text = _("%(object)s: %(operation)s", object=label, operation=OPERATIONS[parts[2]])
+            text = _("%(object)s — %(operation)s", object=label, operation=OPERATIONS[parts[2]])
             return Sentence(text, _scope(before), _scope(after), pair=True)
         elif len(parts) == 3 and parts[2] == "fields":
-            text = _("%(object)s: field access", object=label)
+            text = _("%(object)s — field access", object=label)
             return Sentence(text, _field_access(meta, before), _field_access(meta, after), True)
         elif len(parts) == 4 and parts[2] == "fields":
             field = _spec_label(meta, parts[3])
-            text = _("%(object)s · %(field)s: field access", object=label, field=field)
+            text = _("%(object)s · %(field)s — field access", object=label, field=field)
             return Sentence(text, _access(before), _access(after), pair=True)
     return Sentence(str(change.get("pointer")), _plain(before), _plain(after), pair=True)
 
@@ -345,7 +350,7 @@ def _grant(grant: Any, object_name: str) -> str:
     """One object's rights: ``read all records, update own records, fields: …``."""
     if not isinstance(grant, dict):
         return _plain(grant)
-    parts = [f"{OPERATIONS[op]}: {_scope(grant[op])}" for op in OPERATIONS if op in grant]
+    parts = [_colon(OPERATIONS[op], _scope(grant[op])) for op in OPERATIONS if op in grant]
     if grant.get("fields"):
         meta = registry().find(object_name)
         parts.append(_("fields: %(fields)s", fields=_field_access(meta, grant["fields"])))
