@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from tests.ui.conftest import SignIn
+from tests.ui.conftest import PASSWORD, SignIn
 from trellis.extensions import database_of
 from trellis.platform.runtime.versioning import OBJECTS, current_documents
 
@@ -250,3 +250,51 @@ def test_only_administrators_design_layouts(sign_in: SignIn, pack_app: Flask) ->
     assert stored(pack_app) == before
     signed_out = pack_app.test_client().get(PAGE)
     assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+
+
+def test_drag_and_drop_arranges_the_layout_in_a_browser(
+    pack_app: Flask, live_server: str, browser: Any
+) -> None:
+    """The progressive enhancement: handles dragged in Chromium, then Save."""
+    # Tall enough to show source and target at once: a drag cannot scroll the page.
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 3000})
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(live_server + "/login")
+        page.get_by_label("E-mail").fill(ADMIN)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(live_server + "/")
+        page.goto(live_server + PAGE)
+        page.locator("input[name='new.en']").fill("Contact")
+        page.get_by_role("button", name="Add section").click()
+        page.wait_for_selector("input[value='Contact']")
+        contact = page.locator("fieldset.designer-section").nth(1)
+        target = contact.locator("ol.designer-fields")
+        for name in ("contact_phone", "contact_name"):  # each dropped below the last
+            item = page.locator(f"li.designer-field:has(input[data-drag-input][value='{name}'])")
+            box = target.bounding_box()
+            item.locator("[data-drag-handle]").drag_to(
+                target, target_position={"x": 5, "y": box["height"] - 2}
+            )
+        # The new section above the first one, by its handle.
+        contact.locator(".designer-head [data-drag-handle]").drag_to(
+            page.locator("fieldset.designer-section").nth(0), target_position={"x": 5, "y": 5}
+        )
+        assert page.locator("[data-unsaved]").is_visible()
+        column = page.locator("li.designer-field:has(input[name='list_order'][value='region'])")
+        column.locator("[data-drag-handle]").drag_to(
+            page.locator("li.designer-field:has(input[name='list_order'][value='name'])"),
+            target_position={"x": 5, "y": 2},
+        )
+        page.locator("button[value='save']").first.click()
+        page.wait_for_selector("p.flash.info")
+    finally:
+        context.close()
+    layout = stored(pack_app)[1]
+    sections = layout["x-layout"]["sections"]
+    assert sections[0]["label"] == {"en": "Contact"}
+    assert sections[0]["fields"] == ["contact_phone", "contact_name"]
+    assert "contact_name" not in sections[1]["fields"] and sections[1]["fields"][0] == "name"
+    assert layout["x-list-columns"][0] == "region"
