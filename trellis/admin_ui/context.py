@@ -15,6 +15,7 @@ from flask import current_app, g, request, session
 from trellis.exceptions import AuthenticationRequired
 from trellis.extensions import db
 from trellis.platform.runtime.api import caller_of, end_session
+from trellis.platform.runtime.identity import RoleService
 from trellis.platform.runtime.identity.sessions import authenticate_session
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
@@ -84,6 +85,11 @@ def records() -> RecordService:
 def objects() -> ObjectService:
     """The metadata service, acting as the signed-in admin."""
     return ObjectService(page_session(), registry(), caller().user_id, audit_context())
+
+
+def roles() -> RoleService:
+    """The role service, acting as the signed-in admin."""
+    return RoleService(page_session(), registry(), caller().user_id, audit_context())
 
 
 def audit_context() -> dict[str, str | None]:

@@ -83,4 +83,56 @@
       box.value = number.toLocaleString("en-US", { minimumFractionDigits: scale, maximumFractionDigits: scale });
     }
   });
+  // Designers: drag and drop, on top of the move buttons (which work without it). An item
+  // ([data-drag-item]) moves within the lists of its kind ([data-drag-list]); it is dragged
+  // by its handle only, so the inputs inside it stay usable. A list naming its items' input
+  // ([data-drag-name]) renames the moved item's [data-drag-input]: the form then posts the
+  // new arrangement, which the server reads as it reads the buttons' result.
+  let dragged = null;
+  document.addEventListener("mousedown", function (event) {
+    const handle = event.target.closest("[data-drag-handle]");
+    if (handle) handle.closest("[data-drag-item]").draggable = true;
+  });
+  document.addEventListener("mouseup", function (event) {
+    const handle = event.target.closest("[data-drag-handle]");
+    if (handle && !dragged) handle.closest("[data-drag-item]").draggable = false;
+  });
+  document.addEventListener("dragstart", function (event) {
+    const item = event.target.closest && event.target.closest("[data-drag-item]");
+    if (!item || !item.draggable) return;
+    dragged = item;
+    item.classList.add("dragging");
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", "");
+  });
+  document.addEventListener("dragover", function (event) {
+    if (!dragged) return;
+    const kind = dragged.parentElement.dataset.dragList;
+    const list = event.target.closest("[data-drag-list='" + kind + "']");
+    if (!list) return;
+    event.preventDefault();
+    const items = Array.from(list.children).filter(function (el) {
+      return el.matches("[data-drag-item]") && el !== dragged;
+    });
+    const after = items.find(function (el) {
+      const box = el.getBoundingClientRect();
+      return event.clientY < box.top + box.height / 2;
+    });
+    if (after) list.insertBefore(dragged, after); else list.appendChild(dragged);
+  });
+  document.addEventListener("dragend", function () {
+    if (!dragged) return;
+    const list = dragged.parentElement;
+    const input = dragged.querySelector("[data-drag-input]");
+    if (input && list.dataset.dragName) input.name = list.dataset.dragName;
+    dragged.classList.remove("dragging");
+    dragged.draggable = false;
+    const form = dragged.closest("form");
+    const unsaved = form && form.querySelector("[data-unsaved]");
+    if (unsaved) unsaved.hidden = false;
+    dragged = null;
+  });
+  document.addEventListener("drop", function (event) {
+    if (dragged) event.preventDefault();
+  });
 })();
