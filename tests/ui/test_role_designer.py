@@ -255,3 +255,23 @@ def test_roles_list_counts_users_and_follows_the_language(sign_in: SignIn) -> No
     row = row[: row.index("</tr>")]
     # dealer_admin is held by three demo users (East, North, East 1's sub-distributor).
     assert re.search(r">3</a>", row), row
+
+
+def test_a_save_built_on_an_older_version_is_refused_with_a_reload_link(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    first, second = sign_in(ADMIN, language="en"), sign_in(ADMIN, language="en")
+    mine = form_of(first.get("/setup/roles/finance").get_data(as_text=True)).values
+    theirs = form_of(second.get("/setup/roles/finance").get_data(as_text=True)).values
+    assert mine["version"] == theirs["version"] == "1"
+    saved = first.post("/setup/roles/finance", data={**mine, "scope.product.update": "all"})
+    assert saved.status_code == 302
+    late = second.post("/setup/roles/finance", data={**theirs, "scope.order_line.delete": "all"})
+    assert late.status_code == 409
+    html = late.get_data(as_text=True)
+    assert "at version 2 now" in html and 'href="/setup/roles/finance">Reload' in html
+    assert form_of(html).values["scope.order_line.delete"] == "all"  # kept, not saved
+    stored = role_document(pack_app, "finance")
+    assert stored is not None and stored[0] == 2
+    assert stored[1]["objects"]["product"] == {"read": "all", "export": "all", "update": "all"}
+    assert "delete" not in stored[1]["objects"]["order_line"]

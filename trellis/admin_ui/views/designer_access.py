@@ -25,7 +25,7 @@ from trellis.admin_ui.context import (
 )
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import DESIGNERS, ROLE_TABS, admin_only
-from trellis.exceptions import TrellisError, ValidationFailed
+from trellis.exceptions import StaleRecord, TrellisError, ValidationFailed
 from trellis.platform.metadata.permissions import FIELD_ACCESS, SCOPES, Operation
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.api.schemas import UserCreateSchema, UserUpdateSchema, load
@@ -137,8 +137,13 @@ def role_edit(name: str) -> Any:
     if request.method == "GET":
         return _role_page(current, version.version, {}, [])
     document = role_from_form(request.form, current)
+    sent = request.form.get("version", "")
     try:
-        saved = service.update(name, document)
+        saved = service.update(name, document, expected_version=int(sent) if sent.isdigit() else 0)
+    except StaleRecord:
+        page_session().rollback()
+        latest = service.versions(name)[0].version
+        return _role_page(document, version.version, {}, [], status=409, stale=latest)
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
@@ -159,6 +164,7 @@ def _role_page(
     errors: dict[str, str],
     general: list[str],
     status: int = 200,
+    stale: int | None = None,
 ) -> Any:
     grants = document.get("objects", {}) if isinstance(document.get("objects"), dict) else {}
     rows = [_matrix_row(meta, grants.get(meta.name, {}), errors) for meta in _objects()]
@@ -175,6 +181,7 @@ def _role_page(
         field_levels=field_options(),
         errors=errors,
         general=general,
+        stale=stale,
     )
     return page, status
 
