@@ -202,8 +202,15 @@ def test_an_admin_cannot_deactivate_themselves_here_or_through_the_api(
     refused = api.patch(f"/users/{me.id}", {"is_active": False})
     assert refused.status_code == 409
     assert refused.get_json()["error"]["details"][0]["field"] == "is_active"
+    # Nor take their own administrator rights away.
+    demoted = admin.post(
+        f"/setup/users/{me.id}",
+        data={"csrf_token": csrf_of(page), "name": "admin", "language": "en", "partner": ""},
+    )
+    assert demoted.status_code == 422
+    assert "You cannot take away your own administrator rights." in demoted.get_data(as_text=True)
     still = user_row(pack_app, ADMIN)
-    assert still is not None and still.is_active is True
+    assert still is not None and still.is_active is True and still.is_admin is True
     assert admin.get("/setup/users").status_code == 200
 
 

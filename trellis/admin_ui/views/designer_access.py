@@ -25,7 +25,7 @@ from trellis.admin_ui.context import (
 )
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import DESIGNERS, ROLE_TABS, admin_only
-from trellis.exceptions import StaleRecord, TrellisError, ValidationFailed
+from trellis.exceptions import NotFound, StaleRecord, TrellisError, ValidationFailed
 from trellis.platform.metadata.permissions import FIELD_ACCESS, SCOPES, Operation
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.api.schemas import UserCreateSchema, UserUpdateSchema, load
@@ -132,24 +132,26 @@ def role_new() -> Any:
 @admin_only
 def role_edit(name: str) -> Any:
     service = _roles()
-    version = service.versions(name)[0]  # NotFound → the app's 404 page
-    current = dict(version.document)
+    found = current_documents(page_session(), ROLES, [name])
+    if not found:
+        raise NotFound(f"no role named {name!r}")
+    version, current = found[0][1], found[0][2]
     if request.method == "GET":
-        return _role_page(current, version.version, {}, [])
+        return _role_page(current, version, {}, [])
     document = role_from_form(request.form, current)
     sent = request.form.get("version", "")
     try:
         saved = service.update(name, document, expected_version=int(sent) if sent.isdigit() else 0)
     except StaleRecord:
         page_session().rollback()
-        latest = service.versions(name)[0].version
-        return _role_page(document, version.version, {}, [], status=409, stale=latest)
+        latest = current_documents(page_session(), ROLES, [name])[0][1]
+        return _role_page(document, version, {}, [], status=409, stale=latest)
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
         page_session().rollback()
         errors, general = role_errors(exc)
-        return _role_page(document, version.version, errors, general, status=422)
+        return _role_page(document, version, errors, general, status=422)
     commit()
     if saved.created:
         flash(_("Saved as version %(version)d.", version=saved.version), "info")
@@ -213,8 +215,10 @@ def _label_values(labels: Any) -> dict[str, str]:
     return {language: str(labels.get(language, "")) for language in LANGUAGES}
 
 
-def _labels_from_form(form: MultiDict[str, str], prefix: str) -> dict[str, str]:
-    found = {}
+def _labels_from_form(form: MultiDict[str, str], prefix: str, current: Any) -> dict[str, str]:
+    """The labels the form sent; those of languages it does not show are kept."""
+    current = current if isinstance(current, dict) else {}
+    found = {k: v for k, v in current.items() if k not in LANGUAGES}
     for language in LANGUAGES:
         text = form.get(f"{prefix}.{language}", "").strip()
         if text:
@@ -231,8 +235,8 @@ def role_from_form(form: MultiDict[str, str], current: dict[str, Any] | None) ->
     """
     document = dict(current or {})
     document["x-name"] = current["x-name"] if current else form.get("name", "").strip()[:100]
-    document["x-label"] = _labels_from_form(form, "label")
-    description = _labels_from_form(form, "description")
+    document["x-label"] = _labels_from_form(form, "label", document.get("x-label"))
+    description = _labels_from_form(form, "description", document.get("x-description"))
     if description:
         document["x-description"] = description
     else:
@@ -437,7 +441,9 @@ def user_errors(exc: TrellisError) -> dict[str, str]:
     for detail in exc.details:
         message = str(detail.get("message", ""))
         errors.setdefault(str(detail.get("field", "")), known.get(message, message))
-    if not exc.details:
+    if exc.message == "you cannot take away your own administrator rights":
+        errors["is_admin"] = _("You cannot take away your own administrator rights.")
+    elif not exc.details:
         errors[""] = exc.message
     return errors
 
