@@ -246,6 +246,8 @@ def test_editing_a_role_writes_one_version_with_only_what_changed(
     }
     assert stored[1] == expected
     assert admin.get("/setup/roles/no_such_role").status_code == 404
+    assert admin.get("/setup/roles/bad%00name").status_code == 404
+    assert admin.post("/setup/roles/Bad Name", data=form).status_code == 404
 
 
 def test_roles_list_counts_users_and_follows_the_language(sign_in: SignIn) -> None:

@@ -230,6 +230,7 @@ def test_users_are_searched_by_name_or_email_and_filtered_by_role(sign_in: SignI
         "sub.east1.admin@example.com",
     }
     assert "No user matches." in admin.get("/setup/users?q=nobody-here").get_data(as_text=True)
+    assert admin.get("/setup/users?q=east%00&role=%00&after=x").status_code == 200
 
 
 SETUP_PAGES = ["/setup/roles", "/setup/roles/new", "/setup/roles/finance", "/setup/users"]

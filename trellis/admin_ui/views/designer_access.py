@@ -9,6 +9,7 @@ names (the service's JSON pointers and field names), with what was typed kept.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -26,6 +27,7 @@ from trellis.admin_ui.context import (
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import DESIGNERS, ROLE_TABS, admin_only
 from trellis.exceptions import NotFound, StaleRecord, TrellisError, ValidationFailed
+from trellis.platform.metadata.names import NAME_PATTERN
 from trellis.platform.metadata.permissions import FIELD_ACCESS, SCOPES, Operation
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.api.schemas import UserCreateSchema, UserUpdateSchema, load
@@ -50,6 +52,12 @@ USER_CREATE, USER_UPDATE = UserCreateSchema(), UserUpdateSchema()
 USER_FORM_FIELDS = frozenset(
     {"email", "name", "password", "language", "roles", "partner", "is_admin"}
 )
+
+
+def is_name(text: str) -> bool:
+    """Whether ``text`` can name a role (anything else names none; PostgreSQL could not
+    even look up some of it)."""
+    return re.fullmatch(NAME_PATTERN, text) is not None
 
 
 def _roles() -> RoleService:
@@ -132,7 +140,7 @@ def role_new() -> Any:
 @admin_only
 def role_edit(name: str) -> Any:
     service = _roles()
-    found = current_documents(page_session(), ROLES, [name])
+    found = current_documents(page_session(), ROLES, [name]) if is_name(name) else []
     if not found:
         raise NotFound(f"no role named {name!r}")
     version, current = found[0][1], found[0][2]
@@ -309,8 +317,9 @@ def _input_of(parts: list[str]) -> str | None:
 @bp.get("/setup/users")
 @admin_only
 def user_list() -> Any:
-    text = request.args.get("q", "").strip()[:100]
-    role = request.args.get("role", "")[:100] or None
+    # No name or address holds a NUL, and PostgreSQL could not even compare one.
+    text = request.args.get("q", "").replace("\x00", "").strip()[:100]
+    role = request.args.get("role", "").replace("\x00", "")[:100] or None
     after = request.args.get("after", "")
     service = _users()
     start = int(after[:18]) if after.isdigit() else 0
