@@ -105,6 +105,15 @@ DESIGNERS: list[tuple[str, Callable[[], str]]] = []
 # Each designer module appends its own, so the pages link to each other without imports.
 OBJECT_TABS: list[tuple[str, Callable[[], str]]] = []
 ROLE_TABS: list[tuple[str, Callable[[], str]]] = []
+# The order tabs are shown in, whatever order their modules were imported in.
+TAB_ORDER = [
+    "ui.object_settings",
+    "ui.object_fields",
+    "ui.object_layout",
+    "ui.object_history",
+    "ui.role_edit",
+    "ui.role_history",
+]
 
 
 def designer_links() -> list[tuple[str, str]]:
@@ -115,4 +124,5 @@ def designer_links() -> list[tuple[str, str]]:
 def designer_tabs(kind: str) -> list[tuple[str, str]]:
     """The tabs of an object's (``kind="object"``) or a role's (``"role"``) designer pages."""
     tabs = OBJECT_TABS if kind == "object" else ROLE_TABS
-    return [(endpoint, label()) for endpoint, label in tabs]
+    ordered = sorted(tabs, key=lambda tab: TAB_ORDER.index(tab[0]) if tab[0] in TAB_ORDER else 99)
+    return [(endpoint, label()) for endpoint, label in ordered]

@@ -34,6 +34,7 @@ from trellis.exceptions import (
     Conflict,
     NotFound,
     ReferencedDocument,
+    StaleRecord,
     TrellisError,
     ValidationFailed,
 )
@@ -154,8 +155,22 @@ class DocumentStore(ABC, Generic[D]):
         self.session.add(self.kind.head(name=name, current_version=1))
         return self._write(Change(name, 1, new, None, self.kind.diff(None, new)))
 
-    def update(self, name: str, document: Any, restored_from: int | None = None) -> Saved:
+    def update(
+        self,
+        name: str,
+        document: Any,
+        restored_from: int | None = None,
+        expected_version: int | None = None,
+    ) -> Saved:
+        """A new version of ``name``; with ``expected_version``, only if that is still the
+        current one (a form built on an older version must not undo a newer change)."""
         head = self._require(name, lock=True)
+        if expected_version is not None and expected_version != head.current_version:
+            raise StaleRecord(
+                f"{self.kind.name} {name!r} is at version {head.current_version} now, "
+                f"not {expected_version}",
+                [{"field": "version", "message": f"is {head.current_version} now"}],
+            )
         if isinstance(document, dict) and document.get("x-name", name) != name:
             details = [{"field": "/x-name", "message": f"must be {name!r}"}]
             raise self.kind.rename_error("x-name cannot change", details)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import g, jsonify
 
 from trellis.platform.metadata.permissions import Operation
@@ -74,7 +73,7 @@ def _rights(who: Caller) -> dict[str, Any]:
 def list_users() -> Any:
     require_admin()
     service = _users()
-    rows = g.session.scalars(sa.select(User).order_by(User.id))
+    rows = service.search()
     return jsonify(USERS.dump({"items": [_user_source(service, user) for user in rows]}))
 
 

@@ -117,6 +117,12 @@ class UserService:
                     )
                 if flag == "is_admin" and user.id == self.actor_id and not data[flag]:
                     raise Conflict("you cannot take away your own administrator rights")
+                if flag == "is_active" and user.id == self.actor_id and not data[flag]:
+                    # Nobody would be left signed in to undo it, and their sessions end now.
+                    raise Conflict(
+                        "you cannot deactivate yourself",
+                        [{"field": "is_active", "message": "is your own account"}],
+                    )
                 setattr(user, flag, data[flag])
                 if flag == "is_active" and not data[flag]:
                     # Deactivation revokes every token: reactivating must not revive them.
@@ -246,6 +252,34 @@ class UserService:
         for name in dict.fromkeys(roles):
             self.session.add(UserRole(user_id=user.id, role_name=name))
         self.session.flush()
+
+    def search(
+        self, text: str = "", role: str | None = None, after: int = 0, limit: int | None = None
+    ) -> list[User]:
+        """Users by id whose name or e-mail contains ``text`` (all when empty), holding
+        ``role`` if given, from the id after ``after`` on."""
+        query = sa.select(User).where(User.id > after).order_by(User.id)
+        if role is not None:
+            holders = sa.select(UserRole.user_id).where(UserRole.role_name == role)
+            query = query.where(User.id.in_(holders))
+        text = text.strip()
+        if text:
+            query = query.where(
+                sa.or_(
+                    User.name.icontains(text, autoescape=True),
+                    User.email.icontains(text, autoescape=True),
+                )
+            )
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self.session.scalars(query))
+
+    def role_counts(self) -> dict[str, int]:
+        """How many users hold each role (roles nobody holds are left out)."""
+        rows = self.session.execute(
+            sa.select(UserRole.role_name, sa.func.count()).group_by(UserRole.role_name)
+        )
+        return {name: count for name, count in rows}
 
     def roles_of(self, user_id: int) -> list[str]:
         return list(
