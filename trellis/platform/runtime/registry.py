@@ -44,6 +44,7 @@ class ObjectMeta:
     children: list[tuple[str, FieldSpec]] = field(default_factory=list)
     referrers: list[tuple[str, FieldSpec]] = field(default_factory=list)
     _full: Any = None
+    _statements: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -53,6 +54,18 @@ class ObjectMeta:
     def row_statement(self) -> sa.Select[Any]:
         """``SELECT * WHERE id = :id``, built once (every read of one record)."""
         return sa.select(self.table).where(self.table.c.id == sa.bindparam("id"))
+
+    def statement(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The statement ``build`` makes, built once per ``key`` for this version of the object.
+
+        The write path runs the same few statements on every call; kept here, each is
+        built (and its SQLAlchemy cache key computed) once per definition version, and
+        each call only binds its values. A race builds one twice, harmlessly.
+        """
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
 
     @property
     def fields(self) -> dict[str, FieldSpec]:
