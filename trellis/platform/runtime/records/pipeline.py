@@ -158,6 +158,8 @@ def pop_children(
 
 def refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_children: bool) -> None:
     """System columns and read-only fields are the platform's to set."""
+    if meta.guarded_keys.isdisjoint(payload):
+        return  # the usual case, decided by one set operation
     details = []
     related = {str(spec.related_name) for _, spec in meta.children}
     for key in payload:
@@ -508,9 +510,9 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
             draft.values[draft.master[0]] = draft.master[1]
         for spec in autonumbers:
             draft.values[spec.name] = next_number(unit, meta, spec, now)
-    # Every row names every column, so the rows make one multi-row INSERT.
-    rows = [{**{name: d.values.get(name) for name in fields}, **system} for d in drafts]
-    ids = _insert_returning_ids(unit, meta, rows)
+    # Every row names every field, so the rows make one multi-row INSERT.
+    rows = [{name: d.values.get(name) for name in fields} for d in drafts]
+    ids = _insert_returning_ids(unit, meta, rows, system)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
     _link_hierarchy(unit, meta, drafts)
@@ -519,7 +521,7 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
     stamps = system_json(system)  # the same for the whole batch
     history_rows = []
     for draft in drafts:
-        values = {n: spec.to_json(draft.values.get(n)) for n, spec in fields.items()}
+        values = meta.to_json(draft.values)
         draft.record = {"id": draft.record_id, "version": 1, **stamps, **values}
         changes = {k: [None, v] for k, v in values.items() if v is not None}
         history_rows.append(
@@ -527,16 +529,18 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
         )
     write_history(unit, history_rows, bypass)
     _write_children(unit, drafts, now)
-    for draft in drafts:
-        record = draft.record or {}
-        after_write(unit, draft, {k: [None, record[k]] for k in fields})
+    if unit.hooks.has(Hook.AFTER_WRITE, meta.name) or unit.hooks.has(Hook.AFTER_COMMIT, meta.name):
+        for draft in drafts:
+            record = draft.record or {}
+            after_write(unit, draft, {k: [None, record[k]] for k in fields})
 
 
 def _insert_returning_ids(
-    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]]
+    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]], system: dict[str, Any]
 ) -> list[int]:
-    """Write the rows and return their ids, in the order of the rows; a hierarchy's rows
-    take its writer lock (``hierarchy.writer_lock``) first.
+    """Write the rows (their fields, and the ``system`` stamps they share) and return their
+    ids, in the order of the rows; a hierarchy's rows take its writer lock
+    (``hierarchy.writer_lock``) first.
 
     On PostgreSQL a batch takes its ids from the table's sequence first (one query) and
     is then one ``INSERT … SELECT … FROM json_to_recordset(:rows)``: the rows travel as
@@ -552,7 +556,8 @@ def _insert_returning_ids(
             lock = meta.statement(("writer_lock",), lambda: sa.select(_writer_lock(meta)))
             unit.session.execute(lock)
         ids = list(unit.session.scalars(_NEXT_IDS, {"table": meta.table.name, "count": len(rows)}))
-        document = [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        stamps = {k: _json_of(v) if isinstance(v, dt.datetime) else v for k, v in system.items()}
+        document = [{**row, **stamps, "id": i} for row, i in zip(rows, ids, strict=True)]
         # Every row names the same columns: every field, the system stamps, the id.
         statement = meta.statement(
             ("insert_json",), lambda: _insert_from_json(meta.table, list(document[0]))
@@ -560,7 +565,7 @@ def _insert_returning_ids(
         unit.session.execute(statement, {"rows": json.dumps(document, default=_json_of)})
         return ids
     statement = meta.statement(("insert_one", dialect), lambda: _insert_one(meta, dialect))
-    return [unit.session.execute(statement, row).scalar_one() for row in rows]
+    return [unit.session.execute(statement, {**row, **system}).scalar_one() for row in rows]
 
 
 def _writer_lock(meta: ObjectMeta) -> sa.ColumnElement[Any]:
