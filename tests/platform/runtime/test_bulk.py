@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Api
-from tests.factories import dealer_definition, order_definitions
-from tests.platform.runtime.helpers import all_rows, define, error_of, raw_rows
+from tests.factories import dealer_definition, definition, field, order_definitions
+from tests.platform.runtime.helpers import (
+    all_rows,
+    create,
+    define,
+    error_of,
+    raw_rows,
+    redefine,
+)
 from trellis.extensions import Database
 
 
@@ -85,3 +92,85 @@ def test_bulk_refuses_bad_envelopes(api: Api) -> None:
     error_of(api.post("/records/dealer/bulk", [{"name": f"n{i}"} for i in range(1001)]), 400)
     error_of(api.post("/records/dealer/bulk?mode=sometimes", [{"name": "x"}]), 400)
     assert all_rows(api, "dealer") == []
+
+
+def _every_kind() -> dict[str, Any]:
+    return definition(
+        "sample",
+        {
+            "title": field("text", "Title", **{"x-unique": True}),
+            "body": field("textarea", "Body"),
+            "count": field("integer", "Count"),
+            "ratio": field("number", "Ratio"),
+            "amount": field("currency", "Amount", **{"x-scale": 2}),
+            "done": field("boolean", "Done"),
+            "due": field("date", "Due"),
+            "at": field("datetime", "At"),
+            "kinds": field("multipicklist", "Kinds"),
+            "extra": field("json", "Extra"),
+        },
+        required=["title"],
+    )
+
+
+def test_a_batch_stores_every_kind_of_value_as_a_single_create_does(
+    api: Api, database: Database
+) -> None:
+    # On PostgreSQL a batch travels as one JSON document: each value must land exactly as
+    # the single create (one bound parameter per column) stores it.
+    define(api, _every_kind())
+    values: dict[str, Any] = {
+        "body": 'quotes " \\ and 中文, a tab\tand a newline\n',
+        "count": 9_007_199_254_740_993,  # beyond a float's integers
+        "ratio": 0.1,
+        "amount": 12345678901234.57,
+        "done": False,
+        "due": "2026-02-28",
+        "at": "2026-02-28T23:59:58Z",
+        "kinds": ["b", "a"],
+        "extra": {"nested": [1, "two", None], "flag": True},
+    }
+    single = create(api, "sample", {"title": "single", **values})
+    response = api.post(
+        "/records/sample/bulk",
+        [{"title": "bulk 1", **values}, {"title": "bulk 2"}, {"title": "bulk 3", **values}],
+    )
+    assert response.status_code == 201, response.get_json()
+    items = response.get_json()["items"]
+    stored = {r["title"]: r for r in raw_rows(database, "obj_sample")}
+    for title in ("bulk 1", "bulk 3"):
+        assert {k: stored[title][k] for k in values} == {k: stored["single"][k] for k in values}
+    assert {k: v for k, v in stored["bulk 2"].items() if k in values} == dict.fromkeys(values)
+    for record in (items[0], items[2]):
+        assert {k: record[k] for k in values} == {k: single[k] for k in values}
+    assert [r["id"] for r in items] == sorted(r["id"] for r in items)
+    assert {r["title"]: r["id"] for r in items} == {
+        t: stored[t]["id"] for t in ("bulk 1", "bulk 2", "bulk 3")
+    }
+    history = {
+        r["record_id"]: r["changes"]
+        for r in raw_rows(database, "record_history")
+        if r["object_name"] == "sample"
+    }
+    assert history[items[0]["id"]] == {
+        k: [None, v] for k, v in items[0].items() if k in values or k == "title"
+    }
+    assert history[items[1]["id"]] == {"title": [None, "bulk 2"]}
+
+
+def test_a_changed_definition_is_written_with_its_new_columns(api: Api, database: Database) -> None:
+    # The write path keeps its statements per definition version: after a change, single
+    # and bulk creates write (and check) the new field.
+    define(api, dealer_definition())
+    api.post("/records/dealer/bulk", [{"name": "A"}, {"name": "B"}])
+    create(api, "dealer", {"name": "C"})
+    redefine(api, dealer_definition(code=field("text", "Code", **{"x-unique": True})))
+    created = create(api, "dealer", {"name": "D", "code": "d"})
+    assert created["code"] == "d"
+    response = api.post("/records/dealer/bulk", [{"name": "E", "code": "e"}, {"name": "F"}])
+    assert response.status_code == 201, response.get_json()
+    assert [r.get("code") for r in response.get_json()["items"]] == ["e", None]
+    taken = api.post("/records/dealer/bulk", [{"name": "G", "code": "d"}])
+    assert error_of(taken, 422)["details"][0]["field"] == "[0].code"
+    codes = {r["name"]: r["code"] for r in raw_rows(database, "obj_dealer")}
+    assert codes == {"A": None, "B": None, "C": None, "D": "d", "E": "e", "F": None}

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from trellis.exceptions import ValidationFailed
 from trellis.platform.runtime.models import HierarchyLink
-from trellis.platform.runtime.query import among
+from trellis.platform.runtime.query import among_param
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -50,6 +50,11 @@ def writer_lock(session: Session, object_name: str) -> sa.ColumnElement[Any] | N
     """
     if session.get_bind().dialect.name != "postgresql":
         return None
+    return lock_expression(object_name)
+
+
+def lock_expression(object_name: str) -> sa.ColumnElement[Any]:
+    """PostgreSQL's transaction-scoped advisory lock of one hierarchy's writers."""
     key = sa.func.hashtext(f"trellis.hierarchy_links.{object_name}")
     return sa.func.pg_advisory_xact_lock(key)
 
@@ -71,22 +76,31 @@ def link_new(session: Session, meta: ObjectMeta, nodes: list[tuple[int, int | No
     """
     if not nodes:
         return
-    table, parent_field = meta.table, str(meta.definition.hierarchy_field)
     dialect = session.get_bind().dialect.name
+    statement = meta.statement(("link_new", dialect), lambda: _link_new(meta, dialect))
+    parents = sorted({parent for _, parent in nodes if parent is not None})
+    session.execute(statement, {"nodes": [node for node, _ in nodes], "parents": parents})
+
+
+def _link_new(meta: ObjectMeta, dialect: str) -> sa.Insert:
+    """The statement of ``link_new``, built once per object version (``nodes``, ``parents``)."""
+    table, parent_field = meta.table, str(meta.definition.hierarchy_field)
     new = (
         sa.select(table.c.id, table.c[parent_field].label("parent"))
-        .where(among(table.c.id, [node for node, _ in nodes], dialect))
+        .where(among_param(table.c.id, "nodes", dialect))
         .cte("new_nodes")
     )
     name = sa.literal(meta.name, sa.String)
     own = sa.select(name, new.c.id, new.c.id, sa.literal(0, sa.Integer))
-    parents = sorted({parent for _, parent in nodes if parent is not None})
     below = (
         sa.select(name, links.c.ancestor_id, new.c.id, links.c.depth + 1)
         .join_from(new, links, links.c.descendant_id == new.c.parent)
-        .where(links.c.object_name == meta.name, among(links.c.descendant_id, parents, dialect))
+        .where(
+            links.c.object_name == meta.name,
+            among_param(links.c.descendant_id, "parents", dialect),
+        )
     )
-    session.execute(sa.insert(links).from_select(_COLUMNS, sa.union_all(own, below)))
+    return sa.insert(links).from_select(_COLUMNS, sa.union_all(own, below))
 
 
 def move(session: Session, object_name: str, node_id: int, new_parent_id: int | None) -> None:

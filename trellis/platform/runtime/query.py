@@ -335,6 +335,17 @@ def among(
     return column.in_(list(values))
 
 
+def among_param(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
+    """``among`` with the values left to a named parameter, for a statement built once.
+
+    The statement can then be kept (per object and dialect) and run with
+    ``{name: [values]}``: no construction, no cache key to compute on each call.
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
 def _equals(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[bool]:
     return column.is_(None) if value is None else column == sa.literal(value, column.type)
 

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from trellis.exceptions import NotFound, ValidationFailed
 from trellis.platform.metadata.definition import ObjectDefinition, load_definition
+from trellis.platform.metadata.fieldtypes import FieldType
+from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
 from trellis.platform.runtime.models import MetaRevision
@@ -26,7 +28,7 @@ from trellis.platform.runtime.storage import build_table
 from trellis.platform.runtime.versioning import OBJECTS, ROLES, current_documents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from sqlalchemy.orm import Session
 
@@ -44,6 +46,7 @@ class ObjectMeta:
     children: list[tuple[str, FieldSpec]] = field(default_factory=list)
     referrers: list[tuple[str, FieldSpec]] = field(default_factory=list)
     _full: Any = None
+    _statements: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -54,9 +57,48 @@ class ObjectMeta:
         """``SELECT * WHERE id = :id``, built once (every read of one record)."""
         return sa.select(self.table).where(self.table.c.id == sa.bindparam("id"))
 
+    def statement(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The statement ``build`` makes, built once per ``key`` for this version of the object.
+
+        The write path runs the same few statements on every call; kept here, each is
+        built (and its SQLAlchemy cache key computed) once per definition version, and
+        each call only binds its values. A race builds one twice, harmlessly.
+        """
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
+
     @property
     def fields(self) -> dict[str, FieldSpec]:
         return self.definition.fields
+
+    @cached_property
+    def guarded_keys(self) -> frozenset[str]:
+        """Keys a payload cannot simply set: system columns, lines, read-only fields.
+
+        Built on first use, once ``build_objects`` has given the object its children.
+        """
+        related = {str(spec.related_name) for _, spec in self.children}
+        read_only = {name for name, spec in self.fields.items() if not spec.writable}
+        return frozenset(SYSTEM_COLUMNS) | related | read_only
+
+    @cached_property
+    def json_converters(self) -> list[tuple[str, Callable[[Any], Any] | None]]:
+        """Each field with its stored value → JSON conversion; None where there is none to do
+        (text, numbers, lookups: the stored value is the JSON value), so it is not called."""
+        return [
+            (name, None if type(spec.type).to_json is FieldType.to_json else spec.to_json)
+            for name, spec in self.fields.items()
+        ]
+
+    def to_json(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields of a row (or of a dict of column values) as JSON, in definition order."""
+        record = {}
+        for name, convert in self.json_converters:
+            value = values.get(name)
+            record[name] = value if convert is None or value is None else convert(value)
+        return record
 
     @cached_property
     def unique_fields(self) -> list[FieldSpec]:

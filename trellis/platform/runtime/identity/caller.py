@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from trellis.platform.metadata.permissions import Permissions
 from trellis.platform.runtime.models import MetaRevision, User, UserRole
+
+# Core tables: the sign-in queries run on every request, and a Core statement skips the
+# ORM's compile and result steps (nothing here needs an ORM object).
+USERS = cast("sa.Table", User.__table__)
+_USER_ROLES = cast("sa.Table", UserRole.__table__)
+_META_REVISION = cast("sa.Table", MetaRevision.__table__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,15 +55,16 @@ class Caller(Identity):
 def role_names_column() -> sa.ScalarSelect[Any]:
     """The user's role names, comma-separated, as a column of a query on ``User``."""
     return (
-        sa.select(sa.func.aggregate_strings(UserRole.role_name, ","))
-        .where(UserRole.user_id == User.id)
+        sa.select(sa.func.aggregate_strings(_USER_ROLES.c.role_name, ","))
+        .where(_USER_ROLES.c.user_id == USERS.c.id)
         .scalar_subquery()
     )
 
 
 def revision_column() -> sa.ScalarSelect[Any]:
     """The metadata revision, as a column of any query."""
-    return sa.select(MetaRevision.revision).where(MetaRevision.id == 1).scalar_subquery()
+    revision = _META_REVISION.c
+    return sa.select(revision.revision).where(revision.id == 1).scalar_subquery()
 
 
 def role_tuple(role_names: str | None) -> tuple[str, ...]:

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from trellis.exceptions import AuthenticationRequired
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.runtime.identity.caller import (
+    USERS,
     Identity,
     revision_column,
     role_names_column,
     role_tuple,
 )
-from trellis.platform.runtime.models import User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -65,13 +65,14 @@ def authenticate_session(session: Session, user_id: Any, stamp: Any) -> Identity
 @cache
 def _identity_statement() -> sa.Select[Any]:
     """Built once: it runs on every API request made with a session."""
+    users = USERS.c
     return sa.select(
-        User.email,
-        User.is_admin,
-        User.is_active,
-        User.partner_id,
-        User.password_changed_at,
-        User.session_epoch,
+        users.email,
+        users.is_admin,
+        users.is_active,
+        users.partner_id,
+        users.password_changed_at,
+        users.session_epoch,
         role_names_column(),
         revision_column(),
-    ).where(User.id == sa.bindparam("user_id"))
+    ).where(users.id == sa.bindparam("user_id"))

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import secrets
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -22,6 +22,7 @@ from trellis.exceptions import (
 )
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.runtime.identity.caller import (
+    USERS,
     Identity,
     revision_column,
     role_names_column,
@@ -31,6 +32,8 @@ from trellis.platform.runtime.models import ApiToken, User, as_utc, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+_TOKENS = cast("sa.Table", ApiToken.__table__)
 
 
 TOKEN_PREFIX = "trl_"
@@ -116,22 +119,23 @@ def _identity_statement() -> sa.Select[Any]:
     """Built once: it runs on every API request."""
     roles = role_names_column()
     revision = revision_column()
+    tokens, users = _TOKENS.c, USERS.c
     return (
         sa.select(
-            ApiToken.id,
-            ApiToken.expires_at,
-            ApiToken.revoked_at,
-            ApiToken.last_used_at,
-            User.id,
-            User.email,
-            User.is_admin,
-            User.is_active,
-            User.partner_id,
+            tokens.id,
+            tokens.expires_at,
+            tokens.revoked_at,
+            tokens.last_used_at,
+            users.id,
+            users.email,
+            users.is_admin,
+            users.is_active,
+            users.partner_id,
             roles,
             revision,
         )
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == sa.bindparam("token_hash"))
+        .join_from(_TOKENS, USERS, users.id == tokens.user_id)
+        .where(tokens.token_hash == sa.bindparam("token_hash"))
     )
 
 

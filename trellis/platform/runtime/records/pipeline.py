@@ -21,6 +21,8 @@ import datetime as dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -38,7 +40,7 @@ from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import audit, hierarchy
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
-from trellis.platform.runtime.query import among
+from trellis.platform.runtime.query import among_param
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
 from trellis.platform.runtime.records.serialise import Record, system_json
 
@@ -73,7 +75,7 @@ class WriteUnit:
     def user_id(self) -> int | None:
         return self.caller.user_id if self.caller else None
 
-    @property
+    @cached_property
     def dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
@@ -156,6 +158,8 @@ def pop_children(
 
 def refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_children: bool) -> None:
     """System columns and read-only fields are the platform's to set."""
+    if meta.guarded_keys.isdisjoint(payload):
+        return  # the usual case, decided by one set operation
     details = []
     related = {str(spec.related_name) for _, spec in meta.children}
     for key in payload:
@@ -335,19 +339,25 @@ def live_ids(
     are alive, not that they are visible).
     """
     target = unit.registry.get(target_name)
-    table = target.table
-    statement = sa.select(table.c.id).where(
-        among(table.c.id, sorted(ids), unit.dialect), table.c.deleted_at.is_(None)
-    )
+    visible = None
     if as_caller:
         visible = unit.access.condition(target, Operation.READ)
-        if visible is not None:
-            statement = statement.where(visible)
-        elif not unit.access.allowed(target, Operation.READ):
+        if visible is None and not unit.access.allowed(target, Operation.READ):
             return set()
-    if unit.dialect == "postgresql":
+    dialect = unit.dialect
+    statement = target.statement(("live_ids", dialect), lambda: _live_ids(target.table, dialect))
+    if visible is not None:
+        statement = statement.where(visible)
+    return set(unit.session.scalars(statement, {"ids": sorted(ids)}).all())
+
+
+def _live_ids(table: sa.Table, dialect: str) -> sa.Select[Any]:
+    statement = sa.select(table.c.id).where(
+        among_param(table.c.id, "ids", dialect), table.c.deleted_at.is_(None)
+    )
+    if dialect == "postgresql":
         statement = statement.with_for_update(read=True, of=table)
-    return set(unit.session.scalars(statement).all())
+    return statement
 
 
 def _is_master_field(draft: Draft, name: str) -> bool:
@@ -369,20 +379,34 @@ def check_unique(
             wanted[spec.name] = seen
     if not wanted:
         return
-    table = meta.table
-    holds = [among(table.c[name], seen, unit.dialect) for name, seen in wanted.items()]
-    statement = sa.select(*(table.c[name] for name in wanted)).where(
-        table.c.deleted_at.is_(None), sa.or_(*holds)
+    names, dialect = tuple(wanted), unit.dialect
+    statement = meta.statement(
+        ("unique", dialect, names, exclude_id is not None),
+        lambda: _taken_values(meta.table, names, dialect, exclude_id is not None),
     )
+    parameters: dict[str, Any] = {f"taken_{n}": list(seen) for n, seen in wanted.items()}
     if exclude_id is not None:
-        statement = statement.where(table.c.id != exclude_id)
-    rows = unit.session.execute(statement).all()
+        parameters["exclude_id"] = exclude_id
+    rows = unit.session.execute(statement, parameters).all()
     for position, (name, seen) in enumerate(wanted.items()):
         taken = {row[position] for row in rows} & seen.keys()
         for draft in drafts:
             value = draft.values.get(name)
             if draft.ok and value in taken:
                 draft.error = _duplicate(meta, meta.fields[name], value, None)
+
+
+def _taken_values(
+    table: sa.Table, names: tuple[str, ...], dialect: str, excluding: bool
+) -> sa.Select[Any]:
+    """The live rows holding any of the values (``taken_<field>``) of the unique fields."""
+    holds = [among_param(table.c[name], f"taken_{name}", dialect) for name in names]
+    statement = sa.select(*(table.c[name] for name in names)).where(
+        table.c.deleted_at.is_(None), sa.or_(*holds)
+    )
+    if excluding:
+        statement = statement.where(table.c.id != sa.bindparam("exclude_id"))
+    return statement
 
 
 def _distinct_in_batch(meta: ObjectMeta, spec: FieldSpec, drafts: list[Draft]) -> dict[Any, int]:
@@ -486,10 +510,9 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
             draft.values[draft.master[0]] = draft.master[1]
         for spec in autonumbers:
             draft.values[spec.name] = next_number(unit, meta, spec, now)
-    # Every row names every column, so the rows make one multi-row INSERT.
-    rows = [{**{name: d.values.get(name) for name in fields}, **system} for d in drafts]
-    lock = hierarchy.writer_lock(unit.session, meta.name) if _is_hierarchy(meta) else None
-    ids = _insert_returning_ids(unit, meta, rows, lock)
+    # Every row names every field, so the rows make one multi-row INSERT.
+    rows = [{name: d.values.get(name) for name in fields} for d in drafts]
+    ids = _insert_returning_ids(unit, meta, rows, system)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
     _link_hierarchy(unit, meta, drafts)
@@ -498,7 +521,7 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
     stamps = system_json(system)  # the same for the whole batch
     history_rows = []
     for draft in drafts:
-        values = {n: spec.to_json(draft.values.get(n)) for n, spec in fields.items()}
+        values = meta.to_json(draft.values)
         draft.record = {"id": draft.record_id, "version": 1, **stamps, **values}
         changes = {k: [None, v] for k, v in values.items() if v is not None}
         history_rows.append(
@@ -506,33 +529,54 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
         )
     write_history(unit, history_rows, bypass)
     _write_children(unit, drafts, now)
-    for draft in drafts:
-        record = draft.record or {}
-        after_write(unit, draft, {k: [None, record[k]] for k in fields})
+    if unit.hooks.has(Hook.AFTER_WRITE, meta.name) or unit.hooks.has(Hook.AFTER_COMMIT, meta.name):
+        for draft in drafts:
+            record = draft.record or {}
+            after_write(unit, draft, {k: [None, record[k]] for k in fields})
 
 
 def _insert_returning_ids(
-    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]], lock: Any
+    unit: WriteUnit, meta: ObjectMeta, rows: list[dict[str, Any]], system: dict[str, Any]
 ) -> list[int]:
-    """Write the rows and return their ids, in the order of the rows; take ``lock`` too.
+    """Write the rows (their fields, and the ``system`` stamps they share) and return their
+    ids, in the order of the rows; a hierarchy's rows take its writer lock
+    (``hierarchy.writer_lock``) first.
 
-    On PostgreSQL a batch takes its ids from the table's sequence first (one query) and is
-    then one ``executemany``: a multi-row ``INSERT … RETURNING`` does not promise the order
-    of what it returns, and SQLAlchemy's ordered form falls back to a statement per row
-    for a table without a sentinel column. A single row's INSERT evaluates the ``lock``
-    expression (a hierarchy's writer lock) in its RETURNING: no round trip of its own.
+    On PostgreSQL a batch takes its ids from the table's sequence first (one query) and
+    is then one ``INSERT … SELECT … FROM json_to_recordset(:rows)``: the rows travel as
+    one JSON document the server unpacks into the columns' types (a multi-row ``INSERT …
+    RETURNING`` does not promise the order of what it returns, and an ``executemany``
+    costs a parameter set per row on both sides). A single row's INSERT evaluates the
+    lock in its RETURNING: no round trip of its own. The statements are built once per
+    object version.
     """
-    table = meta.table
-    if len(rows) > 1 and unit.dialect == "postgresql":
-        if lock is not None:
-            unit.session.execute(sa.select(lock))
-        ids = list(unit.session.scalars(_NEXT_IDS, {"table": table.name, "count": len(rows)}).all())
-        unit.session.execute(
-            sa.insert(table), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+    dialect = unit.dialect
+    if len(rows) > 1 and dialect == "postgresql":
+        if _is_hierarchy(meta):
+            lock = meta.statement(("writer_lock",), lambda: sa.select(_writer_lock(meta)))
+            unit.session.execute(lock)
+        ids = list(unit.session.scalars(_NEXT_IDS, {"table": meta.table.name, "count": len(rows)}))
+        stamps = {k: _json_of(v) if isinstance(v, dt.datetime) else v for k, v in system.items()}
+        document = [{**row, **stamps, "id": i} for row, i in zip(rows, ids, strict=True)]
+        # Every row names the same columns: every field, the system stamps, the id.
+        statement = meta.statement(
+            ("insert_json",), lambda: _insert_from_json(meta.table, list(document[0]))
         )
+        unit.session.execute(statement, {"rows": json.dumps(document, default=_json_of)})
         return ids
-    statement = sa.insert(table).returning(table.c.id, *([] if lock is None else [lock]))
-    return [unit.session.execute(statement, row).scalar_one() for row in rows]
+    statement = meta.statement(("insert_one", dialect), lambda: _insert_one(meta, dialect))
+    return [unit.session.execute(statement, {**row, **system}).scalar_one() for row in rows]
+
+
+def _writer_lock(meta: ObjectMeta) -> sa.ColumnElement[Any]:
+    return hierarchy.lock_expression(meta.name)
+
+
+def _insert_one(meta: ObjectMeta, dialect: str) -> sa.Insert:
+    """``INSERT … RETURNING id`` (and, for a hierarchy on PostgreSQL, its writer lock)."""
+    table = meta.table
+    lock = [_writer_lock(meta)] if _is_hierarchy(meta) and dialect == "postgresql" else []
+    return sa.insert(table).returning(table.c.id, *lock)
 
 
 _NEXT_IDS = sa.text(
@@ -684,9 +728,21 @@ def _moment(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _insert_from_json(table: sa.Table) -> sa.Insert:
-    """``INSERT INTO table (…) SELECT … FROM json_to_recordset(:rows)``, in its column types."""
-    columns = [c for c in table.columns if c.name != "id"]
+def _json_of(value: Any) -> Any:
+    """A column's Python value in the text PostgreSQL reads it from (``json_to_recordset``)."""
+    if isinstance(value, dt.date | dt.time):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact: the numeric column reads the text, not a float
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _insert_from_json(table: sa.Table, names: list[str] | None = None) -> sa.Insert:
+    """``INSERT INTO table (…) SELECT … FROM json_to_recordset(:rows)``, in its column types.
+
+    The columns ``names`` (by default every one but ``id``); a key a row lacks is NULL.
+    """
+    columns = [table.c[n] for n in names] if names else [c for c in table.columns if c.name != "id"]
     source = (
         sa.func.json_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text), postgresql.JSON))
         .table_valued(*(sa.column(c.name, c.type) for c in columns))

@@ -30,10 +30,12 @@ def serialise(
     if fields is None:
         record["version"] = row["version"]
         record.update(system_json(row))
-        names: list[str] | Any = meta.fields.keys()
-    else:
-        names = fields
-    for name in names:
+        values = meta.to_json(row)
+        if hidden:
+            values = {k: v for k, v in values.items() if k not in hidden}
+        record.update(values)
+        return record
+    for name in fields:
         if name == "id" or name in hidden:
             continue
         spec = meta.fields.get(name)
