@@ -19,6 +19,7 @@ from trellis.platform.runtime.identity.sessions import authenticate_session
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
+from trellis.platform.runtime.views import ListViewService
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -98,3 +99,8 @@ def commit() -> None:
     db_session = page_session()
     db_session.commit()
     db_session.info.pop("metadata_changed", None)
+
+
+def list_views() -> ListViewService:
+    """The saved list views, as the signed-in user sees and changes them."""
+    return ListViewService(page_session(), registry(), caller(), audit_context())
