@@ -224,10 +224,11 @@ def init_app(app: Flask) -> None:
         designer_layout,
         objects,
         records,
+        saved_views,
         shell,
     )
 
-    del designer_access, designer_history, designer_layout, objects, records, shell  # routes
+    del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
     app.jinja_env.globals.update(
         navigation=navigation,
         designer_links=designer_links,

@@ -20,6 +20,7 @@ from trellis.platform.runtime.identity.sessions import authenticate_session
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
+from trellis.platform.runtime.views import ListViewService
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -113,3 +114,8 @@ def rollback() -> None:
     if db_session.info.pop("metadata_changed", None):
         registry().invalidate()
     registry().ensure_current(db_session)
+
+
+def list_views() -> ListViewService:
+    """The saved list views, as the signed-in user sees and changes them."""
+    return ListViewService(page_session(), registry(), caller(), audit_context())

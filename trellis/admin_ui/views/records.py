@@ -14,26 +14,38 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, page_session, records, registry
-from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record
+from trellis.admin_ui.context import commit, list_views, page_session, records, registry
+from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record, system_label
 from trellis.admin_ui.i18n import pick
 from trellis.admin_ui.pages import signed_in
-from trellis.exceptions import InvalidQuery, StaleRecord, TrellisError, ValidationFailed
+from trellis.exceptions import (
+    InvalidQuery,
+    NotFound,
+    StaleRecord,
+    TrellisError,
+    ValidationFailed,
+)
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import lookup
 from trellis.platform.runtime.records.serialise import as_csv
+from trellis.platform.runtime.views import (
+    SYSTEM_COLUMNS,
+    filter_clauses,
+    search_text,
+    view_params,
+)
 
 if TYPE_CHECKING:
-    from werkzeug.datastructures import MultiDict
-
+    from trellis.platform.runtime.models import ListView
     from trellis.platform.runtime.records import RecordService
     from trellis.platform.runtime.registry import ObjectMeta
+    from trellis.platform.runtime.views import ListViewService
 
 LIST_PAGE_SIZE = 25
-RANGE_WIDGETS = frozenset({"number", "currency", "percent", "date", "datetime"})
 
 
 def _meta(object_name: str) -> ObjectMeta:
@@ -43,52 +55,10 @@ def _meta(object_name: str) -> ObjectMeta:
 # --- list ------------------------------------------------------------------------------
 
 
-def filter_clauses(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list:
-    """The list page's filter inputs as API filter clauses (``[field, op, value]``)."""
-    clauses: list[list[Any]] = []
-    for name, spec in meta.fields.items():
-        if name in hidden:
-            continue
-        key = f"f.{name}"
-        widget = spec.type.widget
-        if widget in RANGE_WIDGETS:
-            for suffix, op in ((".min", ">="), (".max", "<=")):
-                text = args.get(key + suffix, "").strip()
-                if text:
-                    clauses.append([name, op, _typed(spec.type.name, text)])
-        elif widget in ("select", "multiselect"):
-            chosen = [v for v in args.getlist(key) if v]
-            if chosen:
-                op = "in" if widget == "select" else "contains"
-                clauses.extend([[name, op, chosen]] if op == "in" else [[name, op, chosen[0]]])
-        elif widget == "checkbox":
-            text = args.get(key, "")
-            if text in ("true", "false"):
-                clauses.append([name, "=", text == "true"])
-        elif widget == "lookup":
-            text = args.get(key, "").strip()
-            if text:
-                clauses.append([name, "=", int(text) if text.isdigit() else text])
-        elif spec.type.operators & {"contains"}:
-            text = args.get(key, "").strip()
-            if text:
-                clauses.append([name, "contains", text])
-    return clauses
-
-
-def _typed(kind: str, text: str) -> Any:
-    if kind in ("integer", "number", "currency", "percent"):
-        try:
-            number = float(text.replace(",", ""))
-        except ValueError:
-            return text  # the query parser explains
-        return int(number) if number.is_integer() else number
-    return text
-
-
 def _list_query(service: RecordService, meta: ObjectMeta, args: MultiDict[str, str]) -> Any:
     hidden = service.access.hidden(meta)
-    clauses = filter_clauses(meta, args, hidden)
+    params = args.to_dict(flat=False)
+    clauses = filter_clauses(meta, params, hidden)
     query = parse_list_query(
         meta,
         filter_text=json.dumps(clauses) if clauses else None,
@@ -100,7 +70,7 @@ def _list_query(service: RecordService, meta: ObjectMeta, args: MultiDict[str, s
         max_limit=current_app.config["PAGE_SIZE_MAX"],
         hidden=hidden,
     )
-    text = args.get("q", "").strip()[:200]
+    text = search_text(params)
     if text:
         columns = lookup.search_columns(meta, service.access)
         matches = [c.icontains(text, autoescape=True) for c in columns]
@@ -145,50 +115,159 @@ def lookup_titles(
 
 
 def columns_for(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list[str]:
-    wanted = [c for c in args.get("columns", "").split(",") if c]
-    names = wanted or meta.definition.list_columns()
-    return [
-        n
-        for n in names
-        if (n in meta.fields or n in ("id", "created_at", "updated_at")) and n not in hidden
-    ]
+    """The columns asked for (``columns=a,b`` or one ``columns`` per name), else the
+    object's list columns; a name that is not a column for this user is left out."""
+    wanted = [c for value in args.getlist("columns") for c in value.split(",") if c]
+    names = list(dict.fromkeys(wanted)) or meta.definition.list_columns()
+    return [n for n in names if (n in meta.fields or n in SYSTEM_COLUMNS) and n not in hidden]
+
+
+# Groups of list parameters: a request that sends any parameter of a group (the filter
+# form always sends ``q``) replaces that group of the applied view.
+PARAM_GROUPS = (
+    lambda key: key == "q" or key.startswith("f."),
+    lambda key: key == "sort",
+    lambda key: key == "columns",
+)
+
+
+def with_view(args: MultiDict[str, str], params: dict[str, list[str]]) -> MultiDict[str, str]:
+    """The request's list parameters over a saved view's: the view fills each group of
+    parameters (filters, sort, columns) that the request does not send."""
+    merged: MultiDict[str, str] = MultiDict()
+    for key, values in params.items():
+        group = next((g for g in PARAM_GROUPS if g(key)), None)
+        if group is not None and not any(group(k) for k in args):
+            merged.setlist(key, values)
+    for key in args:
+        merged.setlist(key, args.getlist(key))
+    return merged
+
+
+def applied_view(
+    views: ListViewService, meta: ObjectMeta, args: MultiDict[str, str], listed: list[ListView]
+) -> tuple[ListView | None, MultiDict[str, str]]:
+    """The view ``?view=<id>`` names (among ``listed``, the user's views) and the list
+    parameters it makes; an unknown id is the app's 404 page."""
+    wanted = args.get("view", "")
+    if not wanted:
+        return None, args
+    view = next((v for v in listed if str(v.id) == wanted), None)
+    if view is None:
+        raise NotFound(
+            _("This list view does not exist (any more)."), [{"field": "view", "message": wanted}]
+        )
+    params = view_params(meta, view.definition, views.access.hidden(meta))
+    return view, with_view(args, params)
 
 
 @bp.get("/o/<object_name>")
 @signed_in
 def record_list(object_name: str) -> Any:
+    return render_list(object_name, request.args)
+
+
+def render_list(
+    object_name: str,
+    request_args: MultiDict[str, str],
+    *,
+    view_error: TrellisError | None = None,
+    view_message: str = "",
+    view_action: str = "",
+    typed: dict[str, str] | None = None,
+) -> Any:
+    """The list page for ``request_args`` (with the view it names applied).
+
+    ``view_error`` is a refused change of a view (``view_action``: create, rename,
+    definition, delete), shown in the view bar as ``view_message`` with what the user
+    ``typed``; the page is then answered with the refusal's status.
+    """
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.READ)
     hidden = service.access.hidden(meta)
+    views = list_views()
+    listed = views.visible(object_name)
+    view, args = applied_view(views, meta, request_args, listed)
     error = None
     try:
-        page = service.list_page(object_name, _list_query(service, meta, request.args))
+        page = service.list_page(object_name, _list_query(service, meta, args))
     except InvalidQuery as exc:
         error, page = exc, {"items": [], "next_cursor": None}
     items = page["items"]
+    columns = columns_for(meta, args, hidden)
     context = {
         "meta": meta,
         "items": items,
         "next_cursor": page["next_cursor"],
-        "columns": columns_for(meta, request.args, hidden),
+        "columns": columns,
         "titles": lookup_titles(service, meta, items),
         "display": display,
         "error": error,
         "filters": _filter_fields(meta, hidden),
-        "args": request.args,
-        "sort": request.args.get("sort") or "-id",
+        "args": args,
+        "sort": args.get("sort") or "-id",
         "can_create": service.access.allowed(meta, Operation.CREATE),
         "can_delete": service.access.allowed(meta, Operation.DELETE),
         "can_export": service.access.allowed(meta, Operation.EXPORT),
-        "in_bin": request.args.get("bin") == "1",
-        "filtered": any(
-            v for k, v in request.args.items(multi=True) if k.startswith("f.") or k == "q"
-        ),
-        "filter_titles": _filter_titles(service, meta, request.args),
+        "in_bin": args.get("bin") == "1",
+        "filtered": any(v for k, v in args.items(multi=True) if k.startswith("f.") or k == "q"),
+        "filter_titles": _filter_titles(service, meta, args),
+        "views": _view_menu(views, listed, view),
+        "column_choices": _column_choices(meta, columns, hidden),
+        "state": {key: args.getlist(key) for key in args if key != "cursor"},
+        "view_error": view_error,
+        "view_message": view_message,
+        "view_action": view_action,
+        "typed": typed or {},
     }
-    status = 400 if error is not None else 200
+    status = view_error.status if view_error is not None else 400 if error is not None else 200
     return render_template("ui/records/list.html", **context), status
+
+
+def _view_menu(
+    views: ListViewService, listed: list[ListView], view: ListView | None
+) -> dict[str, Any]:
+    """The view picker and its actions: the user's views, shared views, the one applied."""
+    roles = registry().role_documents()
+    return {
+        "current": view,
+        "mine": [v for v in listed if v.shared_with_role is None],
+        "shared": [
+            (v, roles.get(str(v.shared_with_role), {}).get("x-label"))
+            for v in listed
+            if v.shared_with_role is not None
+        ],
+        "can_change": view is not None and views.may_change(view),
+        "can_share": views.caller.is_admin,
+        "roles": [(name, doc.get("x-label")) for name, doc in sorted(roles.items())],
+    }
+
+
+def _column_choices(
+    meta: ObjectMeta, columns: list[str], hidden: frozenset[str]
+) -> list[dict[str, Any]]:
+    """Every column the user may show, those shown first in their order, each with the
+    column lists that move it one place up or down."""
+    others = [n for n in [*meta.fields, *SYSTEM_COLUMNS] if n not in hidden and n not in columns]
+    choices = []
+    for index, name in enumerate([*columns, *others]):
+        spec = meta.fields.get(name)
+        moved: dict[str, str | None] = {"up": None, "down": None}
+        for direction, other in (("up", index - 1), ("down", index + 1)):
+            if name in columns and 0 <= other < len(columns):
+                order = list(columns)
+                order[index], order[other] = order[other], order[index]
+                moved[direction] = ",".join(order)
+        choices.append(
+            {
+                "name": name,
+                "label": pick(spec.label, name) if spec else system_label(name),
+                "shown": name in columns,
+                **moved,
+            }
+        )
+    return choices
 
 
 def _filter_fields(meta: ObjectMeta, hidden: frozenset[str]) -> list[FormField]:
@@ -215,7 +294,12 @@ def record_export(object_name: str) -> Any:
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.EXPORT)
-    names, rows = service.export_rows(object_name, _list_query(service, meta, request.args))
+    args: MultiDict[str, str] = request.args
+    if args.get("view", "").isdigit():
+        views = list_views()
+        view = views.get(int(args["view"]))
+        args = with_view(args, view_params(meta, view.definition, service.access.hidden(meta)))
+    names, rows = service.export_rows(object_name, _list_query(service, meta, args))
     commit()  # the audit of an admin's bypass, if any
     response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'

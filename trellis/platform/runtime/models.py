@@ -242,3 +242,30 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ip: Mapped[str | None] = mapped_column(sa.String(64))
     user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+
+
+class ListView(Base):
+    """A saved list view: columns, filters and sort of an object's list, under a label.
+
+    Private to its owner, or shared with every holder of ``shared_with_role`` (shared
+    views are made and changed by administrators). ``version`` makes updates optimistic.
+    """
+
+    __tablename__ = "list_views"
+    __table_args__ = (
+        sa.UniqueConstraint("owner_id", "object_name", "label"),
+        sa.Index("ix_list_views_shared", "object_name", "shared_with_role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(sa.ForeignKey("meta_objects.name", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(sa.String(120))
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    # A role that goes away leaves the view with its owner, private.
+    shared_with_role: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("roles.name", ondelete="SET NULL")
+    )
+    definition: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -108,6 +108,7 @@ def cached_documents(registry: MetaRegistry) -> list[tuple[int | None, str]]:
 def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
     paths: dict[str, Any] = {
         **_identity_paths(),
+        **_view_paths(),
         **(_admin_paths() if permissions.is_admin else {}),
     }
     schemas: dict[str, Any] = copy.deepcopy(platform_schemas())
@@ -188,13 +189,15 @@ def platform_schemas() -> dict[str, Any]:
 
 
 @cache
-def _audit_parameters() -> list[dict[str, Any]]:
+def _query_parameters(schema: type[Schema]) -> list[dict[str, Any]]:
     _, plugin = _spec()
     assert plugin.converter is not None
-    parameters: list[dict[str, Any]] = plugin.converter.schema2parameters(
-        shapes.AuditQuerySchema, location="query"
-    )
+    parameters: list[dict[str, Any]] = plugin.converter.schema2parameters(schema, location="query")
     return parameters
+
+
+def _audit_parameters() -> list[dict[str, Any]]:
+    return _query_parameters(shapes.AuditQuerySchema)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +273,56 @@ def _identity_paths() -> dict[str, Any]:
                 {"204": {"description": "Revoked (revoking again changes nothing)"}},
                 summary="Revoke one of the caller's tokens",
             ),
+        },
+    }
+
+
+def _view_paths() -> dict[str, Any]:
+    """Saved list views: every caller's own, and those shared with their roles."""
+    view = _shape(shapes.ViewSchema)
+    refused = {"409": ERROR, "422": ERROR}
+    listing = _operation(
+        "list_views",
+        "views",
+        {"200": _ok("The caller's views, then shared ones", _shape(shapes.ViewPageSchema))},
+        summary="Saved list views the caller sees (theirs and those shared with their roles)",
+    )
+    deleting = _operation(
+        "delete_view",
+        "views",
+        {"204": {"description": "Deleted"}, "409": ERROR},
+        summary="Delete a view (the owner's or an administrator's; shared: administrators)",
+    )
+    return {
+        "/views": {
+            "get": {
+                **listing,
+                "parameters": copy.deepcopy(_query_parameters(shapes.ViewQuerySchema)),
+            },
+            "post": _operation(
+                "create_view",
+                "views",
+                {"201": _ok("Saved", view), **refused},
+                summary="Save a list view (shared with a role: administrators only)",
+                body=_shape(shapes.ViewCreateSchema),
+            ),
+        },
+        "/views/{id}": {
+            "parameters": [_int_param("id")],
+            "get": _operation(
+                "get_view", "views", {"200": _ok("The view", view)}, summary="A view"
+            ),
+            "put": _operation(
+                "update_view",
+                "views",
+                {"200": _ok("Changed", view), **refused},
+                summary="Change a view's label, sharing or definition, given its version",
+                body=_shape(shapes.ViewUpdateSchema),
+            ),
+            "delete": {
+                **deleting,
+                "parameters": copy.deepcopy(_query_parameters(shapes.ViewDeleteQuerySchema)),
+            },
         },
     }
 

@@ -274,6 +274,95 @@ class AuditQuerySchema(Body):
     limit = fields.Integer(validate=Range(min=1, max=500), load_default=100)
 
 
+# --- saved list views --------------------------------------------------------------------------
+
+_VIEW_COLUMNS = "field names in the order shown (id, created_at and updated_at too); empty: the"
+_VIEW_COLUMNS += " object's list columns"
+_VIEW_FILTERS = "the list page's filter parameters: f.<field> (text, record id, true/false, or a"
+_VIEW_FILTERS += (
+    " list of picklist values), f.<field>.min / f.<field>.max for ranges, q for the quick"
+)
+_VIEW_FILTERS += " search"
+_VIEW_SORT = "comma-separated fields, '-' for descending; null: newest first"
+
+
+class ViewDefinitionSchema(Shape):
+    columns = fields.List(fields.String(), metadata={"description": _VIEW_COLUMNS})
+    filters = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(metadata={"type": ["string", "array"], "items": {"type": "string"}}),
+        metadata={"description": _VIEW_FILTERS},
+    )
+    sort = fields.String(allow_none=True, metadata={"description": _VIEW_SORT})
+
+
+class ViewSchema(Shape):
+    id = fields.Integer()
+    object = fields.String(attribute="object_name")
+    label = fields.String()
+    owner_id = fields.Integer(metadata={"description": "the user who saved it"})
+    shared_with_role = fields.String(
+        allow_none=True, metadata={"description": "every holder of this role sees the view"}
+    )
+    definition = fields.Nested(ViewDefinitionSchema)
+    version = fields.Integer(metadata={"description": "send it back to change or delete"})
+    created_at = Moment()
+    updated_at = Moment()
+
+
+class ViewPageSchema(Shape):
+    items = fields.List(
+        fields.Nested(ViewSchema),
+        metadata={"description": "the caller's own views, then shared ones, each by label"},
+    )
+
+
+class ViewDefinitionInputSchema(Body):
+    columns = fields.List(fields.String(), metadata={"description": _VIEW_COLUMNS})
+    filters = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(metadata={"type": ["string", "array"], "items": {"type": "string"}}),
+        metadata={"description": _VIEW_FILTERS},
+    )
+    sort = fields.String(allow_none=True, metadata={"description": _VIEW_SORT})
+
+
+class ViewCreateSchema(Body):
+    object = fields.String(required=True, validate=Length(min=1, max=40))
+    label = fields.String(required=True, validate=Length(min=1, max=120))
+    shared_with_role = fields.String(
+        allow_none=True, metadata={"description": "administrators only: share with this role"}
+    )
+    definition = fields.Nested(ViewDefinitionInputSchema, required=True)
+
+
+class ViewUpdateSchema(Body):
+    error_messages = {"unknown": "cannot be changed"}  # noqa: RUF012 - marshmallow's API
+
+    version = StrictInteger(
+        required=True, validate=Range(min=1), metadata={"description": "the version read"}
+    )
+    label = fields.String(validate=Length(min=1, max=120))
+    shared_with_role = fields.String(
+        allow_none=True, metadata={"description": "administrators only; null: private"}
+    )
+    definition = fields.Nested(ViewDefinitionInputSchema)
+
+
+class ViewQuerySchema(Body):
+    """The query string of ``GET /views``."""
+
+    object = fields.String(metadata={"description": "only the views of this object"})
+
+
+class ViewDeleteQuerySchema(Body):
+    """The query string of ``DELETE /views/<id>``."""
+
+    version = fields.Integer(
+        validate=Range(min=1), metadata={"description": "delete only if still this version"}
+    )
+
+
 # Every shape the OpenAPI document describes. Nested shapes come before the shapes holding
 # them: registering one that apispec has already met inside another would be a duplicate.
 DOCUMENTED: tuple[type[Schema], ...] = (
@@ -298,6 +387,12 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     RoleVersionPageSchema,
     AuditEventSchema,
     AuditPageSchema,
+    ViewDefinitionSchema,
+    ViewSchema,
+    ViewPageSchema,
+    ViewDefinitionInputSchema,
+    ViewCreateSchema,
+    ViewUpdateSchema,
 )
 
 
