@@ -453,8 +453,9 @@ def _grids(
                 "related": related,
                 "label": pick(child.definition.document.get("x-label-plural"))
                 or pick(child.definition.label, child_name),
-                "blank": [
-                    FormField(child.fields[n], None, readonly=n not in writable) for n in names
+                "blank": [  # a new line starts from the defaults, as a new record does
+                    FormField(child.fields[n], _default(child, n), readonly=n not in writable)
+                    for n in names
                 ],
                 "rows": rows,
                 "titles": lookup_titles(service, child, lines),
@@ -463,6 +464,11 @@ def _grids(
             }
         )
     return grids
+
+
+def _default(meta: ObjectMeta, name: str) -> Any:
+    spec = meta.fields[name]
+    return spec.default if spec.has_default else None
 
 
 def _lines_from_form(
@@ -493,8 +499,8 @@ def _lines_from_form(
                 version = form.get(prefix + "version", "")
                 line["version"] = int(version) if version.isdigit() else version
                 line["_removed"] = form.get(prefix + "removed") == "1"
-            elif not any(v not in (None, False) for v in line.values()):
-                continue  # an empty new row
+            elif all(v in (None, False) or v == _default(child, k) for k, v in line.items()):
+                continue  # a new row left as it was added
             lines.append(line)
         result[related] = lines
     return result
