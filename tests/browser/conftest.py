@@ -42,7 +42,8 @@ from trellis.extensions import Database, database_of
 
 CHROMIUM = os.environ.get("TRELLIS_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 10_000  # every wait of the browser is bounded by this
-SCREENSHOTS = Path(os.environ.get("TRELLIS_SCREENSHOTS") or Path("build") / "screenshots")
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("TRELLIS_SCREENSHOTS") or ROOT / "build" / "screenshots")
 
 Page = Any
 NewPage = Callable[..., Page]
@@ -257,5 +258,6 @@ def screenshot(page: Page, name: str) -> Path:
     """The whole page as ``<TRELLIS_SCREENSHOTS>/<name>.png`` (default build/screenshots)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
     page.screenshot(path=str(path), full_page=True)
     return path

@@ -134,6 +134,7 @@ def test_an_order_is_refused_next_to_its_field_then_saved(
     # The order date is required and left empty.
     refused = submit(page, "/o/sales_order/new", "Save")
     assert refused.status == 422
+    assert flash_text(page) == "Some values need correcting: see the marked fields."
     assert field_error(page, "Order date") == "is required"
     assert page.locator(".field.invalid").count() == 1  # only that field is marked
     assert control(page, "Dealer").input_value() == "华东星辰电器有限公司"
@@ -402,6 +403,8 @@ def test_a_dealer_on_a_phone_sees_their_network_only(new_page: NewPage, channel_
     no_sideways_scroll(page)
     page.get_by_role("link", name="编辑").click()
     page.wait_for_url(re.compile(r".*/o/sales_order/\d+/edit$"))
+    status = page.locator("output#field-status")  # read-only for a dealer: its label shows
+    assert re.fullmatch(r"[\u4e00-\u9fff]+", status.inner_text()), status.inner_text()
     no_sideways_scroll(page)
     screenshot(page, "phone-order-edit")
 

@@ -506,6 +506,13 @@ def _lines_from_form(
     return result
 
 
+def _form_message(exc: TrellisError) -> str:
+    """The message above a refused form: a record's problems are told next to its fields."""
+    if isinstance(exc, ValidationFailed) and exc.details:
+        return _("Some values need correcting: see the marked fields.")
+    return exc.message
+
+
 def _error_map(exc: TrellisError) -> dict[str, str]:
     """The service's problems by field, in the user's language where the message is known."""
     known = {
@@ -547,7 +554,7 @@ def record_new(object_name: str) -> Any:
         except TrellisError as exc:
             if exc.status not in (409, 422, 400):
                 raise
-            errors, message = _error_map(exc), exc.message
+            errors, message = _error_map(exc), _form_message(exc)
             values = {**values, **payload}
         else:
             commit()
@@ -615,7 +622,9 @@ def record_edit(object_name: str, record_id: int) -> Any:
         values = {**current, **payload}
         for related, items in lines.items():
             values[related] = items
-        return _render_form(service, meta, record_id, values, _error_map(exc), exc.message, 422)
+        return _render_form(
+            service, meta, record_id, values, _error_map(exc), _form_message(exc), 422
+        )
     commit()
     flash(_("Saved."), "info")
     return redirect(url_for("ui.record_detail", object_name=object_name, record_id=record_id))
