@@ -21,9 +21,8 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 SignIn = Callable[..., FlaskClient]
 
 
-@pytest.fixture
-def pack_app(app: Flask) -> Flask:
-    """The app with the channel pack and its demo data; every demo user's password is known."""
+def install_channel_pack(app: Flask) -> None:
+    """The channel pack and its demo data in ``app``; every user's password is ``PASSWORD``."""
     registry = app.extensions["trellis.registry"]
     with database_of(app).session() as session:
         install_pack(
@@ -34,6 +33,12 @@ def pack_app(app: Flask) -> Flask:
         for user_id in session.scalars(sa.select(User.id)):
             users.update(user_id, {"password": PASSWORD})
         session.commit()
+
+
+@pytest.fixture
+def pack_app(app: Flask) -> Flask:
+    """The app with the channel pack and its demo data; every demo user's password is known."""
+    install_channel_pack(app)
     return app
 
 

@@ -257,6 +257,39 @@ def test_an_order_with_three_lines_is_saved_in_one_transaction(
     assert line_ids[1] not in remaining and len(remaining) == 3
 
 
+def test_a_new_line_starts_from_the_defaults_and_an_untouched_one_is_not_saved(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    client = sign_in(ADMIN, language="en")
+    form = client.get("/o/sales_order/new").get_data(as_text=True)
+    template = form[form.index("<template>") : form.index("</template>")]
+    assert 'name="lines-__index__-discount_percent" value="0"' in template
+    data = {
+        "csrf_token": csrf_of(form),
+        "dealer": str(dealer_id(pack_app, "D-0101")),
+        "status": "draft",
+        "order_date": "2026-12-01",
+        "currency": "CNY",
+        "lines-0-product": str(ids_of(pack_app, "product")[0]),
+        "lines-0-quantity": "2",
+        "lines-0-unit_price": "10",
+        "lines-0-discount_percent": "0",
+        "lines-1-product": "",  # added, then left as it came
+        "lines-1-quantity": "",
+        "lines-1-unit_price": "",
+        "lines-1-discount_percent": "0",
+        "lines-1-notes": "",
+    }
+    saved = client.post("/o/sales_order/new", data=data)
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:2000]
+    order_id = int(saved.headers["Location"].rsplit("/", 1)[1])
+    (line,) = ids_of(pack_app, "order_line", sales_order=order_id)
+    table = pack_app.extensions["trellis.registry"].get("order_line").table
+    with database_of(pack_app).session() as session:
+        discount = session.scalar(sa.select(table.c.discount_percent).where(table.c.id == line))
+    assert discount == 0
+
+
 def test_a_stale_edit_is_a_409_that_shows_what_changed(sign_in: SignIn, pack_app: Flask) -> None:
     first, second = sign_in(ADMIN, language="en"), sign_in("hq@example.com", language="en")
     order_id = ids_of(pack_app, "sales_order", status="draft")[0]
@@ -296,6 +329,9 @@ def test_hidden_and_read_only_fields_follow_field_rights(sign_in: SignIn, pack_a
     form = client.get(f"/o/sales_order/{order_id}/edit").get_data(as_text=True)
     assert "internal_notes" not in form
     assert 'name="status"' not in form  # read-only for dealers: shown, not an input
+    shown = re.search(r'<output class="readonly" id="field-status">([^<]*)</output>', form)
+    assert shown and shown.group(1) in {"Draft", "Submitted", "Approved", "Shipped", "Paid"}
+    assert '<label for="field-order_date"' in form and 'id="field-order_date"' in form
     detail = client.get(f"/o/sales_order/{order_id}").get_data(as_text=True)
     assert "Internal notes" not in detail
 

@@ -104,6 +104,10 @@ class FormField:
         """The value as the widget's ``value`` attribute wants it."""
         return input_text(self.spec, self.value)
 
+    def shown(self, titles: dict[str, dict[int, str]]) -> str:
+        """The value as a read-only field shows it: labels, separators, names for ids."""
+        return display(self.spec, self.value, titles.get(self.name))
+
     @property
     def step(self) -> str:
         if self.spec.type.name == "integer":
@@ -125,6 +129,8 @@ def input_text(spec: FieldSpec, value: Any) -> str:
     if kind == "currency":
         scale = int(spec.schema.get("x-scale", 2))
         return f"{Decimal(str(value)):,.{scale}f}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 5, not 5.0
     return str(value)
 
 

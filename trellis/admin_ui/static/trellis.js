@@ -14,28 +14,64 @@
   });
   document.addEventListener("focusin", function (event) {
     const box = event.target.closest("[data-lookup-text]");
-    if (box) showOptions(box.closest("[data-lookup]"), box);
+    if (!box) return;
+    if (box.dataset.quiet) delete box.dataset.quiet;  // back from the list: stay as it is
+    else showOptions(box.closest("[data-lookup]"), box);
   });
+  function focusQuietly(box) {
+    if (document.activeElement === box) return;
+    box.dataset.quiet = "1";
+    box.focus();
+  }
   function showOptions(root, box) {
-    const url = box.dataset.lookupUrl + "?q=" + encodeURIComponent(box.value);
+    const asked = box.value;
+    const url = box.dataset.lookupUrl + "?q=" + encodeURIComponent(asked);
     fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : ""; })
-      .then(function (html) { root.querySelector(".lookup-options").innerHTML = html; });
+      .then(function (html) {
+        // An answer to an older text (typing went on) must not replace a newer one.
+        if (box.value === asked) root.querySelector(".lookup-options").innerHTML = html;
+      });
   }
   document.addEventListener("click", function (event) {
     const option = event.target.closest("[data-pick-id]");
     if (option) {
       const root = option.closest("[data-lookup]");
       const hidden = root.querySelector("[data-lookup-value]");
+      const box = root.querySelector("[data-lookup-text]");
       hidden.value = option.dataset.pickId;
-      root.querySelector("[data-lookup-text]").value = option.dataset.pickTitle;
+      box.value = option.dataset.pickTitle;
       root.querySelector(".lookup-options").innerHTML = "";
+      focusQuietly(box);
       hidden.dispatchEvent(new Event("change", { bubbles: true }));
       return;
     }
     document.querySelectorAll(".lookup-options").forEach(function (list) {
       if (!list.parentElement.contains(event.target)) list.innerHTML = "";
     });
+  });
+
+  // The typeahead by keyboard: ↓ and ↑ walk the options, Enter picks one (the first, from
+  // the box) and never submits a half-filled form, Escape closes the list.
+  document.addEventListener("keydown", function (event) {
+    const root = event.target.closest("[data-lookup]");
+    if (!root) return;
+    const box = root.querySelector("[data-lookup-text]");
+    const options = Array.from(root.querySelectorAll("[data-pick-id]"));
+    const at = options.indexOf(event.target);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      if (!options.length) return;
+      event.preventDefault();
+      const next = at + (event.key === "ArrowDown" ? 1 : -1);
+      if (next < 0) focusQuietly(box);
+      else options[Math.min(next, options.length - 1)].focus();
+    } else if (event.key === "Enter" && event.target === box) {
+      event.preventDefault();
+      if (options.length) options[0].click();
+    } else if (event.key === "Escape") {
+      root.querySelector(".lookup-options").innerHTML = "";
+      focusQuietly(box);
+    }
   });
 
   // Line grids: add a row from the template, remove (mark) a row.

@@ -537,8 +537,9 @@ def _grids(
                 "related": related,
                 "label": pick(child.definition.document.get("x-label-plural"))
                 or pick(child.definition.label, child_name),
-                "blank": [
-                    FormField(child.fields[n], None, readonly=n not in writable) for n in names
+                "blank": [  # a new line starts from the defaults, as a new record does
+                    FormField(child.fields[n], _default(child, n), readonly=n not in writable)
+                    for n in names
                 ],
                 "rows": rows,
                 "titles": lookup_titles(service, child, lines),
@@ -547,6 +548,11 @@ def _grids(
             }
         )
     return grids
+
+
+def _default(meta: ObjectMeta, name: str) -> Any:
+    spec = meta.fields[name]
+    return spec.default if spec.has_default else None
 
 
 def _lines_from_form(
@@ -577,11 +583,18 @@ def _lines_from_form(
                 version = form.get(prefix + "version", "")
                 line["version"] = int(version) if version.isdigit() else version
                 line["_removed"] = form.get(prefix + "removed") == "1"
-            elif not any(v not in (None, False) for v in line.values()):
-                continue  # an empty new row
+            elif all(v in (None, False) or v == _default(child, k) for k, v in line.items()):
+                continue  # a new row left as it was added
             lines.append(line)
         result[related] = lines
     return result
+
+
+def _form_message(exc: TrellisError) -> str:
+    """The message above a refused form: a record's problems are told next to its fields."""
+    if isinstance(exc, ValidationFailed) and exc.details:
+        return _("Some values need correcting: see the marked fields.")
+    return exc.message
 
 
 def _error_map(exc: TrellisError) -> dict[str, str]:
@@ -625,7 +638,7 @@ def record_new(object_name: str) -> Any:
         except TrellisError as exc:
             if exc.status not in (409, 422, 400):
                 raise
-            errors, message = _error_map(exc), exc.message
+            errors, message = _error_map(exc), _form_message(exc)
             values = {**values, **payload}
         else:
             commit()
@@ -693,7 +706,9 @@ def record_edit(object_name: str, record_id: int) -> Any:
         values = {**current, **payload}
         for related, items in lines.items():
             values[related] = items
-        return _render_form(service, meta, record_id, values, _error_map(exc), exc.message, 422)
+        return _render_form(
+            service, meta, record_id, values, _error_map(exc), _form_message(exc), 422
+        )
     commit()
     flash(_("Saved."), "info")
     return redirect(url_for("ui.record_detail", object_name=object_name, record_id=record_id))

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from tests.browser.conftest import (
+    NewPage,
+    Page,
+    flash_text,
+    path_of,
+    sign_in,
+    sign_out,
+    submit,
+)
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from trellis.admin_ui import SESSION_LIFETIME
 from trellis.extensions import Database, database_of
@@ -25,84 +34,10 @@ from trellis.platform.runtime.identity import LOCK_AFTER, UserService
 from trellis.platform.runtime.identity.passwords import verify_password
 from trellis.platform.runtime.models import User
 
-WAIT_MS = 10_000  # every wait of the browser is bounded by this
 WRONG = "not the password"
 SECOND_EMAIL = "zhang.san@example.com"
 SECOND_PASSWORD = "another long password"
 SECOND_NAME = "张三 <b>Zhang</b>"  # markup in a name must show as text
-
-Page = Any
-NewPage = Callable[[], Page]
-
-
-@pytest.fixture
-def new_page(browser: Any, live_server: str) -> Iterator[NewPage]:
-    """Pages, each in its own browser context (its own cookies); all closed afterwards.
-
-    Requests to any other host than the live server are aborted and remembered in
-    ``page.off_site``, so a redirect off-site shows up without leaving the machine.
-    """
-    contexts: list[Any] = []
-    local = urlsplit(live_server).netloc
-
-    def make() -> Page:
-        context = browser.new_context(locale="en-US")
-        contexts.append(context)
-        context.set_default_timeout(WAIT_MS)
-        context.set_default_navigation_timeout(WAIT_MS)
-        off_site: list[str] = []
-
-        def guard(route: Any) -> None:
-            if urlsplit(route.request.url).netloc == local:
-                route.continue_()
-            else:
-                off_site.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.off_site = off_site
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-def path_of(page: Page) -> str:
-    parts = urlsplit(page.url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def flash_text(page: Page) -> str:
-    return " ".join(page.locator("p.flash").all_inner_texts())
-
-
-def sign_in(page: Page, base: str, email: str, password: str, path: str = "/login") -> Any:
-    """Fill in and submit the sign-in form at ``path``; returns the POST's response."""
-    if path_of(page) != path:
-        page.goto(base + path)
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    return submit(page, "/login", "Sign in")
-
-
-def submit(page: Page, action: str, button: str) -> Any:
-    """Click a form's button; returns the POST's response once its page has loaded."""
-    with (
-        page.expect_navigation(),
-        page.expect_response(
-            lambda r: r.request.method == "POST" and urlsplit(r.url).path == action
-        ) as posted,
-    ):
-        page.get_by_role("button", name=button).click()
-    return posted.value
-
-
-def sign_out(page: Page) -> None:
-    """Open the user menu and sign out."""
-    page.locator("summary.who").click()
-    page.get_by_role("button", name="Sign out").click()
 
 
 def assert_signed_out(page: Page, base: str) -> None:

@@ -1,0 +1,263 @@
+"""Pages in a real browser: Chromium (Debian's) driven by Playwright, against a real server.
+
+The pieces every browser test shares:
+
+- ``browser``: one headless Chromium per test session;
+- ``site_url``: the address ``new_page`` opens pages on. By default the function-scoped
+  ``live_server`` (the ``app`` fixture served in a thread, on each database); a module
+  overrides it, as the scenarios do with ``channel_site``;
+- ``channel_site``: ``trellis serve`` (gunicorn, two workers) on a PostgreSQL database of
+  its own with the channel pack and its demo data — one per module, so a module's
+  scenarios share it and must leave each other's records alone;
+- ``new_page``: pages, each in its own browser context (its own cookies);
+- ``sign_in``, ``submit``, ``sign_out``, ``path_of``, ``flash_text`` and ``screenshot``.
+
+Without Chromium the tests skip locally and fail under CI (``require_service``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+
+from tests.conftest import PG_ADMIN_URL, _pg_database_url, _reset_pg, migrated_app, require_service
+from tests.ui.conftest import install_channel_pack
+from trellis.extensions import Database, database_of
+
+CHROMIUM = os.environ.get("TRELLIS_TEST_CHROMIUM", "/usr/bin/chromium")
+WAIT_MS = 10_000  # every wait of the browser is bounded by this
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("TRELLIS_SCREENSHOTS") or ROOT / "build" / "screenshots")
+
+Page = Any
+NewPage = Callable[..., Page]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A real headless Chromium (Debian's), driven by Playwright."""
+    if not os.path.exists(CHROMIUM):
+        require_service("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a free local port, in a thread."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def site_url(live_server: str) -> str:
+    """Where ``new_page`` opens pages; modules serving something else override it."""
+    return live_server
+
+
+@dataclass(frozen=True)
+class Site:
+    """A served instance: its address, and an app on the same database for the checks."""
+
+    url: str
+    app: Flask
+
+    @property
+    def database(self) -> Database:
+        return database_of(self.app)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(database_url: str, folder: Path) -> Iterator[str]:
+    """``trellis serve`` (two workers) on ``database_url`` until the generator is closed.
+
+    Its log goes to ``folder/server.log``; a server that does not come up fails with
+    the log's end.
+    """
+    port = free_port()
+    log_path = folder / "server.log"
+    env = {
+        **os.environ,
+        "TRELLIS_DATABASE_URL": database_url,
+        "TRELLIS_INSTANCE_PATH": str(folder),
+        "TRELLIS_SECRET_KEY": secrets.token_hex(32),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trellis", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/login", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"trellis serve did not start:\n{tail}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown: no keep-alive waits
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def channel_site(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The channel pack with its demo data, served by ``trellis serve`` on PostgreSQL.
+
+    Every demo user's password is ``tests.ui.conftest.PASSWORD``. The database is this
+    worker's own for browser modules, emptied for each module and dropped after it.
+    """
+    url = _pg_database_url(f"{worker_id}_browser")
+    _reset_pg(url)
+    app = migrated_app(url)
+    install_channel_pack(app)
+    server = serve(url, tmp_path_factory.mktemp("channel-site"))
+    try:
+        yield Site(next(server), app)
+    finally:
+        server.close()
+        database_of(app).engine.dispose()
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            name = sa.make_url(url).database
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def new_page(browser: Any, site_url: str) -> Iterator[NewPage]:
+    """Pages, each in its own browser context (its own cookies); all closed afterwards.
+
+    ``new_page(viewport={"width": 390, "height": 844})`` for a phone; ``locale`` sets
+    the browser's language (``Accept-Language``). Requests to any other host than the
+    site are aborted and remembered in ``page.off_site``, so a redirect off-site shows
+    up without leaving the machine.
+    """
+    contexts: list[Any] = []
+    local = urlsplit(site_url).netloc
+
+    def make(viewport: dict[str, int] | None = None, locale: str = "en-US") -> Page:
+        options: dict[str, Any] = {"locale": locale}
+        if viewport is not None:
+            options.update(viewport=viewport, is_mobile=True, has_touch=True)
+        context = browser.new_context(**options)
+        contexts.append(context)
+        context.set_default_timeout(WAIT_MS)
+        context.set_default_navigation_timeout(WAIT_MS)
+        off_site: list[str] = []
+
+        def guard(route: Any) -> None:
+            if urlsplit(route.request.url).netloc == local:
+                route.continue_()
+            else:
+                off_site.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.off_site = off_site
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def path_of(page: Page) -> str:
+    parts = urlsplit(page.url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def flash_text(page: Page) -> str:
+    return " ".join(page.locator("p.flash").all_inner_texts())
+
+
+def sign_in(page: Page, base: str, email: str, password: str, path: str = "/login") -> Any:
+    """Fill in and submit the sign-in form at ``path`` (in any language); returns the POST's
+    response."""
+    if path_of(page) != path:
+        page.goto(base + path)
+    page.locator("input[name=email]").fill(email)
+    page.locator("input[name=password]").fill(password)
+    return submit(page, "/login", page.locator("form button[type=submit]"))
+
+
+def submit(page: Page, action: str, button: str | Any) -> Any:
+    """Click a form's button (its name, or a locator); returns the POST's response once
+    the page it led to has loaded."""
+    target = page.get_by_role("button", name=button) if isinstance(button, str) else button
+    with (
+        page.expect_navigation(),
+        page.expect_response(
+            lambda r: r.request.method == "POST" and urlsplit(r.url).path == action
+        ) as posted,
+    ):
+        target.click()
+    return posted.value
+
+
+def sign_out(page: Page) -> None:
+    """Open the user menu and sign out (in either language)."""
+    page.locator("summary.who").click()
+    page.locator(".user-menu form[action='/logout'] button").click()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """The whole page as ``<TRELLIS_SCREENSHOTS>/<name>.png`` (default build/screenshots)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
+    page.screenshot(path=str(path), full_page=True)
+    return path
