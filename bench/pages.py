@@ -391,6 +391,31 @@ def counting(engine: sa.Engine) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", listener)
 
 
+class SqlClock:
+    """Time the driver spends executing statements (``before``/``after_cursor_execute``)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def before(self, *_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def after(self, *_: Any) -> None:
+        self.seconds += time.perf_counter() - self._started
+
+    @contextmanager
+    def listening(self) -> Iterator[SqlClock]:
+        sa.event.listen(self.engine, "before_cursor_execute", self.before)
+        sa.event.listen(self.engine, "after_cursor_execute", self.after)
+        try:
+            yield self
+        finally:
+            sa.event.remove(self.engine, "before_cursor_execute", self.before)
+            sa.event.remove(self.engine, "after_cursor_execute", self.after)
+
+
 def request_of(clients: dict[str, Any], token: str, page: Page) -> Any:
     if page.who == "api":
         headers = {"Authorization": f"Bearer {token}"}
@@ -399,34 +424,49 @@ def request_of(clients: dict[str, Any], token: str, page: Page) -> Any:
     return lambda: client.get(page.url)
 
 
-def timed_chunk(call: Any, count: int, what: str) -> list[float]:
+def timed_chunk(
+    call: Any, count: int, what: str, clock: SqlClock | None = None, sql: list[float] | None = None
+) -> list[float]:
     out = []
     for _ in range(count):
+        before = clock.seconds if clock else 0.0
         begin = time.perf_counter()
         response = call()
         out.append((time.perf_counter() - begin) * 1000)
+        if clock is not None and sql is not None:
+            sql.append((clock.seconds - before) * 1000)
         if response.status_code != 200:
             raise BenchError(f"{what}: HTTP {response.status_code}")
     return out
 
 
 def benchmark(
-    clients: dict[str, Any], token: str, pages: list[Page], rounds: int, requests: int
-) -> tuple[dict[str, list[float]], list[float]]:
-    """Every request's ms per page; and the list ÷ API ratio of each round (of medians)."""
+    clock: SqlClock,
+    clients: dict[str, Any],
+    token: str,
+    pages: list[Page],
+    rounds: int,
+    requests: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Every request's ms per page, and of that the ms executing SQL; the list ÷ API
+    ratio of each round (of its medians)."""
     calls = {p.name: request_of(clients, token, p) for p in pages}
     for page in pages:
         timed_chunk(calls[page.name], 5, f"warm-up {page.name}")
     times: dict[str, list[float]] = {p.name: [] for p in pages}
+    sql: dict[str, list[float]] = {p.name: [] for p in pages}
     ratios = []
     for r in range(rounds):
         gc.collect()
         this: dict[str, list[float]] = {p.name: [] for p in pages}
-        for k, start in enumerate(range(0, requests, CHUNK)):
-            size = min(CHUNK, requests - start)
-            shift = (k + r) % len(pages)  # which page goes first rotates
-            for page in pages[shift:] + pages[:shift]:
-                this[page.name] += timed_chunk(calls[page.name], size, page.name)
+        with clock.listening():
+            for k, start in enumerate(range(0, requests, CHUNK)):
+                size = min(CHUNK, requests - start)
+                shift = (k + r) % len(pages)  # which page goes first rotates
+                for page in pages[shift:] + pages[:shift]:
+                    this[page.name] += timed_chunk(
+                        calls[page.name], size, page.name, clock, sql[page.name]
+                    )
         for name, values in this.items():
             times[name] += values
         ratio = statistics.median(this["list default"]) / statistics.median(this["API list"])
@@ -436,7 +476,7 @@ def benchmark(
             + ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in this.items())
             + f" ms (p50); list/API {ratio:.2f}"
         )
-    return times, ratios
+    return times, sql, ratios
 
 
 def statements_per_page(
@@ -462,12 +502,16 @@ def profile(clients: dict[str, Any], token: str, pages: list[Page], count: int) 
         for _ in range(count):
             call()
         profiler.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
-        stats.print_stats(r"trellis/(admin_ui|platform)", 18)
-        log(f"\n--- cProfile, {page.name} ({count} requests), Trellis's own functions ---")
-        body = out.getvalue()
-        log(body[body.find("   ncalls") :].rstrip())
+        for title, order, pattern in (
+            ("Trellis's own functions, by cumulative time", "cumulative", r"trellis/"),
+            ("every function, by own time", "tottime", ""),
+        ):
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out).sort_stats(order)
+            stats.print_stats(pattern, 18)
+            log(f"\n--- cProfile, {page.name} ({count} requests): {title} ---")
+            body = out.getvalue()
+            log(body[body.find("   ncalls") :].rstrip())
 
 
 # =====================================================================================
@@ -528,7 +572,10 @@ def main() -> None:
         )
         sql = statements_per_page(app, clients, token, pages)
         log("timing (Flask test client, ms per request):")
-        times, ratios = benchmark(clients, token, pages, rounds, requests)
+        from trellis.extensions import database_of
+
+        clock = SqlClock(database_of(app).engine)
+        times, sql_ms, ratios = benchmark(clock, clients, token, pages, rounds, requests)
         if args.profile:
             profile(clients, token, pages, 10)
     finally:
@@ -545,19 +592,21 @@ def main() -> None:
             for statement in statements:
                 log("  " + " ".join(statement.split())[:300])
     log("")
-    log(f"{'page':<18}{'who':<8}{'p50 ms':>9}{'max ms':>9}{'SQL':>6}   url")
+    log(f"{'page':<18}{'who':<8}{'p50 ms':>9}{'max ms':>9}{'SQL ms':>9}{'SQL':>6}   url")
     for page in pages:
         values = times[page.name]
         log(
             f"{page.name:<18}{page.who:<8}{statistics.median(values):>9.1f}{max(values):>9.1f}"
-            f"{len(sql[page.name]):>6}   {page.url[:70]}"
+            f"{statistics.median(sql_ms[page.name]):>9.1f}{len(sql[page.name]):>6}"
+            f"   {page.url[:60]}"
         )
     shown = [p.name for p in pages if p.who != "api"]
     worst_max = max(max(times[n]) for n in shown)
     worst_p50 = max(statistics.median(times[n]) for n in shown)
     ratio = statistics.median(ratios)
     log(
-        "p50 / max: over every timed request of the page; SQL: statements one request sends; "
+        "p50 / max: over every timed request of the page; SQL ms: of that, the median time "
+        "executing statements (the driver's execute); SQL: statements one request sends; "
         f"list/API: p50 of the default list ÷ p50 of the API list, per round, median "
         f"({', '.join(f'{r:.2f}' for r in ratios)})"
     )

@@ -34,6 +34,17 @@ def system_label(name: str) -> str:
     return str(SYSTEM_LABELS.get(name, name))
 
 
+def table_columns(
+    meta: ObjectMeta, columns: list[str]
+) -> list[tuple[str, FieldSpec | None, str]]:
+    """``(column, field or None, heading)`` of each column a record table shows."""
+    heads = []
+    for column in columns:
+        spec = meta.fields.get(column)
+        heads.append((column, spec, pick(spec.label, column) if spec else system_label(column)))
+    return heads
+
+
 @dataclass(frozen=True)
 class FormField:
     """One field as a form shows it: its widget, label, value and state for this user."""

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-import sqlalchemy as sa
 from flask import g, redirect, request, url_for
 
 from trellis.admin_ui.i18n import pick
@@ -50,7 +49,6 @@ def admin_only(view: Callable[P, R]) -> Callable[P, R | Any]:
 def navigation() -> list[dict[str, Any]]:
     """The objects the user may read, grouped by the pack that installed them."""
     from trellis.admin_ui.context import page_session, registry
-    from trellis.platform.runtime.models import InstalledPack
 
     caller = g.get("caller")
     if caller is None:
@@ -63,10 +61,7 @@ def navigation() -> list[dict[str, Any]]:
     readable = {m.name: m for m in reg.all() if access.allowed(m, Operation.READ)}
     groups: list[dict[str, Any]] = []
     placed: set[str] = set()
-    packs = page_session().execute(
-        sa.select(InstalledPack.name, InstalledPack.manifest).order_by(InstalledPack.installed_at)
-    )
-    for name, manifest in packs:
+    for name, manifest in reg.installed_packs():
         names = [n for n in manifest.get("installed_objects", []) if n in readable]
         if names:
             groups.append(
