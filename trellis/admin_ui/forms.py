@@ -34,9 +34,7 @@ def system_label(name: str) -> str:
     return str(SYSTEM_LABELS.get(name, name))
 
 
-def table_columns(
-    meta: ObjectMeta, columns: list[str]
-) -> list[tuple[str, FieldSpec | None, str]]:
+def table_columns(meta: ObjectMeta, columns: list[str]) -> list[tuple[str, FieldSpec | None, str]]:
     """``(column, field or None, heading)`` of each column a record table shows."""
     heads = []
     for column in columns:
