@@ -378,11 +378,11 @@ def build_pages(
 
 
 @contextmanager
-def counting(engine: sa.Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
+def counting(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+    seen: list[tuple[str, Any]] = []
 
-    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
+    def listener(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", listener)
     try:
@@ -481,7 +481,8 @@ def benchmark(
 
 def statements_per_page(
     app: Any, clients: dict[str, Any], token: str, pages: list[Page]
-) -> dict[str, list[str]]:
+) -> dict[str, list[tuple[str, Any]]]:
+    """The statements (and their parameters) one request of each page sends."""
     from trellis.extensions import database_of
 
     engine = database_of(app).engine
@@ -491,6 +492,27 @@ def statements_per_page(
             request_of(clients, token, page)()
         found[page.name] = list(seen)
     return found
+
+
+def explain(url: str, sql: dict[str, list[tuple[str, Any]]]) -> None:
+    """Each page's statements through EXPLAIN ANALYZE: execution ms and the plan's top node."""
+    engine = sa.create_engine(url, connect_args={"prepare_threshold": None})
+    try:
+        with engine.connect() as connection:
+            for name, statements in sql.items():
+                log(f"\n--- EXPLAIN ANALYZE, {name} ---")
+                for statement, parameters in statements:
+                    rows = connection.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+                    ).all()
+                    lines = [row[0] for row in rows]
+                    total = next((x for x in lines if x.startswith("Execution Time")), "?")
+                    log(f"  {total:<28} {' '.join(statement.split())[:110]}")
+                    if len(lines) > 3:
+                        log("\n".join("      " + x for x in lines[:-2]))
+                connection.rollback()
+    finally:
+        engine.dispose()
 
 
 def profile(clients: dict[str, Any], token: str, pages: list[Page], count: int) -> None:
@@ -525,6 +547,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="requests per page per round (default 30)")
     parser.add_argument("--profile", action="store_true", help="cProfile each page afterwards")
     parser.add_argument("--sql", action="store_true", help="print each page's statements")
+    parser.add_argument(
+        "--explain", action="store_true", help="EXPLAIN ANALYZE each page's statements"
+    )
     parser.add_argument(
         "--keep", action="store_true", help=f"keep database {DB_NAME} afterwards (for inspection)"
     )
@@ -578,6 +603,8 @@ def main() -> None:
         times, sql_ms, ratios = benchmark(clock, clients, token, pages, rounds, requests)
         if args.profile:
             profile(clients, token, pages, 10)
+        if args.explain:
+            explain(url, sql)
     finally:
         if app is not None:
             from trellis.extensions import database_of
@@ -589,7 +616,7 @@ def main() -> None:
     if args.sql:
         for name, statements in sql.items():
             log(f"\n--- {name}: {len(statements)} statements ---")
-            for statement in statements:
+            for statement, _ in statements:
                 log("  " + " ".join(statement.split())[:300])
     log("")
     log(f"{'page':<18}{'who':<8}{'p50 ms':>9}{'max ms':>9}{'SQL ms':>9}{'SQL':>6}   url")

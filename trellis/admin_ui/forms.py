@@ -43,6 +43,21 @@ def table_columns(meta: ObjectMeta, columns: list[str]) -> list[tuple[str, Field
     return heads
 
 
+def table_rows(
+    heads: list[tuple[str, FieldSpec | None, str]],
+    items: list[dict[str, Any]],
+    titles: dict[str, dict[int, str]],
+    show: Any = None,
+) -> list[tuple[dict[str, Any], list[tuple[str, str]]]]:
+    """Each record with ``(heading, text)`` of its cells, the text as ``show`` (``display``)
+    writes the value."""
+    show = show or display
+    return [
+        (item, [(heading, show(spec, item.get(c), titles.get(c))) for c, spec, heading in heads])
+        for item in items
+    ]
+
+
 @dataclass(frozen=True)
 class FormField:
     """One field as a form shows it: its widget, label, value and state for this user."""

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
@@ -131,12 +131,16 @@ def fixed_query(
 
 
 def lookup_titles(
-    service: RecordService, meta: ObjectMeta, items: list[dict[str, Any]]
+    service: RecordService,
+    meta: ObjectMeta,
+    items: list[dict[str, Any]],
+    shown: list[str] | None = None,
 ) -> dict[str, dict[int, str]]:
-    """For each lookup field shown, the names of the ids in ``items``."""
+    """For each lookup field shown (every one, or those in ``shown``), the names of the
+    ids in ``items``."""
     found: dict[str, dict[int, str]] = {}
     for name, spec in meta.fields.items():
-        if spec.target is None:
+        if spec.target is None or (shown is not None and name not in shown):
             continue
         ids = {item[name] for item in items if isinstance(item.get(name), int)}
         if ids:
@@ -315,10 +319,14 @@ def _history(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
 def _names_of_users(service: RecordService, ids: set[int]) -> dict[int, str]:
     from trellis.platform.runtime.models import User
 
-    if not ids:
-        return {}
-    rows = page_session().execute(sa.select(User.id, User.name, User.email).where(User.id.in_(ids)))
-    return {row.id: row.name or row.email for row in rows}
+    known: dict[int, str] = g.setdefault("user_names", {})  # a page asks twice
+    missing = ids - known.keys()
+    if missing:
+        rows = page_session().execute(
+            sa.select(User.id, User.name, User.email).where(User.id.in_(missing))
+        )
+        known.update({row.id: row.name or row.email for row in rows})
+    return {i: known[i] for i in ids if i in known}
 
 
 def _user_names(service: RecordService, items: list[dict[str, Any]]) -> dict[int, str]:
@@ -345,7 +353,7 @@ def _children(
                 or pick(child.definition.label, child_name),
                 "items": items,
                 "columns": columns,
-                "titles": lookup_titles(service, child, items),
+                "titles": lookup_titles(service, child, items, columns),
             }
         )
     return found
@@ -372,7 +380,7 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
                 "items": page["items"],
                 "more": page["next_cursor"] is not None,
                 "columns": columns,
-                "titles": lookup_titles(service, other, page["items"]),
+                "titles": lookup_titles(service, other, page["items"], columns),
             }
         )
     return found
@@ -457,7 +465,7 @@ def _grids(
                     FormField(child.fields[n], None, readonly=n not in writable) for n in names
                 ],
                 "rows": rows,
-                "titles": lookup_titles(service, child, lines),
+                "titles": lookup_titles(service, child, lines, names),
                 "can_create": service.access.allowed(child, Operation.CREATE),
                 "error": errors.get(related),
             }

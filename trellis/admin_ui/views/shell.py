@@ -63,7 +63,7 @@ def _recent(service: Any, meta: Any, label: str) -> dict[str, Any]:
         "label": label,
         "items": items,
         "columns": columns,
-        "titles": lookup_titles(service, meta, items),
+        "titles": lookup_titles(service, meta, items, columns),
     }
 
 
@@ -79,7 +79,7 @@ def _sub_partners(service: Any, tree: Any, partner_id: int | None) -> dict[str, 
         "meta": tree,
         "items": page["items"],
         "columns": columns,
-        "titles": lookup_titles(service, tree, page["items"]),
+        "titles": lookup_titles(service, tree, page["items"], columns),
         "more": page["next_cursor"] is not None,
     }
 
