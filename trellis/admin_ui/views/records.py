@@ -148,6 +148,16 @@ def lookup_titles(
     return found
 
 
+def titled_page(
+    service: RecordService, meta: ObjectMeta, query: Any, columns: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[int, str]]]:
+    """A list page and the titles of its lookup ``columns``, read with it where it can."""
+    page = service.list_page(meta.name, query, titles=columns)
+    found = page.get("titles", {})
+    rest = [c for c in columns if c not in found]
+    return page, {**lookup_titles(service, meta, page["items"], rest), **found}
+
+
 def columns_for(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list[str]:
     wanted = [c for c in args.get("columns", "").split(",") if c]
     names = wanted or meta.definition.list_columns()
@@ -166,17 +176,18 @@ def record_list(object_name: str) -> Any:
     service.access.require(meta, Operation.READ)
     hidden = service.access.hidden(meta)
     error = None
+    columns = columns_for(meta, request.args, hidden)
     try:
-        page = service.list_page(object_name, _list_query(service, meta, request.args))
+        page, titles = titled_page(service, meta, _list_query(service, meta, request.args), columns)
     except InvalidQuery as exc:
-        error, page = exc, {"items": [], "next_cursor": None}
+        error, page, titles = exc, {"items": [], "next_cursor": None}, {}
     items = page["items"]
     context = {
         "meta": meta,
         "items": items,
         "next_cursor": page["next_cursor"],
-        "columns": columns_for(meta, request.args, hidden),
-        "titles": lookup_titles(service, meta, items),
+        "columns": columns,
+        "titles": titles,
         "display": display,
         "error": error,
         "filters": _filter_fields(meta, hidden),
@@ -369,9 +380,9 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
         if spec.name in service.access.hidden(other):
             continue
         query = fixed_query(service, other, [[spec.name, "=", record_id]], "-id", 10)
-        page = service.list_page(other_name, query)
         columns = [n for n in other.definition.list_columns() if n != spec.name]
         columns = [n for n in columns if n not in service.access.hidden(other)]
+        page, titles = titled_page(service, other, query, columns)
         found.append(
             {
                 "meta": other,
@@ -380,7 +391,7 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
                 "items": page["items"],
                 "more": page["next_cursor"] is not None,
                 "columns": columns,
-                "titles": lookup_titles(service, other, page["items"], columns),
+                "titles": titles,
             }
         )
     return found
