@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from flask_babel import lazy_gettext as _l
@@ -75,7 +76,7 @@ class FormField:
     def widget(self) -> str:
         return self.spec.type.widget
 
-    @property
+    @cached_property  # a form asks several times (legend, aria-labels); built per request
     def label(self) -> str:
         return pick(self.spec.label, self.spec.name)
 
@@ -87,7 +88,7 @@ class FormField:
     def required(self) -> bool:
         return self.spec.required
 
-    @property
+    @cached_property
     def options(self) -> list[tuple[str, str]]:
         """Picklist values with their labels in the current language."""
         schema = self.spec.schema

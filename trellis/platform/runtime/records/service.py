@@ -155,6 +155,7 @@ class RecordService:
     ) -> dict[str, Any]:
         self.access.require(meta, operation)
         table = meta.table
+        columns: list[sa.ColumnElement[Any]]
         if query.fields is None:
             columns = list(table.columns)
         else:
