@@ -105,8 +105,10 @@ def database(kind: str, pg_url: str = PG_ADMIN_URL, keep: bool = False) -> Itera
         raise BenchError(f"unknown database kind {kind!r}")
 
 
-def trellis_app(url: str) -> tuple[Any, str]:
+def trellis_app(url: str, config: dict[str, Any] | None = None) -> tuple[Any, str]:
     """A Trellis app on ``url``, migrated, with an admin; returns (app, bearer token).
+
+    ``config`` adds settings (e.g. ``RATE_LIMIT_STORAGE_URL``).
 
     The database URL and secret key are given, so the app writes nothing to its
     instance folder; it points at a temporary path so no ``./instance`` appears.
@@ -119,7 +121,9 @@ def trellis_app(url: str) -> tuple[Any, str]:
     os.environ.setdefault(
         "TRELLIS_INSTANCE_PATH", str(Path(tempfile.gettempdir()) / "trellis-bench-instance")
     )
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench-secret", "TESTING": False})
+    app = create_app(
+        {"DATABASE_URL": url, "SECRET_KEY": "bench-secret", "TESTING": False, **(config or {})}
+    )
     database = database_of(app)
     with database.session() as session:
         init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)

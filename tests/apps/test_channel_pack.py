@@ -271,6 +271,36 @@ def test_install_is_idempotent(app: Flask) -> None:
     assert _state(app) == before
 
 
+def test_the_registry_knows_the_installed_packs_and_sees_a_changed_manifest(
+    app: Flask, tmp_path: Path, database: Database
+) -> None:
+    """The navigation groups objects by pack from the registry, without a query per page:
+    so installing a pack, or one whose manifest changed, moves the revision."""
+    with database.session() as session:
+        revision = session.scalar(sa.select(MetaRevision.revision))
+    _install(app)
+    other = MetaRegistry()  # another process's registry
+    with database.session() as session:
+        installed = session.scalar(sa.select(MetaRevision.revision))
+        other.ensure_current(session)
+    assert installed > revision
+    [(name, stored)] = other.installed_packs()
+    assert name == "channel_pack" and stored["label"] == manifest()["label"]
+    assert stored["installed_objects"] == OBJECTS
+
+    folder = tmp_path / "channel_pack"
+    shutil.copytree(PACK, folder)
+    data = json.loads((folder / "pack.json").read_text(encoding="utf-8"))
+    data["label"] = {"en": "Channels", "zh-CN": "渠道"}
+    (folder / "pack.json").write_text(json.dumps(data), encoding="utf-8")
+    result = _install(app, folder)
+    assert result.unchanged == OBJECTS + ROLES  # no definition changed, the manifest did
+    with database.session() as session:
+        assert session.scalar(sa.select(MetaRevision.revision)) == installed + 1
+        other.ensure_current(session)
+    assert [m["label"]["en"] for _, m in other.installed_packs()] == ["Channels"]
+
+
 def test_demo_data_loads_once_even_when_asked_for_later(app: Flask) -> None:
     first = _install(app, with_demo=False)
     assert first.demo_records == 0

@@ -16,8 +16,7 @@ from trellis.exceptions import AuthenticationRequired
 from trellis.extensions import db
 from trellis.platform.runtime.api import caller_of, end_session
 from trellis.platform.runtime.identity import RoleService
-from trellis.platform.runtime.identity.sessions import authenticate_session
-from trellis.platform.runtime.models import User
+from trellis.platform.runtime.identity.sessions import authenticate_session_user
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.views import ListViewService
@@ -47,12 +46,12 @@ def open_page() -> None:
         # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
         db_session.connection(execution_options={"trellis_write": True})
     try:
-        identity = authenticate_session(db_session, user_id, session.get("stamp"))
+        identity, user = authenticate_session_user(db_session, user_id, session.get("stamp"))
     except AuthenticationRequired:
         session.clear()
         return
     registry().ensure_current(db_session, identity.revision)
-    g.user = db_session.get(User, identity.user_id)
+    g.user = user
     g.caller = caller_of(identity)
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from flask_babel import lazy_gettext as _l
@@ -62,6 +63,30 @@ def type_label(type_name: Any) -> str:
     return str(found) if found else str(type_name)
 
 
+def table_columns(meta: ObjectMeta, columns: list[str]) -> list[tuple[str, FieldSpec | None, str]]:
+    """``(column, field or None, heading)`` of each column a record table shows."""
+    heads = []
+    for column in columns:
+        spec = meta.fields.get(column)
+        heads.append((column, spec, pick(spec.label, column) if spec else system_label(column)))
+    return heads
+
+
+def table_rows(
+    heads: list[tuple[str, FieldSpec | None, str]],
+    items: list[dict[str, Any]],
+    titles: dict[str, dict[int, str]],
+    show: Any = None,
+) -> list[tuple[dict[str, Any], list[tuple[str, str]]]]:
+    """Each record with ``(heading, text)`` of its cells, the text as ``show`` (``display``)
+    writes the value."""
+    show = show or display
+    return [
+        (item, [(heading, show(spec, item.get(c), titles.get(c))) for c, spec, heading in heads])
+        for item in items
+    ]
+
+
 @dataclass(frozen=True)
 class FormField:
     """One field as a form shows it: its widget, label, value and state for this user."""
@@ -79,7 +104,7 @@ class FormField:
     def widget(self) -> str:
         return self.spec.type.widget
 
-    @property
+    @cached_property  # a form asks several times (legend, aria-labels); built per request
     def label(self) -> str:
         return pick(self.spec.label, self.spec.name)
 
@@ -91,7 +116,7 @@ class FormField:
     def required(self) -> bool:
         return self.spec.required
 
-    @property
+    @cached_property
     def options(self) -> list[tuple[str, str]]:
         """Picklist values with their labels in the current language."""
         schema = self.spec.schema

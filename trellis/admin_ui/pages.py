@@ -6,7 +6,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-import sqlalchemy as sa
 from flask import g, redirect, request, url_for
 
 from trellis.admin_ui.i18n import pick
@@ -78,15 +77,11 @@ def navigation() -> list[dict[str, Any]]:
 
 def installed_packs() -> list[tuple[str, list[str]]]:
     """Each installed pack's label (current language) and the objects it installed."""
-    from trellis.admin_ui.context import page_session
-    from trellis.platform.runtime.models import InstalledPack
+    from trellis.admin_ui.context import registry
 
-    packs = page_session().execute(
-        sa.select(InstalledPack.name, InstalledPack.manifest).order_by(InstalledPack.installed_at)
-    )
     return [
         (pick(manifest.get("label"), name), list(manifest.get("installed_objects", [])))
-        for name, manifest in packs
+        for name, manifest in registry().installed_packs()
     ]
 
 

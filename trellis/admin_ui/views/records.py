@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -101,17 +101,31 @@ def fixed_query(
 
 
 def lookup_titles(
-    service: RecordService, meta: ObjectMeta, items: list[dict[str, Any]]
+    service: RecordService,
+    meta: ObjectMeta,
+    items: list[dict[str, Any]],
+    shown: list[str] | None = None,
 ) -> dict[str, dict[int, str]]:
-    """For each lookup field shown, the names of the ids in ``items``."""
+    """For each lookup field shown (every one, or those in ``shown``), the names of the
+    ids in ``items``."""
     found: dict[str, dict[int, str]] = {}
     for name, spec in meta.fields.items():
-        if spec.target is None:
+        if spec.target is None or (shown is not None and name not in shown):
             continue
         ids = {item[name] for item in items if isinstance(item.get(name), int)}
         if ids:
             found[name] = service.titles(spec.target, ids)
     return found
+
+
+def titled_page(
+    service: RecordService, meta: ObjectMeta, query: Any, columns: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[int, str]]]:
+    """A list page and the titles of its lookup ``columns``, read with it where it can."""
+    page = service.list_page(meta.name, query, titles=columns)
+    found = page.get("titles", {})
+    rest = [c for c in columns if c not in found]
+    return page, {**lookup_titles(service, meta, page["items"], rest), **found}
 
 
 def columns_for(meta: ObjectMeta, args: MultiDict[str, str], hidden: frozenset[str]) -> list[str]:
@@ -190,18 +204,18 @@ def render_list(
     listed = views.visible(object_name)
     view, args = applied_view(views, meta, request_args, listed)
     error = None
-    try:
-        page = service.list_page(object_name, _list_query(service, meta, args))
-    except InvalidQuery as exc:
-        error, page = exc, {"items": [], "next_cursor": None}
-    items = page["items"]
     columns = columns_for(meta, args, hidden)
+    try:
+        page, titles = titled_page(service, meta, _list_query(service, meta, args), columns)
+    except InvalidQuery as exc:
+        error, page, titles = exc, {"items": [], "next_cursor": None}, {}
+    items = page["items"]
     context = {
         "meta": meta,
         "items": items,
         "next_cursor": page["next_cursor"],
         "columns": columns,
-        "titles": lookup_titles(service, meta, items),
+        "titles": titles,
         "display": display,
         "error": error,
         "filters": _filter_fields(meta, hidden),
@@ -399,10 +413,14 @@ def _history(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
 def _names_of_users(service: RecordService, ids: set[int]) -> dict[int, str]:
     from trellis.platform.runtime.models import User
 
-    if not ids:
-        return {}
-    rows = page_session().execute(sa.select(User.id, User.name, User.email).where(User.id.in_(ids)))
-    return {row.id: row.name or row.email for row in rows}
+    known: dict[int, str] = g.setdefault("user_names", {})  # a page asks twice
+    missing = ids - known.keys()
+    if missing:
+        rows = page_session().execute(
+            sa.select(User.id, User.name, User.email).where(User.id.in_(missing))
+        )
+        known.update({row.id: row.name or row.email for row in rows})
+    return {i: known[i] for i in ids if i in known}
 
 
 def _user_names(service: RecordService, items: list[dict[str, Any]]) -> dict[int, str]:
@@ -429,7 +447,7 @@ def _children(
                 or pick(child.definition.label, child_name),
                 "items": items,
                 "columns": columns,
-                "titles": lookup_titles(service, child, items),
+                "titles": lookup_titles(service, child, items, columns),
             }
         )
     return found
@@ -445,9 +463,9 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
         if spec.name in service.access.hidden(other):
             continue
         query = fixed_query(service, other, [[spec.name, "=", record_id]], "-id", 10)
-        page = service.list_page(other_name, query)
         columns = [n for n in other.definition.list_columns() if n != spec.name]
         columns = [n for n in columns if n not in service.access.hidden(other)]
+        page, titles = titled_page(service, other, query, columns)
         found.append(
             {
                 "meta": other,
@@ -456,7 +474,7 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
                 "items": page["items"],
                 "more": page["next_cursor"] is not None,
                 "columns": columns,
-                "titles": lookup_titles(service, other, page["items"]),
+                "titles": titles,
             }
         )
     return found
@@ -542,7 +560,7 @@ def _grids(
                     for n in names
                 ],
                 "rows": rows,
-                "titles": lookup_titles(service, child, lines),
+                "titles": lookup_titles(service, child, lines, names),
                 "can_create": service.access.allowed(child, Operation.CREATE),
                 "error": errors.get(related),
             }

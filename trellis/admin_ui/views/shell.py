@@ -12,7 +12,7 @@ from trellis.admin_ui.context import caller, commit, page_session, records, regi
 from trellis.admin_ui.forms import display
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import navigation, signed_in
-from trellis.admin_ui.views.records import fixed_query, lookup_titles
+from trellis.admin_ui.views.records import fixed_query, lookup_titles, titled_page
 from trellis.exceptions import TrellisError
 from trellis.platform.runtime.identity import UserService
 
@@ -75,14 +75,14 @@ def home() -> Any:
 def _recent(service: Any, meta: Any, label: str) -> dict[str, Any]:
     hidden = service.access.hidden(meta)
     query = fixed_query(service, meta, [], "-id", RECENT)
-    items = service.list_page(meta.name, query)["items"]
     columns = [c for c in meta.definition.list_columns()[:3] if c not in hidden]
+    page, titles = titled_page(service, meta, query, columns)
     return {
         "meta": meta,
         "label": label,
-        "items": items,
+        "items": page["items"],
         "columns": columns,
-        "titles": lookup_titles(service, meta, items),
+        "titles": titles,
     }
 
 
@@ -92,13 +92,13 @@ def _sub_partners(service: Any, tree: Any, partner_id: int | None) -> dict[str, 
         return None
     sort = tree.definition.title_field or "id"
     query = fixed_query(service, tree, [[parent_field, "=", partner_id]], sort, 50)
-    page = service.list_page(tree.name, query)
     columns = [c for c in tree.definition.list_columns()[:4] if c != parent_field]
+    page, titles = titled_page(service, tree, query, columns)
     return {
         "meta": tree,
         "items": page["items"],
         "columns": columns,
-        "titles": lookup_titles(service, tree, page["items"]),
+        "titles": titles,
         "more": page["next_cursor"] is not None,
     }
 

@@ -21,6 +21,7 @@ from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
+from trellis.platform.runtime.versioning import bump_revision
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -131,7 +132,10 @@ def install_pack(
     if row is None:
         row = InstalledPack(name=manifest["name"], version=manifest["version"], manifest=manifest)
         session.add(row)
+        bump_revision(session)  # the registry keeps the packs (the navigation's groups)
     else:
+        if row.manifest != manifest:
+            bump_revision(session)
         row.version, row.manifest, row.updated_at = manifest["version"], manifest, utcnow()
     if with_demo and not row.demo_loaded:
         registry.ensure_current(session)

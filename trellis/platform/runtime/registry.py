@@ -23,7 +23,7 @@ from trellis.platform.metadata.fieldtypes import FieldType
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
-from trellis.platform.runtime.models import MetaRevision
+from trellis.platform.runtime.models import InstalledPack, MetaRevision
 from trellis.platform.runtime.storage import build_table
 from trellis.platform.runtime.versioning import OBJECTS, ROLES, current_documents
 
@@ -161,6 +161,7 @@ class MetaRegistry:
         self._objects: dict[str, ObjectMeta] = {}
         self._roles: dict[str, dict[str, Any]] = {}
         self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
+        self._packs: list[tuple[str, dict[str, Any]]] = []
         self.metadata = sa.MetaData()
 
     @property
@@ -189,9 +190,18 @@ class MetaRegistry:
             ]
         )
         roles = {name: doc for name, _, doc in current_documents(session, ROLES)}
+        packs = [
+            (name, dict(manifest))
+            for name, manifest in session.execute(
+                sa.select(InstalledPack.name, InstalledPack.manifest).order_by(
+                    InstalledPack.installed_at, InstalledPack.name
+                )
+            )
+        ]
         with self._lock:
             self._objects = objects
             self._roles = roles
+            self._packs = packs
             self._permissions = {}
             self.metadata = (
                 next(iter(objects.values())).table.metadata if objects else sa.MetaData()
@@ -213,6 +223,11 @@ class MetaRegistry:
     def hierarchy_object(self) -> ObjectMeta | None:
         """The partner hierarchy (the object with a self-lookup parent), if there is one."""
         return next((m for m in self._objects.values() if m.definition.hierarchy_field), None)
+
+    def installed_packs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, manifest)`` of each installed pack, oldest first (installing one
+        moves the revision, so pages need not read them on every request)."""
+        return list(self._packs)
 
     def role_documents(self) -> dict[str, dict[str, Any]]:
         return dict(self._roles)

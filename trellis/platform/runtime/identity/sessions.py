@@ -22,6 +22,7 @@ from trellis.platform.runtime.identity.caller import (
     role_names_column,
     role_tuple,
 )
+from trellis.platform.runtime.models import User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -44,12 +45,55 @@ def authenticate_session(session: Session, user_id: Any, stamp: Any) -> Identity
 
     One query, like a token's: the user's state, role names and the metadata revision.
     """
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id <= INT64_MAX:
-        raise AuthenticationRequired("the session is not valid; sign in again")
+    _check_user_id(user_id)
     row = session.execute(_identity_statement(), {"user_id": user_id}).first()
     if row is None:
         raise AuthenticationRequired("the session is not valid; sign in again")
     email, is_admin, is_active, partner_id, changed, epoch, role_names, revision = row
+    return _identity(
+        user_id, email, is_admin, is_active, partner_id, changed, epoch, stamp, role_names, revision
+    )
+
+
+def authenticate_session_user(session: Session, user_id: Any, stamp: Any) -> tuple[Identity, User]:
+    """``authenticate_session`` and the ``User`` itself (for pages), still in one query."""
+    _check_user_id(user_id)
+    row = session.execute(_user_identity_statement(), {"user_id": user_id}).first()
+    if row is None:
+        raise AuthenticationRequired("the session is not valid; sign in again")
+    user, role_names, revision = row
+    identity = _identity(
+        user_id,
+        user.email,
+        user.is_admin,
+        user.is_active,
+        user.partner_id,
+        user.password_changed_at,
+        user.session_epoch,
+        stamp,
+        role_names,
+        revision,
+    )
+    return identity, user
+
+
+def _check_user_id(user_id: Any) -> None:
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id <= INT64_MAX:
+        raise AuthenticationRequired("the session is not valid; sign in again")
+
+
+def _identity(
+    user_id: int,
+    email: str,
+    is_admin: Any,
+    is_active: Any,
+    partner_id: int | None,
+    changed: dt.datetime | None,
+    epoch: int,
+    stamp: Any,
+    role_names: str | None,
+    revision: int | None,
+) -> Identity:
     if not is_active or stamp != session_stamp(changed, epoch):
         raise AuthenticationRequired("the session has ended; sign in again")
     return Identity(
@@ -76,3 +120,11 @@ def _identity_statement() -> sa.Select[Any]:
         role_names_column(),
         revision_column(),
     ).where(users.id == sa.bindparam("user_id"))
+
+
+@cache
+def _user_identity_statement() -> sa.Select[Any]:
+    """The same, with the whole ``User`` row: a page shows the user's name and language."""
+    return sa.select(User, role_names_column(), revision_column()).where(
+        User.id == sa.bindparam("user_id")
+    )

@@ -6,9 +6,11 @@ for them (pages show ``#id``) and never appears in a search.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.util import find_tables
 
 from trellis.platform.metadata.permissions import Operation
 
@@ -66,9 +68,7 @@ def titles(access: Access, meta: ObjectMeta, ids: set[int], hops: int = 1) -> di
     if target is not None:
         names = titles(access, target, {value for _id, value in rows}, hops - 1)
         return {row_id: names.get(value, f"#{row_id}") for row_id, value in rows}
-    return {
-        row_id: str(value) if value not in (None, "") else f"#{row_id}" for row_id, value in rows
-    }
+    return {row_id: title_text(row_id, value) for row_id, value in rows}
 
 
 def _title_target(meta: ObjectMeta, access: Access) -> ObjectMeta | None:
@@ -76,6 +76,49 @@ def _title_target(meta: ObjectMeta, access: Access) -> ObjectMeta | None:
     title = meta.definition.title_field
     target = meta.fields[title].target if title is not None else None
     return access.registry.get(target) if target is not None else None
+
+
+def title_columns(
+    access: Access, meta: ObjectMeta, names: Iterable[str]
+) -> dict[str, sa.ColumnElement[Any]]:
+    """Sub-selects reading, with each row of ``meta``, the title of the record a lookup
+    field points at — so a page of records and its titles are one statement.
+
+    For each lookup field in ``names`` the caller may see and whose target they may read:
+    the title (the id, when the title field is hidden from them) of the pointed-at record
+    when it is live and readable, else NULL — what ``titles`` reads, one field at a time.
+    A field whose target's scope would mention ``meta``'s own table (a self-lookup, say)
+    is left out, as the sub-select would correlate with the outer row: ``titles`` serves
+    those.
+    """
+    found: dict[str, sa.ColumnElement[Any]] = {}
+    hidden = access.hidden(meta)
+    for name in dict.fromkeys(names):
+        spec = meta.fields.get(name)
+        if spec is None or spec.target is None or name in hidden:
+            continue
+        target = access.registry.find(str(spec.target))
+        if target is None or target.table is meta.table:
+            continue
+        if not access.allowed(target, Operation.READ):
+            continue
+        visible = access.condition(target, Operation.READ)
+        if visible is not None and meta.table in find_tables(visible, include_aliases=True):
+            continue
+        table = target.table
+        column = title_column(target, access)
+        statement = sa.select(column if column is not None else table.c.id).where(
+            table.c.id == meta.table.c[name], table.c.deleted_at.is_(None)
+        )
+        if visible is not None:
+            statement = statement.where(visible)
+        found[name] = statement.correlate(meta.table).scalar_subquery()
+    return found
+
+
+def title_text(row_id: int, value: Any) -> str:
+    """A record's title as ``titles`` gives it (``#id`` when it has none)."""
+    return str(value) if value not in (None, "") else f"#{row_id}"
 
 
 def search(access: Access, meta: ObjectMeta, text: str, limit: int = 10) -> list[tuple[int, str]]:

@@ -13,6 +13,7 @@ WHERE deleted_at IS NULL``), so concurrent callers cannot both win.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -111,10 +112,18 @@ class RecordService:
         """Readable records whose title or searchable fields contain ``text``."""
         return lookup.search(self.access, self.registry.get(object_name), text, limit)
 
-    def list_page(self, object_name: str, query: ListQuery) -> dict[str, Any]:
-        """One page of the records a checked list query matches."""
+    def list_page(
+        self, object_name: str, query: ListQuery, *, titles: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """One page of the records a checked list query matches.
+
+        With ``titles`` (lookup field names), the page also holds ``titles``: for those
+        fields whose titles it could read in the same statement (``lookup.title_columns``),
+        ``{field: {id: title}}`` of the ids on the page, as ``titles()`` answers them; an
+        id left out has no title the caller may see. Ask ``titles()`` for the other fields.
+        """
         meta = self.registry.get(object_name)
-        return self._page(meta, query, Operation.READ)
+        return self._page(meta, query, Operation.READ, titles)
 
     def export_rows(self, object_name: str, query: ListQuery) -> tuple[list[str], list[Record]]:
         """Every record a list query matches, for an export (the export right is checked)."""
@@ -137,14 +146,25 @@ class RecordService:
             records.extend(page["items"])
         return names, records
 
-    def _page(self, meta: ObjectMeta, query: ListQuery, operation: Operation) -> dict[str, Any]:
+    def _page(
+        self,
+        meta: ObjectMeta,
+        query: ListQuery,
+        operation: Operation,
+        titles: Iterable[str] = (),
+    ) -> dict[str, Any]:
         self.access.require(meta, operation)
         table = meta.table
+        columns: list[sa.ColumnElement[Any]]
         if query.fields is None:
             columns = list(table.columns)
         else:
             wanted = ["id", *query.fields, *(name for name, _ in query.sort)]
             columns = [table.c[name] for name in dict.fromkeys(wanted)]
+        # The lookups' titles ride along as sub-selects, labelled "_title_<field>" (a field
+        # name never starts with "_", so no label meets a column).
+        title_columns = lookup.title_columns(self.access, meta, titles) if titles else {}
+        columns += [column.label(f"_title_{name}") for name, column in title_columns.items()]
         live = table.c.deleted_at.is_not(None) if query.deleted else table.c.deleted_at.is_(None)
         statement = sa.select(*columns).where(live, *query.conditions)
         visible = self.access.condition(meta, operation)
@@ -165,7 +185,17 @@ class RecordService:
             next_cursor = encode_cursor(
                 [json_value(meta, name, last[name]) for name, _ in query.sort]
             )
-        return {"items": items, "next_cursor": next_cursor}
+        page: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+        if titles:
+            page["titles"] = {
+                name: {
+                    row[name]: lookup.title_text(row[name], row[f"_title_{name}"])
+                    for row in rows[: query.limit]
+                    if row[name] is not None and row[f"_title_{name}"] is not None
+                }
+                for name in title_columns
+            }
+        return page
 
     def history(self, object_name: str, record_id: int) -> list[dict[str, Any]]:
         """Every write of a record the caller may read: who, when, old → new."""
