@@ -78,6 +78,12 @@ class ReferencedRecord(Conflict):
     code = "referenced"
 
 
+class ReferencedDocument(Conflict):
+    """A definition (or role) that other metadata still depends on cannot be deleted."""
+
+    code = "referenced"
+
+
 class DuplicateValue(Conflict):
     code = "duplicate"
 

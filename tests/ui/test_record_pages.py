@@ -6,6 +6,7 @@ import re
 
 import sqlalchemy as sa
 from flask import Flask
+from markupsafe import escape
 
 from tests.ui.conftest import SignIn, csrf_of, dealer_id, ids_of
 from trellis.extensions import database_of
@@ -390,3 +391,40 @@ def test_lookup_typeahead_offers_only_what_the_user_may_see(
     )
     offered = {int(i) for i in re.findall(r'data-pick-id="(\d+)"', html)}
     assert offered and offered <= set(_network(pack_app, "D-0102"))
+
+
+def test_a_record_titled_by_a_lookup_is_named_by_its_target(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    """An order line's title field is its product: pages name it by the product, not its id."""
+    line_id = ids_of(pack_app, "order_line")[0]
+    with database_of(pack_app).session() as session:
+        meta = pack_app.extensions["trellis.registry"]
+        lines, products = meta.get("order_line").table, meta.get("product").table
+        name = session.execute(
+            sa.select(products.c.name)
+            .join(lines, lines.c.product == products.c.id)
+            .where(lines.c.id == line_id)
+        ).scalar_one()
+    client = sign_in(ADMIN, language="en")
+    detail = client.get(f"/o/order_line/{line_id}").get_data(as_text=True)
+    assert f"<title>{escape(name)} ·" in detail
+    offered = client.get("/lookup/order_line?q=", headers={"HX-Request": "true"})
+    assert str(escape(name)) in offered.get_data(as_text=True)
+
+
+def test_a_dealers_landing_page_shows_their_account_network_and_orders(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    network = set(_network(pack_app, "D-0101"))
+    html = sign_in(EAST, language="en").get("/").get_data(as_text=True)
+    account = html.split('class="card account"', 1)[1].split("</section>", 1)[0]
+    assert "Credit limit" in account and "5,000,000.00" in account and "Contact" in account
+    # No ids: the parent dealer it may not read is left out.
+    assert "#" not in re.sub(r"&#\d+;", "", account)
+    sub_partners = html.split("My sub-partners", 1)[1].split("</section>", 1)[0]
+    shown = {int(i) for i in re.findall(r'href="/o/dealer/(\d+)"', sub_partners)}
+    assert shown and shown <= network - {dealer_id(pack_app, "D-0101")}
+    panels = re.findall(r'<h2><a href="/o/(\w+)">', html)
+    assert panels[0] == "sales_order"  # their network's records first
+    assert "order_line" not in panels and "dealer" not in panels  # lines live in their orders

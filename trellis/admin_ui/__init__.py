@@ -218,9 +218,9 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
     csrf.init_app(app)
     i18n.init_app(app)
-    from trellis.admin_ui.views import designer_history, designer_layout, records, shell
+    from trellis.admin_ui.views import designer_history, designer_layout, objects, records, shell
 
-    del designer_history, designer_layout, records, shell  # imported for their routes
+    del designer_history, designer_layout, objects, records, shell  # imported for their routes
     app.jinja_env.globals.update(
         navigation=navigation,
         designer_links=designer_links,

@@ -104,3 +104,12 @@ def commit() -> None:
     db_session = page_session()
     db_session.commit()
     db_session.info.pop("metadata_changed", None)
+
+
+def rollback() -> None:
+    """Undo a refused change; metadata cached from inside it is forgotten and reloaded."""
+    db_session = page_session()
+    db_session.rollback()
+    if db_session.info.pop("metadata_changed", None):
+        registry().invalidate()
+    registry().ensure_current(db_session)

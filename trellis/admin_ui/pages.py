@@ -50,7 +50,6 @@ def admin_only(view: Callable[P, R]) -> Callable[P, R | Any]:
 def navigation() -> list[dict[str, Any]]:
     """The objects the user may read, grouped by the pack that installed them."""
     from trellis.admin_ui.context import page_session, registry
-    from trellis.platform.runtime.models import InstalledPack
 
     caller = g.get("caller")
     if caller is None:
@@ -63,15 +62,10 @@ def navigation() -> list[dict[str, Any]]:
     readable = {m.name: m for m in reg.all() if access.allowed(m, Operation.READ)}
     groups: list[dict[str, Any]] = []
     placed: set[str] = set()
-    packs = page_session().execute(
-        sa.select(InstalledPack.name, InstalledPack.manifest).order_by(InstalledPack.installed_at)
-    )
-    for name, manifest in packs:
-        names = [n for n in manifest.get("installed_objects", []) if n in readable]
+    for label, installed in installed_packs():
+        names = [n for n in installed if n in readable]
         if names:
-            groups.append(
-                {"label": pick(manifest.get("label"), name), "items": _items(names, readable)}
-            )
+            groups.append({"label": label, "items": _items(names, readable)})
             placed.update(names)
     rest = sorted(n for n in readable if n not in placed)
     if rest:
@@ -80,6 +74,20 @@ def navigation() -> list[dict[str, Any]]:
         groups.append({"label": gettext("Custom objects"), "items": _items(rest, readable)})
     g.navigation = groups
     return groups
+
+
+def installed_packs() -> list[tuple[str, list[str]]]:
+    """Each installed pack's label (current language) and the objects it installed."""
+    from trellis.admin_ui.context import page_session
+    from trellis.platform.runtime.models import InstalledPack
+
+    packs = page_session().execute(
+        sa.select(InstalledPack.name, InstalledPack.manifest).order_by(InstalledPack.installed_at)
+    )
+    return [
+        (pick(manifest.get("label"), name), list(manifest.get("installed_objects", [])))
+        for name, manifest in packs
+    ]
 
 
 def _items(names: list[str], readable: dict[str, Any]) -> list[dict[str, str]]:

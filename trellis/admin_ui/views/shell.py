@@ -17,6 +17,29 @@ from trellis.exceptions import TrellisError
 from trellis.platform.runtime.identity import UserService
 
 RECENT = 5
+PANELS = 6
+
+
+def _panel_objects(tree: Any, partner_id: int | None) -> list[tuple[Any, str]]:
+    """The objects with a "recent" panel on the start page, in the order shown.
+
+    Lines (master-detail children) are shown in their parents, not on their own. A partner
+    user sees the records of their network first (those scoped to a partner, e.g. orders),
+    and their sub-partners in a card of their own instead of the partner list.
+    """
+    reg = registry()
+    found = []
+    for group in navigation():
+        for item in group["items"]:
+            meta = reg.get(item["name"])
+            if meta.definition.master_field() is not None:
+                continue
+            if partner_id is not None and tree is not None and meta.name == tree.name:
+                continue
+            found.append((meta, item["label"]))
+    if partner_id is not None:
+        found.sort(key=lambda pair: pair[0].definition.scope_field is None)
+    return found
 
 
 @bp.get("/")
@@ -36,13 +59,9 @@ def home() -> Any:
             }
         except TrellisError:
             account = None
-    panels: list[dict[str, Any]] = []
-    for group in navigation():
-        for item in group["items"]:
-            meta = reg.get(item["name"])
-            if len(panels) >= 6:
-                break
-            panels.append(_recent(service, meta, item["label"]))
+    panels = [
+        _recent(service, meta, label) for meta, label in _panel_objects(tree, partner_id)[:PANELS]
+    ]
     return render_template(
         "ui/home.html",
         account=account,

@@ -16,7 +16,14 @@ import sqlalchemy as sa
 
 from trellis.platform.metadata.definition import load_definition, parse_definition
 from trellis.platform.metadata.diff import DefinitionDiff
-from trellis.platform.runtime.storage import create_object_table, evolve_object_table
+from trellis.platform.metadata.names import table_name
+from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, User
+from trellis.platform.runtime.storage import (
+    create_object_table,
+    drop_object_table,
+    evolve_object_table,
+    references_to,
+)
 from trellis.platform.runtime.versioning import OBJECTS, Change, DocumentStore
 
 
@@ -41,6 +48,65 @@ class ObjectService(DocumentStore[DefinitionDiff]):
         evolve_object_table(connection, old, new, change.diff, change.version)
         if new.hierarchy_field != old.hierarchy_field:
             self._rebuild_hierarchy(change.name, new.hierarchy_field)
+
+    def check_deletable(self, name: str, document: dict[str, Any]) -> list[dict[str, str]]:
+        """Objects that look it up, roles that grant rights on it, users of its partners."""
+        self.registry.ensure_current(self.session)
+        blockers = []
+        seen: set[tuple[str, str]] = set()
+        for other, doc in self.registry.documents().items():
+            if other == name:
+                continue
+            for field_name, prop in doc["properties"].items():
+                if prop.get("x-target") == name:
+                    seen.add((table_name(other), field_name))
+                    blockers.append(
+                        {
+                            "field": f"{other}.{field_name}",
+                            "message": f"the {prop['x-type']} field {field_name!r} of "
+                            f"{other!r} points at it",
+                        }
+                    )
+        connection = self.session.connection()
+        for table, column in references_to(connection, table_name(name)):
+            if (table, column) not in seen:
+                blockers.append(
+                    {
+                        "field": f"{table}.{column}",
+                        "message": f"the archived column {column!r} of {table!r} still "
+                        "points at it (the field was removed, its data kept)",
+                    }
+                )
+        for role, doc in sorted(self.registry.role_documents().items()):
+            if name in doc.get("objects", {}):
+                blockers.append(
+                    {"field": f"roles.{role}", "message": f"the role {role!r} grants rights on it"}
+                )
+        if load_definition(document).hierarchy_field is not None:
+            partnered = self.session.scalar(
+                sa.select(sa.func.count()).select_from(User).where(User.partner_id.is_not(None))
+            )
+            if partnered:
+                blockers.append(
+                    {
+                        "field": "users.partner_id",
+                        "message": f"{partnered} user(s) belong to its partners",
+                    }
+                )
+        return blockers
+
+    def on_delete(self, name: str, document: dict[str, Any]) -> None:
+        """Drop the table and what the platform kept about its records."""
+        from trellis.platform.runtime import hierarchy
+
+        drop_object_table(self.session.connection(), name)
+        self.session.execute(
+            sa.delete(hierarchy.links).where(hierarchy.links.c.object_name == name)
+        )
+        self.session.execute(sa.delete(RecordHistory).where(RecordHistory.object_name == name))
+        self.session.execute(
+            sa.delete(AutonumberCounter).where(AutonumberCounter.object_name == name)
+        )
 
     def _rebuild_hierarchy(self, name: str, parent_field: str | None) -> None:
         """The object became a hierarchy (or changed its parent field): recompute its closure."""

@@ -385,6 +385,15 @@ def _metadata_paths() -> dict[str, Any]:
         "properties": {"items": {"type": "array", "items": {"type": "object"}}},
     }
     name = _name_param("name", "object name")
+    deleted = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "deleted": {"const": True},
+            "version": {"type": "integer", "description": "the version that was current"},
+        },
+        "required": ["name", "deleted", "version"],
+    }
     return {
         "/objects": {
             "get": {
@@ -418,6 +427,17 @@ def _metadata_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("New version", definition),
                     "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "delete_object",
+                "tags": ["metadata"],
+                "description": "Drops the table, its records and its versions; refused (409) "
+                "while other objects look it up or roles grant rights on it.",
+                "responses": {
+                    "200": _ok("Deleted", deleted),
+                    "409": ERROR,
                     **STANDARD_ERRORS,
                 },
             },

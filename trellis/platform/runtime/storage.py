@@ -221,6 +221,36 @@ def evolve_object_table(
     _sync_indexes(connection, new)
 
 
+def references_to(connection: sa.Connection, target: str) -> list[tuple[str, str]]:
+    """``(table, column)`` of every foreign key of another table pointing at ``target``
+    (archived columns included: they keep theirs)."""
+    found = []
+    for table in sa.inspect(connection).get_table_names():
+        if table == target:
+            continue
+        for column, reference in live_references(connection, table)[0].items():
+            if reference.target == target:
+                found.append((table, column))
+    return found
+
+
+def drop_object_table(connection: sa.Connection, name: str) -> None:
+    """Drop an object's table (its indexes and constraints go with it).
+
+    The caller has made sure no other table points at it. On SQLite, ``DROP TABLE`` first
+    deletes every row with foreign keys enforced, so the table's own self-references
+    (a hierarchy's parent, live or archived) are cleared first: ``RESTRICT`` would refuse
+    deleting a parent before its children.
+    """
+    table = table_name(name)
+    if _sqlite(connection):
+        own = [c for c, r in live_references(connection, table)[0].items() if r.target == table]
+        if own:
+            rows = sa.table(table, *(sa.column(c) for c in own))
+            connection.execute(sa.update(rows).values(dict.fromkeys(own)))
+    _operations(connection).drop_table(table)
+
+
 # --- the physical table as the database holds it ------------------------------------
 
 

@@ -9,6 +9,9 @@ before, a one-line summary, who, when, and which version a restore brought back)
   and the second builds on the first: versions N+1 and N+2, no update lost.
 - A change identical to the current document writes nothing.
 - A restore writes the old document as a new version; history is never rewritten.
+- A delete removes the head and its versions (the last document goes into the audit
+  event, so what was deleted can still be read), once ``check_deletable`` found nothing
+  that still depends on it.
 - Every new version bumps the metadata revision (every process reloads its caches) and
   leaves an audit event, ``<kind>.created`` / ``.updated`` / ``.restored``.
 
@@ -26,7 +29,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
 
-from trellis.exceptions import BadRequest, Conflict, NotFound, TrellisError, ValidationFailed
+from trellis.exceptions import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ReferencedDocument,
+    TrellisError,
+    ValidationFailed,
+)
 from trellis.platform.metadata.diff import Diff, diff_definitions, diff_documents
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import (
@@ -125,6 +135,13 @@ class DocumentStore(ABC, Generic[D]):
     def on_new_version(self, change: Change[D]) -> None:
         """What a new version implies beyond its row, in the same transaction (nothing)."""
 
+    def check_deletable(self, name: str, document: dict[str, Any]) -> list[dict[str, str]]:
+        """What still depends on the document (``{field, message}`` each); empty: deletable."""
+        return []
+
+    def on_delete(self, name: str, document: dict[str, Any]) -> None:
+        """What deleting the document implies beyond its rows, in the same transaction."""
+
     def create(self, document: Any) -> Saved:
         # Checked first: the name reaches SQL only once it is a valid identifier.
         claimed = document.get("x-name") if isinstance(document, dict) else None
@@ -155,6 +172,34 @@ class DocumentStore(ABC, Generic[D]):
         """Make an old version current again, as a new version (history is never rewritten)."""
         self._require(name, lock=True)
         return self.update(name, self.version_document(name, version), restored_from=version)
+
+    def delete(self, name: str) -> int:
+        """Remove the document and its versions; ``ReferencedDocument`` (409) names what
+        still depends on it, and nothing changes. Returns the version that was current."""
+        head = self._require(name, lock=True)
+        document = self.version_document(name, head.current_version)
+        blockers = self.check_deletable(name, document)
+        if blockers:
+            raise ReferencedDocument(
+                f"{self.kind.name} {name!r} cannot be deleted: {len(blockers)} thing(s) "
+                "still depend on it",
+                blockers,
+            )
+        version = head.current_version
+        self.on_delete(name, document)
+        self.session.execute(sa.delete(self.kind.version).where(self._owner() == name))
+        self.session.execute(sa.delete(self.kind.head).where(self.kind.head.name == name))
+        self.session.expunge(head)
+        bump_revision(self.session)
+        audit.record(
+            self.session,
+            f"{self.kind.name}.deleted",
+            actor_id=self.author_id,
+            target=f"{self.kind.name}/{name}",
+            detail={"version": version, "document": document},
+            **self.audit_context,
+        )
+        return version
 
     def versions(self, name: str) -> list[DocumentVersion]:
         """Every version of the document, newest first."""

@@ -61,6 +61,14 @@ def update_object(name: str) -> Any:
     return jsonify(body)
 
 
+@bp.delete("/objects/<name>")
+def delete_object(name: str) -> Any:
+    require_admin()
+    version = object_service().delete(name)
+    commit()
+    return jsonify({"name": name, "deleted": True, "version": version})
+
+
 @bp.get("/objects/<name>/versions")
 def list_versions(name: str) -> Any:
     require_admin()

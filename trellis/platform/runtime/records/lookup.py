@@ -47,8 +47,12 @@ def _readable(meta: ObjectMeta, access: Access, statement: sa.Select[Any]) -> sa
     return statement if visible is None else statement.where(visible)
 
 
-def titles(access: Access, meta: ObjectMeta, ids: set[int]) -> dict[int, str]:
-    """``{id: title}`` for the live records among ``ids`` that the caller may read."""
+def titles(access: Access, meta: ObjectMeta, ids: set[int], hops: int = 1) -> dict[int, str]:
+    """``{id: title}`` for the live records among ``ids`` that the caller may read.
+
+    A title field that is itself a lookup (an order line named by its product) names the
+    record by the target's title, one hop deep, as far as the caller may read the target.
+    """
     wanted = sorted(i for i in ids if isinstance(i, int))[:MAX_TITLES]
     if not wanted or not access.allowed(meta, Operation.READ):
         return {}
@@ -57,10 +61,21 @@ def titles(access: Access, meta: ObjectMeta, ids: set[int]) -> dict[int, str]:
     shown = column if column is not None else table.c.id
     statement = _readable(meta, access, sa.select(table.c.id, shown).where(table.c.id.in_(wanted)))
     assert access.session is not None
+    rows = access.session.execute(statement).all()
+    target = _title_target(meta, access) if column is not None and hops > 0 else None
+    if target is not None:
+        names = titles(access, target, {value for _id, value in rows}, hops - 1)
+        return {row_id: names.get(value, f"#{row_id}") for row_id, value in rows}
     return {
-        row_id: str(value) if value not in (None, "") else f"#{row_id}"
-        for row_id, value in access.session.execute(statement)
+        row_id: str(value) if value not in (None, "") else f"#{row_id}" for row_id, value in rows
     }
+
+
+def _title_target(meta: ObjectMeta, access: Access) -> ObjectMeta | None:
+    """The object a lookup title field points at, if the title field is a lookup."""
+    title = meta.definition.title_field
+    target = meta.fields[title].target if title is not None else None
+    return access.registry.get(target) if target is not None else None
 
 
 def search(access: Access, meta: ObjectMeta, text: str, limit: int = 10) -> list[tuple[int, str]]:
@@ -84,4 +99,8 @@ def search(access: Access, meta: ObjectMeta, text: str, limit: int = 10) -> list
     statement = _readable(meta, access, statement).order_by(order, table.c.id).limit(limit)
     assert access.session is not None
     rows = access.session.execute(statement).all()
+    target = _title_target(meta, access) if title is not None else None
+    if target is not None:
+        names = titles(access, target, {row[1] for row in rows}, 0)
+        return [(row[0], names.get(row[1], f"#{row[0]}")) for row in rows]
     return [(row[0], str(row[1]) if row[1] not in (None, "") else f"#{row[0]}") for row in rows]

@@ -583,7 +583,7 @@ def after_write(unit: WriteUnit, draft: Draft, changes: dict[str, list[Any]]) ->
 def next_number(unit: WriteUnit, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:
     """The next number of an autonumber field: one atomic upsert, safe under concurrency."""
     template = str(spec.schema["x-format"])
-    parts = {"{YYYY}": f"{now:%Y}", "{YY}": f"{now:%y}", "{MM}": f"{now:%m}", "{DD}": f"{now:%d}"}
+    parts = _date_parts(now)
     period = "".join(v for k, v in parts.items() if k in template) or "all"
     statement = _next_number_statement(unit.dialect)
     number = int(
@@ -591,8 +591,17 @@ def next_number(unit: WriteUnit, meta: ObjectMeta, spec: FieldSpec, now: dt.date
             statement, {"object_name": meta.name, "field_name": spec.name, "period": period}
         ).scalar_one()
     )
+    return format_number(template, number, now)
+
+
+def _date_parts(now: dt.datetime) -> dict[str, str]:
+    return {"{YYYY}": f"{now:%Y}", "{YY}": f"{now:%y}", "{MM}": f"{now:%m}", "{DD}": f"{now:%d}"}
+
+
+def format_number(template: str, number: int, now: dt.datetime) -> str:
+    """An autonumber format filled in: ``SO-{YYYY}-{0000}``, 7 → ``SO-2026-0007``."""
     text = template
-    for key, value in parts.items():
+    for key, value in _date_parts(now).items():
         text = text.replace(key, value)
     start = text.index("{0")
     end = text.index("}", start)

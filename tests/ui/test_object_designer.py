@@ -1,0 +1,398 @@
+"""The object and field designer, driven as a browser's requests would drive it."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.ui.conftest import SignIn, csrf_of
+from trellis.admin_ui.designer import TYPE_SETTINGS
+from trellis.extensions import database_of
+from trellis.platform.metadata.fieldtypes import type_names
+from trellis.platform.runtime.models import MetaObject, MetaObjectVersion
+
+ADMIN = "admin@example.com"
+CHANNEL = "channel@example.com"  # channel manager: not an administrator
+
+
+def _catalog(app: Flask) -> sa.Inspector:
+    return sa.inspect(database_of(app).engine)
+
+
+def _columns(app: Flask, table: str) -> dict[str, Any]:
+    return {c["name"]: c for c in _catalog(app).get_columns(table)}
+
+
+def _version(app: Flask, name: str) -> int | None:
+    with database_of(app).session() as session:
+        return session.scalar(sa.select(MetaObject.current_version).where(MetaObject.name == name))
+
+
+def _definition(app: Flask, name: str) -> dict[str, Any]:
+    with database_of(app).session() as session:
+        document = session.scalar(
+            sa.select(MetaObjectVersion.document)
+            .join(MetaObject, MetaObject.name == MetaObjectVersion.object_name)
+            .where(
+                MetaObject.name == name,
+                MetaObjectVersion.version == MetaObject.current_version,
+            )
+        )
+    assert document is not None
+    return dict(document)
+
+
+def _post(client: FlaskClient, url: str, data: dict[str, Any]) -> Any:
+    token = csrf_of(client.get(url.removesuffix("/remove")).get_data(as_text=True))
+    return client.post(url, data={"csrf_token": token, **data})
+
+
+def error_under(page: str, name: str) -> str | None:
+    """The message shown in the field block (or grid cell) of the input named ``name``."""
+    at = page.index(f'name="{name}"')
+    closing = {'<div class="field': "</div>", "<td": "</td>", '<label class="check': "</label>"}
+    starts = [page.rfind(tag, 0, at) for tag in closing]
+    start = max(starts)
+    tag = next(t for t, s in zip(closing, starts, strict=True) if s == start)
+    block = page[start : page.index(closing[tag], at)]
+    found = re.search(r'<small class="error" role="alert">(.*?)</small>', block, re.S)
+    return html_lib.unescape(found.group(1)).strip() if found else None
+
+
+def _new_object(client: FlaskClient, name: str = "contract") -> Any:
+    return _post(
+        client,
+        "/setup/objects/new",
+        {
+            "name": name,
+            "label-en": "Contract",
+            "label-zh": "合同",
+            "plural-en": "Contracts",
+            "plural-zh": "合同",
+            "description-en": "Signed agreements",
+            "first_field": "title",
+            "first_label-en": "Title",
+            "first_label-zh": "标题",
+        },
+    )
+
+
+FIELDS: list[dict[str, Any]] = [
+    {"name": "code", "type": "text", "label-en": "Code", "label-zh": "编号", "maxLength": "20",
+     "pattern": "^[A-Z]+$", "unique": "on", "searchable": "on", "required": "on"},
+    {"name": "amount", "type": "currency", "label-en": "Amount", "label-zh": "金额",
+     "x-scale": "3", "minimum": "0", "maximum": "1000000"},
+    {"name": "stage", "type": "picklist", "label-en": "Stage", "label-zh": "阶段",
+     "enum-0-value": "draft", "enum-0-en": "Draft", "enum-0-zh": "草稿",
+     "enum-1-value": "signed", "enum-1-en": "Signed", "enum-1-zh": "已签",
+     "enum-2-value": "gone", "enum-2-removed": "1"},
+    {"name": "tags", "type": "multipicklist", "label-en": "Tags",
+     "enum-0-value": "a", "enum-1-value": "b", "maxItems": "2"},
+    {"name": "dealer", "type": "lookup", "label-en": "Dealer", "x-target": "dealer",
+     "x-on-delete": "set_null"},
+    {"name": "number", "type": "autonumber", "label-en": "Number", "x-format": "C-{YYYY}-{000}"},
+    {"name": "signed_on", "type": "date", "label-en": "Signed on"},
+    {"name": "notes", "type": "textarea", "label-en": "Notes", "maxLength": "5000"},
+    {"name": "extra", "type": "json", "label-en": "Extra", "schema": '{"type": "object"}'},
+]  # fmt: skip
+
+
+def test_every_field_type_has_its_settings() -> None:
+    assert set(TYPE_SETTINGS) == set(type_names())
+
+
+def test_create_an_object_with_fields_of_several_types(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    created = _new_object(client)
+    assert created.status_code == 302, created.get_data(as_text=True)[:2000]
+    assert created.headers["Location"] == "/setup/objects/contract/fields"
+    assert set(_columns(pack_app, "obj_contract")) >= {"id", "version", "title", "deleted_at"}
+    document = _definition(pack_app, "contract")
+    assert document["x-label"] == {"en": "Contract", "zh-CN": "合同"}
+    assert document["x-description"] == {"en": "Signed agreements"}
+    assert document["x-title-field"] == "title" and document["required"] == ["title"]
+
+    for values in FIELDS:
+        answer = _post(client, "/setup/objects/contract/fields/new", values)
+        assert answer.status_code == 302, (values["name"], answer.get_data(as_text=True)[:3000])
+    assert _version(pack_app, "contract") == 1 + len(FIELDS)
+
+    columns = _columns(pack_app, "obj_contract")
+    for values in FIELDS:
+        assert values["name"] in columns
+    assert columns["code"]["type"].length == 20
+    assert columns["amount"]["type"].scale == 3
+    foreign = {
+        fk["constrained_columns"][0]: fk
+        for fk in _catalog(pack_app).get_foreign_keys("obj_contract")
+    }
+    assert foreign["dealer"]["referred_table"] == "obj_dealer"
+    unique = [ix for ix in _catalog(pack_app).get_indexes("obj_contract") if ix["unique"]]
+    assert {tuple(ix["column_names"]) for ix in unique} >= {("code",), ("number",)}
+
+    props = _definition(pack_app, "contract")["properties"]
+    assert props["code"] == {
+        "x-type": "text",
+        "type": "string",
+        "x-label": {"en": "Code", "zh-CN": "编号"},
+        "x-unique": True,
+        "x-searchable": True,
+        "maxLength": 20,
+        "pattern": "^[A-Z]+$",
+    }
+    assert props["stage"]["enum"] == ["draft", "signed"]
+    assert props["stage"]["x-enum-labels"]["signed"] == {"en": "Signed", "zh-CN": "已签"}
+    assert props["tags"]["items"] == {"type": "string", "enum": ["a", "b"]}
+    assert props["dealer"]["x-on-delete"] == "set_null"
+    assert props["extra"]["type"] == "object"
+    assert "code" in _definition(pack_app, "contract")["required"]
+
+    # The field list shows them; the object list counts them.
+    listing = client.get("/setup/objects/contract/fields").get_data(as_text=True)
+    for label in ("Code", "Amount", "Stage", "Dealer", "Signed on"):
+        assert f">{label}</a>" in listing
+    objects = client.get("/setup/objects").get_data(as_text=True)
+    row = objects[objects.index('href="/setup/objects/contract"') :]
+    assert f">{1 + len(FIELDS)}</a>" in row[: row.index("</tr>")]
+    # A record can be created through the generated form with the new fields.
+    form = client.get("/o/contract/new").get_data(as_text=True)
+    assert 'name="stage"' in form and ">Signed</option>" in form
+
+
+def test_edit_labels_and_settings(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    before = _version(pack_app, "product")
+    page = client.get("/setup/objects/product").get_data(as_text=True)
+    assert 'href="/setup/objects/product/fields"' in page  # the tabs
+    answer = _post(
+        client,
+        "/setup/objects/product",
+        {
+            "label-en": "Article",
+            "label-zh": "商品",
+            "plural-en": "Articles",
+            "plural-zh": "商品",
+            "title_field": "name",
+        },
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:2000]
+    assert _version(pack_app, "product") == (before or 0) + 1
+    document = _definition(pack_app, "product")
+    assert document["x-label"] == {"en": "Article", "zh-CN": "商品"}
+    assert ">Articles</a>" in client.get("/").get_data(as_text=True)  # the navigation
+    assert ">商品<" in sign_in(ADMIN, language="zh-CN").get("/setup/objects").get_data(as_text=True)
+
+    # A field's label and length, edited in place: the column widens.
+    field_page = client.get("/setup/objects/product/fields/name").get_data(as_text=True)
+    assert 'value="Name"' in field_page or "value=" in field_page
+    schema = document["properties"]["name"]
+    answer = _post(
+        client,
+        "/setup/objects/product/fields/name",
+        {
+            "type": "text",
+            "label-en": "Article name",
+            "label-zh": "商品名称",
+            "maxLength": str(int(schema.get("maxLength", 255)) + 50),
+            "required": "on" if "name" in document.get("required", []) else "",
+        },
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:2000]
+    assert _columns(pack_app, "obj_product")["name"]["type"].length == schema["maxLength"] + 50
+    assert _definition(pack_app, "product")["properties"]["name"]["x-label"]["en"] == "Article name"
+
+
+def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    before = _version(pack_app, "dealer")
+    url = "/setup/objects/dealer/fields/new"
+
+    answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "-1"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert "less than the minimum of 1" in (error_under(page, "maxLength") or "")
+    assert 'name="maxLength" value="-1"' in page and 'value="nickname"' in page  # kept
+
+    answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "many"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "maxLength") == "must be a whole number"
+
+    answer = _post(client, url, {"name": "name", "type": "integer"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "name") == "a field named name already exists"
+
+    answer = _post(client, url, {"name": "rival", "type": "lookup", "x-target": "nope"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "x-target") == "unknown object 'nope'"
+
+    answer = _post(client, url, {"name": "Bad Name", "type": "text"})
+    assert answer.status_code == 422
+    assert "does not match" in (error_under(answer.get_data(as_text=True), "name") or "")
+
+    answer = _post(client, url, {"name": "tier", "type": "picklist", "enum-0-en": "Gold"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert error_under(page, "enum-0-value") == "a value is required"
+
+    answer = _post(client, url, {"name": "tier", "type": "picklist", "enum-0-value": "x" * 101})
+    assert "is too long" in (error_under(answer.get_data(as_text=True), "enum-0-value") or "")
+
+    # Object settings: an empty label and a title that is not a field.
+    answer = _post(client, "/setup/objects/dealer", {"label-en": "", "title_field": "name"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "label-en") == "{} should be non-empty"
+    answer = _post(client, "/setup/objects/dealer", {"label-en": "D", "title_field": "nope"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "title_field") == "'nope' is not a field"
+    answer = _post(client, "/setup/objects/dealer", {"label-en": "D", "indexes": "nope, name"})
+    assert "'nope' is not a field" in (error_under(answer.get_data(as_text=True), "indexes") or "")
+    answer = _new_object(client, name="dealer")
+    assert answer.status_code == 422 and "already exists" in answer.get_data(as_text=True)
+    answer = _post(client, "/setup/objects/new", {"name": "", "label-en": "X", "first_field": "t"})
+    assert error_under(answer.get_data(as_text=True), "name") == "'x-name' is a required property"
+
+    assert _version(pack_app, "dealer") == before
+    assert "nickname" not in _columns(pack_app, "obj_dealer")
+    assert not _catalog(pack_app).has_table("obj_new")
+
+
+def test_changes_the_data_cannot_survive_are_refused_on_the_page(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    client = sign_in(ADMIN, language="en")
+    before = _version(pack_app, "dealer")
+    # Dealers hold records: a new master-detail field would leave them without a master.
+    answer = _post(
+        client,
+        "/setup/objects/dealer/fields/new",
+        {"name": "owner_account", "type": "master_detail", "x-target": "product",
+         "x-related-name": "owned_dealers"},
+    )  # fmt: skip
+    assert answer.status_code == 422
+    assert 'class="flash error"' in answer.get_data(as_text=True)
+    assert _version(pack_app, "dealer") == before
+
+
+def test_remove_a_field_archives_its_column(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    _new_object(client)
+    for name in ("memo", "kept"):
+        _post(client, "/setup/objects/contract/fields/new", {"name": name, "type": "text"})
+    answer = _post(client, "/setup/objects/contract/fields/memo/remove", {})
+    assert answer.status_code == 302
+    columns = _columns(pack_app, "obj_contract")
+    assert "memo" not in columns and any(c.endswith("_memo") for c in columns)
+    assert "memo" not in _definition(pack_app, "contract")["properties"]
+    # The title field cannot go: the refusal is shown on the field list, nothing changes.
+    version = _version(pack_app, "contract")
+    answer = _post(client, "/setup/objects/contract/fields/title/remove", {})
+    assert answer.status_code == 422
+    assert "/x-title-field" in answer.get_data(as_text=True)
+    assert _version(pack_app, "contract") == version
+
+
+def test_delete_an_object_with_confirmation(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    _new_object(client)
+    assert _catalog(pack_app).has_table("obj_contract")
+    answer = _post(client, "/setup/objects/contract/delete", {"confirm": "contrac"})
+    assert answer.status_code == 422
+    assert "to confirm" in (error_under(answer.get_data(as_text=True), "confirm") or "")
+    assert _catalog(pack_app).has_table("obj_contract")
+
+    answer = _post(client, "/setup/objects/contract/delete", {"confirm": "contract"})
+    assert answer.status_code == 302 and answer.headers["Location"] == "/setup/objects"
+    assert not _catalog(pack_app).has_table("obj_contract")
+    assert _version(pack_app, "contract") is None
+    assert client.get("/setup/objects/contract").status_code == 404
+
+    # The dealer is looked up by orders and named by roles: refused, naming them.
+    page = client.get("/setup/objects/dealer/delete").get_data(as_text=True)
+    assert "sales_order.dealer" in page and "disabled" in page
+    answer = _post(client, "/setup/objects/dealer/delete", {"confirm": "dealer"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 409
+    assert "sales_order.dealer" in page and "roles.dealer_admin" in page
+    assert _catalog(pack_app).has_table("obj_dealer")
+
+
+def test_only_administrators_reach_the_designer(sign_in: SignIn, pack_app: Flask) -> None:
+    admin_nav = sign_in(ADMIN, language="en").get("/").get_data(as_text=True)
+    assert 'href="/setup/objects"' in admin_nav
+    client = sign_in(CHANNEL, language="en")
+    assert 'href="/setup/objects"' not in client.get("/").get_data(as_text=True)
+    for url in (
+        "/setup/objects",
+        "/setup/objects/new",
+        "/setup/objects/dealer",
+        "/setup/objects/dealer/fields",
+        "/setup/objects/dealer/fields/new",
+        "/setup/objects/dealer/fields/name",
+        "/setup/objects/dealer/delete",
+        "/setup/objects/dealer/field-settings?type=text",
+        "/setup/objects/dealer/field-preview?type=text",
+    ):
+        assert client.get(url).status_code == 403, url
+    token = csrf_of(client.get("/").get_data(as_text=True))
+    before = _version(pack_app, "dealer")
+    for url, data in (
+        ("/setup/objects/new", {"name": "sneaky", "label-en": "S", "first_field": "t"}),
+        ("/setup/objects/dealer", {"label-en": "Hacked"}),
+        ("/setup/objects/dealer/fields/new", {"name": "sneaky", "type": "text"}),
+        ("/setup/objects/dealer/fields/name/remove", {}),
+        ("/setup/objects/dealer/delete", {"confirm": "dealer"}),
+    ):
+        assert client.post(url, data={"csrf_token": token, **data}).status_code == 403, url
+    assert _version(pack_app, "dealer") == before
+    assert not _catalog(pack_app).has_table("obj_sneaky")
+    # Without the CSRF token an administrator's write is refused too.
+    admin = sign_in(ADMIN)
+    assert admin.post("/setup/objects/dealer", data={"label-en": "X"}).status_code == 400
+    assert _version(pack_app, "dealer") == before
+
+
+def test_type_settings_and_preview(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    base = "/setup/objects/dealer"
+    settings = client.get(f"{base}/field-settings?type=lookup").get_data(as_text=True)
+    assert 'name="x-target"' in settings and 'name="x-on-delete"' in settings
+    assert 'name="maxLength"' not in settings
+    settings = client.get(f"{base}/field-settings?type=text&maxLength=30").get_data(as_text=True)
+    assert 'name="maxLength" value="30"' in settings and 'name="x-target"' not in settings
+    assert 'name="unique"' in settings
+    assert 'name="unique"' not in client.get(f"{base}/field-settings?type=boolean").get_data(
+        as_text=True
+    )
+
+    def preview(**args: str) -> str:
+        answer = client.get(f"{base}/field-preview", query_string=args)
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    page = preview(**{"type": "picklist", "label-en": "Tier", "enum-0-value": "gold",
+                      "enum-0-en": "Gold", "enum-1-value": "lead"})  # fmt: skip
+    assert "<select" in page and ">Gold</option>" in page and ">lead</option>" in page
+    assert ">Tier" in page
+    page = preview(**{"type": "text", "label-en": "Code", "maxLength": "12", "required": "on"})
+    assert 'maxlength="12"' in page and "required" in page and 'class="req"' in page
+    page = preview(**{"type": "currency", "x-scale": "2"})
+    assert "data-currency" in page
+    page = preview(**{"type": "lookup", "x-target": "product"})
+    assert 'data-lookup-url="/lookup/product"' in page
+    assert "Choose the object" in preview(**{"type": "lookup", "x-target": "nope"})
+    assert re.search(
+        r"C-\d{4}-001", preview(**{"type": "autonumber", "x-format": "C-{YYYY}-{000}"})
+    )
+    assert 'type="checkbox"' in preview(**{"type": "boolean"})
+    # In Chinese, the preview's label is the Chinese one.
+    zh = sign_in(ADMIN, language="zh-CN")
+    page = zh.get(
+        f"{base}/field-preview",
+        query_string={"type": "text", "label-en": "Code", "label-zh": "代码"},
+    ).get_data(as_text=True)
+    assert "代码" in page and "Code" not in page

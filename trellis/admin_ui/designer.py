@@ -1,0 +1,503 @@
+"""The object designer's forms: a definition as inputs, inputs back to a definition, and
+the service's problems (JSON pointers) placed under the inputs that produced them.
+
+The designer never checks a definition itself: it builds the full new document from the
+current one plus the form, and ``ObjectService`` (the same one ``PUT /objects`` uses)
+says what is wrong, pointer by pointer. Only what cannot become JSON at all (a length
+that is not a number, a JSON box that does not parse) is refused here, at its input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from trellis.platform.metadata.definition import SCHEMA_DIALECT
+from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, get_type, type_names
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import MultiDict
+
+# The two languages of labels, as (input suffix, label key).
+LANGUAGES = (("en", "en"), ("zh", "zh-CN"))
+
+# Each type's own settings, in the order the form shows them (every registered type).
+TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "text": ("maxLength", "minLength", "pattern"),
+    "textarea": ("maxLength", "minLength"),
+    "email": ("maxLength",),
+    "phone": ("maxLength", "pattern"),
+    "url": ("maxLength",),
+    "picklist": ("values",),
+    "multipicklist": ("values", "minItems", "maxItems"),
+    "integer": ("minimum", "maximum"),
+    "number": ("minimum", "maximum"),
+    "percent": ("minimum", "maximum"),
+    "currency": ("x-scale", "minimum", "maximum"),
+    "boolean": (),
+    "date": (),
+    "datetime": (),
+    "lookup": ("x-target", "x-on-delete"),
+    "master_detail": ("x-target", "x-related-name"),
+    "autonumber": ("x-format",),
+    "json": ("schema",),
+}
+WHOLE_NUMBERS = frozenset({"maxLength", "minLength", "x-scale", "minItems", "maxItems"})
+NUMBERS = frozenset({"minimum", "maximum"})
+# Keywords a type always has, whatever the form says.
+FIXED_FORMATS = {"email": "email", "url": "uri", "date": "date", "datetime": "date-time"}
+# Flags every field may carry (input name → keyword); not where the type forbids them.
+FLAGS = {"unique": "x-unique", "searchable": "x-searchable", "indexed": "x-indexed"}
+NOT_UNIQUE = frozenset({"multipicklist", "json", "textarea", "boolean", "autonumber"})
+# Kept from the current field when its type stays (the form does not show them).
+KEPT_KEYWORDS = ("default", "title", "description", "readOnly")
+
+TYPE_LABELS = {
+    "text": _l("Text"),
+    "textarea": _l("Long text"),
+    "email": _l("E-mail"),
+    "phone": _l("Phone"),
+    "url": _l("Web address"),
+    "picklist": _l("Picklist"),
+    "multipicklist": _l("Multi-select picklist"),
+    "integer": _l("Whole number"),
+    "number": _l("Number"),
+    "percent": _l("Percent"),
+    "currency": _l("Currency"),
+    "boolean": _l("Yes / no"),
+    "date": _l("Date"),
+    "datetime": _l("Date and time"),
+    "lookup": _l("Lookup"),
+    "master_detail": _l("Master-detail"),
+    "autonumber": _l("Autonumber"),
+    "json": _l("JSON"),
+}
+
+
+def type_label(name: str) -> str:
+    return str(TYPE_LABELS.get(name, name))
+
+
+def type_choices() -> list[tuple[str, str]]:
+    """Every registered type, in the order of ``TYPE_SETTINGS`` (kinds kept together)."""
+    registered = type_names()
+    names = [n for n in TYPE_SETTINGS if n in registered]
+    names += [n for n in registered if n not in TYPE_SETTINGS]
+    return [(name, type_label(name)) for name in names]
+
+
+def _pointer_part(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+def labels_from(form: MultiDict[str, str], prefix: str) -> dict[str, str]:
+    """``<prefix>-en`` and ``<prefix>-zh`` as a bilingual label (empty boxes left out)."""
+    labels = {}
+    for suffix, language in LANGUAGES:
+        text = form.get(f"{prefix}-{suffix}", "").strip()
+        if text:
+            labels[language] = text
+    return labels
+
+
+def label_inputs(prefix: str, labels: Any) -> dict[str, str]:
+    """A bilingual label as the inputs ``<prefix>-en`` / ``<prefix>-zh`` show it."""
+    labels = labels if isinstance(labels, dict) else {}
+    return {f"{prefix}-{suffix}": str(labels.get(language, "")) for suffix, language in LANGUAGES}
+
+
+def _set_or_drop(document: dict[str, Any], key: str, value: Any) -> None:
+    if value in (None, "", {}, []):
+        document.pop(key, None)
+    else:
+        document[key] = value
+
+
+# --- fields -----------------------------------------------------------------------------
+
+
+@dataclass
+class FieldForm:
+    """A field form as typed: every input's text (kept when the form comes back), the
+    picklist rows, and the problems by input name (``""``: those no input explains)."""
+
+    name: str
+    type: str
+    inputs: dict[str, str]
+    flags: set[str]
+    required: bool
+    options: list[dict[str, str]]
+    errors: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return TYPE_SETTINGS.get(self.type, ())
+
+    @property
+    def may_be_unique(self) -> bool:
+        return self.type not in NOT_UNIQUE
+
+    def error(self, key: str) -> str | None:
+        return self.errors.get(key)
+
+    def add_error(self, key: str, message: str) -> None:
+        if key:
+            self.errors.setdefault(key, message)
+        else:
+            self.problems.append(message)
+
+
+def field_form_of(name: str, schema: dict[str, Any], required: bool) -> FieldForm:
+    """The form of a stored field."""
+    type_name = str(schema.get("x-type", "text"))
+    inputs = {
+        "name": name,
+        **label_inputs("label", schema.get("x-label")),
+        **label_inputs("help", schema.get("x-help")),
+    }
+    for key in TYPE_SETTINGS.get(type_name, ()):
+        if key in schema:
+            inputs[key] = str(schema[key])
+    if type_name == "json":
+        extra = {k: v for k, v in schema.items() if k not in COMMON_KEYWORDS and k != "type"}
+        inputs["schema"] = json.dumps(extra, ensure_ascii=False, indent=2) if extra else ""
+    values = schema.get("enum") or schema.get("items", {}).get("enum") or []
+    labels = schema.get("x-enum-labels", {})
+    options = [{"value": str(v), **label_inputs("label", labels.get(v))} for v in values]
+    flags = {flag for flag, keyword in FLAGS.items() if schema.get(keyword)}
+    return FieldForm(name, type_name, inputs, flags, required, options)
+
+
+def read_field_form(form: MultiDict[str, str], name: str | None = None) -> FieldForm:
+    """The field form a request sent (``name`` fixed when editing)."""
+    type_name = form.get("type", "text")
+    if type_name not in TYPE_SETTINGS:
+        type_name = "text"
+    keys = ["label-en", "label-zh", "help-en", "help-zh", *TYPE_SETTINGS[type_name]]
+    inputs = {key: form.get(key, "") for key in keys if key != "values"}
+    options = []
+    indexes = sorted(
+        {int(k.split("-")[1]) for k in form if k.startswith("enum-") and k.split("-")[1].isdigit()}
+    )
+    for index in indexes:
+        if form.get(f"enum-{index}-removed") == "1":
+            continue
+        row = {
+            "value": form.get(f"enum-{index}-value", "").strip(),
+            "label-en": form.get(f"enum-{index}-en", "").strip(),
+            "label-zh": form.get(f"enum-{index}-zh", "").strip(),
+        }
+        if any(row.values()):
+            options.append(row)
+    flags = {flag for flag in FLAGS if form.get(flag) in ("on", "true", "1")}
+    required = form.get("required") in ("on", "true", "1") or type_name == "master_detail"
+    chosen = name if name is not None else form.get("name", "").strip()
+    inputs["name"] = chosen
+    return FieldForm(chosen, type_name, inputs, flags, required, options)
+
+
+def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
+    """The field's new schema: the form's settings, and what the form does not show kept
+    from ``old`` while the type stays. Inputs that cannot be read get an error on ``form``."""
+    type_name = form.type
+    field_type = get_type(type_name)
+    same_type = old is not None and old.get("x-type") == type_name
+    schema: dict[str, Any] = {"x-type": type_name}
+    if field_type.json_type is not None:
+        schema["type"] = (
+            old["type"] if same_type and old and "type" in old else field_type.json_type
+        )
+    if type_name in FIXED_FORMATS:
+        schema["format"] = FIXED_FORMATS[type_name]
+    for prefix, keyword in (("label", "x-label"), ("help", "x-help")):
+        labels = {
+            language: form.inputs[f"{prefix}-{suffix}"].strip()
+            for suffix, language in LANGUAGES
+            if form.inputs.get(f"{prefix}-{suffix}", "").strip()
+        }
+        if labels:
+            schema[keyword] = labels
+    for flag, keyword in FLAGS.items():
+        if flag in form.flags and (flag != "unique" or form.may_be_unique):
+            schema[keyword] = True
+    for key in form.settings:
+        if key == "values":
+            _options_into(form, schema)
+        elif key == "schema":
+            _json_schema_into(form, schema)
+        else:
+            value = _setting(form, key)
+            if value is not None:
+                schema[key] = value
+    if type_name == "multipicklist":
+        schema["uniqueItems"] = True
+    if same_type and old is not None:
+        for keyword in KEPT_KEYWORDS:
+            if keyword in old:
+                schema.setdefault(keyword, copy.deepcopy(old[keyword]))
+    return schema
+
+
+def _setting(form: FieldForm, key: str) -> Any:
+    text = form.inputs.get(key, "").strip()
+    if text == "":
+        return None
+    if key in WHOLE_NUMBERS:
+        try:
+            return int(text)
+        except ValueError:
+            form.add_error(key, _("must be a whole number"))
+            return None
+    if key in NUMBERS:
+        try:
+            number = float(text.replace(",", ""))
+        except ValueError:
+            form.add_error(key, _("must be a number"))
+            return None
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return text
+
+
+def _options_into(form: FieldForm, schema: dict[str, Any]) -> None:
+    values: list[str] = []
+    labels: dict[str, dict[str, str]] = {}
+    for index, row in enumerate(form.options):
+        if not row["value"]:
+            form.add_error(f"enum-{index}-value", _("a value is required"))
+            continue
+        values.append(row["value"])
+        label = {
+            lang: row[f"label-{suffix}"] for suffix, lang in LANGUAGES if row[f"label-{suffix}"]
+        }
+        if label:
+            labels[row["value"]] = label
+    if form.type == "picklist":
+        schema["enum"] = values
+    else:
+        schema["items"] = {"type": "string", "enum": values}
+    if labels:
+        schema["x-enum-labels"] = labels
+
+
+def _json_schema_into(form: FieldForm, schema: dict[str, Any]) -> None:
+    text = form.inputs.get("schema", "").strip()
+    if not text:
+        return
+    try:
+        extra = json.loads(text)
+    except ValueError as exc:
+        form.add_error("schema", _("not valid JSON: %(reason)s", reason=str(exc)))
+        return
+    if not isinstance(extra, dict):
+        form.add_error("schema", _("must be a JSON object of JSON Schema keywords"))
+        return
+    for key, value in extra.items():
+        if key != "x-type":
+            schema.setdefault(key, value)
+
+
+REQUIRED_PROPERTY = re.compile(r"^'([^']+)' is a required property$")
+
+
+def place_field_problems(
+    form: FieldForm, details: list[dict[str, Any]], creating: bool, message: str
+) -> None:
+    """Each problem under the input that produced it; the rest at the top of the form."""
+    at = f"/properties/{_pointer_part(form.name)}"
+    for detail in details:
+        pointer, text = str(detail.get("field", "")), str(detail.get("message", ""))
+        if pointer.startswith("/required"):
+            form.add_error("required", text)
+        elif pointer == at or pointer.startswith(at + "/"):
+            form.add_error(_field_input(form, pointer[len(at) :], text, creating), text)
+        elif creating and pointer.startswith("/properties/") and pointer.count("/") == 2:
+            form.add_error("name", text)  # the name itself (pattern, reserved word)
+        else:
+            form.add_error("", f"{pointer}: {text}" if pointer else text)
+    if not details:
+        form.add_error("", message)
+
+
+def _field_input(form: FieldForm, rest: str, text: str, creating: bool) -> str:
+    parts = [_unescape(p) for p in rest.split("/")[1:]]
+    if not parts:
+        missing = REQUIRED_PROPERTY.match(text)
+        if missing:
+            keyword = missing.group(1)
+            if keyword in ("enum", "items"):
+                return "values"
+            return keyword if keyword in form.settings else ""
+        return "name" if creating else ""
+    key = parts[0]
+    if key in ("x-label", "x-help"):
+        prefix = "label" if key == "x-label" else "help"
+        return f"{prefix}-zh" if parts[1:2] == ["zh-CN"] else f"{prefix}-en"
+    if key == "enum" or (key == "items" and parts[1:2] == ["enum"]):
+        index = parts[1] if key == "enum" else (parts[2] if len(parts) > 2 else "")
+        return f"enum-{index}-value" if index.isdigit() else "values"
+    if key == "x-enum-labels":
+        values = [row["value"] for row in form.options]
+        if len(parts) > 1 and parts[1] in values:
+            return f"enum-{values.index(parts[1])}-value"
+        return "values"
+    for flag, keyword in FLAGS.items():
+        if key == keyword:
+            return flag
+    if key in form.settings:
+        return key
+    if form.type == "json":
+        return "schema"
+    return ""
+
+
+# --- objects ----------------------------------------------------------------------------
+
+OBJECT_LABELS = (
+    ("label", "x-label"),
+    ("plural", "x-label-plural"),
+    ("description", "x-description"),
+)
+OBJECT_CHOICES = {
+    "title_field": "x-title-field",
+    "hierarchy_field": "x-hierarchy-field",
+    "scope_field": "x-scope-field",
+}
+FIRST_FIELD = "first_field"
+
+
+@dataclass
+class ObjectForm:
+    """The object settings form as typed, with its problems by input."""
+
+    inputs: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def error(self, key: str) -> str | None:
+        return self.errors.get(key)
+
+    def add_error(self, key: str, message: str) -> None:
+        if key:
+            self.errors.setdefault(key, message)
+        else:
+            self.problems.append(message)
+
+
+OBJECT_INPUTS = (
+    "name",
+    *(f"{p}-{s}" for p, _k in OBJECT_LABELS for s, _l in LANGUAGES),
+    *OBJECT_CHOICES,
+    "indexes",
+    FIRST_FIELD,
+    "first_label-en",
+    "first_label-zh",
+)
+
+
+def object_form_of(document: dict[str, Any]) -> ObjectForm:
+    inputs = {"name": str(document["x-name"])}
+    for prefix, keyword in OBJECT_LABELS:
+        inputs.update(label_inputs(prefix, document.get(keyword)))
+    for key, keyword in OBJECT_CHOICES.items():
+        inputs[key] = str(document.get(keyword, ""))
+    inputs["indexes"] = "\n".join(", ".join(cols) for cols in document.get("x-indexes", []))
+    return ObjectForm(inputs)
+
+
+def new_object_form() -> ObjectForm:
+    return ObjectForm({FIRST_FIELD: "name", "first_label-en": "Name", "first_label-zh": "名称"})
+
+
+def read_object_form(form: MultiDict[str, str]) -> ObjectForm:
+    return ObjectForm({key: form.get(key, "").strip() for key in OBJECT_INPUTS})
+
+
+def object_document(form: ObjectForm, current: dict[str, Any] | None) -> dict[str, Any]:
+    """The new full definition: ``current`` with the form's settings (a new object when
+    ``current`` is None: the name, its labels and a first text field naming its records)."""
+    inputs = form.inputs
+    if current is None:
+        first = inputs.get(FIRST_FIELD, "")
+        document: dict[str, Any] = {"$schema": SCHEMA_DIALECT}
+        if inputs.get("name"):
+            document["x-name"] = inputs["name"]
+        document["type"] = "object"
+        prop: dict[str, Any] = {"x-type": "text", "type": "string", "maxLength": 255}
+        label = {
+            lang: inputs[f"first_label-{s}"]
+            for s, lang in LANGUAGES
+            if inputs.get(f"first_label-{s}")
+        }
+        if label:
+            prop["x-label"] = label
+        document["properties"] = {first: prop}
+        document["required"] = [first]
+        document["x-title-field"] = first
+    else:
+        document = copy.deepcopy(current)
+        for key, keyword in OBJECT_CHOICES.items():
+            _set_or_drop(document, keyword, inputs.get(key, ""))
+        indexes = [
+            [c.strip() for c in line.split(",") if c.strip()]
+            for line in inputs.get("indexes", "").splitlines()
+            if line.strip()
+        ]
+        _set_or_drop(document, "x-indexes", indexes)
+    for prefix, keyword in OBJECT_LABELS:
+        labels = {
+            lang: inputs[f"{prefix}-{s}"] for s, lang in LANGUAGES if inputs.get(f"{prefix}-{s}")
+        }
+        if keyword == "x-label":
+            document[keyword] = labels  # required: an empty one is refused at its input
+        else:
+            _set_or_drop(document, keyword, labels)
+    return document
+
+
+def place_object_problems(
+    form: ObjectForm, details: list[dict[str, Any]], creating: bool, message: str
+) -> None:
+    for detail in details:
+        pointer, text = str(detail.get("field", "")), str(detail.get("message", ""))
+        key = _object_input(pointer, text, creating)
+        form.add_error(key, text if key or not pointer else f"{pointer}: {text}")
+    if not details:
+        form.add_error("", message)
+
+
+def _object_input(pointer: str, text: str, creating: bool) -> str:
+    parts = [_unescape(p) for p in pointer.split("/")[1:]]
+    if not parts:
+        missing = REQUIRED_PROPERTY.match(text)
+        if missing and missing.group(1) in ("x-name", "x-label"):
+            return "name" if missing.group(1) == "x-name" else "label-en"
+        return ""
+    key = parts[0]
+    if key == "x-name":
+        return "name"
+    for prefix, keyword in OBJECT_LABELS:
+        if key == keyword:
+            return f"{prefix}-zh" if parts[1:2] == ["zh-CN"] else f"{prefix}-en"
+    for input_name, keyword in OBJECT_CHOICES.items():
+        if key == keyword:
+            return input_name
+    if key == "x-indexes":
+        return "indexes"
+    if key == "properties" and creating:
+        if parts[2:3] == ["x-label"]:
+            return "first_label-zh" if parts[3:4] == ["zh-CN"] else "first_label-en"
+        return FIRST_FIELD
+    if key == "required" and creating:
+        return FIRST_FIELD
+    return ""
