@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import caller, commit, objects, page_session, registry, roles
-from trellis.admin_ui.forms import type_label
+from trellis.admin_ui.designer import type_label
 from trellis.admin_ui.i18n import pick
 from trellis.admin_ui.pages import OBJECT_TABS, ROLE_TABS, admin_only
 from trellis.admin_ui.views import designer_layout
@@ -169,7 +169,7 @@ def _described_field(document: dict[str, Any] | None, name: str) -> str:
     """``Amount (amount, Currency)``: label, name and type."""
     prop = ((document or {}).get("properties") or {}).get(name) or {}
     label = _field_label(document, name)
-    kind = type_label(prop.get("x-type")) if prop.get("x-type") else None
+    kind = type_label(str(prop["x-type"])) if prop.get("x-type") else None
     inside = ", ".join(p for p in (name if label != name else None, kind) if p)
     return f"{label} ({inside})" if inside else label
 
@@ -225,7 +225,7 @@ def _field_changes(
         if keyword in LABEL_KEYWORDS:
             shown = _label_pair(before, after)
         elif keyword == "x-type":
-            shown = (type_label(before), type_label(after))
+            shown = (type_label(str(before)), type_label(str(after)))
         elif keyword == "x-target":
             shown = (_object_label(str(before)), _object_label(str(after)))
         else:

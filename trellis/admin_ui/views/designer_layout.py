@@ -22,7 +22,8 @@ from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import commit, objects, page_session, registry
-from trellis.admin_ui.forms import FormField, system_label, type_label
+from trellis.admin_ui.designer import type_label
+from trellis.admin_ui.forms import FormField, system_label
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import OBJECT_TABS, admin_only
 from trellis.exceptions import BadRequest, TrellisError
