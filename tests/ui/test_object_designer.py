@@ -396,3 +396,41 @@ def test_type_settings_and_preview(sign_in: SignIn, pack_app: Flask) -> None:
         query_string={"type": "text", "label-en": "Code", "label-zh": "代码"},
     ).get_data(as_text=True)
     assert "代码" in page and "Code" not in page
+
+
+def test_in_a_browser_the_type_swaps_its_settings_and_the_preview_follows(
+    pack_app: Flask, live_server: str, browser: Any
+) -> None:
+    from tests.ui.conftest import PASSWORD
+
+    context = browser.new_context(locale="en-US")
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server}/login")
+        page.fill("input[name=email]", ADMIN)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{live_server}/setup/objects/dealer/fields/new")
+        assert page.locator("input[name=maxLength]").count() == 1
+        page.select_option("select[name=type]", "picklist")  # htmx swaps the settings
+        page.wait_for_selector("input[name=enum-0-value]")
+        assert page.locator("input[name=maxLength]").count() == 0
+        page.fill("input[name=name]", "tier")
+        page.fill("#in-label-en", "Tier")
+        page.fill("input[name=enum-0-value]", "gold")
+        page.fill("input[name=enum-0-en]", "Gold")
+        page.click("[data-add-line=options-grid]")
+        page.fill("input[name=enum-1-value]", "silver")
+        page.keyboard.press("Tab")
+        page.wait_for_selector("#field-preview option[value=silver]", state="attached")
+        assert page.inner_text("#field-preview label") == "Tier"
+        assert page.locator("#field-preview option[value=gold]").inner_text() == "Gold"
+        page.click("button:has-text('Save field')")
+        page.wait_for_url(f"{live_server}/setup/objects/dealer/fields")
+    finally:
+        context.close()
+    schema = _definition(pack_app, "dealer")["properties"]["tier"]
+    assert schema["enum"] == ["gold", "silver"]
+    assert schema["x-enum-labels"] == {"gold": {"en": "Gold"}}
+    assert "tier" in _columns(pack_app, "obj_dealer")
