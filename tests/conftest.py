@@ -11,6 +11,7 @@ overrides). Where it is missing, its tests skip locally and fail under CI.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,40 @@ class Api:
 @pytest.fixture
 def api(client: FlaskClient, admin_token: str) -> Api:
     return Api(client, admin_token)
+
+
+# --- a real browser and a served app (page and browser tests) ---------------------------
+
+CHROMIUM = os.environ.get("TRELLIS_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A real headless Chromium (Debian's), driven by Playwright."""
+    if not os.path.exists(CHROMIUM):
+        require_service("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a free local port, in a thread."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

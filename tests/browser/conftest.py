@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,49 +35,16 @@ import requests
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import PG_ADMIN_URL, _pg_database_url, _reset_pg, migrated_app, require_service
+from tests.conftest import PG_ADMIN_URL, _pg_database_url, _reset_pg, migrated_app
 from tests.ui.conftest import install_channel_pack
 from trellis.extensions import Database, database_of
 
-CHROMIUM = os.environ.get("TRELLIS_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 10_000  # every wait of the browser is bounded by this
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("TRELLIS_SCREENSHOTS") or ROOT / "build" / "screenshots")
 
 Page = Any
 NewPage = Callable[..., Page]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """A real headless Chromium (Debian's), driven by Playwright."""
-    if not os.path.exists(CHROMIUM):
-        require_service("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-# --- servers -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[str]:
-    """The app served over real HTTP on a free local port, in a thread."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 @pytest.fixture
