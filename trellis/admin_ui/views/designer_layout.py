@@ -310,13 +310,15 @@ def object_layout(name: str) -> Any:
         )
         return _render(meta, draft, message=message, status=409, changed=True)
     try:
-        saved = objects().update(name, document_with(meta, draft))
+        # Checked again under the definition's lock: a change landing meanwhile is refused.
+        saved = objects().update(name, document_with(meta, draft), expected_version=meta.version)
     except TrellisError as exc:
         if exc.status not in (400, 409, 422):
             raise
         page_session().rollback()
         errors = place_errors(draft, exc.details)
-        return _render(meta, draft, message=exc.message, errors=errors, status=422, changed=True)
+        status = 409 if exc.status == 409 else 422
+        return _render(meta, draft, message=exc.message, errors=errors, status=status, changed=True)
     commit()
     if saved.created:
         flash(_("Layout saved as version %(version)d.", version=saved.version), "info")
