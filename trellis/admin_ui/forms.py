@@ -35,34 +35,6 @@ def system_label(name: str) -> str:
     return str(SYSTEM_LABELS.get(name, name))
 
 
-TYPE_LABELS = {  # x-type → its name in the UI
-    "text": _l("Text"),
-    "textarea": _l("Long text"),
-    "email": _l("E-mail"),
-    "phone": _l("Phone"),
-    "url": _l("Web address"),
-    "picklist": _l("Picklist"),
-    "multipicklist": _l("Multi-select picklist"),
-    "integer": _l("Whole number"),
-    "number": _l("Number"),
-    "percent": _l("Percent"),
-    "currency": _l("Currency"),
-    "boolean": _l("Yes/no"),
-    "date": _l("Date"),
-    "datetime": _l("Date and time"),
-    "lookup": _l("Lookup"),
-    "master_detail": _l("Master-detail"),
-    "autonumber": _l("Auto-number"),
-    "json": _l("JSON"),
-}
-
-
-def type_label(type_name: Any) -> str:
-    """A field type's name in the current language (its ``x-type`` when unknown)."""
-    found = TYPE_LABELS.get(str(type_name))
-    return str(found) if found else str(type_name)
-
-
 def table_columns(meta: ObjectMeta, columns: list[str]) -> list[tuple[str, FieldSpec | None, str]]:
     """``(column, field or None, heading)`` of each column a record table shows."""
     heads = []
