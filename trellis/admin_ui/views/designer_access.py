@@ -23,6 +23,7 @@ from trellis.admin_ui.context import (
     page_session,
     records,
     registry,
+    rollback,
 )
 from trellis.admin_ui.i18n import LANGUAGES, pick
 from trellis.admin_ui.pages import DESIGNERS, ROLE_TABS, admin_only
@@ -128,7 +129,7 @@ def role_new() -> Any:
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
-        page_session().rollback()
+        rollback()
         errors, general = role_errors(exc)
         return _role_page(document, None, errors, general, status=422)
     commit()
@@ -151,13 +152,13 @@ def role_edit(name: str) -> Any:
     try:
         saved = service.update(name, document, expected_version=int(sent) if sent.isdigit() else 0)
     except StaleRecord:
-        page_session().rollback()
+        rollback()
         latest = current_documents(page_session(), ROLES, [name])[0][1]
         return _role_page(document, version, {}, [], status=409, stale=latest)
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
-        page_session().rollback()
+        rollback()
         errors, general = role_errors(exc)
         return _role_page(document, version, errors, general, status=422)
     commit()
@@ -367,7 +368,7 @@ def user_new() -> Any:
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
-        page_session().rollback()
+        rollback()
         return _user_page(None, data, user_errors(exc), status=422)
     _audit_user(service, user, "user.created", {})
     commit()
@@ -390,7 +391,7 @@ def user_edit(user_id: int) -> Any:
     except TrellisError as exc:
         if exc.status not in REFUSED:
             raise
-        page_session().rollback()
+        rollback()
         values = {**service.as_dict(service.get(user_id)), **data}
         return _user_page(service.get(user_id), values, user_errors(exc), status=422)
     _audit_user(service, user, "user.updated", {"changed": sorted(data)})

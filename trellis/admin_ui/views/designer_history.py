@@ -18,7 +18,15 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import caller, commit, objects, page_session, registry, roles
+from trellis.admin_ui.context import (
+    caller,
+    commit,
+    objects,
+    page_session,
+    registry,
+    roles,
+    rollback,
+)
 from trellis.admin_ui.designer import type_label
 from trellis.admin_ui.i18n import pick
 from trellis.admin_ui.pages import OBJECT_TABS, ROLE_TABS, admin_only
@@ -462,7 +470,7 @@ def _restore(history: HistoryKind, name: str, version: int) -> Any:
     except TrellisError as exc:
         if exc.status not in (400, 409, 422):
             raise
-        page_session().rollback()
+        rollback()
         return _history_page(history, name, error=exc, status=exc.status)
     commit()
     flash(_("Version %(old)d restored as version %(new)d.", old=version, new=saved.version), "info")

@@ -21,7 +21,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, objects, page_session, registry
+from trellis.admin_ui.context import commit, objects, registry, rollback
 from trellis.admin_ui.designer import type_label
 from trellis.admin_ui.forms import FormField, system_label
 from trellis.admin_ui.i18n import LANGUAGES, pick
@@ -315,7 +315,7 @@ def object_layout(name: str) -> Any:
     except TrellisError as exc:
         if exc.status not in (400, 409, 422):
             raise
-        page_session().rollback()
+        rollback()
         errors = place_errors(draft, exc.details)
         status = 409 if exc.status == 409 else 422
         return _render(meta, draft, message=exc.message, errors=errors, status=status, changed=True)
