@@ -106,6 +106,11 @@ def commit() -> None:
     db_session.info.pop("metadata_changed", None)
 
 
+# A service's refusals a page shows on itself (bad input, a conflict, invalid values); any
+# other error goes to the app's error page.
+REFUSALS = frozenset({400, 409, 422})
+
+
 def rollback() -> None:
     """Undo a refused change; metadata cached from inside it is forgotten and reloaded."""
     db_session = page_session()

@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import (
+    REFUSALS,
     audit_context,
     caller,
     commit,
@@ -47,7 +48,6 @@ ROLE_TABS.append(("ui.role_edit", lambda: _("Settings")))
 
 USER_PAGE_SIZE = 50
 # Form refusals come back on the page that sent them: 422 whatever the service's status.
-REFUSED = (400, 409, 422)
 USER_CREATE, USER_UPDATE = UserCreateSchema(), UserUpdateSchema()
 # The inputs of the user form: a refusal naming another key is shown above it.
 USER_FORM_FIELDS = frozenset(
@@ -127,7 +127,7 @@ def role_new() -> Any:
     try:
         saved = _roles().create(document)
     except TrellisError as exc:
-        if exc.status not in REFUSED:
+        if exc.status not in REFUSALS:
             raise
         rollback()
         errors, general = role_errors(exc)
@@ -156,7 +156,7 @@ def role_edit(name: str) -> Any:
         latest = current_documents(page_session(), ROLES, [name])[0][1]
         return _role_page(document, version, {}, [], status=409, stale=latest)
     except TrellisError as exc:
-        if exc.status not in REFUSED:
+        if exc.status not in REFUSALS:
             raise
         rollback()
         errors, general = role_errors(exc)
@@ -366,7 +366,7 @@ def user_new() -> Any:
     try:
         user = service.create(load(USER_CREATE, data, what="user"))
     except TrellisError as exc:
-        if exc.status not in REFUSED:
+        if exc.status not in REFUSALS:
             raise
         rollback()
         return _user_page(None, data, user_errors(exc), status=422)
@@ -389,7 +389,7 @@ def user_edit(user_id: int) -> Any:
             raise ValidationFailed("a name is required", [{"field": "name", "message": ""}])
         service.update(user_id, load(USER_UPDATE, data, what="change"))
     except TrellisError as exc:
-        if exc.status not in REFUSED:
+        if exc.status not in REFUSALS:
             raise
         rollback()
         values = {**service.as_dict(service.get(user_id)), **data}

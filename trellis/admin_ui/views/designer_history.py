@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import (
+    REFUSALS,
     caller,
     commit,
     objects,
@@ -468,7 +469,7 @@ def _restore(history: HistoryKind, name: str, version: int) -> Any:
     try:
         saved = history.service().restore(name, version)
     except TrellisError as exc:
-        if exc.status not in (400, 409, 422):
+        if exc.status not in REFUSALS:
             raise
         rollback()
         return _history_page(history, name, error=exc, status=exc.status)

@@ -21,7 +21,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, objects, registry, rollback
+from trellis.admin_ui.context import REFUSALS, commit, objects, registry, rollback
 from trellis.admin_ui.designer import type_label
 from trellis.admin_ui.forms import FormField, system_label
 from trellis.admin_ui.i18n import LANGUAGES, pick
@@ -313,7 +313,7 @@ def object_layout(name: str) -> Any:
         # Checked again under the definition's lock: a change landing meanwhile is refused.
         saved = objects().update(name, document_with(meta, draft), expected_version=meta.version)
     except TrellisError as exc:
-        if exc.status not in (400, 409, 422):
+        if exc.status not in REFUSALS:
             raise
         rollback()
         errors = place_errors(draft, exc.details)

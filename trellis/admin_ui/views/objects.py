@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, objects, registry, rollback
+from trellis.admin_ui.context import REFUSALS, commit, objects, registry, rollback
 from trellis.admin_ui.designer import (
     FieldForm,
     ObjectForm,
@@ -48,7 +48,6 @@ OBJECT_TABS.append(("ui.object_settings", lambda: str(_l("Settings"))))
 OBJECT_TABS.append(("ui.object_fields", lambda: str(_l("Fields"))))
 
 # What a refused save answers: the form again, with the problems (never a 500).
-REFUSALS = (400, 409, 422)
 
 
 def _refused(exc: TrellisError) -> None:

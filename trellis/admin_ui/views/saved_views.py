@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, list_views, page_session
+from trellis.admin_ui.context import REFUSALS, commit, list_views, page_session
 from trellis.admin_ui.pages import signed_in
 from trellis.admin_ui.views.records import render_list
 from trellis.exceptions import DuplicateValue, NotFound, StaleRecord, TrellisError
@@ -20,7 +20,6 @@ from trellis.platform.runtime.models import ListView
 from trellis.platform.runtime.views import MAX_LABEL, definition_from_params
 
 # Refusals shown on the list page; anything else (403, 404) is the app's error page.
-SHOWN_ON_PAGE = (400, 409, 422)
 
 
 def _list_params(form: MultiDict[str, str]) -> dict[str, list[str]]:
@@ -40,7 +39,7 @@ def _version(form: MultiDict[str, str]) -> int | str:
 def _refused(object_name: str, exc: TrellisError, view_id: int | None, action: str) -> Any:
     """The list page again, as it was, with the refusal in the view bar."""
     page_session().rollback()
-    if exc.status not in SHOWN_ON_PAGE:
+    if exc.status not in REFUSALS:
         raise exc
     args: MultiDict[str, str] = MultiDict(_list_params(request.form))
     if view_id is not None:
