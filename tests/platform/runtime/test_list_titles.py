@@ -167,3 +167,36 @@ def test_self_lookups_are_left_to_the_titles_service(pack: Flask, database: Data
         admin = _service(pack, session, "admin@example.com")
         page = admin.list_page("dealer", _query(admin, "dealer"), titles=["parent", "name"])
         assert page["titles"] == {}  # parent points at the dealer's own table; name is no lookup
+
+
+def test_a_target_named_by_its_own_lookup_is_left_to_the_titles_service(
+    pack: Flask, database: Database
+) -> None:
+    """An order line is named by its product: a list of records pointing at lines must show
+    the product's name (what ``titles`` answers), not the product id a sub-select would read."""
+    note = {
+        **VISIT,
+        "x-name": "line_note",
+        "properties": {
+            "subject": VISIT["properties"]["subject"],
+            "line": {
+                "type": "integer",
+                "x-type": "lookup",
+                "x-target": "order_line",
+                "x-label": {"en": "Line"},
+            },
+        },
+    }
+    registry = pack.extensions["trellis.registry"]
+    with pack.app_context(), database.session() as session:
+        ObjectService(session, registry, None).create(note)
+        registry.ensure_current(session)
+        line = session.scalars(sa.select(registry.get("order_line").table.c.id)).first()
+        RecordService(session, registry).create("line_note", {"subject": "x", "line": line})
+        session.commit()
+        admin = _service(pack, session, "admin@example.com")
+        page = admin.list_page("line_note", _query(admin, "line_note"), titles=["line"])
+        assert page["titles"] == {}
+        named = admin.titles("order_line", {line})
+        products = registry.get("product").table
+        assert named[line] in set(session.scalars(sa.select(products.c.name)))

@@ -88,8 +88,9 @@ def title_columns(
     the title (the id, when the title field is hidden from them) of the pointed-at record
     when it is live and readable, else NULL — what ``titles`` reads, one field at a time.
     A field whose target's scope would mention ``meta``'s own table (a self-lookup, say)
-    is left out, as the sub-select would correlate with the outer row: ``titles`` serves
-    those.
+    is left out, as the sub-select would correlate with the outer row, and so is one whose
+    target is named by a lookup of its own (an order line by its product): ``titles``
+    serves those.
     """
     found: dict[str, sa.ColumnElement[Any]] = {}
     hidden = access.hidden(meta)
@@ -98,8 +99,8 @@ def title_columns(
         if spec is None or spec.target is None or name in hidden:
             continue
         target = access.registry.find(str(spec.target))
-        if target is None or target.table is meta.table:
-            continue
+        if target is None or target.table is meta.table or _title_target(target, access):
+            continue  # a self-lookup, or a target named by its own lookup: ``titles`` serves it
         if not access.allowed(target, Operation.READ):
             continue
         visible = access.condition(target, Operation.READ)
