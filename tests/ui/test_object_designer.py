@@ -207,6 +207,26 @@ def test_edit_labels_and_settings(sign_in: SignIn, pack_app: Flask) -> None:
     assert _definition(pack_app, "product")["properties"]["name"]["x-label"]["en"] == "Article name"
 
 
+def test_refusals_are_told_in_the_users_language(sign_in: SignIn, pack_app: Flask) -> None:
+    """The service's problems (jsonschema's and its own) read in Chinese on a Chinese page."""
+    client = sign_in(ADMIN, language="zh-CN")
+    before = _version(pack_app, "dealer")
+    url = "/setup/objects/dealer/fields/new"
+    answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "-1"})
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "maxLength") == "不能小于 1"
+    answer = _post(client, url, {"name": "rival", "type": "lookup", "x-target": "nope"})
+    assert error_under(answer.get_data(as_text=True), "x-target") == "未知对象 'nope'"
+    answer = _post(client, url, {"name": "Bad Name", "type": "text"})
+    name_error = error_under(answer.get_data(as_text=True), "name") or ""
+    assert name_error.startswith("'Bad Name' 必须以小写字母开头"), name_error
+    answer = _post(client, "/setup/objects/dealer", {"label-en": "", "title_field": "name"})
+    assert error_under(answer.get_data(as_text=True), "label-en") == "不能为空"
+    answer = _post(client, "/setup/objects/dealer", {"label-en": "D", "title_field": "nope"})
+    assert error_under(answer.get_data(as_text=True), "title_field") == "'nope' 不是字段"
+    assert _version(pack_app, "dealer") == before
+
+
 def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_app: Flask) -> None:
     client = sign_in(ADMIN, language="en")
     before = _version(pack_app, "dealer")
@@ -215,7 +235,7 @@ def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_ap
     answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "-1"})
     page = answer.get_data(as_text=True)
     assert answer.status_code == 422
-    assert "less than the minimum of 1" in (error_under(page, "maxLength") or "")
+    assert error_under(page, "maxLength") == "must be at least 1"
     assert 'name="maxLength" value="-1"' in page and 'value="nickname"' in page  # kept
 
     answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "many"})
@@ -232,7 +252,8 @@ def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_ap
 
     answer = _post(client, url, {"name": "Bad Name", "type": "text"})
     assert answer.status_code == 422
-    assert "does not match" in (error_under(answer.get_data(as_text=True), "name") or "")
+    name_error = error_under(answer.get_data(as_text=True), "name") or ""
+    assert "must start with a lowercase letter" in name_error
 
     answer = _post(client, url, {"name": "tier", "type": "picklist", "enum-0-en": "Gold"})
     page = answer.get_data(as_text=True)
@@ -240,12 +261,13 @@ def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_ap
     assert error_under(page, "enum-0-value") == "a value is required"
 
     answer = _post(client, url, {"name": "tier", "type": "picklist", "enum-0-value": "x" * 101})
-    assert "is too long" in (error_under(answer.get_data(as_text=True), "enum-0-value") or "")
+    value_error = error_under(answer.get_data(as_text=True), "enum-0-value") or ""
+    assert "at most 100 characters" in value_error
 
     # Object settings: an empty label and a title that is not a field.
     answer = _post(client, "/setup/objects/dealer", {"label-en": "", "title_field": "name"})
     assert answer.status_code == 422
-    assert error_under(answer.get_data(as_text=True), "label-en") == "{} should be non-empty"
+    assert error_under(answer.get_data(as_text=True), "label-en") == "must not be empty"
     answer = _post(client, "/setup/objects/dealer", {"label-en": "D", "title_field": "nope"})
     assert answer.status_code == 422
     assert error_under(answer.get_data(as_text=True), "title_field") == "'nope' is not a field"
@@ -254,7 +276,7 @@ def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_ap
     answer = _new_object(client, name="dealer")
     assert answer.status_code == 422 and "already exists" in answer.get_data(as_text=True)
     answer = _post(client, "/setup/objects/new", {"name": "", "label-en": "X", "first_field": "t"})
-    assert error_under(answer.get_data(as_text=True), "name") == "'x-name' is a required property"
+    assert error_under(answer.get_data(as_text=True), "name") == "'x-name' is required"
 
     assert _version(pack_app, "dealer") == before
     assert "nickname" not in _columns(pack_app, "obj_dealer")

@@ -192,6 +192,27 @@ def test_create_shows_errors_next_to_fields_then_saves(sign_in: SignIn, pack_app
     assert new_id in ids_of(pack_app, "dealer", code="D-9001")
 
 
+def test_a_refused_record_is_told_in_chinese(sign_in: SignIn, pack_app: Flask) -> None:
+    """jsonschema's and the pipeline's problems read in the user's language on the form."""
+    client = sign_in(ADMIN, language="zh-CN")
+    form = client.get("/o/dealer/new").get_data(as_text=True)
+    before = len(ids_of(pack_app, "dealer"))
+    data = {
+        "csrf_token": csrf_of(form),
+        "name": "名" * 300,
+        "code": "D-0101",  # taken
+        "level": "sub_distributor",
+        "credit_limit": "-5",
+        "active": "true",
+    }
+    refused = client.post("/o/dealer/new", data=data)
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert "最多" in html and "个字符" in html  # the name's maxLength
+    assert "must be at most" not in html and "is too long" not in html
+    assert len(ids_of(pack_app, "dealer")) == before
+
+
 def test_an_order_with_three_lines_is_saved_in_one_transaction(
     sign_in: SignIn, pack_app: Flask
 ) -> None:

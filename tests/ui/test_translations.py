@@ -15,7 +15,7 @@ METHODS = [("trellis/**.py", "python"), ("trellis/admin_ui/templates/**.html", "
 
 def _source_messages() -> set[str]:
     found = set()
-    keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
+    keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None, "N_": None}
     for _file, _line, message, _comments, _context in extract_from_dir(
         str(ROOT), METHODS, keywords=keywords
     ):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from trellis.admin_ui.i18n import told
 from trellis.platform.metadata.definition import SCHEMA_DIALECT
 from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, get_type, type_names
 
@@ -307,7 +308,7 @@ def _json_schema_into(form: FieldForm, schema: dict[str, Any]) -> None:
             schema.setdefault(key, value)
 
 
-REQUIRED_PROPERTY = re.compile(r"^'([^']+)' is a required property$")
+REQUIRED_PROPERTY = re.compile(r"^'([^']+)' is required$")
 
 
 def place_field_problems(
@@ -316,17 +317,18 @@ def place_field_problems(
     """Each problem under the input that produced it; the rest at the top of the form."""
     at = f"/properties/{_pointer_part(form.name)}"
     for detail in details:
-        pointer, text = str(detail.get("field", "")), str(detail.get("message", ""))
+        pointer, raw = str(detail.get("field", "")), str(detail.get("message", ""))
+        text = told(detail.get("message"))
         if pointer.startswith("/required"):
             form.add_error("required", text)
         elif pointer == at or pointer.startswith(at + "/"):
-            form.add_error(_field_input(form, pointer[len(at) :], text, creating), text)
+            form.add_error(_field_input(form, pointer[len(at) :], raw, creating), text)
         elif creating and pointer.startswith("/properties/") and pointer.count("/") == 2:
             form.add_error("name", text)  # the name itself (pattern, reserved word)
         else:
             form.add_error("", f"{pointer}: {text}" if pointer else text)
     if not details:
-        form.add_error("", message)
+        form.add_error("", told(message))
 
 
 def _field_input(form: FieldForm, rest: str, text: str, creating: bool) -> str:
@@ -469,11 +471,11 @@ def place_object_problems(
     form: ObjectForm, details: list[dict[str, Any]], creating: bool, message: str
 ) -> None:
     for detail in details:
-        pointer, text = str(detail.get("field", "")), str(detail.get("message", ""))
-        key = _object_input(pointer, text, creating)
+        pointer, raw = str(detail.get("field", "")), str(detail.get("message", ""))
+        key, text = _object_input(pointer, raw, creating), told(detail.get("message"))
         form.add_error(key, text if key or not pointer else f"{pointer}: {text}")
     if not details:
-        form.add_error("", message)
+        form.add_error("", told(message))
 
 
 def _object_input(pointer: str, text: str, creating: bool) -> str:

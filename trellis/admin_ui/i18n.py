@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, gettext
+
+from trellis.platform.messages import tell
 
 LANGUAGES = ("en", "zh-CN")
 _BABEL_LOCALE = {"en": "en", "zh-CN": "zh_CN"}
@@ -52,6 +54,11 @@ def pick(labels: Any, fallback: str = "") -> str:
     return fallback
 
 
+def told(message: Any) -> str:
+    """A service's message (``trellis.platform.messages``) in the current language."""
+    return tell(message, gettext)
+
+
 def html_lang() -> str:
     return current_language()
 
@@ -62,6 +69,7 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=_select_locale)
     app.jinja_env.globals.update(pick=pick, html_lang=html_lang, get_locale=get_locale)
     app.jinja_env.filters["label"] = pick
+    app.jinja_env.filters["told"] = told
 
 
 def _translations_dir() -> str:

@@ -26,7 +26,7 @@ from trellis.admin_ui.context import (
     registry,
     rollback,
 )
-from trellis.admin_ui.i18n import LANGUAGES, pick
+from trellis.admin_ui.i18n import LANGUAGES, pick, told
 from trellis.admin_ui.pages import DESIGNERS, ROLE_TABS, admin_only
 from trellis.exceptions import NotFound, StaleRecord, TrellisError, ValidationFailed
 from trellis.platform.metadata.names import NAME_PATTERN
@@ -279,20 +279,18 @@ def role_errors(exc: TrellisError) -> tuple[dict[str, str], list[str]]:
     general: list[str] = []
     for detail in exc.details:
         pointer = str(detail.get("field", ""))
-        message = str(detail.get("message", ""))
+        message = told(detail.get("message"))
         parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
         key = _input_of(parts)
         if key is None:
             general.append(f"{pointer}: {message}" if pointer else message)
             continue
-        if "is not one of" in message:
-            message = _("is not one of the choices")
         errors.setdefault(key, message)
     if not exc.details:
         if exc.status == 409:
             errors["name"] = _("a role with this name exists")
         else:
-            general.append(exc.message)
+            general.append(told(exc.message))
     return errors, general
 
 
@@ -450,11 +448,11 @@ def user_errors(exc: TrellisError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for detail in exc.details:
         message = str(detail.get("message", ""))
-        errors.setdefault(str(detail.get("field", "")), known.get(message, message))
+        errors.setdefault(str(detail.get("field", "")), known.get(message) or told(message))
     if exc.message == "you cannot take away your own administrator rights":
         errors["is_admin"] = _("You cannot take away your own administrator rights.")
     elif not exc.details:
-        errors[""] = exc.message
+        errors[""] = told(exc.message)
     return errors
 
 

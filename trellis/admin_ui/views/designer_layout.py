@@ -24,7 +24,7 @@ from trellis.admin_ui import bp
 from trellis.admin_ui.context import REFUSALS, commit, objects, registry, rollback
 from trellis.admin_ui.designer import type_label
 from trellis.admin_ui.forms import FormField, system_label
-from trellis.admin_ui.i18n import LANGUAGES, pick
+from trellis.admin_ui.i18n import LANGUAGES, pick, told
 from trellis.admin_ui.pages import OBJECT_TABS, admin_only
 from trellis.exceptions import BadRequest, TrellisError
 from trellis.platform.metadata.definition import LIST_SYSTEM_COLUMNS
@@ -235,33 +235,13 @@ class PlacedErrors:
     other: list[str] = field(default_factory=list)
 
 
-KNOWN_PROBLEMS = (
-    (
-        re.compile(r"^'(?P<name>[^']*)' is not a field$"),
-        lambda n: _("%(name)s is not a field", name=n),
-    ),
-    (
-        re.compile(r"^'(?P<name>[^']*)' is already in the layout$"),
-        lambda n: _("%(name)s is already in another place of the layout", name=n),
-    ),
-)
-
-
-def _message(text: str) -> str:
-    for pattern, translated in KNOWN_PROBLEMS:
-        match = pattern.match(text)
-        if match:
-            return str(translated(match["name"]))
-    return text
-
-
 def place_errors(draft: Draft, details: list[dict[str, Any]]) -> PlacedErrors:
     """Each problem next to what its pointer names: a section, a field in it, a column."""
     placed = PlacedErrors()
     columns = draft.list_columns()
     for detail in details:
         pointer = str(detail.get("field", ""))
-        message = _message(str(detail.get("message", "")))
+        message = told(detail.get("message"))
         parts = pointer.split("/")[1:]
         where = parts[0] if parts else ""
         index = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
@@ -294,13 +274,13 @@ def object_layout(name: str) -> Any:
     try:
         draft = draft_from_form(meta, request.form)
     except BadRequest as exc:
-        return _render(meta, draft_of(meta), message=exc.message, status=400)
+        return _render(meta, draft_of(meta), message=told(exc.message), status=400)
     op = request.form.get("op", "apply")
     if op != "save":
         try:
             apply(draft, op, request.form)
         except BadRequest as exc:
-            return _render(meta, draft, message=exc.message, status=400, changed=True)
+            return _render(meta, draft, message=told(exc.message), status=400, changed=True)
         return _render(meta, draft, changed=True)
     if request.form.get("version") != str(meta.version):
         message = _(
@@ -318,7 +298,9 @@ def object_layout(name: str) -> Any:
         rollback()
         errors = place_errors(draft, exc.details)
         status = 409 if exc.status == 409 else 422
-        return _render(meta, draft, message=exc.message, errors=errors, status=status, changed=True)
+        return _render(
+            meta, draft, message=told(exc.message), errors=errors, status=status, changed=True
+        )
     commit()
     if saved.created:
         flash(_("Layout saved as version %(version)d.", version=saved.version), "info")

@@ -34,7 +34,7 @@ from trellis.admin_ui.designer import (
     type_label,
 )
 from trellis.admin_ui.forms import FormField
-from trellis.admin_ui.i18n import pick
+from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import DESIGNERS, OBJECT_TABS, admin_only, installed_packs
 from trellis.exceptions import NotFound, ReferencedDocument, TrellisError
 from trellis.platform.metadata.fieldtypes import FieldSpec, get_type
@@ -93,7 +93,7 @@ def object_new() -> Any:
         saved = objects().create(object_document(form, None))
     except TrellisError as exc:
         _refused(exc)
-        place_object_problems(form, exc.details, creating=True, message=exc.message)
+        place_object_problems(form, exc.details, creating=True, message=told(exc.message))
         return _settings_page(None, form, status=422)
     commit()
     flash(_("Object created."), "info")
@@ -112,7 +112,7 @@ def object_settings(name: str) -> Any:
         saved = objects().update(name, object_document(form, _document(meta)))
     except TrellisError as exc:
         _refused(exc)
-        place_object_problems(form, exc.details, creating=False, message=exc.message)
+        place_object_problems(form, exc.details, creating=False, message=told(exc.message))
         return _settings_page(registry().get(name), form, status=422)
     commit()
     flash(
@@ -243,7 +243,7 @@ def _save_field(
         saved = objects().update(meta.name, document)
     except TrellisError as exc:
         _refused(exc)
-        place_field_problems(form, exc.details, creating, exc.message)
+        place_field_problems(form, exc.details, creating, told(exc.message))
         return _field_page(registry().get(meta.name), form, creating, status=422)
     commit()
     if saved.created:
@@ -271,8 +271,8 @@ def field_remove(name: str, field_name: str) -> Any:
         objects().update(name, document)
     except TrellisError as exc:
         _refused(exc)
-        problems = [f"{d.get('field')}: {d.get('message')}" for d in exc.details] or [exc.message]
-        return _fields_page(registry().get(name), [exc.message, *problems], status=422)
+        problems = [f"{d.get('field')}: {told(d.get('message'))}" for d in exc.details]
+        return _fields_page(registry().get(name), [told(exc.message), *problems], status=422)
     commit()
     flash(
         _("Field %(field)s removed; its data is kept in an archived column.", field=field_name),

@@ -19,7 +19,7 @@ from werkzeug.datastructures import MultiDict
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import commit, list_views, page_session, records, registry
 from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record, system_label
-from trellis.admin_ui.i18n import pick
+from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import signed_in
 from trellis.exceptions import (
     InvalidQuery,
@@ -612,23 +612,15 @@ def _form_message(exc: TrellisError) -> str:
     """The message above a refused form: a record's problems are told next to its fields."""
     if isinstance(exc, ValidationFailed) and exc.details:
         return _("Some values need correcting: see the marked fields.")
-    return exc.message
+    return told(exc.message)
 
 
 def _error_map(exc: TrellisError) -> dict[str, str]:
     """The service's problems by field, in the user's language where the message is known."""
-    known = {
-        "is required": _("is required"),
-        "is read-only": _("is read-only"),
-        "is set by the platform": _("is set by the platform"),
-        "is not a field of this object": _("is not a field of this object"),
-        "too many": _("too many"),
-    }
     errors: dict[str, str] = {}
     for detail in exc.details:
         field = str(detail.get("field", ""))
-        message = str(detail.get("message", ""))
-        errors.setdefault(field, known.get(message, message))
+        errors.setdefault(field, told(detail.get("message")))
     return errors
 
 
@@ -715,7 +707,7 @@ def record_edit(object_name: str, record_id: int) -> Any:
         stale = _what_changed(meta, fresh, payload)
         values = {**current, **{k: v for k, v in payload.items() if k != "version"}}
         return _render_form(
-            service, meta, record_id, values, {}, exc.message, status=409, stale=stale
+            service, meta, record_id, values, {}, told(exc.message), status=409, stale=stale
         )
     except TrellisError as exc:
         if exc.status not in (409, 422, 400):

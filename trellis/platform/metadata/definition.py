@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from trellis.exceptions import InvalidDefinition
+from trellis.platform.messages import N_, schema_message
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA, FieldSpec, get_type, registered_types
 from trellis.platform.metadata.names import NAME_PATTERN, RESERVED_NAMES, name_problem
 from trellis.platform.metadata.patterns import (
@@ -148,23 +149,31 @@ def _locate(error: ValidationError) -> list[Problem]:
     if "propertyNames" in error.absolute_schema_path:
         # jsonschema reports a bad property name at its parent object; point at the name.
         pointer = f"{pointer}/{_pointer([error.instance])[1:]}"
+    if error.validator == "pattern" and error.validator_value == NAME_PATTERN:
+        named = name_problem(error.instance)  # says what a name may be, not the regex
+        if named is not None:
+            return [Problem(pointer, named)]
     if error.validator == "not":
-        return [Problem(pointer, f"{error.instance!r} is a reserved word")]
+        return [Problem(pointer, N_("%(name)s is a reserved word", name=repr(error.instance)))]
     if error.validator == "anyOf" and list(error.absolute_schema_path)[-3:-1] == [
         "properties",
         "type",
     ]:
         expected = error.schema["anyOf"][0]["const"]
-        return [Problem(pointer, f"type must be {expected!r} or [{expected!r}, 'null']")]
+        return [
+            Problem(pointer, N_("type must be %(type)s or [%(type)s, 'null']", type=repr(expected)))
+        ]
     if error.validator == "additionalProperties" and error.validator_value is False:
         # Likewise, point at each unknown keyword rather than at the object holding it.
         known = error.schema.get("properties", {})
         return [
-            Problem(f"{pointer}/{_pointer([key])[1:]}", f"unknown keyword {key!r}")
+            Problem(
+                f"{pointer}/{_pointer([key])[1:]}", N_("unknown keyword %(name)s", name=repr(key))
+            )
             for key in error.instance
             if key not in known
         ]
-    return [Problem(pointer, error.message)]
+    return [Problem(pointer, schema_message(error))]
 
 
 def _leaf_errors(error: ValidationError) -> list[ValidationError]:
@@ -194,7 +203,7 @@ def validate_definition(
     documents, so references (``x-target``) can be checked.
     """
     if not isinstance(document, dict):
-        return [Problem("", "an object definition must be a JSON object")]
+        return [Problem("", N_("an object definition must be a JSON object"))]
     problems: list[Problem] = []
     for error in sorted(_meta_validator().iter_errors(document), key=lambda e: list(e.path)):
         for leaf in _leaf_errors(error):
@@ -245,10 +254,12 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
             problems.append(Problem(pointer, problem))
     for index, field_name in enumerate(required):
         if field_name not in properties:
-            problems.append(Problem(f"/required/{index}", f"{field_name!r} is not a field"))
+            problems.append(
+                Problem(f"/required/{index}", N_("%(name)s is not a field", name=repr(field_name)))
+            )
     title = doc.get("x-title-field")
     if title is not None and title not in properties:
-        problems.append(Problem("/x-title-field", f"{title!r} is not a field"))
+        problems.append(Problem("/x-title-field", N_("%(name)s is not a field", name=repr(title))))
     problems.extend(_layout_problems(doc))
     objects = {**known, name: doc}
     for field_name, prop in properties.items():
@@ -267,13 +278,19 @@ def _layout_problems(doc: dict[str, Any]) -> list[Problem]:
         for f_index, field_name in enumerate(section["fields"]):
             at = f"/x-layout/sections/{s_index}/fields/{f_index}"
             if field_name not in properties:
-                problems.append(Problem(at, f"{field_name!r} is not a field"))
+                problems.append(Problem(at, N_("%(name)s is not a field", name=repr(field_name))))
             elif field_name in seen:
-                problems.append(Problem(at, f"{field_name!r} is already in the layout"))
+                problems.append(
+                    Problem(at, N_("%(name)s is already in the layout", name=repr(field_name)))
+                )
             seen.add(field_name)
     for index, field_name in enumerate(doc.get("x-list-columns", [])):
         if field_name not in properties and field_name not in LIST_SYSTEM_COLUMNS:
-            problems.append(Problem(f"/x-list-columns/{index}", f"{field_name!r} is not a field"))
+            problems.append(
+                Problem(
+                    f"/x-list-columns/{index}", N_("%(name)s is not a field", name=repr(field_name))
+                )
+            )
     return problems
 
 
@@ -291,10 +308,15 @@ def _index_problems(doc: dict[str, Any]) -> list[Problem]:
                 continue
             prop = properties.get(column)
             if prop is None:
-                problems.append(Problem(f"/x-indexes/{i}/{j}", f"{column!r} is not a field"))
+                problems.append(
+                    Problem(f"/x-indexes/{i}/{j}", N_("%(name)s is not a field", name=repr(column)))
+                )
             elif not get_type(prop["x-type"]).sortable:
                 problems.append(
-                    Problem(f"/x-indexes/{i}/{j}", f"a {prop['x-type']} field cannot be indexed")
+                    Problem(
+                        f"/x-indexes/{i}/{j}",
+                        N_("a %(type)s field cannot be indexed", type=prop["x-type"]),
+                    )
                 )
     return problems
 
@@ -320,19 +342,27 @@ def _scope_problems(doc: dict[str, Any], objects: dict[str, dict[str, Any]]) -> 
         prop = properties.get(named, {})
         if prop.get("x-type") != "lookup" or prop.get("x-target") != doc["x-name"]:
             problems.append(
-                Problem("/x-hierarchy-field", f"{named!r} must be a lookup to this object itself")
+                Problem(
+                    "/x-hierarchy-field",
+                    N_("%(name)s must be a lookup to this object itself", name=repr(named)),
+                )
             )
     scope = doc.get("x-scope-field")
     if scope is not None:
         prop = properties.get(scope)
         target = objects.get(str(prop.get("x-target"))) if prop else None
         if prop is None or prop.get("x-type") not in ("lookup", "master_detail"):
-            problems.append(Problem("/x-scope-field", f"{scope!r} must be a lookup field"))
+            problems.append(
+                Problem("/x-scope-field", N_("%(name)s must be a lookup field", name=repr(scope)))
+            )
         elif target is None or hierarchy_field_of(target) is None:
             problems.append(
                 Problem(
                     "/x-scope-field",
-                    f"{scope!r} must point at a hierarchy object (one with a self-lookup parent)",
+                    N_(
+                        "%(name)s must point at a hierarchy object (one with a self-lookup parent)",
+                        name=repr(scope),
+                    ),
                 )
             )
     return problems
@@ -350,12 +380,12 @@ def _field_problems(
     type_name = prop["x-type"]
     target = prop.get("x-target")
     if target is not None and target not in objects:
-        problems.append(Problem(f"{at}/x-target", f"unknown object {target!r}"))
+        problems.append(Problem(f"{at}/x-target", N_("unknown object %(name)s", name=repr(target))))
     if type_name == "master_detail":
         if not required:
-            problems.append(Problem(at, "a master_detail field must be required"))
+            problems.append(Problem(at, N_("a master_detail field must be required")))
         if target == object_name:
-            problems.append(Problem(f"{at}/x-target", "an object cannot be its own master"))
+            problems.append(Problem(f"{at}/x-target", N_("an object cannot be its own master")))
         related = prop["x-related-name"]
         # The parent's records carry their children under this key, next to its own fields.
         related_problem = name_problem(related)
@@ -363,28 +393,46 @@ def _field_problems(
             problems.append(Problem(f"{at}/x-related-name", related_problem))
         elif target in objects and related in objects[target].get("properties", {}):
             problems.append(
-                Problem(f"{at}/x-related-name", f"{related!r} is already a field of {target!r}")
+                Problem(
+                    f"{at}/x-related-name",
+                    N_(
+                        "%(name)s is already a field of %(object)s",
+                        name=repr(related),
+                        object=repr(target),
+                    ),
+                )
             )
         elif target in objects:
             problems.extend(
-                Problem(f"{at}/x-related-name", f"{related!r} already names {other}'s records")
+                Problem(
+                    f"{at}/x-related-name",
+                    N_(
+                        "%(name)s already names %(object)s's records",
+                        name=repr(related),
+                        object=other,
+                    ),
+                )
                 for other in _children_named(objects, target, related)
                 if other != object_name
             )
     if type_name == "autonumber" and "{0" not in prop["x-format"]:
-        problems.append(Problem(f"{at}/x-format", "the format needs a counter such as {0000}"))
+        problems.append(Problem(f"{at}/x-format", N_("the format needs a counter such as {0000}")))
     if type_name in {"picklist", "multipicklist"}:
         values = prop["enum"] if type_name == "picklist" else prop["items"]["enum"]
         for value in prop.get("x-enum-labels", {}):
             if value not in values:
                 pointer = _pointer(["properties", field_name, "x-enum-labels", value])
-                problems.append(Problem(pointer, f"{value!r} is not one of the values"))
+                problems.append(
+                    Problem(pointer, N_("%(value)s is not one of the values", value=repr(value)))
+                )
     if prop.get("x-unique") and type_name in {"multipicklist", "json", "textarea", "boolean"}:
-        problems.append(Problem(f"{at}/x-unique", f"a {type_name} field cannot be unique"))
+        problems.append(
+            Problem(f"{at}/x-unique", N_("a %(type)s field cannot be unique", type=type_name))
+        )
     if "default" in prop:
         spec = FieldSpec(field_name, get_type(type_name), prop, required)
         if not spec.type.writable:
-            problems.append(Problem(f"{at}/default", "this field cannot have a default"))
+            problems.append(Problem(f"{at}/default", N_("this field cannot have a default")))
         problems.extend(_default_problems(at, spec, prop["default"]))
     problems.extend(_length_problems(at, prop))
     problems.extend(_schema_keyword_problems(at, prop))
@@ -395,23 +443,28 @@ def _length_problems(at: str, prop: dict[str, Any]) -> list[Problem]:
     # With maxLength defaulted, a larger minLength would make a field no value can fill.
     low, high = prop.get("minLength"), prop.get("maxLength")
     if type(low) is int and type(high) is int and low > high:
-        return [Problem(f"{at}/minLength", f"minLength {low} is greater than maxLength {high}")]
+        return [
+            Problem(
+                f"{at}/minLength",
+                N_("minLength %(low)s is greater than maxLength %(high)s", low=low, high=high),
+            )
+        ]
     return []
 
 
 def _default_problems(at: str, spec: FieldSpec, default: Any) -> list[Problem]:
     # RE2 checks a default's pattern too: saving a definition never backtracks.
     validator = full_validator(spec.value_schema())
-    return [Problem(f"{at}/default", e.message) for e in validator.iter_errors(default)]
+    return [Problem(f"{at}/default", schema_message(e)) for e in validator.iter_errors(default)]
 
 
 # Keywords a json field's schema may not use: fastjsonschema would match
 # patternProperties with Python's ``re``, and resolve a ``$ref`` by fetching its URL.
 _REFUSED_KEYWORDS = {
-    "patternProperties": "patternProperties is not supported; use propertyNames with a pattern",
-    "$ref": "references are not supported in a field's schema",
-    "$dynamicRef": "references are not supported in a field's schema",
-    "$recursiveRef": "references are not supported in a field's schema",
+    "patternProperties": N_("patternProperties is not supported; use propertyNames with a pattern"),
+    "$ref": N_("references are not supported in a field's schema"),
+    "$dynamicRef": N_("references are not supported in a field's schema"),
+    "$recursiveRef": N_("references are not supported in a field's schema"),
 }
 
 

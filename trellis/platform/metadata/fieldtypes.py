@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 
+from trellis.platform.messages import N_, Message
+
 if TYPE_CHECKING:
     from sqlalchemy.types import TypeEngine
 
@@ -55,6 +57,12 @@ _ENUM_LABELS = {
 
 class FieldConversionError(ValueError):
     """A JSON value that cannot become this field's stored value."""
+
+    @property
+    def message(self) -> Message | str:
+        """What is wrong, as a message a page can tell in the user's language."""
+        first = self.args[0] if self.args else ""
+        return first if isinstance(first, Message) else str(self)
 
 
 @dataclass(frozen=True)
@@ -230,7 +238,7 @@ class _StringType(FieldType):
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         if isinstance(value, str) and "\x00" in value:
             # PostgreSQL cannot store NUL in text; refuse it everywhere alike.
-            raise FieldConversionError("text cannot contain NUL (\\u0000) characters")
+            raise FieldConversionError(N_("text cannot contain NUL (\\u0000) characters"))
         return value
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
@@ -239,7 +247,7 @@ class _StringType(FieldType):
         if isinstance(value, int | float | Decimal):
             return format(value, "f") if isinstance(value, Decimal) else str(value)
         if isinstance(value, list | dict):
-            raise FieldConversionError("a structured value cannot become text")
+            raise FieldConversionError(N_("a structured value cannot become text"))
         return str(value)
 
 
@@ -346,7 +354,7 @@ class AutonumberType(_StringType):
 
 def _to_number(value: Any) -> float | int:
     if isinstance(value, bool):
-        raise FieldConversionError("a boolean is not a number")
+        raise FieldConversionError(N_("a boolean is not a number"))
     if isinstance(value, int):
         return value
     if isinstance(value, float | Decimal):
@@ -355,9 +363,9 @@ def _to_number(value: Any) -> float | int:
         try:
             number = float(str(value).strip())
         except ValueError as exc:
-            raise FieldConversionError(f"{value!r} is not a number") from exc
+            raise FieldConversionError(N_("%(value)s is not a number", value=repr(value))) from exc
     if math.isnan(number) or math.isinf(number):
-        raise FieldConversionError(f"{value!r} is not a finite number")
+        raise FieldConversionError(N_("%(value)s is not a finite number", value=repr(value)))
     if isinstance(value, float | Decimal):
         return number
     return int(number) if number.is_integer() and "." not in str(value) else number
@@ -370,7 +378,7 @@ CURRENCY_PRECISION = 20  # digits of a currency column, NUMERIC(20, x-scale)
 def _int64(value: Any) -> Any:
     """Whole numbers are stored as 64-bit integers; refuse what would not fit."""
     if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-        raise FieldConversionError(f"{value} is out of range (a 64-bit integer)")
+        raise FieldConversionError(N_("%(value)s is out of range (a 64-bit integer)", value=value))
     return value
 
 
@@ -392,7 +400,7 @@ class IntegerType(FieldType):
         number = _to_number(value)
         if isinstance(number, float):
             if not number.is_integer():
-                raise FieldConversionError(f"{value!r} is not a whole number")
+                raise FieldConversionError(N_("%(value)s is not a whole number", value=repr(value)))
             return int(number)
         return number
 
@@ -411,7 +419,7 @@ class NumberType(FieldType):
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         number = float(value)
         if not math.isfinite(number):
-            raise FieldConversionError(f"{value!r} is not a finite number")
+            raise FieldConversionError(N_("%(value)s is not a finite number", value=repr(value)))
         return number
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
@@ -448,11 +456,14 @@ class CurrencyType(FieldType):
                 raise InvalidOperation
             amount = amount.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         except InvalidOperation as exc:
-            raise FieldConversionError(f"{value!r} is not an amount") from exc
+            raise FieldConversionError(N_("%(value)s is not an amount", value=repr(value))) from exc
         if amount and amount.adjusted() >= CURRENCY_PRECISION - scale:
             raise FieldConversionError(
-                f"{value!r} is too large (at most {CURRENCY_PRECISION - scale} digits "
-                "before the decimal point)"
+                N_(
+                    "%(value)s is too large (at most %(digits)s digits before the decimal point)",
+                    value=repr(value),
+                    digits=CURRENCY_PRECISION - scale,
+                )
             )
         return amount
 
@@ -485,7 +496,7 @@ class BooleanType(FieldType):
             return True
         if text in {"false", "0", "no", "n", "f"}:
             return False
-        raise FieldConversionError(f"{value!r} is not a yes/no value")
+        raise FieldConversionError(N_("%(value)s is not a yes/no value", value=repr(value)))
 
 
 # --- dates -------------------------------------------------------------------------
@@ -511,7 +522,9 @@ class DateType(FieldType):
         try:
             return dt.date.fromisoformat(value)
         except (TypeError, ValueError) as exc:
-            raise FieldConversionError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+            raise FieldConversionError(
+                N_("%(value)s is not a date (YYYY-MM-DD)", value=repr(value))
+            ) from exc
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
         return value.isoformat()
@@ -527,7 +540,9 @@ class DateType(FieldType):
         try:  # a date-time keeps its date; anything else is refused, never cut to fit
             return dt.datetime.fromisoformat(text).date().isoformat()
         except ValueError as exc:
-            raise FieldConversionError(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+            raise FieldConversionError(
+                N_("%(value)s is not a date (YYYY-MM-DD)", value=repr(value))
+            ) from exc
 
 
 @register
@@ -551,7 +566,9 @@ class DateTimeType(FieldType):
             try:
                 moment = dt.datetime.fromisoformat(value)
             except (TypeError, ValueError) as exc:
-                raise FieldConversionError(f"{value!r} is not an ISO 8601 date-time") from exc
+                raise FieldConversionError(
+                    N_("%(value)s is not an ISO 8601 date-time", value=repr(value))
+                ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.UTC)
         return moment.astimezone(dt.UTC)
@@ -597,7 +614,7 @@ class MultipicklistType(FieldType):
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         if not isinstance(value, list | tuple):  # list("ab") would be ["a", "b"]
-            raise FieldConversionError(f"{value!r} is not a list of values")
+            raise FieldConversionError(N_("%(value)s is not a list of values", value=repr(value)))
         return list(value)
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
@@ -605,7 +622,9 @@ class MultipicklistType(FieldType):
             return [value]
         if isinstance(value, list):
             return value
-        raise FieldConversionError(f"{value!r} cannot become a list of values")
+        raise FieldConversionError(
+            N_("%(value)s cannot become a list of values", value=repr(value))
+        )
 
 
 @register

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from trellis.platform.messages import N_
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # Python's ``$`` also matches before a trailing newline, so match the whole string.
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -54,14 +56,16 @@ RESERVED_NAMES = SQL_RESERVED | frozenset(SYSTEM_COLUMNS) | frozenset({"meta", "
 def name_problem(name: object) -> str | None:
     """Return why ``name`` is not a usable identifier, or None when it is."""
     if not isinstance(name, str):
-        return "must be a string"
+        return N_("must be a string")
     if not NAME_RE.fullmatch(name):
-        return (
-            f"{name!r} must start with a lowercase letter and contain only lowercase "
-            f"letters, digits and underscores ({MAX_NAME_LENGTH} characters at most)"
+        return N_(
+            "%(name)s must start with a lowercase letter and contain only lowercase "
+            "letters, digits and underscores (%(limit)s characters at most)",
+            name=repr(name),
+            limit=MAX_NAME_LENGTH,
         )
     if name in RESERVED_NAMES:
-        return f"{name!r} is a reserved word"
+        return N_("%(name)s is a reserved word", name=repr(name))
     return None
 
 

@@ -26,6 +26,8 @@ import re2
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
+from trellis.platform.messages import N_
+
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # a refused pattern is a user's mistake, not a log line
 
@@ -76,13 +78,14 @@ def compile_pattern(pattern: str) -> Any:
 def pattern_problem(pattern: Any) -> str | None:
     """Why ``pattern`` cannot be used (None when it can)."""
     if not isinstance(pattern, str):
-        return "a pattern must be a string"
+        return N_("a pattern must be a string")
     try:
         compile_pattern(pattern)
     except PatternError as exc:
-        return (
-            f"invalid regular expression: {exc} (patterns run in linear time; "
-            "backreferences and lookaround are not supported)"
+        return N_(
+            "invalid regular expression: %(reason)s (patterns run in linear time; "
+            "backreferences and lookaround are not supported)",
+            reason=str(exc),
         )
     return None
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from trellis.platform.messages import N_, schema_message
 from trellis.platform.metadata.definition import Problem, _pointer
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA
 from trellis.platform.metadata.names import NAME_PATTERN
@@ -88,9 +89,9 @@ def _validator() -> Draft202012Validator:
 def validate_role(document: Any, objects: dict[str, dict[str, Any]]) -> list[Problem]:
     """Every problem with a role document; ``objects`` maps object names to definitions."""
     if not isinstance(document, dict):
-        return [Problem("", "a role must be a JSON object")]
+        return [Problem("", N_("a role must be a JSON object"))]
     problems = [
-        Problem(_pointer(error.absolute_path), error.message)
+        Problem(_pointer(error.absolute_path), schema_message(error))
         for error in _validator().iter_errors(document)
     ]
     if problems:
@@ -98,13 +99,16 @@ def validate_role(document: Any, objects: dict[str, dict[str, Any]]) -> list[Pro
     for object_name, grant in document["objects"].items():
         at = f"/objects/{object_name}"
         if object_name not in objects:
-            problems.append(Problem(at, f"unknown object {object_name!r}"))
+            problems.append(Problem(at, N_("unknown object %(name)s", name=repr(object_name))))
             continue
         properties = objects[object_name].get("properties", {})
         for field_name in grant.get("fields", {}):
             if field_name not in properties:
                 problems.append(
-                    Problem(f"{at}/fields/{field_name}", f"{field_name!r} is not a field")
+                    Problem(
+                        f"{at}/fields/{field_name}",
+                        N_("%(name)s is not a field", name=repr(field_name)),
+                    )
                 )
     return problems
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from trellis.exceptions import Forbidden
+from trellis.platform.messages import N_
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.hierarchy import descendants
 from trellis.platform.runtime.query import among
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
-_WORDS = {"read": "read-only", "hidden": "hidden", "write": "writable"}
+_WORDS = {
+    "read": N_("is read-only for you"),
+    "hidden": N_("is hidden for you"),
+    "write": N_("is writable for you"),
+}
 VERBS = {
     Operation.READ: "read",
     Operation.CREATE: "create",
@@ -70,7 +75,12 @@ class Access:
         if not self.allowed(meta, operation):
             raise Forbidden(
                 f"you may not {VERBS[operation]} {meta.name} records",
-                [{"field": meta.name, "message": f"no {operation} permission"}],
+                [
+                    {
+                        "field": meta.name,
+                        "message": N_("no %(operation)s permission", operation=str(operation)),
+                    }
+                ],
             )
 
     def condition(self, meta: ObjectMeta, operation: Operation) -> sa.ColumnElement[bool] | None:
@@ -159,7 +169,7 @@ class Access:
         if self.unrestricted:
             return
         denied = [
-            {"field": name, "message": f"is {_WORDS[self.field_access(meta, name)]} for you"}
+            {"field": name, "message": _WORDS[self.field_access(meta, name)]}
             for name in field_names
             if name in meta.fields and self.field_access(meta, name) != "write"
         ]

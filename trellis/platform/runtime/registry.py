@@ -18,6 +18,7 @@ import fastjsonschema
 import sqlalchemy as sa
 
 from trellis.exceptions import NotFound, ValidationFailed
+from trellis.platform.messages import N_, schema_message
 from trellis.platform.metadata.definition import ObjectDefinition, load_definition
 from trellis.platform.metadata.fieldtypes import FieldType
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
@@ -135,17 +136,17 @@ class ObjectMeta:
         for error in self._full.iter_errors(record):
             if error.validator == "required":
                 missing = error.message.split("'")[1]
-                details.append({"field": missing, "message": "is required"})
+                details.append({"field": missing, "message": N_("is required")})
             elif error.validator == "additionalProperties":
                 for extra in sorted(set(error.instance) - set(self.record_schema["properties"])):
-                    details.append({"field": extra, "message": "is not a field of this object"})
+                    details.append({"field": extra, "message": N_("is not a field of this object")})
             elif error.validator == "type" and error.instance is None:
                 # A required field sent empty (a cleared form box): say what is wrong.
                 path = ".".join(str(p) for p in error.absolute_path)
-                details.append({"field": path, "message": "is required"})
+                details.append({"field": path, "message": N_("is required")})
             else:
                 path = ".".join(str(p) for p in error.absolute_path)
-                details.append({"field": path, "message": error.message})
+                details.append({"field": path, "message": schema_message(error)})
         if not details and fast_error is not None:
             path = str(getattr(fast_error, "name", "")).removeprefix("data.").removeprefix("data")
             details.append({"field": path, "message": str(fast_error)})

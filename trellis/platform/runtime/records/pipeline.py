@@ -35,6 +35,7 @@ from trellis.exceptions import (
     TrellisError,
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
@@ -124,7 +125,7 @@ def deserialise(draft: Draft) -> None:
     """The JSON object, its children set aside, platform keys refused."""
     if not isinstance(draft.raw, dict):
         raise ValidationFailed(
-            "a record must be a JSON object", [{"field": "", "message": "not an object"}]
+            "a record must be a JSON object", [{"field": "", "message": N_("not an object")}]
         )
     payload = dict(draft.raw)
     draft.children = pop_children(draft.meta, payload)
@@ -145,12 +146,12 @@ def pop_children(
         if not isinstance(items, list):
             raise ValidationFailed(
                 f"{related} must be a list of {child_name} records",
-                [{"field": related, "message": "must be a list"}],
+                [{"field": related, "message": N_("must be a list")}],
             )
         if len(items) > defaults.MAX_CHILDREN_PER_RECORD:
             raise ValidationFailed(
                 f"at most {defaults.MAX_CHILDREN_PER_RECORD} {related} per record",
-                [{"field": related, "message": "too many"}],
+                [{"field": related, "message": N_("too many")}],
             )
         children.append(((child_name, spec), items))
     return children
@@ -164,13 +165,13 @@ def refuse_platform_keys(meta: ObjectMeta, payload: dict[str, Any], allow_childr
     related = {str(spec.related_name) for _, spec in meta.children}
     for key in payload:
         if key in SYSTEM_COLUMNS:
-            details.append({"field": key, "message": "is set by the platform"})
+            details.append({"field": key, "message": N_("is set by the platform")})
         elif key in related and not allow_children:
             details.append(
-                {"field": key, "message": "children are changed through their own records"}
+                {"field": key, "message": N_("children are changed through their own records")}
             )
         elif key in meta.fields and not meta.fields[key].writable:
-            details.append({"field": key, "message": "is read-only"})
+            details.append({"field": key, "message": N_("is read-only")})
     if details:
         raise ValidationFailed("the record sets fields it may not set", details)
 
@@ -221,7 +222,12 @@ def require_in_scope(
     if len(inside) < len(set(ids)):
         raise Forbidden(
             f"this {meta.name} would be outside what you may {operation}",
-            [{"field": meta.name, "message": f"outside your {operation} scope"}],
+            [
+                {
+                    "field": meta.name,
+                    "message": N_("outside your %(operation)s scope", operation=str(operation)),
+                }
+            ],
         )
 
 
@@ -287,7 +293,7 @@ def to_python(draft: Draft) -> None:
         try:
             values[name] = draft.meta.fields[name].to_python(value)
         except FieldConversionError as exc:
-            details.append({"field": name, "message": str(exc)})
+            details.append({"field": name, "message": exc.message})
     if details:
         raise ValidationFailed("the record is not valid", details)
     draft.values = values
@@ -325,7 +331,14 @@ def check_references(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> 
             ):
                 draft.error = ValidationFailed(
                     "the record refers to records that do not exist",
-                    [{"field": name, "message": f"no {spec.target} with id {value}"}],
+                    [
+                        {
+                            "field": name,
+                            "message": N_(
+                                "no %(object)s with id %(id)s", object=spec.target, id=value
+                            ),
+                        }
+                    ],
                 )
 
 
@@ -417,17 +430,24 @@ def _distinct_in_batch(meta: ObjectMeta, spec: FieldSpec, drafts: list[Draft]) -
         if not draft.ok or value is None:
             continue
         if value in seen:
-            draft.error = _duplicate(meta, spec, value, f"record {seen[value]} of this request")
+            draft.error = _duplicate(
+                meta, spec, value, N_("record %(index)s of this request", index=seen[value])
+            )
         else:
             seen[value] = draft.index
     return seen
 
 
 def _duplicate(meta: ObjectMeta, spec: FieldSpec, value: Any, where: str | None) -> DuplicateValue:
-    by = f" by {where}" if where else ""
+    shown = repr(spec.to_json(value))
+    message = (
+        N_("%(value)s is already taken by %(where)s", value=shown, where=where)
+        if where
+        else N_("%(value)s is already taken", value=shown)
+    )
     return DuplicateValue(
         f"another {meta.name} already has this {spec.name}",
-        [{"field": spec.name, "message": f"{spec.to_json(value)!r} is already taken{by}"}],
+        [{"field": spec.name, "message": message}],
     )
 
 
