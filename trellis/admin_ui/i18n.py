@@ -53,6 +53,7 @@ def pick(labels: Any, fallback: str = "") -> str:
 
 
 def html_lang() -> str:
+    """The page's ``<html lang>``: the request's language, ``en`` or ``zh-CN``."""
     return current_language()
 
 
