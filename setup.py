@@ -15,6 +15,7 @@ class BuildWithCatalogues(build_py):
     (editable installs too), so no request ever compiles a catalogue."""
 
     def run(self) -> None:
+        """Write each catalogue's ``messages.mo`` beside its ``.po``, then build as usual."""
         from babel.messages.mofile import write_mo
         from babel.messages.pofile import read_po
 

@@ -60,6 +60,7 @@ class CommandError(click.ClickException):
     exit_code = 2
 
     def show(self, file: IO[Any] | None = None) -> None:
+        """Print ``error: <message>`` to stderr (or ``file``), without click's usage lines."""
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
@@ -69,6 +70,7 @@ class PortType(click.ParamType):
     name = "port"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """The port as an int; a bool, a non-number or one outside 1–65535 is a ``CommandError``."""
         if isinstance(value, int) and not isinstance(value, bool):
             port = value
         else:

@@ -73,6 +73,7 @@ def base_url(raw: str) -> str:
 
 
 def default_database_url(instance_path: str) -> str:
+    """A SQLite file ``trellis.db`` in the instance folder, when no DATABASE_URL is given."""
     return f"sqlite:///{Path(instance_path) / 'trellis.db'}"
 
 

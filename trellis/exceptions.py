@@ -22,10 +22,13 @@ class TrellisError(Exception):
         self.details = details or []
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {code, message, details}}``."""
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
 class BadRequest(TrellisError):
+    """A request the platform cannot act on as sent (400)."""
+
     status = 400
     code = "bad_request"
 
@@ -37,11 +40,15 @@ class InvalidQuery(BadRequest):
 
 
 class AuthenticationRequired(TrellisError):
+    """No signed-in user or valid token where one is needed (401)."""
+
     status = 401
     code = "unauthenticated"
 
 
 class Forbidden(TrellisError):
+    """The caller is known but their roles do not allow this (403)."""
+
     status = 403
     code = "forbidden"
 
@@ -57,11 +64,15 @@ class CsrfFailed(TrellisError):
 
 
 class NotFound(TrellisError):
+    """No such object, record or document, or one the caller may not see (404)."""
+
     status = 404
     code = "not_found"
 
 
 class Conflict(TrellisError):
+    """The request clashes with the stored state (409); subclasses say how."""
+
     status = 409
     code = "conflict"
 
@@ -85,6 +96,8 @@ class ReferencedDocument(Conflict):
 
 
 class DuplicateValue(Conflict):
+    """A unique field's value another record (or this request) already holds (409)."""
+
     code = "duplicate"
 
 
@@ -109,6 +122,8 @@ class ValidationFailed(TrellisError):
 
 
 class PackError(TrellisError):
+    """A pack that cannot be read or installed: missing files, bad JSON, invalid content (422)."""
+
     status = 422
     code = "invalid_pack"
 

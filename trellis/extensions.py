@@ -36,9 +36,11 @@ class Database:
 
     @property
     def dialect(self) -> str:
+        """The engine's dialect name: ``postgresql`` or ``sqlite``."""
         return self.engine.dialect.name
 
     def session(self) -> Session:
+        """A new ORM session on this database; the caller commits and closes it."""
         return self.sessionmaker()
 
 
@@ -57,17 +59,23 @@ class CurrentDatabase:
 
     @property
     def engine(self) -> sa.Engine:
+        """The current app's engine; raises outside an app context."""
         return database_of(current_app).engine
 
     @property
     def dialect(self) -> str:
+        """The current app's dialect name (``postgresql`` or ``sqlite``)."""
         return database_of(current_app).dialect
 
     def session(self) -> Session:
+        """A new session on the current app's database; the caller closes it."""
         return database_of(current_app).session()
 
 
 def create_engine(url: str, echo: bool = False) -> sa.Engine:
+    """An engine for ``url``: SQLite waits 30 s on a lock and is set up as ``Database``
+    says; any other database checks pooled connections before use (pre-ping).
+    """
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}

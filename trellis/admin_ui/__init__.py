@@ -83,6 +83,9 @@ def safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
+    """``/login``: the sign-in form (a signed-in user is sent on to ``next``); a right
+    password starts a fresh session. 401 for a wrong one, 429 with Retry-After when locked.
+    """
     if request.method == "GET":
         if g.user is not None:
             return redirect(safe_next(request.args.get("next")))
@@ -127,6 +130,9 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
+    """``POST /logout``: end every session of the user (the epoch moves, copied cookies
+    too), audited, and go back to the sign-in page.
+    """
     if g.user is not None:
         with db.session() as db_session:
             db_session.execute(
@@ -150,6 +156,11 @@ def logout() -> Any:
 @bp.route("/password", methods=["GET", "POST"])
 @signed_in
 def change_password() -> Any:
+    """``/password``: change the signed-in user's password, checked like a sign-in.
+
+    400 for a wrong current password, differing or weak new ones; 429 with Retry-After when
+    locked. Other sessions end; this one carries the new stamp.
+    """
     if request.method == "GET":
         return render_template("ui/password.html")
     current = request.form.get("current_password", "")[:1000]
@@ -211,6 +222,9 @@ def change_password() -> Any:
 
 
 def init_app(app: Flask) -> None:
+    """Register the pages: session cookie settings, CSRF, languages, the view modules,
+    the template globals, and the per-page unit of work.
+    """
     # Flask's own defaults (no SameSite, 31-day sessions) are not what we want.
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"

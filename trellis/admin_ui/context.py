@@ -56,12 +56,14 @@ def open_page() -> None:
 
 
 def close_page(_exc: BaseException | None) -> None:
+    """Teardown: end the page's session, if it opened one (what was not committed rolls back)."""
     db_session = g.pop("ui_session", None)
     if db_session is not None:
         end_session(db_session)
 
 
 def registry() -> MetaRegistry:
+    """The app's ``MetaRegistry``, shared with the API."""
     found: MetaRegistry = current_app.extensions["trellis.registry"]
     return found
 
@@ -73,6 +75,7 @@ def page_session() -> Session:
 
 
 def caller() -> Caller:
+    """The signed-in ``Caller`` (set by ``open_page``; ``None`` when nobody is signed in)."""
     found: Caller = g.caller
     return found
 
@@ -93,6 +96,7 @@ def roles() -> RoleService:
 
 
 def audit_context() -> dict[str, str | None]:
+    """What a service names in the audit trail besides the user's id: e-mail, address, agent."""
     return {
         "actor_email": caller().email,
         "ip": request.remote_addr,
@@ -101,6 +105,9 @@ def audit_context() -> dict[str, str | None]:
 
 
 def commit() -> None:
+    """Commit the page's unit of work; its metadata changes then stand, so teardown need not
+    forget the registry's caches.
+    """
     db_session = page_session()
     db_session.commit()
     db_session.info.pop("metadata_changed", None)

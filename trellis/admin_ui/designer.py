@@ -82,6 +82,7 @@ TYPE_LABELS = {
 
 
 def type_label(name: str) -> str:
+    """A field type's name as the designer shows it, translated; an unknown name as it is."""
     return str(TYPE_LABELS.get(name, name))
 
 
@@ -143,16 +144,22 @@ class FieldForm:
 
     @property
     def settings(self) -> tuple[str, ...]:
+        """The inputs of this type's own settings, in form order (none for an unknown type)."""
         return TYPE_SETTINGS.get(self.type, ())
 
     @property
     def may_be_unique(self) -> bool:
+        """Whether the form offers the unique flag (not for multipicklist, json, long text…)."""
         return self.type not in NOT_UNIQUE
 
     def error(self, key: str) -> str | None:
+        """The problem shown under input ``key``, if any."""
         return self.errors.get(key)
 
     def add_error(self, key: str, message: str) -> None:
+        """Place a problem under input ``key`` (the first one stays), or, with ``key`` empty,
+        at the top of the form.
+        """
         if key:
             self.errors.setdefault(key, message)
         else:
@@ -387,9 +394,13 @@ class ObjectForm:
     problems: list[str] = field(default_factory=list)
 
     def error(self, key: str) -> str | None:
+        """The problem shown under input ``key``, if any."""
         return self.errors.get(key)
 
     def add_error(self, key: str, message: str) -> None:
+        """Place a problem under input ``key`` (the first one stays), or, with ``key`` empty,
+        at the top of the form.
+        """
         if key:
             self.errors.setdefault(key, message)
         else:
@@ -408,6 +419,9 @@ OBJECT_INPUTS = (
 
 
 def object_form_of(document: dict[str, Any]) -> ObjectForm:
+    """The settings form of a stored definition: name, labels, field choices and the
+    indexes one per line (``a, b``).
+    """
     inputs = {"name": str(document["x-name"])}
     for prefix, keyword in OBJECT_LABELS:
         inputs.update(label_inputs(prefix, document.get(keyword)))
@@ -418,10 +432,12 @@ def object_form_of(document: dict[str, Any]) -> ObjectForm:
 
 
 def new_object_form() -> ObjectForm:
+    """An empty object form whose first field is proposed: ``name``, labelled Name / 名称."""
     return ObjectForm({FIRST_FIELD: "name", "first_label-en": "Name", "first_label-zh": "名称"})
 
 
 def read_object_form(form: MultiDict[str, str]) -> ObjectForm:
+    """The object form a request sent: every known input, stripped; others are ignored."""
     return ObjectForm({key: form.get(key, "").strip() for key in OBJECT_INPUTS})
 
 
@@ -470,6 +486,9 @@ def object_document(form: ObjectForm, current: dict[str, Any] | None) -> dict[st
 def place_object_problems(
     form: ObjectForm, details: list[dict[str, Any]], creating: bool, message: str
 ) -> None:
+    """Each refusal detail under the input its pointer names (the first field's inputs only
+    when ``creating``); the rest, or ``message`` when there are none, at the top.
+    """
     for detail in details:
         pointer, raw = str(detail.get("field", "")), str(detail.get("message", ""))
         key, text = _object_input(pointer, raw, creating), told(detail.get("message"))

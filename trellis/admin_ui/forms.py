@@ -70,22 +70,27 @@ class FormField:
 
     @property
     def name(self) -> str:
+        """The field's name, also its input's name."""
         return self.spec.name
 
     @property
     def widget(self) -> str:
+        """The widget its field type chooses (``input``, ``select``, ``lookup``…)."""
         return self.spec.type.widget
 
     @cached_property  # a form asks several times (legend, aria-labels); built per request
     def label(self) -> str:
+        """The field's label in the request's language, else its name."""
         return pick(self.spec.label, self.spec.name)
 
     @property
     def help(self) -> str:
+        """The field's ``x-help`` in the request's language, or empty."""
         return pick(self.spec.schema.get("x-help"), "")
 
     @property
     def required(self) -> bool:
+        """Whether the definition requires a value."""
         return self.spec.required
 
     @cached_property
@@ -107,6 +112,9 @@ class FormField:
 
     @property
     def step(self) -> str:
+        """The number input's ``step``: 1 for whole numbers, the currency's smallest unit
+        (0.01 at scale 2), else ``any``.
+        """
         if self.spec.type.name == "integer":
             return "1"
         if self.spec.type.name == "currency":

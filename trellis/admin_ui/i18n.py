@@ -60,6 +60,7 @@ def told(message: Any) -> str:
 
 
 def html_lang() -> str:
+    """The page's ``<html lang>``: the request's language, ``en`` or ``zh-CN``."""
     return current_language()
 
 

@@ -87,6 +87,9 @@ def field_options() -> list[tuple[str, str]]:
 
 
 def operation_labels() -> dict[str, str]:
+    """The five record operations' names as the role designer shows them, translated,
+    keyed by ``Operation`` value in ``Operation`` order.
+    """
     labels = {
         Operation.READ: _("Read"),
         Operation.CREATE: _("Create"),
@@ -103,6 +106,9 @@ def operation_labels() -> dict[str, str]:
 @bp.get("/setup/roles")
 @admin_only
 def role_list() -> Any:
+    """``/setup/roles``: every role with its label, description, version and how many users
+    hold it (administrators only; others get the 403 page).
+    """
     counts = _users().role_counts()
     roles = [
         {
@@ -120,6 +126,9 @@ def role_list() -> Any:
 @bp.route("/setup/roles/new", methods=["GET", "POST"])
 @admin_only
 def role_new() -> Any:
+    """``/setup/roles/new``: the role form; POST creates the role and goes to its page. A
+    refusal shows the form as typed with each problem (422).
+    """
     blank: dict[str, Any] = {"x-name": "", "x-label": {}, "objects": {}}
     if request.method == "GET":
         return _role_page(blank, None, {}, [])
@@ -140,6 +149,9 @@ def role_new() -> Any:
 @bp.route("/setup/roles/<name>", methods=["GET", "POST"])
 @admin_only
 def role_edit(name: str) -> Any:
+    """``/setup/roles/<name>``: a role's rights per object; POST saves them from the form's
+    ``version`` (409 with the newer version when stale, also when none is sent). Refused: 422.
+    """
     service = _roles()
     found = current_documents(page_session(), ROLES, [name]) if is_name(name) else []
     if not found:
@@ -316,6 +328,9 @@ def _input_of(parts: list[str]) -> str | None:
 @bp.get("/setup/users")
 @admin_only
 def user_list() -> Any:
+    """``/setup/users``: users matching ``q`` (name or e-mail) and ``role``, a page at a time
+    after the ``after`` id.
+    """
     # No name or address holds a NUL, and PostgreSQL could not even compare one.
     text = request.args.get("q", "").replace("\x00", "").strip()[:100]
     role = request.args.get("role", "").replace("\x00", "")[:100] or None
@@ -357,6 +372,9 @@ def _partner_titles(users: list[User]) -> dict[int, str]:
 @bp.route("/setup/users/new", methods=["GET", "POST"])
 @admin_only
 def user_new() -> Any:
+    """``/setup/users/new``: the user form; POST creates the user (audited) and goes to
+    their page. A refusal (bad field, taken e-mail) shows the form with each problem (422).
+    """
     if request.method == "GET":
         return _user_page(None, {"language": "en", "roles": [], "partner": None}, {})
     data = user_input(request.form, creating=True)
@@ -377,6 +395,9 @@ def user_new() -> Any:
 @bp.route("/setup/users/<int:user_id>", methods=["GET", "POST"])
 @admin_only
 def user_edit(user_id: int) -> Any:
+    """``/setup/users/<id>``: a user's form; POST saves it (audited). A refusal, such as an
+    empty name or taking one's own admin rights, shows the form (422); unknown id: 404.
+    """
     service = _users()
     user = service.get(user_id)  # NotFound → the app's 404 page
     if request.method == "GET":
@@ -401,6 +422,9 @@ def user_edit(user_id: int) -> Any:
 @bp.post("/setup/users/<int:user_id>/<any(deactivate, reactivate):action>")
 @admin_only
 def user_activation(user_id: int, action: str) -> Any:
+    """``POST /setup/users/<id>/deactivate`` or ``/reactivate``: deactivating ends the
+    user's sessions and revokes their tokens; one's own account is refused with a message.
+    """
     service = _users()
     active = action == "reactivate"
     service.get(user_id)  # NotFound → the app's 404 page

@@ -481,34 +481,52 @@ def _restore(history: HistoryKind, name: str, version: int) -> Any:
 @bp.get("/setup/objects/<name>/history")
 @admin_only
 def object_history(name: str) -> Any:
+    """``/setup/objects/<name>/history``: every version of the definition, newest first,
+    with what changed (administrators only; 404 for an unknown object).
+    """
     return _history_page(OBJECT_HISTORY, name)
 
 
 @bp.get("/setup/objects/<name>/history/<int:version>")
 @admin_only
 def object_history_version(name: str, version: int) -> Any:
+    """``/setup/objects/<name>/history/<n>``: one version's definition as JSON and its
+    changes; 404 for an unknown object or version.
+    """
     return _version_page(OBJECT_HISTORY, name, version)
 
 
 @bp.post("/setup/objects/<name>/history/<int:version>/restore")
 @admin_only
 def object_history_restore(name: str, version: int) -> Any:
+    """``POST /setup/objects/<name>/history/<n>/restore``: make version ``n`` current again,
+    as a new version; a refusal (e.g. data that cannot take it) shows the history with it.
+    """
     return _restore(OBJECT_HISTORY, name, version)
 
 
 @bp.get("/setup/roles/<name>/history")
 @admin_only
 def role_history(name: str) -> Any:
+    """``/setup/roles/<name>/history``: every version of the role, newest first, with what
+    changed (administrators only; 404 for an unknown role).
+    """
     return _history_page(ROLE_HISTORY, name)
 
 
 @bp.get("/setup/roles/<name>/history/<int:version>")
 @admin_only
 def role_history_version(name: str, version: int) -> Any:
+    """``/setup/roles/<name>/history/<n>``: one version's role document as JSON and its
+    changes; 404 for an unknown role or version.
+    """
     return _version_page(ROLE_HISTORY, name, version)
 
 
 @bp.post("/setup/roles/<name>/history/<int:version>/restore")
 @admin_only
 def role_history_restore(name: str, version: int) -> Any:
+    """``POST /setup/roles/<name>/history/<n>/restore``: make version ``n`` current again, as
+    a new version; a refusal shows the history with it, with its status.
+    """
     return _restore(ROLE_HISTORY, name, version)

@@ -51,6 +51,9 @@ class Section:
     fields: list[str]
 
     def as_document(self) -> dict[str, Any]:
+        """The section as ``x-layout`` stores it: label (only the languages typed), columns,
+        fields.
+        """
         out: dict[str, Any] = {}
         label = {lang: text for lang, text in self.label.items() if text}
         if label:
@@ -69,21 +72,29 @@ class Draft:
     chosen: set[str] = field(default_factory=set)
 
     def list_columns(self) -> list[str]:
+        """The chosen list columns, in the draft's column order."""
         return [name for name in self.columns if name in self.chosen]
 
     def section(self, key: str) -> Section:
+        """The section whose inputs are named ``key``; ``BadRequest`` when no section is (the
+        page was stale).
+        """
         for section in self.sections:
             if section.key == key:
                 return section
         raise BadRequest(_("That section is not on the page any more; reload the page."))
 
     def holder(self, field_name: str) -> tuple[int, Section]:
+        """The position and section of the one holding ``field_name``; ``BadRequest`` when no
+        section does (the page is stale).
+        """
         for index, section in enumerate(self.sections):
             if field_name in section.fields:
                 return index, section
         raise BadRequest(_("That field is not on the page any more; reload the page."))
 
     def next_key(self) -> str:
+        """A key no section uses yet: one more than the largest (keys are never reused)."""
         return str(max((int(s.key) for s in self.sections), default=-1) + 1)
 
 
@@ -268,6 +279,10 @@ def place_errors(draft: Draft, details: list[dict[str, Any]]) -> PlacedErrors:
 @bp.route("/setup/objects/<name>/layout", methods=["GET", "POST"])
 @admin_only
 def object_layout(name: str) -> Any:
+    """``/setup/objects/<name>/layout``: the layout designer. POST with a button's ``op``
+    edits the draft on the page (400 for a stale one); ``save`` stores it, if the definition
+    is still at the page's version (409 otherwise), each refusal shown in place (422).
+    """
     meta = registry().get(name)  # NotFound: the app's 404 page
     if request.method == "GET":
         return _render(meta, draft_of(meta))

@@ -66,6 +66,9 @@ def _document(meta: ObjectMeta) -> dict[str, Any]:
 @bp.get("/setup/objects")
 @admin_only
 def object_list() -> Any:
+    """``/setup/objects``: every object with its label, version, field count and the pack
+    that brought it (administrators only; others get the 403 page).
+    """
     packs: dict[str, str] = {}
     for label, names in installed_packs():
         for name in names:
@@ -86,6 +89,9 @@ def object_list() -> Any:
 @bp.route("/setup/objects/new", methods=["GET", "POST"])
 @admin_only
 def object_new() -> Any:
+    """``/setup/objects/new``: the new-object form; POST creates the object with a first
+    text field and goes on to its fields. A refusal shows the form with each problem (422).
+    """
     if request.method == "GET":
         return _settings_page(None, new_object_form())
     form = read_object_form(request.form)
@@ -103,6 +109,9 @@ def object_new() -> Any:
 @bp.route("/setup/objects/<name>", methods=["GET", "POST"])
 @admin_only
 def object_settings(name: str) -> Any:
+    """``/setup/objects/<name>``: an object's settings form; POST saves them as a new
+    version (``No changes.`` when identical). A refusal shows the form with each problem (422).
+    """
     meta = registry().get(name)
     if request.method == "GET":
         return _settings_page(meta, object_form_of(meta.definition.document))
@@ -148,6 +157,9 @@ def _settings_page(meta: ObjectMeta | None, form: ObjectForm, status: int = 200)
 @bp.route("/setup/objects/<name>/delete", methods=["GET", "POST"])
 @admin_only
 def object_delete(name: str) -> Any:
+    """``/setup/objects/<name>/delete``: what still depends on the object, and a form that
+    deletes it once its name is typed; 422 for a wrong name, 409 while something depends on it.
+    """
     meta = registry().get(name)
     blockers = objects().check_deletable(name, meta.definition.document)
     error = None
@@ -175,6 +187,7 @@ def object_delete(name: str) -> Any:
 @bp.get("/setup/objects/<name>/fields")
 @admin_only
 def object_fields(name: str) -> Any:
+    """``/setup/objects/<name>/fields``: the object's fields, to add, edit or remove one."""
     return _fields_page(registry().get(name))
 
 
@@ -198,6 +211,9 @@ def _fields_page(meta: ObjectMeta, problems: list[str] | None = None, status: in
 @bp.route("/setup/objects/<name>/fields/new", methods=["GET", "POST"])
 @admin_only
 def field_new(name: str) -> Any:
+    """``/setup/objects/<name>/fields/new``: the field form (``?type=`` chooses the type,
+    text if unknown); POST adds the field. A taken name or a refused field: the form, 422.
+    """
     meta = registry().get(name)
     if request.method == "GET":
         blank = FieldForm("", request.args.get("type", "text"), {}, set(), False, [])
@@ -214,6 +230,9 @@ def field_new(name: str) -> Any:
 @bp.route("/setup/objects/<name>/fields/<field_name>", methods=["GET", "POST"])
 @admin_only
 def field_edit(name: str, field_name: str) -> Any:
+    """``/setup/objects/<name>/fields/<field>``: a field's form; POST saves it as a new
+    version of the object. A refused change shows the form (422); an unknown field is 404.
+    """
     meta = registry().get(name)
     spec = meta.fields.get(field_name)
     if spec is None:
@@ -263,6 +282,9 @@ def _save_field(
 @bp.post("/setup/objects/<name>/fields/<field_name>/remove")
 @admin_only
 def field_remove(name: str, field_name: str) -> Any:
+    """``POST /setup/objects/<name>/fields/<field>/remove``: drop the field from the
+    definition (its data kept in an archived column); a refusal shows the field list (422).
+    """
     meta = registry().get(name)
     if field_name not in meta.fields:
         raise NotFound(f"{name!r} has no field named {field_name!r}")

@@ -178,6 +178,10 @@ def applied_view(
 @bp.get("/o/<object_name>")
 @signed_in
 def record_list(object_name: str) -> Any:
+    """``/o/<object>``: the list page (or ``?bin=1``, its recycle bin) with the saved view,
+    filters, sort and page the query names; a bad filter shows on the page with 400, no
+    read right is 403, an unknown object the 404 page.
+    """
     return render_list(object_name, request.args)
 
 
@@ -323,6 +327,9 @@ def record_export(object_name: str) -> Any:
 @bp.post("/o/<object_name>/bulk-delete")
 @signed_in
 def record_bulk_delete(object_name: str) -> Any:
+    """``POST /o/<object>/bulk-delete``: soft-delete the checked ``ids`` (at most 500, others
+    ignored) in one transaction; one refusal undoes them all and shows the error page.
+    """
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.DELETE)
@@ -355,6 +362,10 @@ def lookup_options(object_name: str) -> Any:
 @bp.get("/o/<object_name>/<int:record_id>")
 @signed_in
 def record_detail(object_name: str, record_id: int) -> Any:
+    """``/o/<object>/<id>``: a record with its lines, related lists and history;
+    ``?deleted=1`` shows a soft-deleted one (to restore it). No read right is 403; an
+    unknown record, or one outside the caller's scope, the 404 page.
+    """
     meta = _meta(object_name)
     service = records()
     if request.args.get("deleted") == "1":
@@ -627,6 +638,11 @@ def _error_map(exc: TrellisError) -> dict[str, str]:
 @bp.route("/o/<object_name>/new", methods=["GET", "POST"])
 @signed_in
 def record_new(object_name: str) -> Any:
+    """``/o/<object>/new``: the create form (``?v.<field>=`` prefills a value), saved on POST.
+
+    A refusal (400, 409, 422) shows the form again as typed, with 422 when it names fields;
+    403 without the create right.
+    """
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.CREATE)
@@ -689,6 +705,11 @@ def _render_form(
 @bp.route("/o/<object_name>/<int:record_id>/edit", methods=["GET", "POST"])
 @signed_in
 def record_edit(object_name: str, record_id: int) -> Any:
+    """``/o/<object>/<id>/edit``: the edit form, saved from the ``version`` it was read at.
+
+    A stale save shows what changed meanwhile (409); other refusals show the form again as
+    typed (422); 403 without the update right.
+    """
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.UPDATE)
@@ -771,6 +792,9 @@ def _what_changed(meta: ObjectMeta, fresh: dict[str, Any], mine: dict[str, Any])
 @bp.post("/o/<object_name>/<int:record_id>/delete")
 @signed_in
 def record_delete(object_name: str, record_id: int) -> Any:
+    """``POST /o/<object>/<id>/delete``: soft-delete the record, refused as stale (409) when
+    it changed since the form's ``version``; back to the list, from where it can be restored.
+    """
     _meta(object_name)
     version = request.form.get("version", "")
     records().delete(object_name, record_id, int(version) if version.isdigit() else None)
@@ -782,6 +806,9 @@ def record_delete(object_name: str, record_id: int) -> Any:
 @bp.post("/o/<object_name>/<int:record_id>/restore")
 @signed_in
 def record_restore(object_name: str, record_id: int) -> Any:
+    """``POST /o/<object>/<id>/restore``: bring a soft-deleted record back and show it;
+    the service's refusal (403, 404, 409) goes to the error page.
+    """
     _meta(object_name)
     records().restore(object_name, record_id)
     commit()
@@ -790,4 +817,5 @@ def record_restore(object_name: str, record_id: int) -> Any:
 
 
 def not_found() -> Any:
+    """Answer with the 404 page. Nothing routes here or calls it."""
     abort(404)

@@ -120,6 +120,10 @@ def view_update(object_name: str, view_id: int) -> Any:
 @bp.post("/o/<object_name>/views/<int:view_id>/delete")
 @signed_in
 def view_delete(object_name: str, view_id: int) -> Any:
+    """``POST /o/<object>/views/<id>/delete``: delete a saved list view (only at the form's
+    ``version``) and go back to the list; a refusal shows the list page with it in the view
+    bar, with its status; a view of another object is the 404 page.
+    """
     version = _version(request.form)
     views = list_views()
     try:

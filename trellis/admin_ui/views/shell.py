@@ -139,5 +139,8 @@ def switch_language() -> Any:
 
 
 def object_label(name: str) -> str:
+    """An object's label in the request's language; the name itself when no such object
+    exists. Nothing calls it (``designer_history`` has its own).
+    """
     meta = registry().find(name)
     return pick(meta.definition.label, name) if meta else name

@@ -187,10 +187,13 @@ def _leaf_errors(error: ValidationError) -> list[ValidationError]:
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong with a document: where (a JSON pointer) and what, in plain words."""
+
     pointer: str
     message: str
 
     def as_detail(self) -> dict[str, str]:
+        """The problem as an error response lists it: ``{field: pointer, message}``."""
         return {"field": self.pointer, "message": self.message}
 
 
@@ -507,10 +510,12 @@ class ObjectDefinition:
 
     @property
     def label(self) -> dict[str, str]:
+        """The object's ``x-label`` by language (a copy)."""
         return dict(self.document["x-label"])
 
     @property
     def title_field(self) -> str | None:
+        """The field that names a record in lists and lookups (``x-title-field``), if any."""
         return self.document.get("x-title-field")
 
     def layout(self) -> list[dict[str, Any]]:
@@ -543,6 +548,7 @@ class ObjectDefinition:
         return shown
 
     def lookups(self) -> list[FieldSpec]:
+        """The fields that reference another object (lookup and master_detail), in order."""
         return [f for f in self.fields.values() if f.target is not None]
 
     @property
@@ -561,6 +567,7 @@ class ObjectDefinition:
         return self.document.get("x-scope-field")
 
     def master_field(self) -> FieldSpec | None:
+        """The master_detail field that files this object under a parent, if it has one."""
         return next((f for f in self.fields.values() if f.type.name == "master_detail"), None)
 
     def record_schema(self) -> dict[str, Any]:

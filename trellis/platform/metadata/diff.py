@@ -16,6 +16,8 @@ _MISSING = object()
 
 
 class ChangeKind(StrEnum):
+    """How one field or value differs between two versions; the string is what JSON says."""
+
     ADDED = "added"
     REMOVED = "removed"
     CHANGED = "changed"
@@ -24,20 +26,26 @@ class ChangeKind(StrEnum):
 class Diff(Protocol):
     """What the versioned-document store needs of a diff."""
 
-    def is_empty(self) -> bool: ...
+    def is_empty(self) -> bool:
+        """True when the two versions say the same thing (nothing to store as a change)."""
 
-    def as_dict(self) -> dict[str, Any]: ...
+    def as_dict(self) -> dict[str, Any]:
+        """The diff as JSON, with its one-line ``summary``."""
 
-    def summary(self) -> str: ...
+    def summary(self) -> str:
+        """The diff in one line for a history list, ``"no change"`` when empty."""
 
 
 @dataclass(frozen=True)
 class FieldChange:
+    """One field added, removed or changed; ``changes`` maps each keyword to ``(before, after)``."""
+
     field: str
     kind: ChangeKind
     changes: dict[str, tuple[Any, Any]]
 
     def as_dict(self) -> dict[str, Any]:
+        """``{field, change}``, plus ``keywords: {name: {from, to}}`` for a changed field."""
         out: dict[str, Any] = {"field": self.field, "change": self.kind}
         if self.changes:
             out["keywords"] = {k: {"from": a, "to": b} for k, (a, b) in self.changes.items()}
@@ -46,25 +54,32 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class DefinitionDiff:
+    """What changed in an object definition: per field, and in its object-level keywords."""
+
     fields: list[FieldChange]
     object_changes: dict[str, tuple[Any, Any]]
 
     @property
     def added(self) -> list[str]:
+        """Names of the fields the new version adds, in its order."""
         return [c.field for c in self.fields if c.kind == ChangeKind.ADDED]
 
     @property
     def removed(self) -> list[str]:
+        """Names of the fields the new version no longer has."""
         return [c.field for c in self.fields if c.kind == ChangeKind.REMOVED]
 
     @property
     def changed(self) -> list[FieldChange]:
+        """The fields on both sides whose keywords (or requiredness) differ."""
         return [c for c in self.fields if c.kind == ChangeKind.CHANGED]
 
     def is_empty(self) -> bool:
+        """True when no field and no object-level keyword changed."""
         return not self.fields and not self.object_changes
 
     def as_dict(self) -> dict[str, Any]:
+        """``{fields, object, summary}`` as stored with a version and shown in history."""
         return {
             "fields": [c.as_dict() for c in self.fields],
             "object": {k: {"from": a, "to": b} for k, (a, b) in self.object_changes.items()},
@@ -72,6 +87,7 @@ class DefinitionDiff:
         }
 
     def summary(self) -> str:
+        """E.g. ``added phone; changed name (maxLength)``; ``no change`` when empty."""
         parts = []
         if self.added:
             parts.append("added " + ", ".join(self.added))
@@ -129,6 +145,7 @@ class PointerChange:
     after: Any = None
 
     def as_dict(self) -> dict[str, Any]:
+        """``{pointer, change}`` with ``from`` unless added and ``to`` unless removed."""
         out: dict[str, Any] = {"pointer": self.pointer, "change": self.kind}
         if self.kind != ChangeKind.ADDED:
             out["from"] = self.before
@@ -144,12 +161,15 @@ class DocumentDiff:
     changes: list[PointerChange]
 
     def is_empty(self) -> bool:
+        """True when no value was added, removed or changed."""
         return not self.changes
 
     def as_dict(self) -> dict[str, Any]:
+        """``{changes, summary}`` as stored with a version and shown in history."""
         return {"changes": [c.as_dict() for c in self.changes], "summary": self.summary()}
 
     def summary(self) -> str:
+        """Changed pointers by kind, e.g. ``added /objects/order; changed /x-label/en``."""
         parts = []
         for kind in ChangeKind:
             pointers = [c.pointer for c in self.changes if c.kind == kind]

@@ -76,51 +76,66 @@ class FieldSpec:
 
     @property
     def label(self) -> dict[str, str]:
+        """``x-label`` by language, else ``{"en": name}``; a copy the caller may change."""
         return dict(self.schema.get("x-label") or {"en": self.name})
 
     @property
     def unique(self) -> bool:
+        """Whether values must differ across records (``x-unique``; an autonumber always)."""
         return bool(self.schema.get("x-unique")) or self.type.name == "autonumber"
 
     @property
     def target(self) -> str | None:
+        """The object a lookup or master_detail field points to (``x-target``), else ``None``."""
         return self.schema.get("x-target")
 
     @property
     def indexed(self) -> bool:
+        """Whether the column gets an index: unique fields, references and ``x-indexed``."""
         return self.unique or self.target is not None or bool(self.schema.get("x-indexed"))
 
     @property
     def on_delete(self) -> str:
+        """What deleting the target does: ``restrict`` unless told; master_detail cascades."""
         if self.type.name == "master_detail":
             return "cascade"
         return str(self.schema.get("x-on-delete", "restrict"))
 
     @property
     def related_name(self) -> str | None:
+        """The name the parent lists these children under (``x-related-name``), if any."""
         return self.schema.get("x-related-name")
 
     @property
     def writable(self) -> bool:
+        """Whether a write may set the field: the type allows it and ``readOnly`` is not set."""
         return self.type.writable and not self.schema.get("readOnly", False)
 
     @property
     def has_default(self) -> bool:
+        """Whether the schema gives a ``default`` (which may itself be ``null``)."""
         return "default" in self.schema
 
     @property
     def default(self) -> Any:
+        """The schema's ``default``, or ``None`` when it gives none (see ``has_default``)."""
         return self.schema.get("default")
 
     def column_type(self) -> TypeEngine[Any]:
+        """The SQLAlchemy type of the field's column, as its field type decides."""
         return self.type.column_type(self)
 
     def to_python(self, value: Any) -> Any:
+        """A JSON value as it is stored; ``None`` stays ``None``.
+
+        Raises ``FieldConversionError`` for a value the column cannot hold.
+        """
         if value is None:
             return None
         return self.type.to_python(value, self)
 
     def to_json(self, value: Any) -> Any:
+        """A stored value as JSON sends it (e.g. a Decimal as a number); ``None`` stays ``None``."""
         if value is None:
             return None
         return self.type.to_json(value, self)
@@ -143,12 +158,18 @@ class FieldType:
     sortable: ClassVar[bool] = True
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        """The SQLAlchemy column type for a field of this type; every subclass gives one."""
         raise NotImplementedError
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        """A JSON value (never ``None``) as it is stored; the base keeps it as it is.
+
+        Subclasses raise ``FieldConversionError`` for what the column cannot hold.
+        """
         return value
 
     def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        """A stored value (never ``None``) as JSON sends it; the base keeps it as it is."""
         return value
 
     def coerce(self, value: Any, spec: FieldSpec) -> Any:
@@ -183,6 +204,9 @@ class FieldType:
         }
 
     def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
+        """The field's schema without ``x-`` keywords and annotations, with ``null`` allowed
+        unless the field is required (an enum then lists ``None`` too).
+        """
         schema = {k: v for k, v in spec.schema.items() if not k.startswith("x-")}
         schema.pop("default", None)
         schema.pop("title", None)
@@ -205,14 +229,17 @@ def register(cls: type[FieldType]) -> type[FieldType]:
 
 
 def get_type(name: str) -> FieldType:
+    """The registered field type named ``name``; a ``KeyError`` for an unknown one."""
     return _REGISTRY[name]
 
 
 def type_names() -> list[str]:
+    """The names of every registered field type, sorted."""
     return sorted(_REGISTRY)
 
 
 def registered_types() -> dict[str, FieldType]:
+    """A copy of the registry, ``{name: field type}``."""
     return dict(_REGISTRY)
 
 

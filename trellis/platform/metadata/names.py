@@ -70,6 +70,7 @@ def name_problem(name: object) -> str | None:
 
 
 def is_valid_name(name: object) -> bool:
+    """Whether ``name`` is a usable identifier (see ``name_problem`` for why not)."""
     return name_problem(name) is None
 
 

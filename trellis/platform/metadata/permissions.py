@@ -49,6 +49,7 @@ NOTHING: frozenset[str] = frozenset()
 
 @cache
 def role_meta_schema() -> dict[str, Any]:
+    """The JSON Schema every role document must satisfy (built once, cached)."""
     scope = {"enum": list(SCOPES)}
     grant = {
         "type": "object",
@@ -122,6 +123,7 @@ class ObjectGrant:
     default_field_access: str
 
     def field_access(self, field_name: str) -> str:
+        """``hidden``, ``read`` or ``write`` for a field, the grant's default when unnamed."""
         return self.fields.get(field_name, self.default_field_access)
 
 
@@ -143,6 +145,9 @@ class Permissions:
         return grant.scopes.get(operation, NOTHING)
 
     def field_access(self, object_name: str, field_name: str) -> str:
+        """``hidden``, ``read`` or ``write``; an admin writes every field, an ungranted
+        object hides them all.
+        """
         if self.is_admin:
             return "write"
         grant = self.objects.get(object_name)
@@ -151,6 +156,7 @@ class Permissions:
         return grant.field_access(field_name)
 
     def hidden_fields(self, object_name: str, field_names: list[str]) -> frozenset[str]:
+        """Those of ``field_names`` the user may not even read on ``object_name``."""
         return frozenset(
             name for name in field_names if self.field_access(object_name, name) == "hidden"
         )

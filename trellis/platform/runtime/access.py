@@ -48,6 +48,11 @@ VERBS = {
 
 
 class Access:
+    """What one caller may do with records, answered from their permissions.
+
+    ``caller`` ``None`` is the system, with every right; an admin has them too.
+    """
+
     def __init__(
         self, registry: MetaRegistry, caller: Caller | None, session: Session | None = None
     ) -> None:
@@ -58,13 +63,16 @@ class Access:
 
     @property
     def unrestricted(self) -> bool:
+        """True for the system (no caller) and for an admin: nothing is filtered or hidden."""
         return self.caller is None or self.caller.is_admin
 
     @property
     def user_id(self) -> int | None:
+        """The caller's user id, ``None`` for the system."""
         return self.caller.user_id if self.caller else None
 
     def allowed(self, meta: ObjectMeta, operation: Operation) -> bool:
+        """Whether any of the caller's roles grants ``operation`` on the object, in any scope."""
         if self.unrestricted:
             return True
         assert self.caller is not None
@@ -153,12 +161,14 @@ class Access:
         self._trees.clear()
 
     def hidden(self, meta: ObjectMeta) -> frozenset[str]:
+        """The object's fields the caller may not read (none when unrestricted)."""
         if self.unrestricted:
             return frozenset()
         assert self.caller is not None
         return self.caller.permissions.hidden_fields(meta.name, list(meta.fields))
 
     def field_access(self, meta: ObjectMeta, field_name: str) -> str:
+        """``hidden``, ``read`` or ``write`` for one field; ``write`` when unrestricted."""
         if self.unrestricted:
             return "write"
         assert self.caller is not None

@@ -51,6 +51,7 @@ def record(session: Session, action: str, **kwargs: Any) -> None:
 
 
 def write(session: Session, row: dict[str, Any]) -> None:
+    """Insert an ``event()`` row in the session's transaction (it rolls back with it)."""
     session.execute(_INSERT, row)
 
 
@@ -75,6 +76,7 @@ def insert_cte() -> sa.CTE:
 
 
 def cte_parameters(row: dict[str, Any]) -> dict[str, Any]:
+    """An ``event()`` row's values keyed as ``insert_cte()``'s bind parameters."""
     return {CTE_PREFIX + name: value for name, value in row.items()}
 
 

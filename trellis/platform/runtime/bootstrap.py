@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 def alembic_config() -> Config:
+    """An Alembic config that finds the packaged migrations (no alembic.ini needed)."""
     config = Config()
     config.set_main_option("script_location", "trellis:migrations")
     return config
@@ -67,6 +68,7 @@ def _current_definitions(connection: sa.Connection) -> list[ObjectDefinition]:
 
 
 def ensure_revision_row(session: Session) -> None:
+    """Create the single metadata-revision counter (at 0) if the database lacks it."""
     if session.get(MetaRevision, 1) is None:
         session.add(MetaRevision(id=1, revision=0))
         session.flush()

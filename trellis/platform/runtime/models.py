@@ -25,6 +25,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def utcnow() -> dt.datetime:
+    """The current time, timezone-aware in UTC (what the timestamp columns default to)."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -41,6 +42,10 @@ def iso(moment: dt.datetime | None) -> str | None:
 
 
 class Base(DeclarativeBase):
+    """Declarative base of the platform tables: one naming convention for constraints,
+    aware datetimes and JSON for dict and list columns.
+    """
+
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: sa.DateTime(timezone=True),
@@ -50,6 +55,8 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
+    """A person who signs in (or holds API tokens), with their lockout and session state."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -173,6 +180,8 @@ class AutonumberCounter(Base):
 
 
 class InstalledPack(Base):
+    """A pack installed in this database: its version, manifest and whether demo data loaded."""
+
     __tablename__ = "installed_packs"
 
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -201,6 +210,8 @@ class RoleVersion(DocumentVersion):
 
 
 class UserRole(Base):
+    """One role held by one user; deleting either side deletes the row."""
+
     __tablename__ = "user_roles"
 
     user_id: Mapped[int] = mapped_column(

@@ -33,6 +33,9 @@ class ObjectService(DocumentStore[DefinitionDiff]):
     kind = OBJECTS
 
     def validate(self, document: Any, name: str | None) -> dict[str, Any]:
+        """The definition normalised, checked against the meta-schema and the other
+        current objects (``name`` itself excluded); ``InvalidDefinition`` lists every problem.
+        """
         self.registry.ensure_current(self.session)
         known = {n: d for n, d in self.registry.documents().items() if n != name}
         return parse_definition(document, known).document

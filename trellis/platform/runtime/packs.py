@@ -33,6 +33,8 @@ BUILTIN_PACKS = Path(__file__).resolve().parents[2] / "apps"
 
 @dataclass
 class InstallResult:
+    """What installing a pack did: documents created, updated or unchanged, and demo data."""
+
     name: str
     version: str
     created: list[str] = field(default_factory=list)
@@ -67,6 +69,10 @@ def _read_json(folder: Path, relative: str) -> Any:
 
 
 def load_manifest(folder: Path) -> dict[str, Any]:
+    """A pack folder's ``pack.json``, checked: a name, a version string and file lists.
+
+    Raises ``PackError`` naming each problem.
+    """
     manifest = _read_json(folder, "pack.json")
     problems = []
     if not isinstance(manifest, dict):

@@ -123,6 +123,11 @@ def _operators(meta: ObjectMeta, name: str, hidden: frozenset[str]) -> frozenset
 def parse_filter(
     meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
 ) -> list[sa.ColumnElement[bool]]:
+    """SQL conditions from a ``filter`` parameter: a JSON list of ``[field, op, value]``
+    clauses (one bare clause is accepted), ANDed by the caller; empty text, no condition.
+
+    Raises ``InvalidQuery`` naming each clause it cannot apply (hidden fields are unknown).
+    """
     if not text:
         return []
     try:
@@ -245,6 +250,11 @@ def _convert(spec: FieldSpec | None, name: str, value: Any) -> Any:
 def parse_sort(
     meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
 ) -> list[tuple[str, bool]]:
+    """``(field, descending)`` keys from ``name,-other``, always ending at ``id`` (appended in
+    the last key's direction when absent, keys after it dropped), so pages never overlap.
+
+    Raises ``InvalidQuery`` for an unknown, hidden or unsortable field.
+    """
     sort: list[tuple[str, bool]] = []
     unknown = []
     for part in (text or "").split(","):
@@ -271,6 +281,9 @@ def parse_sort(
 def parse_fields(
     meta: ObjectMeta, text: str | None, hidden: frozenset[str] = frozenset()
 ) -> list[str] | None:
+    """The field names of a ``fields`` parameter (``None``: every field); ``InvalidQuery``
+    for an unknown or hidden one. System fields are always allowed.
+    """
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -351,11 +364,15 @@ def _equals(column: sa.ColumnElement[Any], value: Any) -> sa.ColumnElement[bool]
 
 
 def encode_cursor(values: list[Any]) -> str:
+    """The sort values of a page's last row as an opaque URL-safe token (unpadded base64 JSON)."""
     raw = json.dumps(values, separators=(",", ":"), default=str).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, length: int) -> list[Any]:
+    """The sort values an ``encode_cursor`` token holds; ``InvalidQuery`` when it is not
+    one, or was made for a sort order of another length.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))

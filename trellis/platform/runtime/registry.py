@@ -51,6 +51,7 @@ class ObjectMeta:
 
     @property
     def name(self) -> str:
+        """The object's name (``x-name``)."""
         return self.definition.name
 
     @cached_property
@@ -72,6 +73,7 @@ class ObjectMeta:
 
     @property
     def fields(self) -> dict[str, FieldSpec]:
+        """The definition's fields in order, each a ``FieldSpec``."""
         return self.definition.fields
 
     @cached_property
@@ -167,6 +169,9 @@ class MetaRegistry:
 
     @property
     def revision(self) -> int | None:
+        """The metadata revision the registry was built at; ``None`` before the first
+        build or after ``invalidate``.
+        """
         return self._revision
 
     def ensure_current(self, session: Session, revision: int | None = None) -> None:
@@ -180,6 +185,7 @@ class MetaRegistry:
             self._rebuild(session, revision)
 
     def invalidate(self) -> None:
+        """Forget the revision, so the next ``ensure_current`` rebuilds whatever it reads."""
         with self._lock:
             self._revision = None
 
@@ -210,15 +216,18 @@ class MetaRegistry:
             self._revision = revision
 
     def get(self, name: str) -> ObjectMeta:
+        """The current object named ``name``; ``NotFound`` when there is none."""
         meta = self._objects.get(name)
         if meta is None:
             raise NotFound(f"no object named {name!r}")
         return meta
 
     def find(self, name: str) -> ObjectMeta | None:
+        """The current object named ``name``, or ``None`` (``get`` refuses instead)."""
         return self._objects.get(name)
 
     def all(self) -> list[ObjectMeta]:
+        """Every current object, in the order they were built."""
         return list(self._objects.values())
 
     def hierarchy_object(self) -> ObjectMeta | None:
@@ -231,6 +240,7 @@ class MetaRegistry:
         return list(self._packs)
 
     def role_documents(self) -> dict[str, dict[str, Any]]:
+        """The current role documents by name (a copy of the mapping, not of each document)."""
         return dict(self._roles)
 
     def permissions(self, role_names: tuple[str, ...], is_admin: bool) -> Permissions:
@@ -244,6 +254,7 @@ class MetaRegistry:
         return found
 
     def documents(self) -> dict[str, dict[str, Any]]:
+        """The current object definitions by name, as stored (the documents are not copied)."""
         return {name: meta.definition.document for name, meta in self._objects.items()}
 
 

@@ -60,6 +60,9 @@ def _ident(prefix: str, table: str, column: str) -> str:
 
 
 def system_columns() -> list[sa.Column[Any]]:
+    """The columns every object table has before its fields: id, version, the
+    created/updated stamps, owner and ``deleted_at`` (soft delete). New ones each call.
+    """
     return [
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
@@ -96,6 +99,7 @@ def wanted_reference(spec: FieldSpec) -> Reference | None:
 
 
 def is_master_detail(spec: FieldSpec) -> bool:
+    """Whether the field links a child to its parent (deleted and restored with it)."""
     return spec.type.name == "master_detail"
 
 
@@ -115,6 +119,9 @@ def field_column(spec: FieldSpec, table: str) -> sa.Column[Any]:
 
 
 def field_indexes(table: sa.Table, spec: FieldSpec) -> list[sa.Index]:
+    """The index a field's column gets: unique among live (not deleted) rows for a
+    unique field, plain for an indexed one or a reference, none otherwise.
+    """
     column = table.c[spec.name]
     if spec.unique:
         live = table.c.deleted_at.is_(None)
@@ -277,6 +284,7 @@ class PhysicalTable:
 
     @classmethod
     def read(cls, connection: sa.Connection, name: str) -> PhysicalTable:
+        """The table ``name`` as the database's catalog describes it now."""
         inspector = sa.inspect(connection)
         primary = set(inspector.get_pk_constraint(name)["constrained_columns"])
         references, names = live_references(connection, name)
@@ -299,6 +307,7 @@ class PhysicalTable:
         return PhysicalTable.read(connection, self.name)
 
     def reference(self, column: str) -> Reference | None:
+        """The foreign key on ``column``, or ``None`` (also for a column the table lacks)."""
         found = self.columns.get(column)
         return found.reference if found is not None else None
 
@@ -925,6 +934,9 @@ class MissingConstraint:
     not_null: bool
 
     def describe(self) -> str:
+        """One line for a report, e.g. ``obj_order.customer: foreign key to obj_customer
+        (ON DELETE RESTRICT) and NOT NULL``.
+        """
         parts = []
         if self.reference is not None:
             rule = self.reference.on_delete

@@ -144,6 +144,11 @@ class DocumentStore(ABC, Generic[D]):
         """What deleting the document implies beyond its rows, in the same transaction."""
 
     def create(self, document: Any) -> Saved:
+        """Store a new document as version 1, named by its ``x-name``.
+
+        Raises what ``validate`` raises, or ``Conflict`` when the name exists (its head row
+        is locked while checked).
+        """
         # Checked first: the name reaches SQL only once it is a valid identifier.
         claimed = document.get("x-name") if isinstance(document, dict) else None
         new = self.validate(document, claimed if isinstance(claimed, str) else None)
@@ -227,6 +232,7 @@ class DocumentStore(ABC, Generic[D]):
         )
 
     def version_document(self, name: str, version: int) -> dict[str, Any]:
+        """The document as stored in one version; ``NotFound`` when there is no such version."""
         model = self.kind.version
         document = self.session.execute(
             sa.select(model.document).where(self._owner() == name, model.version == version)
@@ -236,6 +242,7 @@ class DocumentStore(ABC, Generic[D]):
         return dict(document)
 
     def names(self) -> list[str]:
+        """The names of every document of this kind, sorted."""
         head = self.kind.head
         return list(self.session.scalars(sa.select(head.name).order_by(head.name)))
 

@@ -59,12 +59,18 @@ def when(moment: dt.datetime) -> str:
 
 
 def registry() -> MetaRegistry:
+    """The app's ``MetaRegistry`` (brought up to date by ``open_unit_of_work``)."""
     registry: MetaRegistry = current_app.extensions["trellis.registry"]
     return registry
 
 
 @bp.before_request
 def open_unit_of_work() -> None:
+    """Open the request's session and identify the caller before any view runs.
+
+    A write takes SQLite's write lock up front; no or a bad token is 401 and a session
+    write without its CSRF token 403, before the view sees the request.
+    """
     session = db.session()
     g.session = session
     if request.method in WRITE_METHODS:
@@ -125,6 +131,9 @@ def end_session(session: Session) -> None:
 
 @bp.teardown_request
 def close_unit_of_work(_exc: BaseException | None) -> None:
+    """End the request's session (rolling back what no view committed), then write
+    what must outlive it in transactions of its own: a token's use and deferred events.
+    """
     session = g.pop("session", None)
     if session is None:
         return
@@ -168,11 +177,13 @@ def record_event(action: str, target: str | None, detail: dict[str, Any] | None 
 
 
 def caller() -> Caller:
+    """The request's ``Caller``, set by ``open_unit_of_work``."""
     who: Caller = g.caller
     return who
 
 
 def require_admin() -> None:
+    """Refuse a caller who is not an administrator with ``Forbidden`` (403)."""
     if not caller().is_admin:
         raise Forbidden("only administrators may read or change metadata")
 
@@ -203,14 +214,19 @@ def _not_json(constant: str) -> Any:
 
 
 def object_service() -> ObjectService:
+    """An ``ObjectService`` on the request's session, authored by the caller."""
     return ObjectService(g.session, registry(), caller().user_id, audit_context())
 
 
 def record_service() -> RecordService:
+    """A ``RecordService`` on the request's session, with the caller's rights."""
     return RecordService(g.session, registry(), caller())
 
 
 def commit() -> None:
+    """Commit the request's unit of work; its metadata changes then stand, so teardown
+    need not forget the registry's caches.
+    """
     g.session.commit()
     g.session.info.pop("metadata_changed", None)
 

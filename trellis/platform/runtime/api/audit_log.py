@@ -16,6 +16,9 @@ AUDIT_QUERY, AUDIT_PAGE = AuditQuerySchema(), AuditPageSchema()
 
 @bp.get("/audit")
 def list_audit() -> Any:
+    """``GET /audit``: audit events newest first, by action prefix, actor or before an id,
+    at most 500 (administrators only, else 403); 400 for a bad query parameter.
+    """
     require_admin()
     args = load(AUDIT_QUERY, request.args, what="query", refusal=BadRequest)
     items = audit.list_events(

@@ -51,6 +51,7 @@ def _user_source(service: UserService, user: User, **extra: Any) -> dict[str, An
 
 @bp.get("/me")
 def me() -> Any:
+    """``GET /me``: the signed-in caller, with their roles and what they may do per object."""
     who = caller()
     service = _users()
     user = service.get(who.user_id)
@@ -71,6 +72,7 @@ def _rights(who: Caller) -> dict[str, Any]:
 
 @bp.get("/users")
 def list_users() -> Any:
+    """``GET /users``: every user (administrators only, else 403)."""
     require_admin()
     service = _users()
     rows = service.search()
@@ -79,6 +81,9 @@ def list_users() -> Any:
 
 @bp.post("/users")
 def create_user() -> Any:
+    """``POST /users``: create a user (201), audited; 403 for a non-administrator, 422 for
+    a refused field, 409 when the e-mail is taken.
+    """
     require_admin()
     data = load(USER_CREATE, json_body(), what="user")
     service = _users()
@@ -91,6 +96,7 @@ def create_user() -> Any:
 
 @bp.get("/users/<int:user_id>")
 def get_user(user_id: int) -> Any:
+    """``GET /users/<id>``: one user (administrators only, else 403); 404 for an unknown id."""
     require_admin()
     service = _users()
     return jsonify(USER.dump(_user_source(service, service.get(user_id))))
@@ -98,6 +104,9 @@ def get_user(user_id: int) -> Any:
 
 @bp.patch("/users/<int:user_id>")
 def update_user(user_id: int) -> Any:
+    """``PATCH /users/<id>``: change a user, audited with the keys changed; 403 for a
+    non-administrator, 404, 422 for a refused field, 409 for taking one's own rights.
+    """
     require_admin()
     data = load(USER_UPDATE, json_body(), what="change")
     service = _users()
@@ -115,11 +124,15 @@ def _user_audit(user: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/tokens")
 def list_my_tokens() -> Any:
+    """``GET /tokens``: the caller's own API tokens, revoked and expired ones too."""
     return jsonify(TOKENS.dump({"items": list_tokens(g.session, caller().user_id)}))
 
 
 @bp.post("/tokens")
 def create_my_token() -> Any:
+    """``POST /tokens``: a new token for the caller (201), the token text in this answer
+    only; 422 for an unknown key or an expiry outside 1–3650 days.
+    """
     data = load(TOKEN_CREATE, json_body(), what="token")
     row, token = create_token(
         g.session, caller().user_id, data.get("name", ""), data.get("expires_in_days")
@@ -131,6 +144,9 @@ def create_my_token() -> Any:
 
 @bp.delete("/tokens/<int:token_id>")
 def revoke_my_token(token_id: int) -> Any:
+    """``DELETE /tokens/<id>``: revoke one of the caller's tokens (204, again too); 404
+    for another user's token.
+    """
     row = revoke_token(g.session, caller().user_id, token_id)
     record_event("token.revoked", f"token/{row.id}", {})
     commit()

@@ -23,6 +23,9 @@ def _definition_out(name: str, version: int, document: dict[str, Any]) -> dict[s
 
 @bp.get("/objects")
 def list_objects() -> Any:
+    """``GET /objects``: name, label, current version and field count of every object,
+    by name (administrators only, else 403).
+    """
     require_admin()
     items = [
         {
@@ -38,6 +41,9 @@ def list_objects() -> Any:
 
 @bp.post("/objects")
 def create_object() -> Any:
+    """``POST /objects``: create an object and its table (201); 403 for a non-administrator,
+    422 naming every problem of the definition, 409 when the name exists.
+    """
     require_admin()
     result = object_service().create(json_body())
     commit()
@@ -46,6 +52,7 @@ def create_object() -> Any:
 
 @bp.get("/objects/<name>")
 def get_object(name: str) -> Any:
+    """``GET /objects/<name>``: the current definition and its version; 403, or 404."""
     require_admin()
     meta = registry().get(name)
     return jsonify(_definition_out(meta.name, meta.version, meta.definition.document))
@@ -53,6 +60,10 @@ def get_object(name: str) -> Any:
 
 @bp.put("/objects/<name>")
 def update_object(name: str) -> Any:
+    """``PUT /objects/<name>``: a new version (``changed`` false when identical, nothing
+    written); 403, 404, 400 for a changed ``x-name``, 422 for an invalid definition or one
+    the stored data cannot survive.
+    """
     require_admin()
     result = object_service().update(name, json_body())
     commit()
@@ -63,6 +74,9 @@ def update_object(name: str) -> Any:
 
 @bp.delete("/objects/<name>")
 def delete_object(name: str) -> Any:
+    """``DELETE /objects/<name>``: drop the object, its table and its versions; 403, 404,
+    or 409 naming what still depends on it.
+    """
     require_admin()
     version = object_service().delete(name)
     commit()
@@ -71,6 +85,9 @@ def delete_object(name: str) -> Any:
 
 @bp.get("/objects/<name>/versions")
 def list_versions(name: str) -> Any:
+    """``GET /objects/<name>/versions``: every version with its diff and summary, newest
+    first; 403, or 404.
+    """
     require_admin()
     items = [
         {
@@ -88,12 +105,18 @@ def list_versions(name: str) -> Any:
 
 @bp.get("/objects/<name>/versions/<int:version>")
 def get_version(name: str, version: int) -> Any:
+    """``GET /objects/<name>/versions/<n>``: the definition as one version stored it; 403,
+    or 404 for an unknown object or version.
+    """
     require_admin()
     return jsonify(_definition_out(name, version, object_service().version_document(name, version)))
 
 
 @bp.post("/objects/<name>/versions/<int:version>/restore")
 def restore_version(name: str, version: int) -> Any:
+    """``POST /objects/<name>/versions/<n>/restore``: make version ``n`` current again, as a
+    new version; 403, 404, or 422 when today's data cannot take it.
+    """
     require_admin()
     result = object_service().restore(name, version)
     commit()

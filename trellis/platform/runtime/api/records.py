@@ -43,6 +43,9 @@ def _list_query(service: RecordService, object_name: str, operation: Operation) 
 
 @bp.get("/records/<object_name>")
 def list_records(object_name: str) -> Any:
+    """``GET /records/<object>``: one page of the records the caller may read, filtered,
+    sorted and paged by cursor; 403 without the read right, 400 for a bad query, 404.
+    """
     service = record_service()
     query = _list_query(service, object_name, Operation.READ)
     return jsonify(service.list_page(object_name, query))
@@ -79,6 +82,9 @@ def _expected_version() -> int | None:
 
 @bp.post("/records/<object_name>")
 def create_record(object_name: str) -> Any:
+    """``POST /records/<object>``: create a record with its lines (201); 403, 404, 422
+    naming each refused field, 409 for a taken unique value.
+    """
     record = record_service().create(object_name, json_body())
     commit()
     return jsonify(record), 201
@@ -86,11 +92,17 @@ def create_record(object_name: str) -> Any:
 
 @bp.get("/records/<object_name>/<int:record_id>")
 def get_record(object_name: str, record_id: int) -> Any:
+    """``GET /records/<object>/<id>``: one live record the caller may read, with its lines;
+    403, or 404 (also for a record outside the caller's scope).
+    """
     return jsonify(record_service().get(object_name, record_id))
 
 
 @bp.patch("/records/<object_name>/<int:record_id>")
 def update_record(object_name: str, record_id: int) -> Any:
+    """``PATCH /records/<object>/<id>``: change the fields sent; the body's ``version`` is
+    required, and a stale one is 409. 403, 404 or 422 otherwise.
+    """
     record = record_service().update(object_name, record_id, json_body())
     commit()
     return jsonify(record)
@@ -122,6 +134,10 @@ def delete_record(object_name: str, record_id: int) -> Any:
 
 @bp.post("/records/<object_name>/<int:record_id>/restore")
 def restore_record(object_name: str, record_id: int) -> Any:
+    """``POST /records/<object>/<id>/restore``: bring back a soft-deleted record and the
+    lines deleted with it; 403 without the delete right, 404, 409 when it is not deleted
+    or refers to deleted records.
+    """
     record = record_service().restore(object_name, record_id)
     commit()
     return jsonify(record)
@@ -129,6 +145,9 @@ def restore_record(object_name: str, record_id: int) -> Any:
 
 @bp.get("/records/<object_name>/<int:record_id>/history")
 def record_history(object_name: str, record_id: int) -> Any:
+    """``GET /records/<object>/<id>/history``: every write of the record, fields the caller
+    may not read left out; 403, or 404.
+    """
     return jsonify({"items": record_service().history(object_name, record_id)})
 
 

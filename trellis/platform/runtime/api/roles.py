@@ -39,6 +39,7 @@ def _roles() -> RoleService:
 
 @bp.get("/roles")
 def list_roles() -> Any:
+    """``GET /roles``: every current role document, by name (administrators only, else 403)."""
     require_admin()
     documents = registry().role_documents()
     return jsonify(ROLES.dump({"items": [documents[name] for name in sorted(documents)]}))
@@ -50,6 +51,9 @@ def _role_out(saved: Saved) -> dict[str, Any]:
 
 @bp.post("/roles")
 def create_role() -> Any:
+    """``POST /roles``: create a role as version 1 (201); 403, 422 naming every problem, 409
+    when the name exists.
+    """
     require_admin()
     saved = _roles().create(json_body())
     commit()
@@ -58,6 +62,7 @@ def create_role() -> Any:
 
 @bp.get("/roles/<name>")
 def get_role(name: str) -> Any:
+    """``GET /roles/<name>``: the current role document and its version; 403, or 404."""
     require_admin()
     latest = _roles().versions(name)[0]
     return jsonify(ROLE.dump({"name": name, "version": latest.version, "role": latest.document}))
@@ -65,6 +70,9 @@ def get_role(name: str) -> Any:
 
 @bp.put("/roles/<name>")
 def update_role(name: str) -> Any:
+    """``PUT /roles/<name>``: a new version (``changed`` false when identical, nothing written);
+    403, 404, 422 for an invalid role or a changed ``x-name``.
+    """
     require_admin()
     saved = _roles().update(name, json_body())
     commit()
@@ -73,12 +81,16 @@ def update_role(name: str) -> Any:
 
 @bp.get("/roles/<name>/versions")
 def list_role_versions(name: str) -> Any:
+    """``GET /roles/<name>/versions``: every version with its diff, newest first; 403, or 404."""
     require_admin()
     return jsonify(ROLE_VERSIONS.dump({"items": _roles().versions(name)}))
 
 
 @bp.post("/roles/<name>/versions/<int:version>/restore")
 def restore_role_version(name: str, version: int) -> Any:
+    """``POST /roles/<name>/versions/<n>/restore``: make version ``n`` current again, as a new
+    version; 403, or 404 for an unknown role or version.
+    """
     require_admin()
     saved = _roles().restore(name, version)
     commit()

@@ -75,6 +75,8 @@ class Body(Schema):
     """A request body: a JSON object of the declared keys only."""
 
     class Meta:
+        """marshmallow options: an unknown key is refused (``RAISE``), never dropped."""
+
         unknown = RAISE
 
 
@@ -82,6 +84,7 @@ class Shape(Schema):
     """A response body. Every declared key is always sent, so each is documented required."""
 
     def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        """Mark each declared field required, so the OpenAPI document lists it as always sent."""
         field_obj.required = True
 
 
@@ -89,17 +92,23 @@ class Shape(Schema):
 
 
 class ErrorDetailSchema(Shape):
+    """One entry of an error's ``details``: the field concerned and what is wrong with it."""
+
     field = fields.String(metadata={"description": "the field, key or JSON pointer concerned"})
     message = fields.String()
 
 
 class ErrorInfoSchema(Shape):
+    """The ``error`` object of every refusal: a stable ``code``, a message, its details."""
+
     code = fields.String(metadata={"description": "stable, machine-readable"})
     message = fields.String()
     details = fields.List(fields.Nested(ErrorDetailSchema))
 
 
 class ErrorSchema(Shape):
+    """The body of every error response: ``{"error": {code, message, details}}``."""
+
     error = fields.Nested(ErrorInfoSchema)
 
 
@@ -107,6 +116,8 @@ class ErrorSchema(Shape):
 
 
 class UserSchema(Shape):
+    """A user as ``/users`` answers it: no password hash, roles by name, stamps in UTC."""
+
     id = fields.Integer()
     email = fields.String(metadata={"format": "email"})
     name = fields.String()
@@ -132,11 +143,15 @@ ScopesSchema = Shape.from_dict(
 
 
 class ObjectRightsSchema(Shape):
+    """What the caller may do with one object: scopes per operation, fields hidden."""
+
     scopes = fields.Nested(ScopesSchema)
     hidden_fields = fields.List(fields.String())
 
 
 class MeSchema(UserSchema):
+    """The answer of ``GET /me``: the caller as a user, with their rights per readable object."""
+
     permissions = fields.Dict(
         keys=fields.String(),
         values=fields.Nested(ObjectRightsSchema),
@@ -145,6 +160,8 @@ class MeSchema(UserSchema):
 
 
 class UserPageSchema(Shape):
+    """The answer of ``GET /users``: ``{"items": [user, …]}``."""
+
     items = fields.List(fields.Nested(UserSchema))
 
 
@@ -161,6 +178,8 @@ class _UserChangeSchema(Body):
 
 
 class UserCreateSchema(_UserChangeSchema):
+    """The body of ``POST /users``: e-mail and password required, the rest optional."""
+
     error_messages = {"unknown": "is not a user field"}  # noqa: RUF012 - marshmallow's API
 
     email = fields.String(required=True, validate=Length(max=254), metadata={"format": "email"})
@@ -168,6 +187,8 @@ class UserCreateSchema(_UserChangeSchema):
 
 
 class UserUpdateSchema(_UserChangeSchema):
+    """The body of ``PATCH /users/<id>``: the keys to change; e-mail is not one of them."""
+
     error_messages = {"unknown": "cannot be changed"}  # noqa: RUF012 - marshmallow's API
 
     is_active = StrictBoolean(
@@ -185,6 +206,8 @@ def row_source(row: Any, **extra: Any) -> dict[str, Any]:
 
 
 class TokenSchema(Shape):
+    """An API token as listed: its name, first characters and dates, never the token."""
+
     id = fields.Integer()
     name = fields.String()
     prefix = fields.String(metadata={"description": "the token's first characters"})
@@ -195,14 +218,20 @@ class TokenSchema(Shape):
 
 
 class NewTokenSchema(TokenSchema):
+    """The answer of ``POST /tokens``: the new token's row with the token text itself."""
+
     token = fields.String(metadata={"description": "the token itself: shown this once only"})
 
 
 class TokenPageSchema(Shape):
+    """The answer of ``GET /tokens``: ``{"items": [token, …]}``."""
+
     items = fields.List(fields.Nested(TokenSchema))
 
 
 class TokenCreateSchema(Body):
+    """The body of ``POST /tokens``: an optional name and lifetime (null: no expiry)."""
+
     name = fields.String(validate=Length(max=120))
     expires_in_days = StrictInteger(allow_none=True, validate=Range(min=1, max=MAX_TOKEN_DAYS))
 
@@ -211,20 +240,28 @@ class TokenCreateSchema(Body):
 
 
 class RoleSchema(Shape):
+    """A role as ``/roles/<name>`` answers it: name, current version and the document."""
+
     name = fields.String()
     version = fields.Integer()
     role = RoleDocument()
 
 
 class RoleChangeSchema(RoleSchema):
+    """The answer of ``PUT /roles/<name>``: the role, and whether a version was written."""
+
     changed = fields.Boolean(metadata={"description": "false: identical, no version written"})
 
 
 class RolePageSchema(Shape):
+    """The answer of ``GET /roles``: ``{"items": [role document, …]}``."""
+
     items = fields.List(RoleDocument())
 
 
 class RoleVersionSchema(Shape):
+    """One stored version of a role: who and when, what changed, and the document."""
+
     version = fields.Integer()
     author_id = fields.Integer(allow_none=True)
     created_at = Moment()
@@ -243,6 +280,8 @@ class RoleVersionSchema(Shape):
 
 
 class RoleVersionPageSchema(Shape):
+    """The answer of ``GET /roles/<name>/versions``."""
+
     items = fields.List(fields.Nested(RoleVersionSchema), metadata={"description": "newest first"})
 
 
@@ -250,6 +289,8 @@ class RoleVersionPageSchema(Shape):
 
 
 class AuditEventSchema(Shape):
+    """One audit event: the action, who did it from where, its target and detail."""
+
     id = fields.Integer()
     at = Moment()
     action = fields.String()
@@ -262,6 +303,8 @@ class AuditEventSchema(Shape):
 
 
 class AuditPageSchema(Shape):
+    """The answer of ``GET /audit``: ``{"items": [event, …]}``."""
+
     items = fields.List(fields.Nested(AuditEventSchema), metadata={"description": "newest first"})
 
 
@@ -287,6 +330,8 @@ _VIEW_SORT = "comma-separated fields, '-' for descending; null: newest first"
 
 
 class ViewDefinitionSchema(Shape):
+    """What a saved list view shows, as answered: columns, filters and sort."""
+
     columns = fields.List(fields.String(), metadata={"description": _VIEW_COLUMNS})
     filters = fields.Dict(
         keys=fields.String(),
@@ -297,6 +342,8 @@ class ViewDefinitionSchema(Shape):
 
 
 class ViewSchema(Shape):
+    """A saved list view as ``/views`` answers it, with the version to send back."""
+
     id = fields.Integer()
     object = fields.String(attribute="object_name")
     label = fields.String()
@@ -311,6 +358,8 @@ class ViewSchema(Shape):
 
 
 class ViewPageSchema(Shape):
+    """The answer of ``GET /views``."""
+
     items = fields.List(
         fields.Nested(ViewSchema),
         metadata={"description": "the caller's own views, then shared ones, each by label"},
@@ -318,6 +367,8 @@ class ViewPageSchema(Shape):
 
 
 class ViewDefinitionInputSchema(Body):
+    """A list view's definition as sent (the service checks it against the object)."""
+
     columns = fields.List(fields.String(), metadata={"description": _VIEW_COLUMNS})
     filters = fields.Dict(
         keys=fields.String(),
@@ -328,6 +379,8 @@ class ViewDefinitionInputSchema(Body):
 
 
 class ViewCreateSchema(Body):
+    """The body of ``POST /views``: object, label and definition required."""
+
     object = fields.String(required=True, validate=Length(min=1, max=40))
     label = fields.String(required=True, validate=Length(min=1, max=120))
     shared_with_role = fields.String(
@@ -337,6 +390,8 @@ class ViewCreateSchema(Body):
 
 
 class ViewUpdateSchema(Body):
+    """The body of ``PUT /views/<id>``: the ``version`` read, and what changes."""
+
     error_messages = {"unknown": "cannot be changed"}  # noqa: RUF012 - marshmallow's API
 
     version = StrictInteger(

@@ -48,6 +48,9 @@ class Caller(Identity):
     def of(
         cls, identity: Identity, permissions: Permissions, role_permissions: Permissions
     ) -> Caller:
+        """The caller behind ``identity``: ``permissions`` in force, ``role_permissions`` what
+        their roles alone grant (they differ for an admin, whose bypass is audited).
+        """
         known = {f.name: getattr(identity, f.name) for f in dataclasses.fields(Identity)}
         return cls(**known, permissions=permissions, role_permissions=role_permissions)
 

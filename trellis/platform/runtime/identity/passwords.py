@@ -45,4 +45,5 @@ def check_password(password: Any) -> str:
 
 
 def verify_password(user: User, password: str) -> bool:
+    """Whether ``password`` matches the user's hash; False for a user without a password."""
     return bool(user.password_hash) and check_password_hash(str(user.password_hash), password)

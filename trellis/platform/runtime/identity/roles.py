@@ -19,6 +19,10 @@ class RoleService(DocumentStore[DocumentDiff]):
     kind = ROLES
 
     def validate(self, document: Any, name: str | None) -> dict[str, Any]:
+        """The role document as stored, checked against the current objects and fields.
+
+        Raises ``InvalidDefinition`` listing every problem.
+        """
         self.registry.ensure_current(self.session)
         problems = validate_role(document, self.registry.documents())
         if problems:

@@ -42,6 +42,7 @@ MAX_TOKEN_DAYS = 3650
 
 
 def hash_token(token: str) -> str:
+    """The SHA-256 hex digest of a token: what is stored and looked up, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -149,6 +150,9 @@ def touch_token(connection: sa.Connection, token_id: int) -> None:
 def create_token(
     session: Session, user_id: int, name: str, expires_in_days: Any = None
 ) -> tuple[ApiToken, str]:
+    """A new token for the user and the token text (shown once), expiring after
+    ``expires_in_days`` (an int, 1–``MAX_TOKEN_DAYS``) or never; ``ValidationFailed`` otherwise.
+    """
     expires_at = None
     if expires_in_days is not None:
         if (
@@ -174,6 +178,10 @@ def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
 
 
 def revoke_token(session: Session, user_id: int, token_id: int) -> ApiToken:
+    """Revoke one of the user's tokens (again is a no-op) and return it.
+
+    Raises ``NotFound`` for an unknown id or another user's token alike.
+    """
     row = session.get(ApiToken, token_id) if 1 <= token_id <= INT64_MAX else None
     if row is None or row.user_id != user_id:
         raise NotFound(f"no token with id {token_id}")

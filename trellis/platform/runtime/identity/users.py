@@ -54,12 +54,17 @@ class UserService:
         self.actor_id = actor_id
 
     def get(self, user_id: int) -> User:
+        """The user with ``user_id``; ``NotFound`` for an unknown or out-of-range id."""
         user = self.session.get(User, user_id) if 1 <= user_id <= INT64_MAX else None
         if user is None:
             raise NotFound(f"no user with id {user_id}")
         return user
 
     def create(self, data: Any) -> User:
+        """A new user from API data (e-mail lower-cased, a checked password, roles).
+
+        Raises ``ValidationFailed`` for bad fields and ``Conflict`` when the e-mail is taken.
+        """
         data = _user_fields(data, CREATE_FIELDS, "is not a user field")
         email = data.get("email")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
@@ -98,6 +103,11 @@ class UserService:
         return existing, False
 
     def update(self, user_id: int, data: Any) -> User:
+        """Change what ``data`` names (never the e-mail); a new password clears the lockout.
+
+        The actor cannot drop their own admin rights or deactivate themselves (``Conflict``);
+        deactivating revokes every token of the user.
+        """
         data = _user_fields(data, UPDATE_FIELDS, "cannot be changed")
         user = self.get(user_id)
         if "password" in data:
@@ -237,6 +247,10 @@ class UserService:
         return partner
 
     def set_roles(self, user: User, roles: Any) -> None:
+        """Replace the user's roles with ``roles`` (duplicates kept once).
+
+        Raises ``ValidationFailed`` for anything but a list of names, or an unknown role.
+        """
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValidationFailed(
                 "roles must be a list of role names",
@@ -282,6 +296,7 @@ class UserService:
         return {name: count for name, count in rows}
 
     def roles_of(self, user_id: int) -> list[str]:
+        """The names of the user's roles, sorted."""
         return list(
             self.session.scalars(
                 sa.select(UserRole.role_name)
@@ -291,6 +306,7 @@ class UserService:
         )
 
     def as_dict(self, user: User) -> dict[str, Any]:
+        """The user as the API shows them (with roles); never the password hash."""
         return {
             "id": user.id,
             "email": user.email,

@@ -74,10 +74,12 @@ class WriteUnit:
 
     @property
     def user_id(self) -> int | None:
+        """The caller's user id, ``None`` for the system."""
         return self.caller.user_id if self.caller else None
 
     @cached_property
     def dialect(self) -> str:
+        """The session's dialect name (``postgresql`` or ``sqlite``), read once per unit."""
         return self.session.get_bind().dialect.name
 
 
@@ -101,6 +103,7 @@ class Draft:
 
     @property
     def ok(self) -> bool:
+        """True while no step has refused this record."""
         return self.error is None
 
 
@@ -115,6 +118,7 @@ def each(drafts: list[Draft], step: Any, *args: Any) -> None:
 
 
 def good(drafts: list[Draft]) -> list[Draft]:
+    """The drafts no step has refused, in order."""
     return [d for d in drafts if d.error is None]
 
 
@@ -245,6 +249,9 @@ def apply_defaults(draft: Draft) -> None:
 
 
 def event_of(unit: WriteUnit, draft: Draft) -> WriteEvent:
+    """The hook event of a draft: its values are the stored record overlaid with the
+    payload for an update, the payload alone for a create.
+    """
     values = (
         draft.payload
         if draft.old is None
