@@ -32,6 +32,7 @@ class Message(str):
     params: dict[str, Any]
 
     def __new__(cls, msgid: str, /, **params: Any) -> Message:
+        """The English text of ``msgid`` with ``params`` put in (``%(name)s`` style)."""
         text = msgid % params if params else msgid
         message = super().__new__(cls, text)
         message.msgid = msgid
