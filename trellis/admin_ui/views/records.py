@@ -12,12 +12,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import commit, list_views, page_session, records, registry
+from trellis.admin_ui.context import commit, list_views, page_session, records, registry, rollback
 from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record, system_label
 from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import signed_in
@@ -650,6 +650,7 @@ def record_new(object_name: str) -> Any:
     values.update({k[2:]: v for k, v in request.args.items() if k.startswith("v.")})
     errors: dict[str, str] = {}
     message = None
+    status = 200
     if request.method == "POST":
         names = editable_fields(meta, service.access.hidden(meta))
         payload = parse_record(meta, request.form, names, _writable(service, meta))
@@ -664,7 +665,9 @@ def record_new(object_name: str) -> Any:
         except TrellisError as exc:
             if exc.status not in (409, 422, 400):
                 raise
+            rollback()  # nothing of a refused create stays in the page's transaction
             errors, message = _error_map(exc), _form_message(exc)
+            status = exc.status
             values = {**values, **payload}
         else:
             commit()
@@ -672,7 +675,7 @@ def record_new(object_name: str) -> Any:
             return redirect(
                 url_for("ui.record_detail", object_name=object_name, record_id=created["id"])
             )
-    return _render_form(service, meta, None, values, errors, message, status=422 if errors else 200)
+    return _render_form(service, meta, None, values, errors, message, status=status)
 
 
 def _render_form(
@@ -733,7 +736,7 @@ def record_edit(object_name: str, record_id: int) -> Any:
     except TrellisError as exc:
         if exc.status not in (409, 422, 400):
             raise
-        page_session().rollback()
+        rollback()
         values = {**current, **payload}
         for related, items in lines.items():
             values[related] = items
@@ -814,8 +817,3 @@ def record_restore(object_name: str, record_id: int) -> Any:
     commit()
     flash(_("Restored."), "info")
     return redirect(url_for("ui.record_detail", object_name=object_name, record_id=record_id))
-
-
-def not_found() -> Any:
-    """Answer with the 404 page. Nothing routes here or calls it."""
-    abort(404)

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
-from trellis.admin_ui.context import REFUSALS, commit, list_views, page_session
+from trellis.admin_ui.context import REFUSALS, commit, list_views, rollback
 from trellis.admin_ui.pages import signed_in
 from trellis.admin_ui.views.records import render_list
 from trellis.exceptions import DuplicateValue, NotFound, StaleRecord, TrellisError
@@ -38,7 +38,7 @@ def _version(form: MultiDict[str, str]) -> int | str:
 
 def _refused(object_name: str, exc: TrellisError, view_id: int | None, action: str) -> Any:
     """The list page again, as it was, with the refusal in the view bar."""
-    page_session().rollback()
+    rollback()
     if exc.status not in REFUSALS:
         raise exc
     args: MultiDict[str, str] = MultiDict(_list_params(request.form))

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import caller, commit, page_session, records, registry
 from trellis.admin_ui.forms import display
-from trellis.admin_ui.i18n import LANGUAGES, pick
+from trellis.admin_ui.i18n import LANGUAGES
 from trellis.admin_ui.pages import navigation, signed_in
 from trellis.admin_ui.views.records import fixed_query, lookup_titles, titled_page
 from trellis.exceptions import TrellisError
@@ -136,11 +136,3 @@ def switch_language() -> Any:
     from trellis.admin_ui import safe_next
 
     return redirect(safe_next(back) if back else url_for("ui.home"))
-
-
-def object_label(name: str) -> str:
-    """An object's label in the request's language; the name itself when no such object
-    exists. Nothing calls it (``designer_history`` has its own).
-    """
-    meta = registry().find(name)
-    return pick(meta.definition.label, name) if meta else name
