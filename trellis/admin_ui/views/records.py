@@ -22,6 +22,7 @@ from trellis.admin_ui.forms import FormField, display, editable_fields, parse_re
 from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import signed_in
 from trellis.exceptions import (
+    DuplicateValue,
     InvalidQuery,
     NotFound,
     StaleRecord,
@@ -621,7 +622,7 @@ def _lines_from_form(
 
 def _form_message(exc: TrellisError) -> str:
     """The message above a refused form: a record's problems are told next to its fields."""
-    if isinstance(exc, ValidationFailed) and exc.details:
+    if isinstance(exc, ValidationFailed | DuplicateValue) and exc.details:
         return _("Some values need correcting: see the marked fields.")
     return told(exc.message)
 
