@@ -90,7 +90,9 @@ class Access:
                 [
                     {
                         "field": meta.name,
-                        "message": N_("no %(operation)s permission", operation=OPERATIONS[operation]),
+                        "message": N_(
+                            "no %(operation)s permission", operation=OPERATIONS[operation]
+                        ),
                     }
                 ],
             )

@@ -182,9 +182,7 @@ def _checked_columns(
         problems.append(
             {
                 "field": "definition.columns",
-                "message": N_(
-                    "must be a list of at most %(limit)s field names", limit=MAX_COLUMNS
-                ),
+                "message": N_("must be a list of at most %(limit)s field names", limit=MAX_COLUMNS),
             }
         )
         return []
@@ -277,9 +275,7 @@ def filter_value(meta: ObjectMeta, key: str, value: Any, hidden: frozenset[str])
     spec = meta.fields.get(name) if key.startswith("f.") and name not in hidden else None
     kind = filter_kind(spec) if spec is not None else None
     if spec is None or kind is None:
-        raise ValueError(
-            N_("is not a filter of this list (f.<field>, f.<field>.min/.max or q)")
-        )
+        raise ValueError(N_("is not a filter of this list (f.<field>, f.<field>.min/.max or q)"))
     if kind == "range" and suffix not in ("min", "max"):
         raise ValueError(
             N_(
@@ -303,7 +299,8 @@ def filter_value(meta: ObjectMeta, key: str, value: Any, hidden: frozenset[str])
             raise ValueError(
                 N_(
                     "%(values)s is not a value of %(name)s",
-                    values=", ".join(map(_shown, unknown[:5])) + (", …" if len(unknown) > 5 else ""),
+                    values=", ".join(map(_shown, unknown[:5]))
+                    + (", …" if len(unknown) > 5 else ""),
                     name=repr(name),
                 )
             )

@@ -48,7 +48,9 @@ def _user_fields(data: Any, allowed: frozenset[str], refusal: str) -> dict[str, 
         raise ValidationFailed(N_("a user must be a JSON object"), [])
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ValidationFailed(N_("unknown keys"), [{"field": k, "message": refusal} for k in unknown])
+        raise ValidationFailed(
+            N_("unknown keys"), [{"field": k, "message": refusal} for k in unknown]
+        )
     return data
 
 
@@ -78,7 +80,12 @@ class UserService:
         if self.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
             raise Conflict(
                 N_("a user with e-mail %(email)s exists", email=email),
-                [{"field": "email", "message": N_("%(email)s belongs to another user", email=email)}],
+                [
+                    {
+                        "field": "email",
+                        "message": N_("%(email)s belongs to another user", email=email),
+                    }
+                ],
             )
         user = User(
             email=email,
@@ -289,7 +296,10 @@ class UserService:
         if missing:
             raise ValidationFailed(
                 N_("unknown roles"),
-                [{"field": "roles", "message": N_("no role %(role)s", role=repr(r))} for r in missing],
+                [
+                    {"field": "roles", "message": N_("no role %(role)s", role=repr(r))}
+                    for r in missing
+                ],
             )
         self.session.execute(sa.delete(UserRole).where(UserRole.user_id == user.id))
         for name in dict.fromkeys(roles):

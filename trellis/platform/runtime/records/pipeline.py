@@ -39,8 +39,8 @@ from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
 from trellis.platform.runtime.query import among_param
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent

@@ -100,9 +100,7 @@ class RecordService:
         self.access.require(meta, Operation.READ)
         row = self._row(meta, record_id, Operation.READ)
         if row["deleted_at"] is None:
-            raise NotFound(
-                N_("%(object)s %(id)s is not deleted", object=meta.name, id=record_id)
-            )
+            raise NotFound(N_("%(object)s %(id)s is not deleted", object=meta.name, id=record_id))
         record = serialise(meta, row, hidden=self.access.hidden(meta))
         record["deleted_at"] = iso(row["deleted_at"])
         return record
@@ -533,16 +531,12 @@ class RecordService:
                 details.append(
                     {
                         "field": name,
-                        "message": N_(
-                            "%(object)s %(id)s is deleted", object=spec.target, id=value
-                        ),
+                        "message": N_("%(object)s %(id)s is deleted", object=spec.target, id=value),
                     }
                 )
         if details:
             raise Conflict(
-                N_(
-                    "%(object)s %(id)s refers to deleted records", object=meta.name, id=record_id
-                ),
+                N_("%(object)s %(id)s refers to deleted records", object=meta.name, id=record_id),
                 details,
             )
         draft = Draft(meta, None, index=0)
