@@ -138,11 +138,9 @@ class RecordService:
         records.extend(page["items"])
         while page["next_cursor"]:
             if len(records) >= defaults.MAX_EXPORT_ROWS:
+                limit = format(defaults.MAX_EXPORT_ROWS, ",")
                 raise BadRequest(
-                    N_(
-                        "an export holds at most %(limit)s records; narrow the filter",
-                        limit=f"{defaults.MAX_EXPORT_ROWS:,}",
-                    ),
+                    N_("an export holds at most %(limit)s records; narrow the filter", limit=limit),
                     [{"field": "filter", "message": N_("too many records match")}],
                 )
             page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), Operation.EXPORT)
