@@ -456,3 +456,14 @@ def test_in_a_browser_the_type_swaps_its_settings_and_the_preview_follows(
     assert schema["enum"] == ["gold", "silver"]
     assert schema["x-enum-labels"] == {"gold": {"en": "Gold"}}
     assert "tier" in _columns(pack_app, "obj_dealer")
+
+
+def test_a_referenced_object_is_refused_in_chinese(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="zh-CN")
+    answer = _post(client, "/setup/objects/dealer/delete", {"confirm": "dealer"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 409
+    assert "角色 &#39;dealer_admin&#39; 授予了对它的权限" in page
+    assert "&#39;sales_order&#39; 的 lookup 字段 &#39;dealer&#39; 指向它" in page, page
+    assert "points at it" not in page and "grants rights" not in page
+    assert _catalog(pack_app).has_table("obj_dealer")

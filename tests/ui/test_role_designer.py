@@ -277,3 +277,20 @@ def test_a_save_built_on_an_older_version_is_refused_with_a_reload_link(
     assert stored is not None and stored[0] == 2
     assert stored[1]["objects"]["product"] == {"read": "all", "export": "all", "update": "all"}
     assert "delete" not in stored[1]["objects"]["order_line"]
+
+
+def test_a_refused_role_is_told_in_chinese(sign_in: SignIn, pack_app: Flask) -> None:
+    admin = sign_in(ADMIN, language="zh-CN")
+    before = role_document(pack_app, "dealer_sales")
+    page = admin.get("/setup/roles/dealer_sales").get_data(as_text=True)
+    form = {**form_of(page).values, "scope.dealer.read": "everything"}
+    refused = admin.post("/setup/roles/dealer_sales", data=form)
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert "&#39;everything&#39; 不在可选值中" in html and "is not one of" not in html
+    taken = admin.post(
+        "/setup/roles/new", data=new_role_form(admin, name="finance", **{"label.en": "Again"})
+    )
+    assert taken.status_code == 422 and "已有同名角色" in taken.get_data(as_text=True)
+    assert role_document(pack_app, "dealer_sales") == before
+    assert versions_of(pack_app, "dealer_sales") == 1

@@ -266,3 +266,21 @@ def test_the_column_chooser_shows_and_orders_columns(sign_in: SignIn) -> None:
     assert headings(moved) == ["Order number", "Status"]
     page = client.get("/o/sales_order?columns=number&columns=order_date").get_data(as_text=True)
     assert headings(page) == ["Order number", "Order date"]
+
+
+def test_a_refused_view_is_told_in_chinese(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(EAST, language="zh-CN")
+    assert save_view(client, "/o/sales_order", "两次").status_code == 302
+    answer = save_view(client, "/o/sales_order", "两次")
+    assert answer.status_code == 409
+    page = answer.get_data(as_text=True)
+    assert "已是另一个视图的名称" in page and "is already the name" not in page
+    token = csrf_of(page)
+    answer = client.post(
+        "/o/sales_order/views",
+        data={"csrf_token": token, "label": "Odd", "columns": "number,nope"},
+    )
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    assert "&#39;nope&#39; 不是 sales_order 的字段" in page and "is not a field" not in page
+    assert len(views_of(pack_app)) == 1

@@ -272,3 +272,21 @@ def test_setup_pages_are_in_the_admins_navigation(sign_in: SignIn) -> None:
     page = sign_in(ADMIN, language="zh-CN").get("/").get_data(as_text=True)
     nav = page[page.index('<aside class="side">') : page.index("</aside>")]
     assert 'href="/setup/roles">角色</a>' in nav and 'href="/setup/users">用户</a>' in nav
+
+
+def test_a_chinese_admin_reads_the_refusals_in_chinese(sign_in: SignIn, pack_app: Flask) -> None:
+    """The services' and marshmallow's messages are told in the user's language."""
+    admin = sign_in(ADMIN, language="zh-CN")
+    status, html = new_user(admin, email=EAST_SALES)
+    assert status == 422
+    assert f"{EAST_SALES} 已属于另一个用户" in field_html(html, "user-email")
+    status, html = new_user(admin, partner="somebody")
+    assert status == 422 and "不是有效的整数。" in html
+    status, html = new_user(admin, password="short")
+    assert status == 422
+    assert "短于最小长度 8。" in field_html(html, "user-password")
+    status, html = new_user(admin, roles=["dealer_sales"])
+    assert status == 422 and "角色 &#39;dealer_sales&#39; 向其用户显示所属合作伙伴的记录" in html
+    for english in ("belongs to another user", "Not a valid", "Shorter than", "shows its users"):
+        assert english not in html
+    assert user_row(pack_app, "new.person@example.com") is None

@@ -199,7 +199,11 @@ def change_password() -> Any:
         check_password(new)
     except ValidationFailed as exc:
         flash(
-            _("The new password is too weak: %(reason)s", reason=exc.details[0]["message"]), "error"
+            _(
+                "The new password is too weak: %(reason)s",
+                reason=i18n.told(exc.details[0]["message"]),
+            ),
+            "error",
         )
         return render_template("ui/password.html"), 400
     with db.session() as db_session:

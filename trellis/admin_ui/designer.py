@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from trellis.admin_ui.i18n import told
+from trellis.platform.messages import Message
 from trellis.platform.metadata.definition import SCHEMA_DIALECT
 from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, get_type, type_names
 
@@ -315,7 +315,11 @@ def _json_schema_into(form: FieldForm, schema: dict[str, Any]) -> None:
             schema.setdefault(key, value)
 
 
-REQUIRED_PROPERTY = re.compile(r"^'([^']+)' is required$")
+def _missing(message: Any) -> str | None:
+    """The keyword a "'x-name' is required" message names (by its id, not its English)."""
+    if isinstance(message, Message) and message.msgid == "%(name)s is required":
+        return str(message.params.get("name", "")).strip("'")
+    return None
 
 
 def place_field_problems(
@@ -324,7 +328,7 @@ def place_field_problems(
     """Each problem under the input that produced it; the rest at the top of the form."""
     at = f"/properties/{_pointer_part(form.name)}"
     for detail in details:
-        pointer, raw = str(detail.get("field", "")), str(detail.get("message", ""))
+        pointer, raw = str(detail.get("field", "")), detail.get("message")
         text = told(detail.get("message"))
         if pointer.startswith("/required"):
             form.add_error("required", text)
@@ -338,12 +342,11 @@ def place_field_problems(
         form.add_error("", told(message))
 
 
-def _field_input(form: FieldForm, rest: str, text: str, creating: bool) -> str:
+def _field_input(form: FieldForm, rest: str, text: Any, creating: bool) -> str:
     parts = [_unescape(p) for p in rest.split("/")[1:]]
     if not parts:
-        missing = REQUIRED_PROPERTY.match(text)
-        if missing:
-            keyword = missing.group(1)
+        keyword = _missing(text)
+        if keyword is not None:
             if keyword in ("enum", "items"):
                 return "values"
             return keyword if keyword in form.settings else ""
@@ -490,19 +493,19 @@ def place_object_problems(
     when ``creating``); the rest, or ``message`` when there are none, at the top.
     """
     for detail in details:
-        pointer, raw = str(detail.get("field", "")), str(detail.get("message", ""))
+        pointer, raw = str(detail.get("field", "")), detail.get("message")
         key, text = _object_input(pointer, raw, creating), told(detail.get("message"))
         form.add_error(key, text if key or not pointer else f"{pointer}: {text}")
     if not details:
         form.add_error("", told(message))
 
 
-def _object_input(pointer: str, text: str, creating: bool) -> str:
+def _object_input(pointer: str, text: Any, creating: bool) -> str:
     parts = [_unescape(p) for p in pointer.split("/")[1:]]
     if not parts:
-        missing = REQUIRED_PROPERTY.match(text)
-        if missing and missing.group(1) in ("x-name", "x-label"):
-            return "name" if missing.group(1) == "x-name" else "label-en"
+        missing = _missing(text)
+        if missing in ("x-name", "x-label"):
+            return "name" if missing == "x-name" else "label-en"
         return ""
     key = parts[0]
     if key == "x-name":

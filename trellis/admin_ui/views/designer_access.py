@@ -468,12 +468,13 @@ def user_input(form: MultiDict[str, str], *, creating: bool) -> dict[str, Any]:
 
 def user_errors(exc: TrellisError) -> dict[str, str]:
     """The service's problems by form field; ``""``: the refusal's own message."""
-    known = {"": _("is required")}
     errors: dict[str, str] = {}
     for detail in exc.details:
-        message = str(detail.get("message", ""))
-        errors.setdefault(str(detail.get("field", "")), known.get(message) or told(message))
-    if exc.message == "you cannot take away your own administrator rights":
+        message = detail.get("message")
+        errors.setdefault(
+            str(detail.get("field", "")), told(message) if message else _("is required")
+        )
+    if getattr(exc.message, "msgid", None) == "you cannot take away your own administrator rights":
         errors["is_admin"] = _("You cannot take away your own administrator rights.")
     elif not exc.details:
         errors[""] = told(exc.message)

@@ -39,11 +39,19 @@ _WORDS = {
     "write": N_("is writable for you"),
 }
 VERBS = {
-    Operation.READ: "read",
-    Operation.CREATE: "create",
-    Operation.UPDATE: "change",
-    Operation.DELETE: "delete",
-    Operation.EXPORT: "export",
+    Operation.READ: N_("read"),
+    Operation.CREATE: N_("create"),
+    Operation.UPDATE: N_("change"),
+    Operation.DELETE: N_("delete"),
+    Operation.EXPORT: N_("export"),
+}
+# An operation's own name, as refusals name it ("no update permission").
+OPERATIONS = {
+    Operation.READ: N_("read"),
+    Operation.CREATE: N_("create"),
+    Operation.UPDATE: N_("update"),
+    Operation.DELETE: N_("delete"),
+    Operation.EXPORT: N_("export"),
 }
 
 
@@ -82,11 +90,17 @@ class Access:
         """403 unless the caller holds ``operation`` on the object in some scope."""
         if not self.allowed(meta, operation):
             raise Forbidden(
-                f"you may not {VERBS[operation]} {meta.name} records",
+                N_(
+                    "you may not %(verb)s %(object)s records",
+                    verb=VERBS[operation],
+                    object=meta.name,
+                ),
                 [
                     {
                         "field": meta.name,
-                        "message": N_("no %(operation)s permission", operation=str(operation)),
+                        "message": N_(
+                            "no %(operation)s permission", operation=OPERATIONS[operation]
+                        ),
                     }
                 ],
             )
@@ -184,7 +198,7 @@ class Access:
             if name in meta.fields and self.field_access(meta, name) != "write"
         ]
         if denied:
-            raise Forbidden("you may not write these fields", denied)
+            raise Forbidden(N_("you may not write these fields"), denied)
 
     def bypasses(self, meta: ObjectMeta, operation: Operation) -> bool:
         """True when an admin does what their roles alone would not allow (audited)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 
 from trellis.exceptions import ValidationFailed
+from trellis.platform.messages import N_
 from trellis.platform.runtime.models import HierarchyLink
 from trellis.platform.runtime.query import among_param
 
@@ -113,8 +114,15 @@ def move(session: Session, object_name: str, node_id: int, new_parent_id: int | 
         ).first()
         if inside is not None:
             raise ValidationFailed(
-                "a record cannot be moved below itself or its own descendants",
-                [{"field": "parent", "message": f"{new_parent_id} is below {node_id}"}],
+                N_("a record cannot be moved below itself or its own descendants"),
+                [
+                    {
+                        "field": "parent",
+                        "message": N_(
+                            "%(parent)s is below %(id)s", parent=new_parent_id, id=node_id
+                        ),
+                    }
+                ],
             )
     session.execute(
         sa.delete(links).where(

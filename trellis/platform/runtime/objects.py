@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trellis.platform.messages import N_
 from trellis.platform.metadata.definition import load_definition, parse_definition
 from trellis.platform.metadata.diff import DefinitionDiff
 from trellis.platform.metadata.names import table_name
@@ -66,8 +67,12 @@ class ObjectService(DocumentStore[DefinitionDiff]):
                     blockers.append(
                         {
                             "field": f"{other}.{field_name}",
-                            "message": f"the {prop['x-type']} field {field_name!r} of "
-                            f"{other!r} points at it",
+                            "message": N_(
+                                "the %(type)s field %(name)s of %(object)s points at it",
+                                type=prop["x-type"],
+                                name=repr(field_name),
+                                object=repr(other),
+                            ),
                         }
                     )
         connection = self.session.connection()
@@ -76,14 +81,21 @@ class ObjectService(DocumentStore[DefinitionDiff]):
                 blockers.append(
                     {
                         "field": f"{table}.{column}",
-                        "message": f"the archived column {column!r} of {table!r} still "
-                        "points at it (the field was removed, its data kept)",
+                        "message": N_(
+                            "the archived column %(column)s of %(table)s still "
+                            "points at it (the field was removed, its data kept)",
+                            column=repr(column),
+                            table=repr(table),
+                        ),
                     }
                 )
         for role, doc in sorted(self.registry.role_documents().items()):
             if name in doc.get("objects", {}):
                 blockers.append(
-                    {"field": f"roles.{role}", "message": f"the role {role!r} grants rights on it"}
+                    {
+                        "field": f"roles.{role}",
+                        "message": N_("the role %(role)s grants rights on it", role=repr(role)),
+                    }
                 )
         if load_definition(document).hierarchy_field is not None:
             partnered = self.session.scalar(
@@ -93,7 +105,7 @@ class ObjectService(DocumentStore[DefinitionDiff]):
                 blockers.append(
                     {
                         "field": "users.partner_id",
-                        "message": f"{partnered} user(s) belong to its partners",
+                        "message": N_("%(count)s user(s) belong to its partners", count=partnered),
                     }
                 )
         return blockers

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trellis.exceptions import PackError, TrellisError
+from trellis.platform.messages import N_
 from trellis.platform.metadata.names import is_valid_name
 from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
@@ -51,21 +52,32 @@ def resolve_pack(path_or_name: str) -> Path:
         return path
     if is_valid_name(path_or_name) and (BUILTIN_PACKS / path_or_name / "pack.json").is_file():
         return BUILTIN_PACKS / path_or_name
-    raise PackError(f"no pack at {path_or_name!r} (a folder with pack.json, or a built-in name)")
+    raise PackError(
+        N_(
+            "no pack at %(path)s (a folder with pack.json, or a built-in name)",
+            path=repr(path_or_name),
+        )
+    )
 
 
 def _read_json(folder: Path, relative: str) -> Any:
     path = (folder / relative).resolve()
     if folder.resolve() not in path.parents:
-        raise PackError(f"{relative!r} is outside the pack folder")
+        raise PackError(N_("%(file)s is outside the pack folder", file=repr(relative)))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PackError(f"the pack names {relative!r}, which does not exist") from None
+        raise PackError(
+            N_("the pack names %(file)s, which does not exist", file=repr(relative))
+        ) from None
     except OSError as exc:  # a folder, an unreadable file
-        raise PackError(f"cannot read {relative!r}: {exc.strerror}") from None
+        raise PackError(
+            N_("cannot read %(file)s: %(reason)s", file=repr(relative), reason=exc.strerror)
+        ) from None
     except ValueError as exc:
-        raise PackError(f"{relative} is not valid JSON: {exc}") from None
+        raise PackError(
+            N_("%(file)s is not valid JSON: %(reason)s", file=relative, reason=str(exc))
+        ) from None
 
 
 def load_manifest(folder: Path) -> dict[str, Any]:
@@ -76,17 +88,17 @@ def load_manifest(folder: Path) -> dict[str, Any]:
     manifest = _read_json(folder, "pack.json")
     problems = []
     if not isinstance(manifest, dict):
-        raise PackError("pack.json must be a JSON object")
+        raise PackError(N_("pack.json must be a JSON object"))
     if not is_valid_name(manifest.get("name")):
-        problems.append({"field": "name", "message": "must be a lower snake_case name"})
+        problems.append({"field": "name", "message": N_("must be a lower snake_case name")})
     if not isinstance(manifest.get("version"), str):
-        problems.append({"field": "version", "message": "must be a version string"})
+        problems.append({"field": "version", "message": N_("must be a version string")})
     for key in ("objects", "roles", "demo"):
         value = manifest.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            problems.append({"field": key, "message": "must be a list of file paths"})
+            problems.append({"field": key, "message": N_("must be a list of file paths")})
     if problems:
-        raise PackError("pack.json is not valid", problems)
+        raise PackError(N_("pack.json is not valid"), problems)
     return manifest
 
 
@@ -118,7 +130,7 @@ def install_pack(
                 service.create(document)
                 result.created.append(str(name))
         except TrellisError as exc:
-            raise PackError(f"{relative}: {exc.message}", exc.details) from None
+            raise PackError(_in(relative, exc), exc.details) from None
     roles = RoleService(session, registry, author_id)
     for relative in manifest.get("roles", []):
         document = _read_json(folder, relative)
@@ -131,7 +143,7 @@ def install_pack(
                 roles.create(document)
                 result.created.append(f"role {name}")
         except TrellisError as exc:
-            raise PackError(f"{relative}: {exc.message}", exc.details) from None
+            raise PackError(_in(relative, exc), exc.details) from None
     # The object names, as installed: the app shell groups its navigation by pack.
     manifest = {**manifest, "installed_objects": object_names}
     row = session.get(InstalledPack, manifest["name"])
@@ -183,16 +195,30 @@ def load_demo_data(
 ) -> int:
     """Create demo records; ``{"$ref": "name"}`` points at an earlier record (of any file)."""
     if not isinstance(data, dict) or not isinstance(data.get("records", []), list):
-        raise PackError(f"{source} must hold {{'records': [...]}}")
+        raise PackError(N_("%(file)s must hold {'records': [...]}", file=source))
     ids = {} if ids is None else ids
     for index, entry in enumerate(data.get("records", [])):
         try:
             values = _resolve_refs(entry["values"], ids)
             record = records.create(entry["object"], values)
         except (KeyError, TypeError):
-            raise PackError(f"{source} record {index} needs 'object' and 'values'") from None
+            raise PackError(
+                N_(
+                    "%(file)s record %(index)s needs 'object' and 'values'",
+                    file=source,
+                    index=index,
+                )
+            ) from None
         except TrellisError as exc:
-            raise PackError(f"{source} record {index}: {exc.message}", exc.details) from None
+            raise PackError(
+                N_(
+                    "%(file)s record %(index)s: %(message)s",
+                    file=source,
+                    index=index,
+                    message=exc.message,
+                ),
+                exc.details,
+            ) from None
         if entry.get("ref"):
             ids[str(entry["ref"])] = int(record["id"])
     return len(data.get("records", []))
@@ -214,26 +240,44 @@ def load_demo_users(
     """Create the demo users of a file, each with a fresh random password (returned once)."""
     users = data.get("users", []) if isinstance(data, dict) else []
     if not isinstance(users, list):
-        raise PackError(f"{source}: users must be a list")
+        raise PackError(N_("%(file)s: users must be a list", file=source))
     service = UserService(session, registry, None)
     created = []
     for index, entry in enumerate(users):
         if not isinstance(entry, dict) or "email" not in entry:
-            raise PackError(f"{source} user {index} needs an email")
+            raise PackError(N_("%(file)s user %(index)s needs an email", file=source, index=index))
         password = secrets.token_urlsafe(9)
         try:
             user = service.create({**_resolve_refs(entry, ids), "password": password})
         except TrellisError as exc:
-            raise PackError(f"{source} user {index}: {exc.message}", exc.details) from None
+            raise PackError(
+                N_(
+                    "%(file)s user %(index)s: %(message)s",
+                    file=source,
+                    index=index,
+                    message=exc.message,
+                ),
+                exc.details,
+            ) from None
         created.append({"email": user.email, "password": password, "roles": entry.get("roles", [])})
     return created
+
+
+def _in(relative: str, exc: TrellisError) -> str:
+    """A file's refusal, named by the file."""
+    return N_("%(file)s: %(message)s", file=relative, message=exc.message)
 
 
 def _resolve_refs(value: Any, ids: dict[str, int]) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$ref"}:
             if value["$ref"] not in ids:
-                raise PackError(f"unknown $ref {value['$ref']!r} (refs must point backwards)")
+                raise PackError(
+                    N_(
+                        "unknown $ref %(ref)s (refs must point backwards)",
+                        ref=repr(value["$ref"])[:60],
+                    )
+                )
             return ids[value["$ref"]]
         return {k: _resolve_refs(v, ids) for k, v in value.items()}
     if isinstance(value, list):

@@ -37,6 +37,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
 from trellis.exceptions import IncompatibleChange
+from trellis.platform.messages import N_, Message
 from trellis.platform.metadata.fieldtypes import FieldConversionError, FieldSpec
 from trellis.platform.metadata.names import table_name
 from trellis.platform.runtime.models import BigId
@@ -410,7 +411,7 @@ def _check_structure(
         details += _rebuild_problems(connection, physical.name, rebuilds)
     if details:
         raise IncompatibleChange(
-            "the stored data cannot survive this change; nothing was changed", details
+            N_("the stored data cannot survive this change; nothing was changed"), details
         )
 
 
@@ -425,15 +426,17 @@ def _addition_problems(
         return _named(
             spec.name,
             ids,
-            "existing record(s) would have no master (a new "
-            "master-detail field needs an object without records)",
+            N_(
+                "existing record(s) would have no master (a new "
+                "master-detail field needs an object without records)"
+            ),
         )
     problems: list[dict[str, str]] = []
     if is_master_detail(spec):
         table = sa.table(physical.name, sa.column("id"), sa.column(archived))
         ids = _ids(connection, sa.select(table.c.id).where(table.c[archived].is_(None)))
         problems += _named(
-            spec.name, ids, "record(s) have no master (made while the field was removed)"
+            spec.name, ids, N_("record(s) have no master (made while the field was removed)")
         )
     wanted = wanted_reference(spec)
     if wanted is not None and physical.reference(archived) != wanted:
@@ -446,7 +449,11 @@ def _reference_problems(
 ) -> list[dict[str, str]]:
     """Records of ``column`` that point at no row of the target: a foreign key would refuse them."""
     ids = orphans(connection, physical.name, column, wanted.target)
-    return _named(field, ids, f"record(s) point at {wanted.target} rows that do not exist")
+    return _named(field, ids, _pointing_at_nothing(wanted.target))
+
+
+def _pointing_at_nothing(target: str) -> Message:
+    return N_("record(s) point at %(object)s rows that do not exist", object=target)
 
 
 def orphans(connection: sa.Connection, table: str, column: str, target: str) -> list[int]:
@@ -462,14 +469,32 @@ def _ids(connection: sa.Connection, query: sa.Select[Any]) -> list[int]:
     return list(connection.execute(query.order_by(sa.column("id"))).scalars())
 
 
-def _named(field: str, ids: list[int], what: str) -> list[dict[str, str]]:
+def _named(field: str, ids: list[int], what: Message) -> list[dict[str, str]]:
     """One detail naming up to ``MAX_OFFENDERS_SHOWN`` record ids, and how many more."""
     if not ids:
         return []
+    shown = _ids_shown(ids)
+    return [
+        {
+            "field": field,
+            "message": N_("%(count)s %(what)s: ids %(ids)s", count=len(ids), what=what, ids=shown),
+        }
+    ]
+
+
+def _ids_shown(ids: list[int]) -> str:
+    """Up to ``MAX_OFFENDERS_SHOWN`` ids, and how many more."""
     shown = ", ".join(str(i) for i in ids[:MAX_OFFENDERS_SHOWN])
     more = len(ids) - MAX_OFFENDERS_SHOWN
-    tail = f" and {more} more" if more > 0 else ""
-    return [{"field": field, "message": f"{len(ids)} {what}: ids {shown}{tail}"}]
+    if more > 0:
+        return N_("%(ids)s and %(count)s more", ids=shown, count=more)
+    return shown
+
+
+def _shown(value: Any) -> str:
+    """A stored value as a refusal quotes it: its repr, never more than 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _unarchive_needs_rebuild(physical: PhysicalTable, archived: str, spec: FieldSpec) -> bool:
@@ -485,10 +510,11 @@ def _rebuild_problems(
     if not pointing:
         return []
     where = ", ".join(f"{count} in {source}" for source, count in pointing)
-    message = (
+    message = N_(
         "SQLite must rebuild the table for this change, and dropping the old copy would "
-        f"fire the ON DELETE rules of the records that point at it ({where}); "
-        "clear those references first"
+        "fire the ON DELETE rules of the records that point at it (%(where)s); "
+        "clear those references first",
+        where=where,
     )
     return [{"field": field, "message": message} for field in fields]
 
@@ -564,24 +590,25 @@ def _check_changes(
             details.append(
                 {
                     "field": field_name,
-                    "message": "a reference cannot change its target or kind; "
-                    "remove the field and add a new one",
+                    "message": N_(
+                        "a reference cannot change its target or kind; "
+                        "remove the field and add a new one"
+                    ),
                 }
             )
             continue
         offenders = _offending_rows(connection, table, before, after)
         if offenders:
-            shown = ", ".join(str(i) for i in offenders[:MAX_OFFENDERS_SHOWN])
-            more = (
-                f" and {len(offenders) - MAX_OFFENDERS_SHOWN} more"
-                if len(offenders) > MAX_OFFENDERS_SHOWN
-                else ""
-            )
             details.append(
                 {
                     "field": field_name,
-                    "message": f"{len(offenders)} existing record(s) cannot become "
-                    f"{after.type.name} as defined: ids {shown}{more}",
+                    "message": N_(
+                        "%(count)s existing record(s) cannot become %(type)s as defined: "
+                        "ids %(ids)s",
+                        count=len(offenders),
+                        type=after.type.name,
+                        ids=_ids_shown(offenders),
+                    ),
                 }
             )
             continue
@@ -591,13 +618,16 @@ def _check_changes(
                 details.append(
                     {
                         "field": field_name,
-                        "message": "existing records share values, so the field cannot be unique: "
-                        + ", ".join(repr(v) for v in duplicates[:MAX_OFFENDERS_SHOWN]),
+                        "message": N_(
+                            "existing records share values, so the field cannot be unique: "
+                            "%(values)s",
+                            values=", ".join(_shown(v) for v in duplicates[:MAX_OFFENDERS_SHOWN]),
+                        ),
                     }
                 )
     if details:
         raise IncompatibleChange(
-            "the stored data cannot survive this change; nothing was changed", details
+            N_("the stored data cannot survive this change; nothing was changed"), details
         )
 
 
@@ -853,7 +883,7 @@ def rebuild_sqlite_table(
     """
     problems = _rebuild_problems(connection, physical.name, list(changes))
     if problems:
-        raise IncompatibleChange("SQLite cannot rebuild this table now", problems)
+        raise IncompatibleChange(N_("SQLite cannot rebuild this table now"), problems)
     columns = [replace(c, **changes.get(c.name, {})) for c in physical.columns.values()]
     temporary = f"_rebuild_{physical.name}"
     shape = _shape(temporary, physical.name, columns)
@@ -976,7 +1006,9 @@ def add_missing_constraints(
     details = [p for _, found in by_definition for m in found for p in _blockers(connection, m)]
     if details:
         raise IncompatibleChange(
-            "existing records stand in the way of the database constraints; nothing was changed",
+            N_(
+                "existing records stand in the way of the database constraints; nothing was changed"
+            ),
             details,
         )
     ops = _operations(connection)
@@ -987,9 +1019,14 @@ def add_missing_constraints(
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
         if broken:
             raise IncompatibleChange(
-                "the rebuilt tables fail their foreign keys; nothing was changed",
+                N_("the rebuilt tables fail their foreign keys; nothing was changed"),
                 [
-                    {"field": str(row[0]), "message": f"row {row[1]} points at {row[2]}"}
+                    {
+                        "field": str(row[0]),
+                        "message": N_(
+                            "row %(row)s points at %(object)s", row=row[1], object=row[2]
+                        ),
+                    }
                     for row in broken[:MAX_OFFENDERS_SHOWN]
                 ],
             )
@@ -1001,13 +1038,11 @@ def _blockers(connection: sa.Connection, missing: MissingConstraint) -> list[dic
     problems = []
     if missing.reference is not None:
         ids = orphans(connection, missing.table, missing.column, missing.reference.target)
-        problems += _named(
-            field, ids, f"record(s) point at {missing.reference.target} rows that do not exist"
-        )
+        problems += _named(field, ids, _pointing_at_nothing(missing.reference.target))
     if missing.not_null:
         table = sa.table(missing.table, sa.column("id"), sa.column(missing.column))
         ids = _ids(connection, sa.select(table.c.id).where(table.c[missing.column].is_(None)))
-        problems += _named(field, ids, "record(s) have no master")
+        problems += _named(field, ids, N_("record(s) have no master"))
     return problems
 
 

@@ -38,6 +38,7 @@ from trellis.exceptions import (
     TrellisError,
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.metadata.diff import Diff, diff_definitions, diff_documents
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import (
@@ -83,6 +84,10 @@ OBJECTS = DocumentKind(
     rename_error=BadRequest,
 )
 ROLES = DocumentKind("role", "/roles", Role, RoleVersion, "role_name", diff_documents)
+
+
+# Each kind's name as its refusals say it ("object 'dealer' already exists").
+_NOUNS = {"object": N_("object"), "role": N_("role")}
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,13 @@ class DocumentStore(ABC, Generic[D]):
         name = new["x-name"]
         if self._head(name, lock=True) is not None:
             raise Conflict(
-                f"{self.kind.name} {name!r} already exists; PUT {self.kind.path}/{name} changes it"
+                N_(
+                    "%(kind)s %(name)s already exists; PUT %(path)s/%(name_)s changes it",
+                    kind=self._noun(),
+                    name=repr(name),
+                    path=self.kind.path,
+                    name_=name,
+                )
             )
         self.session.add(self.kind.head(name=name, current_version=1))
         return self._write(Change(name, 1, new, None, self.kind.diff(None, new)))
@@ -172,13 +183,23 @@ class DocumentStore(ABC, Generic[D]):
         head = self._require(name, lock=True)
         if expected_version is not None and expected_version != head.current_version:
             raise StaleRecord(
-                f"{self.kind.name} {name!r} is at version {head.current_version} now, "
-                f"not {expected_version}",
-                [{"field": "version", "message": f"is {head.current_version} now"}],
+                N_(
+                    "%(kind)s %(name)s is at version %(version)s now, not %(expected)s",
+                    kind=self._noun(),
+                    name=repr(name),
+                    version=head.current_version,
+                    expected=expected_version,
+                ),
+                [
+                    {
+                        "field": "version",
+                        "message": N_("is %(version)s now", version=head.current_version),
+                    }
+                ],
             )
         if isinstance(document, dict) and document.get("x-name", name) != name:
-            details = [{"field": "/x-name", "message": f"must be {name!r}"}]
-            raise self.kind.rename_error("x-name cannot change", details)
+            details = [{"field": "/x-name", "message": N_("must be %(value)s", value=repr(name))}]
+            raise self.kind.rename_error(N_("x-name cannot change"), details)
         new = self.validate(document, name)
         old = self.version_document(name, head.current_version)
         diff = self.kind.diff(old, new)
@@ -201,8 +222,12 @@ class DocumentStore(ABC, Generic[D]):
         blockers = self.check_deletable(name, document)
         if blockers:
             raise ReferencedDocument(
-                f"{self.kind.name} {name!r} cannot be deleted: {len(blockers)} thing(s) "
-                "still depend on it",
+                N_(
+                    "%(kind)s %(name)s cannot be deleted: %(count)s thing(s) still depend on it",
+                    kind=self._noun(),
+                    name=repr(name),
+                    count=len(blockers),
+                ),
                 blockers,
             )
         version = head.current_version
@@ -238,7 +263,14 @@ class DocumentStore(ABC, Generic[D]):
             sa.select(model.document).where(self._owner() == name, model.version == version)
         ).scalar()
         if document is None:
-            raise NotFound(f"{self.kind.name} {name!r} has no version {version}")
+            raise NotFound(
+                N_(
+                    "%(kind)s %(name)s has no version %(version)s",
+                    kind=self._noun(),
+                    name=repr(name),
+                    version=version,
+                )
+            )
         return dict(document)
 
     def names(self) -> list[str]:
@@ -258,8 +290,11 @@ class DocumentStore(ABC, Generic[D]):
     def _require(self, name: str, lock: bool = False) -> DocumentHead:
         head = self._head(name, lock)
         if head is None:
-            raise NotFound(f"no {self.kind.name} named {name!r}")
+            raise NotFound(N_("no %(kind)s named %(name)s", kind=self._noun(), name=repr(name)))
         return head
+
+    def _noun(self) -> str:
+        return _NOUNS.get(self.kind.name, self.kind.name)
 
     def _write(self, change: Change[D]) -> Saved:
         summary = change.diff.summary()

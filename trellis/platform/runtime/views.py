@@ -33,6 +33,7 @@ from trellis.exceptions import (
     StaleRecord,
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.access import Access
@@ -143,11 +144,11 @@ def check_definition(meta: ObjectMeta, definition: Any, hidden: frozenset[str]) 
     """
     if not isinstance(definition, Mapping):
         raise ValidationFailed(
-            "the view's definition must be an object",
-            [{"field": "definition", "message": "must be an object"}],
+            N_("the view's definition must be an object"),
+            [{"field": "definition", "message": N_("must be an object")}],
         )
     problems: list[dict[str, str]] = [
-        {"field": f"definition.{key}", "message": "is not part of a view's definition"}
+        {"field": f"definition.{key}", "message": N_("is not part of a view's definition")}
         for key in definition
         if key not in DEFINITION_KEYS
     ]
@@ -156,8 +157,16 @@ def check_definition(meta: ObjectMeta, definition: Any, hidden: frozenset[str]) 
     sort = _checked_sort(meta, definition.get("sort"), hidden, problems)
     if problems:
         names = ", ".join(p["field"] for p in problems)
-        raise ValidationFailed(f"the view's definition was refused: {names}", problems)
+        raise ValidationFailed(
+            N_("the view's definition was refused: %(fields)s", fields=names), problems
+        )
     return {"columns": columns, "filters": filters, "sort": sort}
+
+
+def _shown(value: Any) -> str:
+    """A value as a refusal quotes it: its repr, never more than 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _column_shown(meta: ObjectMeta, name: str, hidden: frozenset[str]) -> bool:
@@ -173,7 +182,7 @@ def _checked_columns(
         problems.append(
             {
                 "field": "definition.columns",
-                "message": f"must be a list of at most {MAX_COLUMNS} field names",
+                "message": N_("must be a list of at most %(limit)s field names", limit=MAX_COLUMNS),
             }
         )
         return []
@@ -181,9 +190,18 @@ def _checked_columns(
     for index, name in enumerate(columns):
         where = f"definition.columns[{index}]"
         if not isinstance(name, str) or not _column_shown(meta, name, hidden):
-            problems.append({"field": where, "message": f"{name!r} is not a field of {meta.name}"})
+            problems.append(
+                {
+                    "field": where,
+                    "message": N_(
+                        "%(name)s is not a field of %(object)s", name=_shown(name), object=meta.name
+                    ),
+                }
+            )
         elif name in seen:
-            problems.append({"field": where, "message": f"{name!r} is listed twice"})
+            problems.append(
+                {"field": where, "message": N_("%(name)s is listed twice", name=_shown(name))}
+            )
         else:
             seen.append(name)
     return seen
@@ -198,7 +216,7 @@ def _checked_sort(
         problems.append(
             {
                 "field": "definition.sort",
-                "message": f"must be text of at most {MAX_SORT} characters",
+                "message": N_("must be text of at most %(limit)s characters", limit=MAX_SORT),
             }
         )
         return None
@@ -207,7 +225,10 @@ def _checked_sort(
     except InvalidQuery as exc:
         fields = ", ".join(str(d["field"]) for d in exc.details)
         problems.append(
-            {"field": "definition.sort", "message": f"unknown or unsortable field(s): {fields}"}
+            {
+                "field": "definition.sort",
+                "message": N_("unknown or unsortable field(s): %(fields)s", fields=fields),
+            }
         )
         return None
     return sort
@@ -222,7 +243,10 @@ def _checked_filters(
         problems.append(
             {
                 "field": "definition.filters",
-                "message": f"must be an object of at most {MAX_FILTERS} list-page parameters",
+                "message": N_(
+                    "must be an object of at most %(limit)s list-page parameters",
+                    limit=MAX_FILTERS,
+                ),
             }
         )
         return {}
@@ -231,7 +255,7 @@ def _checked_filters(
         try:
             normalised = filter_value(meta, str(key), value, hidden)
         except ValueError as exc:
-            problems.append({"field": f"definition.filters.{key}", "message": str(exc)})
+            problems.append({"field": f"definition.filters.{key}", "message": exc.args[0]})
             continue
         if normalised not in ("", []):
             checked[str(key)] = normalised
@@ -245,35 +269,55 @@ def filter_value(meta: ObjectMeta, key: str, value: Any, hidden: frozenset[str])
     if key == "q":
         text = _single(texts).strip()
         if "\x00" in text:
-            raise ValueError("text cannot contain NUL characters")
+            raise ValueError(N_("text cannot contain NUL characters"))
         return text[:MAX_SEARCH]
     name, _, suffix = key.removeprefix("f.").partition(".")
     spec = meta.fields.get(name) if key.startswith("f.") and name not in hidden else None
     kind = filter_kind(spec) if spec is not None else None
     if spec is None or kind is None:
-        raise ValueError("is not a filter of this list (f.<field>, f.<field>.min/.max or q)")
+        raise ValueError(N_("is not a filter of this list (f.<field>, f.<field>.min/.max or q)"))
     if kind == "range" and suffix not in ("min", "max"):
-        raise ValueError(f"the filter of {name!r} is a range: f.{name}.min or f.{name}.max")
+        raise ValueError(
+            N_(
+                "the filter of %(name)s is a range: f.%(field)s.min or f.%(field)s.max",
+                name=repr(name),
+                field=name,
+            )
+        )
     if kind != "range" and suffix:
-        raise ValueError(f"the filter of {name!r} takes no .{suffix}")
+        raise ValueError(
+            N_(
+                "the filter of %(name)s takes no .%(suffix)s",
+                name=repr(name),
+                suffix=suffix[:40],
+            )
+        )
     if kind == "choice":
         allowed = spec.schema.get("enum") or spec.schema.get("items", {}).get("enum") or []
         unknown = [t for t in texts if t and t not in allowed]
         if unknown:
-            raise ValueError(f"{', '.join(map(repr, unknown))} is not a value of {name!r}")
+            raise ValueError(
+                N_(
+                    "%(values)s is not a value of %(name)s",
+                    values=", ".join(map(_shown, unknown[:5]))
+                    + (", …" if len(unknown) > 5 else ""),
+                    name=repr(name),
+                )
+            )
         return [t for t in texts if t]
     text = _single(texts).strip()
     if kind == "checkbox" and text not in ("", "true", "false"):
-        raise ValueError("takes true or false")
+        raise ValueError(N_("takes true or false"))
     if kind == "lookup" and text and not text.isdigit():
-        raise ValueError("takes a record id")
+        raise ValueError(N_("takes a record id"))
     if text:
         clauses = _field_clauses(spec, {key: [text]})
         try:
             parse_filter(meta, json.dumps(clauses), hidden)
         except InvalidQuery as exc:
+            told = [d["message"] for d in exc.details]
             raise ValueError(
-                "; ".join(str(d["message"]) for d in exc.details) or exc.message
+                told[0] if len(told) == 1 else "; ".join(map(str, told)) or exc.message
             ) from None
     return text
 
@@ -281,13 +325,13 @@ def filter_value(meta: ObjectMeta, key: str, value: Any, hidden: frozenset[str])
 def _texts(value: Any) -> list[str]:
     values = value if isinstance(value, list) else [value]
     if not all(isinstance(v, str) for v in values):
-        raise ValueError("takes text or a list of texts")
+        raise ValueError(N_("takes text or a list of texts"))
     return values
 
 
 def _single(texts: list[str]) -> str:
     if len(texts) > 1:
-        raise ValueError("takes one value")
+        raise ValueError(N_("takes one value"))
     return texts[0] if texts else ""
 
 
@@ -342,8 +386,17 @@ def _sorts(meta: ObjectMeta, part: str, hidden: frozenset[str]) -> bool:
 
 def _stale(view: ListView) -> StaleRecord:
     return StaleRecord(
-        f"list view {view.id} was changed by someone else (it is at version {view.version})",
-        [{"field": "version", "message": f"the current version is {view.version}"}],
+        N_(
+            "list view %(id)s was changed by someone else (it is at version %(version)s)",
+            id=view.id,
+            version=view.version,
+        ),
+        [
+            {
+                "field": "version",
+                "message": N_("the current version is %(version)s", version=view.version),
+            }
+        ],
     )
 
 
@@ -403,7 +456,9 @@ class ListViewService:
         """A view the caller may see (others' private views: administrators only), else 404."""
         view = self.session.get(ListView, view_id)
         if view is None or not self._sees(view):
-            raise NotFound(f"no list view {view_id}", [{"field": "id", "message": str(view_id)}])
+            raise NotFound(
+                N_("no list view %(id)s", id=view_id), [{"field": "id", "message": str(view_id)}]
+            )
         self._readable(view.object_name)
         return view
 
@@ -423,9 +478,9 @@ class ListViewService:
     def _require_change(self, view: ListView) -> None:
         if not self.may_change(view):
             message = (
-                "only administrators may change or delete a shared view"
+                N_("only administrators may change or delete a shared view")
                 if view.shared_with_role is not None
-                else "only the owner of a view may change or delete it"
+                else N_("only the owner of a view may change or delete it")
             )
             raise Forbidden(message, [{"field": "id", "message": str(view.id)}])
 
@@ -456,8 +511,8 @@ class ListViewService:
         version = data.get("version")
         if isinstance(version, bool) or not isinstance(version, int):
             raise ValidationFailed(
-                "the view's version is required",
-                [{"field": "version", "message": "is required (the version you read)"}],
+                N_("the view's version is required"),
+                [{"field": "version", "message": N_("is required (the version you read)")}],
             )
         values: dict[str, Any] = {}
         if "label" in data:
@@ -504,8 +559,13 @@ class ListViewService:
         text = label.strip() if isinstance(label, str) else ""
         if not text or len(text) > MAX_LABEL or "\x00" in text:
             raise ValidationFailed(
-                "the view needs a name",
-                [{"field": "label", "message": f"is required (1 to {MAX_LABEL} characters)"}],
+                N_("the view needs a name"),
+                [
+                    {
+                        "field": "label",
+                        "message": N_("is required (1 to %(limit)s characters)", limit=MAX_LABEL),
+                    }
+                ],
             )
         return text
 
@@ -514,13 +574,18 @@ class ListViewService:
             return None
         if not self.caller.is_admin:
             raise Forbidden(
-                "only administrators may share a view with a role",
-                [{"field": "shared_with_role", "message": "administrators only"}],
+                N_("only administrators may share a view with a role"),
+                [{"field": "shared_with_role", "message": N_("administrators only")}],
             )
         if not isinstance(role, str) or role not in self.registry.role_documents():
             raise ValidationFailed(
-                "the view cannot be shared with that role",
-                [{"field": "shared_with_role", "message": f"{role!r} is not a role"}],
+                N_("the view cannot be shared with that role"),
+                [
+                    {
+                        "field": "shared_with_role",
+                        "message": N_("%(role)s is not a role", role=_shown(role)),
+                    }
+                ],
             )
         return role
 
@@ -534,8 +599,12 @@ class ListViewService:
             statement = statement.where(ListView.id != view_id)
         if self.session.scalar(statement) is not None:
             raise DuplicateValue(
-                f"a view of {object_name} named {label!r} already exists",
-                [{"field": "label", "message": "is already the name of another view"}],
+                N_(
+                    "a view of %(object)s named %(label)s already exists",
+                    object=object_name,
+                    label=_shown(label),
+                ),
+                [{"field": "label", "message": N_("is already the name of another view")}],
             )
 
     def _audit(self, action: str, view: ListView, **detail: Any) -> None:

@@ -14,7 +14,8 @@ their envelope is described here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 from marshmallow.validate import Length, OneOf, Range
 
 from trellis.exceptions import BadRequest, TrellisError, ValidationFailed
+from trellis.platform.messages import N_, Message
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import SCOPES, Operation
 from trellis.platform.runtime.identity.passwords import MIN_PASSWORD_LENGTH
@@ -30,7 +32,96 @@ from trellis.platform.runtime.models import iso
 
 LANGUAGES = ("en", "zh-CN")
 GRANTED_SCOPES = tuple(scope for scope in SCOPES if scope != "none")
-ID_RANGE = Range(min=1, max=INT64_MAX)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+class _Template(str):
+    """An ``N_`` message as marshmallow's error template: marshmallow fills a template with
+    ``.format(min=…, max=…, input=…)``, which here gives the message with those parameters,
+    so the refusal keeps its id and the pages tell it in the user's language."""
+
+    message: Message
+
+    def __new__(cls, message: Message) -> _Template:
+        template = super().__new__(cls, message.msgid)
+        template.message = message
+        return template
+
+    def format(self, *args: Any, **kwargs: Any) -> str:
+        msgid = self.message.msgid
+        names = re.findall(r"%\((\w+)\)", msgid)
+        return N_(msgid, **{name: kwargs[name] for name in names if name in kwargs})
+
+
+# marshmallow's own messages of the fields a body uses, by (field class, error key).
+_FIELD_MESSAGES: dict[tuple[type[fields.Field], str], Message] = {
+    (fields.Field, "required"): N_("Missing data for required field."),
+    (fields.Field, "null"): N_("Field may not be null."),
+    (fields.Field, "validator_failed"): N_("Invalid value."),
+    (fields.String, "invalid"): N_("Not a valid string."),
+    (fields.String, "invalid_utf8"): N_("Not a valid utf-8 string."),
+    (fields.Integer, "invalid"): N_("Not a valid integer."),
+    (fields.Number, "invalid"): N_("Not a valid number."),
+    (fields.Number, "too_large"): N_("Number too large."),
+    (fields.Boolean, "invalid"): N_("Not a valid boolean."),
+    (fields.List, "invalid"): N_("Not a valid list."),
+    (fields.Mapping, "invalid"): N_("Not a valid mapping type."),
+    (fields.Nested, "type"): N_("Invalid type."),
+}
+
+
+def _tell_errors(field: fields.Field) -> None:
+    """Give ``field`` (and the fields inside it) the ``N_`` forms of marshmallow's messages."""
+    for key in list(field.error_messages):
+        for cls in type(field).__mro__:
+            if (cls, key) in _FIELD_MESSAGES:
+                field.error_messages[key] = _Template(_FIELD_MESSAGES[cls, key])
+                break
+            if key in cls.__dict__.get("default_error_messages", {}):
+                break  # a message of the field's own: it is not one of marshmallow's
+    for inner in (
+        getattr(field, "inner", None),
+        getattr(field, "key_field", None),
+        getattr(field, "value_field", None),
+    ):
+        if isinstance(inner, fields.Field):
+            _tell_errors(inner)
+
+
+def length(min: int | None = None, max: int | None = None) -> Length:
+    """marshmallow's ``Length`` with its messages as ``N_`` messages."""
+    if min is not None and max is not None:
+        message = N_("Length must be between %(min)s and %(max)s.", min=min, max=max)
+    elif min is not None:
+        message = N_("Shorter than minimum length %(min)s.", min=min)
+    else:
+        message = N_("Longer than maximum length %(max)s.", max=max)
+    return Length(min=min, max=max, error=_Template(message))
+
+
+def value_range(min: int | None = None, max: int | None = None) -> Range:
+    """marshmallow's ``Range`` (bounds included) with its messages as ``N_`` messages."""
+    if min is not None and max is not None:
+        message = N_(
+            "Must be greater than or equal to %(min)s and less than or equal to %(max)s.",
+            min=min,
+            max=max,
+        )
+    elif min is not None:
+        message = N_("Must be greater than or equal to %(min)s.", min=min)
+    else:
+        message = N_("Must be less than or equal to %(max)s.", max=max)
+    return Range(min=min, max=max, error=_Template(message))
+
+
+def one_of(choices: Any) -> OneOf:
+    """marshmallow's ``OneOf`` with its message as an ``N_`` message."""
+    return OneOf(choices, error=_Template(N_("Must be one of: %(choices)s.", choices="")))
+
+
+ID_RANGE = value_range(min=1, max=INT64_MAX)
 
 
 # --- fields ------------------------------------------------------------------------------------
@@ -79,6 +170,15 @@ class Body(Schema):
 
         unknown = RAISE
 
+    error_messages = {  # noqa: RUF012 - marshmallow's API
+        "unknown": N_("Unknown field."),
+        "type": N_("Invalid input type."),
+    }
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        """marshmallow's hook: give each field the N_ versions of its error messages."""
+        _tell_errors(field_obj)
+
 
 class Shape(Schema):
     """A response body. Every declared key is always sent, so each is documented required."""
@@ -123,7 +223,7 @@ class UserSchema(Shape):
     name = fields.String()
     is_active = fields.Boolean()
     is_admin = fields.Boolean(metadata={"description": "platform administrator: bypasses roles"})
-    language = fields.String(validate=OneOf(LANGUAGES))
+    language = fields.String(validate=one_of(LANGUAGES))
     partner = fields.Integer(
         attribute="partner_id",
         allow_none=True,
@@ -137,7 +237,7 @@ class UserSchema(Shape):
 
 # Per operation, the record scopes the caller holds (empty: none).
 ScopesSchema = Shape.from_dict(
-    {op.value: fields.List(fields.String(validate=OneOf(GRANTED_SCOPES))) for op in Operation},
+    {op.value: fields.List(fields.String(validate=one_of(GRANTED_SCOPES))) for op in Operation},
     name="ScopesSchema",
 )
 
@@ -168,28 +268,28 @@ class UserPageSchema(Shape):
 class _UserChangeSchema(Body):
     """What both creating and changing a user may send."""
 
-    password = fields.String(validate=Length(min=MIN_PASSWORD_LENGTH))
-    name = fields.String(validate=Length(max=120))
+    password = fields.String(validate=length(min=MIN_PASSWORD_LENGTH))
+    name = fields.String(validate=length(max=120))
     roles = fields.List(fields.String(), metadata={"description": "role names, replacing all"})
     partner = StrictInteger(allow_none=True, validate=ID_RANGE)
     manager = StrictInteger(allow_none=True, validate=ID_RANGE)
-    language = fields.String(validate=OneOf(LANGUAGES))
+    language = fields.String(validate=one_of(LANGUAGES))
     is_admin = StrictBoolean()
 
 
 class UserCreateSchema(_UserChangeSchema):
     """The body of ``POST /users``: e-mail and password required, the rest optional."""
 
-    error_messages = {"unknown": "is not a user field"}  # noqa: RUF012 - marshmallow's API
+    error_messages = {"unknown": N_("is not a user field")}  # noqa: RUF012 - marshmallow's API
 
-    email = fields.String(required=True, validate=Length(max=254), metadata={"format": "email"})
-    password = fields.String(required=True, validate=Length(min=MIN_PASSWORD_LENGTH))
+    email = fields.String(required=True, validate=length(max=254), metadata={"format": "email"})
+    password = fields.String(required=True, validate=length(min=MIN_PASSWORD_LENGTH))
 
 
 class UserUpdateSchema(_UserChangeSchema):
     """The body of ``PATCH /users/<id>``: the keys to change; e-mail is not one of them."""
 
-    error_messages = {"unknown": "cannot be changed"}  # noqa: RUF012 - marshmallow's API
+    error_messages = {"unknown": N_("cannot be changed")}  # noqa: RUF012 - marshmallow's API
 
     is_active = StrictBoolean(
         metadata={"description": "false revokes every token of the user, for good"}
@@ -232,8 +332,10 @@ class TokenPageSchema(Shape):
 class TokenCreateSchema(Body):
     """The body of ``POST /tokens``: an optional name and lifetime (null: no expiry)."""
 
-    name = fields.String(validate=Length(max=120))
-    expires_in_days = StrictInteger(allow_none=True, validate=Range(min=1, max=MAX_TOKEN_DAYS))
+    name = fields.String(validate=length(max=120))
+    expires_in_days = StrictInteger(
+        allow_none=True, validate=value_range(min=1, max=MAX_TOKEN_DAYS)
+    )
 
 
 # --- roles -------------------------------------------------------------------------------------
@@ -314,7 +416,7 @@ class AuditQuerySchema(Body):
     action = fields.String(metadata={"description": "events whose action starts with this"})
     actor = fields.Integer(validate=ID_RANGE, metadata={"description": "a user id"})
     before = fields.Integer(validate=ID_RANGE, metadata={"description": "events older than id"})
-    limit = fields.Integer(validate=Range(min=1, max=500), load_default=100)
+    limit = fields.Integer(validate=value_range(min=1, max=500), load_default=100)
 
 
 # --- saved list views --------------------------------------------------------------------------
@@ -381,8 +483,8 @@ class ViewDefinitionInputSchema(Body):
 class ViewCreateSchema(Body):
     """The body of ``POST /views``: object, label and definition required."""
 
-    object = fields.String(required=True, validate=Length(min=1, max=40))
-    label = fields.String(required=True, validate=Length(min=1, max=120))
+    object = fields.String(required=True, validate=length(min=1, max=40))
+    label = fields.String(required=True, validate=length(min=1, max=120))
     shared_with_role = fields.String(
         allow_none=True, metadata={"description": "administrators only: share with this role"}
     )
@@ -392,12 +494,12 @@ class ViewCreateSchema(Body):
 class ViewUpdateSchema(Body):
     """The body of ``PUT /views/<id>``: the ``version`` read, and what changes."""
 
-    error_messages = {"unknown": "cannot be changed"}  # noqa: RUF012 - marshmallow's API
+    error_messages = {"unknown": N_("cannot be changed")}  # noqa: RUF012 - marshmallow's API
 
     version = StrictInteger(
-        required=True, validate=Range(min=1), metadata={"description": "the version read"}
+        required=True, validate=value_range(min=1), metadata={"description": "the version read"}
     )
-    label = fields.String(validate=Length(min=1, max=120))
+    label = fields.String(validate=length(min=1, max=120))
     shared_with_role = fields.String(
         allow_none=True, metadata={"description": "administrators only; null: private"}
     )
@@ -414,7 +516,7 @@ class ViewDeleteQuerySchema(Body):
     """The query string of ``DELETE /views/<id>``."""
 
     version = fields.Integer(
-        validate=Range(min=1), metadata={"description": "delete only if still this version"}
+        validate=value_range(min=1), metadata={"description": "delete only if still this version"}
     )
 
 
@@ -465,14 +567,17 @@ def load(
 
     Something that is not a JSON object at all is a 400 whatever the refusal.
     """
+    named = _WHAT.get(what, what)
     if not isinstance(data, Mapping):
-        raise BadRequest(f"the {what} must be a JSON object")
+        raise BadRequest(N_("the %(what)s must be a JSON object", what=named))
     try:
         loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
         details = problem_details(exc.messages)
         names = ", ".join(detail["field"] for detail in details)
-        raise refusal(f"the {what} was refused: {names}", details) from None
+        raise refusal(
+            N_("the %(what)s was refused: %(fields)s", what=named, fields=names), details
+        ) from None
     return loaded
 
 
@@ -487,8 +592,34 @@ def problem_details(messages: dict[str, Any] | list[Any]) -> list[dict[str, str]
 
 
 def _text(problem: Any) -> str:
+    """One field's problems as one message (``N_`` messages stay messages)."""
     if isinstance(problem, dict):  # the items of a list or dict: {index or key: problems}
-        return "; ".join(f"item {key}: {_text(value)}" for key, value in problem.items())
+        parts = [
+            N_("item %(key)s: %(problem)s", key=key, problem=_text(v)) for key, v in problem.items()
+        ]
+        return _joined(parts, N_("%(first)s; %(then)s", first="", then=""))
     if isinstance(problem, list):
-        return " ".join(_text(part) for part in problem)
-    return str(problem)
+        return _joined(
+            [_text(part) for part in problem], N_("%(first)s %(then)s", first="", then="")
+        )
+    return problem if isinstance(problem, str) else str(problem)
+
+
+def _joined(parts: Sequence[str], joint: Message) -> str:
+    """``parts`` joined as ``joint`` says (``"%(first)s; %(then)s"``), each kept a message."""
+    if not parts:
+        return ""
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = N_(joint.msgid, first=joined, then=part)
+    return joined
+
+
+# What ``load`` names in its refusals ("the user was refused: …").
+_WHAT = {
+    "request body": N_("request body"),
+    "user": N_("user"),
+    "change": N_("change"),
+    "token": N_("token"),
+    "query": N_("query"),
+}

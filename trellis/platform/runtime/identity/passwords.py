@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from trellis.exceptions import (
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.runtime.models import (
     User,
 )
@@ -30,16 +31,22 @@ LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 8
 
 
-_PASSWORD_RULE = [{"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}]
+_PASSWORD_RULE = [
+    {
+        "field": "password",
+        "message": N_("at least %(limit)s characters", limit=MIN_PASSWORD_LENGTH),
+    }
+]
 
 
 def check_password(password: Any) -> str:
     """The password, when it is one we accept; ``ValidationFailed`` otherwise."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed("password too short", _PASSWORD_RULE)
+        raise ValidationFailed(N_("password too short"), _PASSWORD_RULE)
     if len(password) > 1000:
         raise ValidationFailed(
-            "password too long", [{"field": "password", "message": "at most 1000 characters"}]
+            N_("password too long"),
+            [{"field": "password", "message": N_("at most %(limit)s characters", limit=1000)}],
         )
     return password
 

@@ -12,6 +12,7 @@ from trellis.exceptions import (
     NotFound,
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.identity.passwords import check_password
@@ -36,12 +37,20 @@ CREATE_FIELDS = frozenset(
 UPDATE_FIELDS = (CREATE_FIELDS - {"email"}) | {"is_active"}
 
 
+def _shown(value: Any) -> str:
+    """A value as a refusal quotes it: its repr, never more than 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def _user_fields(data: Any, allowed: frozenset[str], refusal: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ValidationFailed("a user must be a JSON object", [])
+        raise ValidationFailed(N_("a user must be a JSON object"), [])
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ValidationFailed("unknown keys", [{"field": k, "message": refusal} for k in unknown])
+        raise ValidationFailed(
+            N_("unknown keys"), [{"field": k, "message": refusal} for k in unknown]
+        )
     return data
 
 
@@ -57,7 +66,7 @@ class UserService:
         """The user with ``user_id``; ``NotFound`` for an unknown or out-of-range id."""
         user = self.session.get(User, user_id) if 1 <= user_id <= INT64_MAX else None
         if user is None:
-            raise NotFound(f"no user with id {user_id}")
+            raise NotFound(N_("no user with id %(id)s", id=user_id))
         return user
 
     def create(self, data: Any) -> User:
@@ -65,18 +74,23 @@ class UserService:
 
         Raises ``ValidationFailed`` for bad fields and ``Conflict`` when the e-mail is taken.
         """
-        data = _user_fields(data, CREATE_FIELDS, "is not a user field")
+        data = _user_fields(data, CREATE_FIELDS, N_("is not a user field"))
         email = data.get("email")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
             raise ValidationFailed(
-                "invalid e-mail address",
-                [{"field": "email", "message": "must be an address such as name@example.com"}],
+                N_("invalid e-mail address"),
+                [{"field": "email", "message": N_("must be an address such as name@example.com")}],
             )
         email = email.strip().lower()
         if self.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
             raise Conflict(
-                f"a user with e-mail {email} exists",
-                [{"field": "email", "message": f"{email} belongs to another user"}],
+                N_("a user with e-mail %(email)s exists", email=email),
+                [
+                    {
+                        "field": "email",
+                        "message": N_("%(email)s belongs to another user", email=email),
+                    }
+                ],
             )
         user = User(
             email=email,
@@ -108,7 +122,7 @@ class UserService:
         The actor cannot drop their own admin rights or deactivate themselves (``Conflict``);
         deactivating revokes every token of the user.
         """
-        data = _user_fields(data, UPDATE_FIELDS, "cannot be changed")
+        data = _user_fields(data, UPDATE_FIELDS, N_("cannot be changed"))
         user = self.get(user_id)
         if "password" in data:
             user.password_hash = generate_password_hash(check_password(data["password"]))
@@ -122,16 +136,23 @@ class UserService:
             if flag in data:
                 if not isinstance(data[flag], bool):
                     raise ValidationFailed(
-                        f"{flag} must be true or false",
-                        [{"field": flag, "message": f"must be true or false, not {data[flag]!r}"}],
+                        N_("%(flag)s must be true or false", flag=flag),
+                        [
+                            {
+                                "field": flag,
+                                "message": N_(
+                                    "must be true or false, not %(value)s", value=_shown(data[flag])
+                                ),
+                            }
+                        ],
                     )
                 if flag == "is_admin" and user.id == self.actor_id and not data[flag]:
-                    raise Conflict("you cannot take away your own administrator rights")
+                    raise Conflict(N_("you cannot take away your own administrator rights"))
                 if flag == "is_active" and user.id == self.actor_id and not data[flag]:
                     # Nobody would be left signed in to undo it, and their sessions end now.
                     raise Conflict(
-                        "you cannot deactivate yourself",
-                        [{"field": "is_active", "message": "is your own account"}],
+                        N_("you cannot deactivate yourself"),
+                        [{"field": "is_active", "message": N_("is your own account")}],
                     )
                 setattr(user, flag, data[flag])
                 if flag == "is_active" and not data[flag]:
@@ -147,8 +168,13 @@ class UserService:
     def _language(self, value: Any) -> str:
         if value not in ("en", "zh-CN"):
             raise ValidationFailed(
-                "language must be en or zh-CN",
-                [{"field": "language", "message": f"must be en or zh-CN, not {value!r}"}],
+                N_("language must be en or zh-CN"),
+                [
+                    {
+                        "field": "language",
+                        "message": N_("must be en or zh-CN, not %(value)s", value=_shown(value)),
+                    }
+                ],
             )
         return str(value)
 
@@ -166,13 +192,18 @@ class UserService:
                     or self.session.get(User, manager) is None
                 ):
                     raise ValidationFailed(
-                        "unknown manager",
-                        [{"field": "manager", "message": f"no user with id {manager!r}"}],
+                        N_("unknown manager"),
+                        [
+                            {
+                                "field": "manager",
+                                "message": N_("no user with id %(id)s", id=_shown(manager)),
+                            }
+                        ],
                     )
                 if manager == user.id:
                     raise ValidationFailed(
-                        "a user cannot manage themselves",
-                        [{"field": "manager", "message": "cannot be the user themselves"}],
+                        N_("a user cannot manage themselves"),
+                        [{"field": "manager", "message": N_("cannot be the user themselves")}],
                     )
             user.manager_id = manager
         self.session.flush()
@@ -190,24 +221,30 @@ class UserService:
         scoped = self.partner_scoped(roles)
         if scoped and user.partner_id is None:
             raise ValidationFailed(
-                f"role {scoped[0]!r} needs a partner",
+                N_("role %(role)s needs a partner", role=repr(scoped[0])),
                 [
                     {
                         "field": "partner",
-                        "message": f"role {name!r} shows its users their partner's records: "
-                        "give the user's partner",
+                        "message": N_(
+                            "role %(role)s shows its users their partner's records: "
+                            "give the user's partner",
+                            role=repr(name),
+                        ),
                     }
                     for name in scoped
                 ],
             )
         if roles and not scoped and user.partner_id is not None:
             raise ValidationFailed(
-                "a partner needs a role with a partner scope",
+                N_("a partner needs a role with a partner scope"),
                 [
                     {
                         "field": "partner",
-                        "message": f"none of the roles {', '.join(roles)} grants a partner "
-                        "(hierarchy) scope: leave the partner out",
+                        "message": N_(
+                            "none of the roles %(roles)s grants a partner "
+                            "(hierarchy) scope: leave the partner out",
+                            roles=", ".join(roles),
+                        ),
                     }
                 ],
             )
@@ -225,15 +262,20 @@ class UserService:
             return None
         if isinstance(partner, bool) or not isinstance(partner, int):
             raise ValidationFailed(
-                "partner must be a record id",
-                [{"field": "partner", "message": f"must be a record id, not {partner!r}"}],
+                N_("partner must be a record id"),
+                [
+                    {
+                        "field": "partner",
+                        "message": N_("must be a record id, not %(value)s", value=_shown(partner)),
+                    }
+                ],
             )
         self.registry.ensure_current(self.session)
         hierarchy = self.registry.hierarchy_object()
         if hierarchy is None:
             raise ValidationFailed(
-                "no hierarchy object is defined (an object with a self-lookup parent)",
-                [{"field": "partner", "message": "no object can hold partners yet"}],
+                N_("no hierarchy object is defined (an object with a self-lookup parent)"),
+                [{"field": "partner", "message": N_("no object can hold partners yet")}],
             )
         table = hierarchy.table
         found = self.session.execute(
@@ -241,8 +283,15 @@ class UserService:
         ).first()
         if found is None:
             raise ValidationFailed(
-                f"no {hierarchy.name} with id {partner}",
-                [{"field": "partner", "message": f"no live {hierarchy.name} has id {partner}"}],
+                N_("no %(object)s with id %(id)s", object=hierarchy.name, id=partner),
+                [
+                    {
+                        "field": "partner",
+                        "message": N_(
+                            "no live %(object)s has id %(id)s", object=hierarchy.name, id=partner
+                        ),
+                    }
+                ],
             )
         return partner
 
@@ -253,14 +302,18 @@ class UserService:
         """
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValidationFailed(
-                "roles must be a list of role names",
-                [{"field": "roles", "message": "must be a list of role names"}],
+                N_("roles must be a list of role names"),
+                [{"field": "roles", "message": N_("must be a list of role names")}],
             )
         known = set(self.session.scalars(sa.select(Role.name).where(Role.name.in_(roles))))
         missing = [r for r in roles if r not in known]
         if missing:
             raise ValidationFailed(
-                "unknown roles", [{"field": "roles", "message": f"no role {r!r}"} for r in missing]
+                N_("unknown roles"),
+                [
+                    {"field": "roles", "message": N_("no role %(role)s", role=repr(r))}
+                    for r in missing
+                ],
             )
         self.session.execute(sa.delete(UserRole).where(UserRole.user_id == user.id))
         for name in dict.fromkeys(roles):

@@ -40,6 +40,7 @@ from trellis.platform.metadata.fieldtypes import FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
 from trellis.platform.runtime.query import among_param
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
@@ -225,11 +226,17 @@ def require_in_scope(
     )
     if len(inside) < len(set(ids)):
         raise Forbidden(
-            f"this {meta.name} would be outside what you may {operation}",
+            N_(
+                "this %(object)s would be outside what you may %(operation)s",
+                object=meta.name,
+                operation=OPERATIONS[operation],
+            ),
             [
                 {
                     "field": meta.name,
-                    "message": N_("outside your %(operation)s scope", operation=str(operation)),
+                    "message": N_(
+                        "outside your %(operation)s scope", operation=OPERATIONS[operation]
+                    ),
                 }
             ],
         )

@@ -30,6 +30,7 @@ from trellis.exceptions import (
     TrellisError,
     ValidationFailed,
 )
+from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import hierarchy
@@ -99,7 +100,7 @@ class RecordService:
         self.access.require(meta, Operation.READ)
         row = self._row(meta, record_id, Operation.READ)
         if row["deleted_at"] is None:
-            raise NotFound(f"{meta.name} {record_id} is not deleted")
+            raise NotFound(N_("%(object)s %(id)s is not deleted", object=meta.name, id=record_id))
         record = serialise(meta, row, hidden=self.access.hidden(meta))
         record["deleted_at"] = iso(row["deleted_at"])
         return record
@@ -137,10 +138,10 @@ class RecordService:
         records.extend(page["items"])
         while page["next_cursor"]:
             if len(records) >= defaults.MAX_EXPORT_ROWS:
+                limit = format(defaults.MAX_EXPORT_ROWS, ",")
                 raise BadRequest(
-                    f"an export holds at most {defaults.MAX_EXPORT_ROWS:,} records; "
-                    "narrow the filter",
-                    [{"field": "filter", "message": "too many records match"}],
+                    N_("an export holds at most %(limit)s records; narrow the filter", limit=limit),
+                    [{"field": "filter", "message": N_("too many records match")}],
                 )
             page = self._page(meta, query.after_cursor(meta, page["next_cursor"]), Operation.EXPORT)
             records.extend(page["items"])
@@ -245,13 +246,13 @@ class RecordService:
         meta = self.registry.get(object_name)
         if not isinstance(payloads, list) or not payloads:
             raise BadRequest(
-                'send a non-empty JSON array of records (or {"records": [...]})',
-                [{"field": "records", "message": "must be a non-empty list"}],
+                N_('send a non-empty JSON array of records (or {"records": [...]})'),
+                [{"field": "records", "message": N_("must be a non-empty list")}],
             )
         if len(payloads) > defaults.BULK_MAX_RECORDS:
             raise BadRequest(
-                f"at most {defaults.BULK_MAX_RECORDS} records per request",
-                [{"field": "records", "message": f"{len(payloads)} sent"}],
+                N_("at most %(limit)s records per request", limit=defaults.BULK_MAX_RECORDS),
+                [{"field": "records", "message": N_("%(count)s sent", count=len(payloads))}],
             )
         drafts = [Draft(meta, payload, index=i) for i, payload in enumerate(payloads)]
         pipeline.check_new(self.unit, meta, drafts)
@@ -283,8 +284,8 @@ class RecordService:
         expected = payload.pop("version", None)
         if isinstance(expected, bool) or not isinstance(expected, int):
             raise ValidationFailed(
-                "the record's current version is required to update it",
-                [{"field": "version", "message": "is required (a whole number)"}],
+                N_("the record's current version is required to update it"),
+                [{"field": "version", "message": N_("is required (a whole number)")}],
             )
         pipeline.refuse_platform_keys(meta, payload, allow_children=False)
         self.access.require(meta, Operation.UPDATE)
@@ -399,7 +400,7 @@ class RecordService:
         if version is None:
             now_row = self._row(meta, record_id)
             if now_row["deleted_at"] is not None:
-                raise NotFound(f"no {meta.name} with id {record_id}")
+                raise NotFound(N_("no %(object)s with id %(id)s", object=meta.name, id=record_id))
             raise _stale(meta, record_id, now_row["version"], expected or now_row["version"] - 1)
         return int(version)
 
@@ -453,7 +454,11 @@ class RecordService:
                     blocking.append(
                         {
                             "field": f"{referrer_name}.{spec.name}",
-                            "message": f"{count} {referrer_name} record(s) refer to it",
+                            "message": N_(
+                                "%(count)s %(object)s record(s) refer to it",
+                                count=count,
+                                object=referrer_name,
+                            ),
                         }
                     )
                 continue
@@ -491,7 +496,12 @@ class RecordService:
         if blocking:
             names = ", ".join(str(i) for i in record_ids[:10])
             raise ReferencedRecord(
-                f"{meta.name} {names} is still referred to and cannot be deleted", blocking
+                N_(
+                    "%(object)s %(ids)s is still referred to and cannot be deleted",
+                    object=meta.name,
+                    ids=names,
+                ),
+                blocking,
             )
         pipeline.write_history(self.unit, history)
 
@@ -503,7 +513,7 @@ class RecordService:
         pipeline.require_in_scope(self.unit, meta, [record_id], Operation.DELETE)
         pipeline.audit_bypass(self.unit, meta, Operation.DELETE, record_id)
         if row["deleted_at"] is None:
-            raise Conflict(f"{meta.name} {record_id} is not deleted")
+            raise Conflict(N_("%(object)s %(id)s is not deleted", object=meta.name, id=record_id))
         self._restore(meta, row)
         return self.get(object_name, record_id)
 
@@ -516,9 +526,17 @@ class RecordService:
                 continue
             # Locked like any reference check: the target cannot be deleted under us.
             if value not in pipeline.live_ids(self.unit, spec.target, {value}, as_caller=False):
-                details.append({"field": name, "message": f"{spec.target} {value} is deleted"})
+                details.append(
+                    {
+                        "field": name,
+                        "message": N_("%(object)s %(id)s is deleted", object=spec.target, id=value),
+                    }
+                )
         if details:
-            raise Conflict(f"{meta.name} {record_id} refers to deleted records", details)
+            raise Conflict(
+                N_("%(object)s %(id)s refers to deleted records", object=meta.name, id=record_id),
+                details,
+            )
         draft = Draft(meta, None, index=0)
         draft.values = {n: row[n] for n, s in meta.fields.items() if s.unique}
         pipeline.check_unique(self.unit, meta, [draft], exclude_id=record_id)
@@ -538,7 +556,13 @@ class RecordService:
             .returning(table.c.version)
         ).scalar()
         if version is None:  # restored (or deleted again) by someone else meanwhile
-            raise Conflict(f"{meta.name} {record_id} was changed meanwhile; reload it")
+            raise Conflict(
+                N_(
+                    "%(object)s %(id)s was changed meanwhile; reload it",
+                    object=meta.name,
+                    id=record_id,
+                )
+            )
         pipeline.write_history(
             self.unit,
             [
@@ -567,7 +591,7 @@ class RecordService:
     def _row(self, meta: ObjectMeta, record_id: int, operation: Operation | None = None) -> Any:
         """The stored row; a record outside the caller's ``operation`` scope is not found."""
         if not 1 <= record_id <= INT64_MAX:  # no such id; and the driver could not bind it
-            raise NotFound(f"no {meta.name} with id {record_id}")
+            raise NotFound(N_("no %(object)s with id %(id)s", object=meta.name, id=record_id))
         statement = meta.row_statement
         if operation is not None:
             visible = self.access.condition(meta, operation)
@@ -575,7 +599,7 @@ class RecordService:
                 statement = statement.where(visible)
         row = self.session.execute(statement, {"id": record_id}).mappings().first()
         if row is None:
-            raise NotFound(f"no {meta.name} with id {record_id}")
+            raise NotFound(N_("no %(object)s with id %(id)s", object=meta.name, id=record_id))
         return row
 
     def _active_row(
@@ -583,21 +607,30 @@ class RecordService:
     ) -> Any:
         row = self._row(meta, record_id, operation)
         if row["deleted_at"] is not None:
-            raise NotFound(f"no {meta.name} with id {record_id}")
+            raise NotFound(N_("no %(object)s with id %(id)s", object=meta.name, id=record_id))
         return row
 
 
 def _require_object(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValidationFailed(
-            "a record must be a JSON object", [{"field": "", "message": "not an object"}]
+            N_("a record must be a JSON object"), [{"field": "", "message": N_("not an object")}]
         )
     return dict(payload)
 
 
 def _stale(meta: ObjectMeta, record_id: int, current: int | None, expected: int) -> StaleRecord:
-    message = f"{meta.name} {record_id} was changed by someone else (you had version {expected})"
-    details = [{"field": "version", "message": f"current version is {current}"}] if current else []
+    message = N_(
+        "%(object)s %(id)s was changed by someone else (you had version %(version)s)",
+        object=meta.name,
+        id=record_id,
+        version=expected,
+    )
+    details = (
+        [{"field": "version", "message": N_("current version is %(version)s", version=current)}]
+        if current
+        else []
+    )
     return StaleRecord(message, details)
 
 
@@ -631,7 +664,12 @@ def _batch_refusal(bad: list[Draft], total: int) -> TrellisError:
                 }
             )
     return ValidationFailed(
-        f"{len(bad)} of {total} records are not valid; nothing was written", details
+        N_(
+            "%(count)s of %(total)s records are not valid; nothing was written",
+            count=len(bad),
+            total=total,
+        ),
+        details,
     )
 
 
