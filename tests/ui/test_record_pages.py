@@ -357,6 +357,20 @@ def test_hidden_and_read_only_fields_follow_field_rights(sign_in: SignIn, pack_a
     assert "Internal notes" not in detail
 
 
+def test_a_lookup_the_user_cannot_read_shows_neither_id_nor_name(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    """East's parent (the national distributor) is outside East's network."""
+    east, national = dealer_id(pack_app, "D-0101"), dealer_id(pack_app, "D-0001")
+    page = sign_in(EAST, language="en").get(f"/o/dealer/{east}").get_data(as_text=True)
+    assert "华东星辰电器有限公司" in page  # East's own record is shown
+    assert "(not visible to you)" in page
+    assert f"#{national}" not in page and f"/o/dealer/{national}" not in page
+    assert "上海恒通电器销售有限公司" not in page
+    zh = sign_in(EAST, language="zh-CN").get(f"/o/dealer/{east}").get_data(as_text=True)
+    assert "（无权查看）" in zh and "上海恒通电器销售有限公司" not in zh
+
+
 # --- detail, delete, restore ------------------------------------------------------------
 
 

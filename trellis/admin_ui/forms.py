@@ -214,6 +214,12 @@ def parse_record(
     return payload
 
 
+def _not_visible() -> str:
+    from flask_babel import gettext
+
+    return gettext("(not visible to you)")
+
+
 def display(spec: FieldSpec | None, value: Any, titles: dict[int, str] | None = None) -> str:
     """A value as lists and detail pages show it (labels, separators, names for ids)."""
     if value is None or value == "":
@@ -238,7 +244,9 @@ def display(spec: FieldSpec | None, value: Any, titles: dict[int, str] | None = 
 
         return gettext("Yes") if value else gettext("No")
     if kind in ("lookup", "master_detail"):
-        return (titles or {}).get(value, f"#{value}")
+        # No title: the record is outside what the user may read. Neither its id nor
+        # its name is shown.
+        return (titles or {}).get(value) or _not_visible()
     if kind == "datetime" and isinstance(value, str):
         return value.replace("T", " ").replace("Z", " UTC")
     if kind == "json":

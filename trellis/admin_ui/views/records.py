@@ -302,7 +302,9 @@ def _filter_titles(service: RecordService, meta: ObjectMeta, args: Any) -> dict[
     for name, spec in meta.fields.items():
         text = args.get(f"f.{name}", "")
         if spec.target is not None and text.isdigit():
-            chosen[name] = service.titles(spec.target, {int(text)}).get(int(text), f"#{text}")
+            chosen[name] = service.titles(spec.target, {int(text)}).get(int(text)) or _(
+                "(not visible to you)"
+            )
     return chosen
 
 
