@@ -187,7 +187,10 @@ class _Checker:
 
     def want(self, node: Node, allowed: frozenset[str] | set[str], what: str) -> None:
         if node.type != NULL and node.type not in allowed:
-            names = [TYPE_NAMES[t] for t in sorted(allowed)]
+            kinds = set(allowed)
+            if kinds >= NUMERIC:  # "a number" covers whole numbers too
+                kinds -= {INTEGER}
+            names = [TYPE_NAMES[t] for t in sorted(kinds)]
             expected = names[0] if len(names) == 1 else N_("%(a)s or %(b)s", a=names[0], b=names[1])
             if len(names) > 2:
                 expected = N_("a number")
