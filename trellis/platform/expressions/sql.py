@@ -75,6 +75,26 @@ def _as_decimal_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS REAL)"
 
 
+class _Comparable(FunctionElement[Any]):
+    """A decimal as compared: itself; on SQLite (REAL) rounded to the division scale,
+    so that 0.1 + 0.2 = 0.3 holds there too.
+    """
+
+    inherit_cache = True
+    type = sa.Numeric(asdecimal=True)
+
+
+@compiles(_Comparable)
+def _comparable(element: Any, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_Comparable, "sqlite")
+def _comparable_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    scale = defaults.EXPRESSION_DIVISION_SCALE
+    return f"ROUND({compiler.process(element.clauses, **kw)}, {scale})"
+
+
 class _Divide(FunctionElement[Any]):
     """a / b rounded to the division scale; NULL when b is 0."""
 
@@ -189,6 +209,10 @@ def _extreme_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
 # --- building ----------------------------------------------------------------------------------
 
 
+def _null_boolean() -> Any:
+    return sa.type_coerce(sa.null(), sa.Boolean())
+
+
 def sql_problem(checked: Checked) -> ExpressionError | None:
     """Why ``checked`` has no SQL form (the first node that has none), or None."""
     for node in _walk(checked.tree):
@@ -271,7 +295,13 @@ class _Builder:
             return self.binary(node)
         if isinstance(node, In):
             operand = self.build(node.operand)
-            test = sa.or_(*(operand == self.build(item) for item in node.items))
+            # x = NULL is NULL (SQLAlchemy would write IS NULL for == None)
+            test = sa.or_(
+                *(
+                    _null_boolean() if item.type == NULL else operand == self.build(item)
+                    for item in node.items
+                )
+            )
             return sa.not_(test) if node.negated else test
         if isinstance(node, Case):
             whens = [(self.build(c), self.typed(v, node.type)) for c, v in node.whens]
@@ -299,9 +329,16 @@ class _Builder:
                 left, right = self.decimal(node.left), self.decimal(node.right)
             result = {"+": left + right, "-": left - right, "*": left * right}[op]
             return sa.type_coerce(result, SQL_TYPES[node.type])
-        numeric = {node.left.type, node.right.type} <= {INTEGER, DECIMAL, NULL}
-        left = self.decimal(node.left) if numeric else self.build(node.left)
-        right = self.decimal(node.right) if numeric else self.build(node.right)
+        if NULL in (node.left.type, node.right.type):
+            return _null_boolean()  # a comparison with NULL is NULL
+        numeric = {node.left.type, node.right.type} <= {INTEGER, DECIMAL}
+        if numeric and DECIMAL in (node.left.type, node.right.type):
+            left, right = (
+                _Comparable(self.decimal(node.left)),
+                _Comparable(self.decimal(node.right)),
+            )
+        else:
+            left, right = self.build(node.left), self.build(node.right)
         compare = {
             "=": left == right,
             "!=": left != right,
