@@ -7,6 +7,7 @@ propagates as in SQL (docs/expressions.md "NULL").
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
@@ -28,7 +29,7 @@ CONTEXT = Context(prec=100, rounding=ROUND_HALF_UP)
 DIVISION_QUANTUM = Decimal(1).scaleb(-defaults.EXPRESSION_DIVISION_SCALE)
 
 # (record values, resolver, user, old, now)
-Env = tuple[Mapping[str, Any], Any, Any, Any, dt.datetime]
+Env = tuple[Mapping[str, Any], Any, Any, Any, Any]  # now: a datetime, or None if unread
 Fn = Callable[[Env], Any]
 Resolver = Callable[[str, int, str], Any]
 
@@ -144,22 +145,25 @@ def _divide(a: Any, b: Any) -> Decimal | None:
     return CONTEXT.divide(Decimal(a), Decimal(b)).quantize(DIVISION_QUANTUM, context=CONTEXT)
 
 
-def _arith(op: str, integer: bool) -> Callable[[Any, Any], Any]:
+def _arith(node: Binary) -> Callable[[Any, Any], Any]:
+    op = node.op
     if op == "/":
         return _divide
-    if integer:
-        return {"+": int.__add__, "-": int.__sub__, "*": int.__mul__}[op]
+    if node.type == INTEGER:
+        return {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
     method = {"+": CONTEXT.add, "-": CONTEXT.subtract, "*": CONTEXT.multiply}[op]
+    if node.left.type == DECIMAL and node.right.type == DECIMAL:
+        return method  # both are Decimals already
     return lambda a, b: method(Decimal(a), Decimal(b))
 
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -168,7 +172,7 @@ def _binary(node: Binary, left: Fn, right: Fn) -> Fn:
         return _and(left, right)
     if node.op == "OR":
         return _or(left, right)
-    compare = _COMPARE.get(node.op) or _arith(node.op, node.type == INTEGER)
+    compare = _COMPARE.get(node.op) or _arith(node)
 
     def run(env: Env) -> Any:
         a = left(env)
@@ -345,6 +349,7 @@ def python_function(checked: Checked) -> Callable[..., Any]:
     """
     root = build(checked.tree, checked)
     result_decimal = checked.type == DECIMAL
+    uses_now = checked.uses_now
 
     def evaluate(
         record_values: Mapping[str, Any],
@@ -353,7 +358,7 @@ def python_function(checked: Checked) -> Callable[..., Any]:
         old: Mapping[str, Any] | None = None,
         now: dt.datetime | None = None,
     ) -> Any:
-        moment = now if now is not None else dt.datetime.now(dt.UTC)
+        moment = now if now is not None or not uses_now else dt.datetime.now(dt.UTC)
         try:
             value = root((record_values, resolver, user, old, moment))
         except InvalidOperation:
