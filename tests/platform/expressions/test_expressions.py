@@ -417,3 +417,42 @@ def test_cache_per_definition_version() -> None:
     assert cache.get("count + 1", ("sales_order", 1), ORDER, OBJECTS) is not first  # aged out
     with pytest.raises(ExpressionError):
         cache.get("qty", ("sales_order", 1), ORDER, OBJECTS)
+
+
+def test_the_package_is_pure() -> None:
+    # No Flask, no session, no runtime: only metadata, messages, defaults and SQLAlchemy Core.
+    from pathlib import Path
+
+    import trellis.platform.expressions as package
+
+    for source in Path(package.__file__).parent.glob("*.py"):
+        imports = [
+            line.split()[1]
+            for line in source.read_text().splitlines()
+            if line.startswith(("import ", "from "))
+        ]
+        for name in imports:
+            assert not name.startswith(("flask", "werkzeug", "trellis.platform.runtime")), source
+            assert not name.startswith(("sqlalchemy.orm", "trellis.extensions")), source
+
+
+def test_the_channel_pack_formulas_check_against_its_definitions() -> None:
+    import json
+    from pathlib import Path
+
+    from trellis.platform.metadata import load_definition
+
+    folder = Path(__file__).resolve().parents[3] / "trellis/apps/channel_pack/objects"
+    documents = {}
+    for path in folder.glob("*.json"):
+        document = json.loads(path.read_text())
+        documents[document["x-name"]] = document
+    line = load_definition(documents["order_line"])  # an ObjectDefinition works too
+    amount = compile_expression(
+        "quantity * unit_price * (1 - COALESCE(discount_percent, 0) / 100)", line, documents
+    )
+    assert amount.type == "decimal"
+    values = {"quantity": 5, "unit_price": Decimal("3999.00"), "discount_percent": 10}
+    assert amount(values) == Decimal("17995.5")
+    credit = compile_expression("sales_order.dealer.credit_limit > 0", line, documents)
+    assert credit.paths == {"sales_order.dealer.credit_limit"}
