@@ -282,6 +282,14 @@ def test_user_and_old() -> None:
     assert checked.old_paths == {"status"} and checked.paths == {"status"}
 
 
+def test_system_fields_are_read() -> None:
+    created = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    values = {"id": 4, "created_at": created, "owner_id": 7}
+    assert run("DAYS_BETWEEN(created_at, NOW()) > 30 AND id = 4", values) is True
+    assert run("owner_id = $user.id", values, user={"id": 7}) is True
+    assert "not a lookup" in str(error("created_by.name").message)
+
+
 def test_multipicklist_reads_as_a_list() -> None:
     expression = compile_expression("CONTAINS(tags, 'vip') OR ISBLANK(tags)", DEALER, OBJECTS)
     assert expression({"tags": ["vip", "east"]}) is True

@@ -61,6 +61,15 @@ FIELD_TYPES = {
     "lookup": INTEGER,
     "master_detail": INTEGER,
 }
+# The system columns every record has (metadata/names.py), as an expression reads them.
+SYSTEM_FIELDS = {
+    "id": "integer",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "created_by": "integer",
+    "updated_by": "integer",
+    "owner_id": "integer",
+}
 USER_FIELDS = {"id": INTEGER, "roles": LIST, "partner": INTEGER}
 FUNCTIONS = frozenset(
     {
@@ -275,6 +284,8 @@ class _Checker:
         hops: list[tuple[str, str]] = []
         for index, part in enumerate(node.parts):
             prop = _properties(self.objects.get(current, {})).get(part)
+            if prop is None and part in SYSTEM_FIELDS:
+                prop = {"x-type": SYSTEM_FIELDS[part]}
             if not isinstance(prop, dict):
                 raise self.error(
                     N_("%(name)s is not a field of %(object)s", name=repr(part), object=current),
