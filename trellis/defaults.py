@@ -11,3 +11,14 @@ MAX_EXPORT_ROWS = 100_000  # an export refuses to hold more
 # Writes
 BULK_MAX_RECORDS = 1000  # records in one POST /records/<object>/bulk
 MAX_CHILDREN_PER_RECORD = 1000  # master-detail lines written with one parent
+
+# Expressions (formulas, rules, conditions): docs/expressions.md
+EXPRESSION_MAX_LENGTH = 4000  # characters of one expression
+EXPRESSION_MAX_DEPTH = 32  # nested parentheses, calls and operators
+EXPRESSION_MAX_NODES = 256  # values, operators and calls in one expression
+EXPRESSION_MAX_TEXT_LITERAL = 1000  # characters of one 'text' literal
+EXPRESSION_MAX_NUMBER_DIGITS = 38  # digits of one number literal
+EXPRESSION_MAX_HOPS = 2  # lookups a field path follows (dealer.parent.name)
+EXPRESSION_DIVISION_SCALE = 10  # decimal places a division keeps (rounded half away from zero)
+EXPRESSION_ROUND_MAX_DIGITS = 10  # ROUND(x, n): n from 0 to this
+EXPRESSION_CACHE_SIZE = 2048  # compiled expressions kept per process
