@@ -33,7 +33,7 @@ def reports(site: Site) -> list[int]:
 
 def add_field(page: Page, base: str, kind: str, name: str, en: str, zh: str) -> Page:
     """Open the new-field page, choose the type (the settings swap), name and label it."""
-    page.goto(f"{base}/setup/objects/visit_report/fields/new")
+    page.goto(f"{base}/setup/objects/visit_report/new-field")
     page.select_option("select[name=type]", kind)
     page.wait_for_selector(f"#type-settings [data-type={kind}]", state="attached")
     page.fill("input[name=name]", name)
@@ -43,7 +43,7 @@ def add_field(page: Page, base: str, kind: str, name: str, en: str, zh: str) -> 
 
 
 def save_field(page: Page, base: str) -> None:
-    answer = submit(page, "/setup/objects/visit_report/fields/new", "Save field")
+    answer = submit(page, "/setup/objects/visit_report/new-field", "Save field")
     assert answer.status == 302, page.content()[:2000]
     assert path_of(page) == "/setup/objects/visit_report/fields"
 
@@ -67,7 +67,7 @@ def test_an_admin_builds_an_object_and_a_user_fills_its_form(
     admin.fill("#in-first_field", "subject")
     admin.fill("#in-first_label-en", "Subject")
     admin.fill("#in-first_label-zh", "主题")
-    assert submit(admin, "/setup/objects/new", "Create object").status == 302
+    assert submit(admin, "/setup/objects/new-object", "Create object").status == 302
 
     add_field(admin, base, "date", "visit_date", "Visit date", "拜访日期")
     admin.check("input[name=required]")

@@ -67,7 +67,7 @@ def error_under(page: str, name: str) -> str | None:
 def _new_object(client: FlaskClient, name: str = "contract") -> Any:
     return _post(
         client,
-        "/setup/objects/new",
+        "/setup/objects/new-object",
         {
             "name": name,
             "label-en": "Contract",
@@ -118,7 +118,7 @@ def test_create_an_object_with_fields_of_several_types(sign_in: SignIn, pack_app
     assert document["x-title-field"] == "title" and document["required"] == ["title"]
 
     for values in FIELDS:
-        answer = _post(client, "/setup/objects/contract/fields/new", values)
+        answer = _post(client, "/setup/objects/contract/new-field", values)
         assert answer.status_code == 302, (values["name"], answer.get_data(as_text=True)[:3000])
     assert _version(pack_app, "contract") == 1 + len(FIELDS)
 
@@ -211,7 +211,7 @@ def test_refusals_are_told_in_the_users_language(sign_in: SignIn, pack_app: Flas
     """The service's problems (jsonschema's and its own) read in Chinese on a Chinese page."""
     client = sign_in(ADMIN, language="zh-CN")
     before = _version(pack_app, "dealer")
-    url = "/setup/objects/dealer/fields/new"
+    url = "/setup/objects/dealer/new-field"
     answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "-1"})
     assert answer.status_code == 422
     assert error_under(answer.get_data(as_text=True), "maxLength") == "不能小于 1"
@@ -230,7 +230,7 @@ def test_refusals_are_told_in_the_users_language(sign_in: SignIn, pack_app: Flas
 def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_app: Flask) -> None:
     client = sign_in(ADMIN, language="en")
     before = _version(pack_app, "dealer")
-    url = "/setup/objects/dealer/fields/new"
+    url = "/setup/objects/dealer/new-field"
 
     answer = _post(client, url, {"name": "nickname", "type": "text", "maxLength": "-1"})
     page = answer.get_data(as_text=True)
@@ -275,7 +275,9 @@ def test_invalid_settings_are_shown_next_to_their_input(sign_in: SignIn, pack_ap
     assert "'nope' is not a field" in (error_under(answer.get_data(as_text=True), "indexes") or "")
     answer = _new_object(client, name="dealer")
     assert answer.status_code == 422 and "already exists" in answer.get_data(as_text=True)
-    answer = _post(client, "/setup/objects/new", {"name": "", "label-en": "X", "first_field": "t"})
+    answer = _post(
+        client, "/setup/objects/new-object", {"name": "", "label-en": "X", "first_field": "t"}
+    )
     assert error_under(answer.get_data(as_text=True), "name") == "'x-name' is required"
 
     assert _version(pack_app, "dealer") == before
@@ -291,7 +293,7 @@ def test_changes_the_data_cannot_survive_are_refused_on_the_page(
     # Dealers hold records: a new master-detail field would leave them without a master.
     answer = _post(
         client,
-        "/setup/objects/dealer/fields/new",
+        "/setup/objects/dealer/new-field",
         {"name": "owner_account", "type": "master_detail", "x-target": "product",
          "x-related-name": "owned_dealers"},
     )  # fmt: skip
@@ -304,7 +306,7 @@ def test_remove_a_field_archives_its_column(sign_in: SignIn, pack_app: Flask) ->
     client = sign_in(ADMIN, language="en")
     _new_object(client)
     for name in ("memo", "kept"):
-        _post(client, "/setup/objects/contract/fields/new", {"name": name, "type": "text"})
+        _post(client, "/setup/objects/contract/new-field", {"name": name, "type": "text"})
     answer = _post(client, "/setup/objects/contract/fields/memo/remove", {})
     assert answer.status_code == 302
     columns = _columns(pack_app, "obj_contract")
@@ -350,10 +352,10 @@ def test_only_administrators_reach_the_designer(sign_in: SignIn, pack_app: Flask
     assert 'href="/setup/objects"' not in client.get("/").get_data(as_text=True)
     for url in (
         "/setup/objects",
-        "/setup/objects/new",
+        "/setup/objects/new-object",
         "/setup/objects/dealer",
         "/setup/objects/dealer/fields",
-        "/setup/objects/dealer/fields/new",
+        "/setup/objects/dealer/new-field",
         "/setup/objects/dealer/fields/name",
         "/setup/objects/dealer/delete",
         "/setup/objects/dealer/field-settings?type=text",
@@ -363,9 +365,9 @@ def test_only_administrators_reach_the_designer(sign_in: SignIn, pack_app: Flask
     token = csrf_of(client.get("/").get_data(as_text=True))
     before = _version(pack_app, "dealer")
     for url, data in (
-        ("/setup/objects/new", {"name": "sneaky", "label-en": "S", "first_field": "t"}),
+        ("/setup/objects/new-object", {"name": "sneaky", "label-en": "S", "first_field": "t"}),
         ("/setup/objects/dealer", {"label-en": "Hacked"}),
-        ("/setup/objects/dealer/fields/new", {"name": "sneaky", "type": "text"}),
+        ("/setup/objects/dealer/new-field", {"name": "sneaky", "type": "text"}),
         ("/setup/objects/dealer/fields/name/remove", {}),
         ("/setup/objects/dealer/delete", {"confirm": "dealer"}),
     ):
@@ -433,7 +435,7 @@ def test_in_a_browser_the_type_swaps_its_settings_and_the_preview_follows(
         page.fill("input[name=email]", ADMIN)
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        page.goto(f"{live_server}/setup/objects/dealer/fields/new")
+        page.goto(f"{live_server}/setup/objects/dealer/new-field")
         assert page.locator("input[name=maxLength]").count() == 1
         page.select_option("select[name=type]", "picklist")  # htmx swaps the settings
         page.wait_for_selector("input[name=enum-0-value]")
@@ -467,3 +469,18 @@ def test_a_referenced_object_is_refused_in_chinese(sign_in: SignIn, pack_app: Fl
     assert "&#39;sales_order&#39; 的 lookup 字段 &#39;dealer&#39; 指向它" in page, page
     assert "points at it" not in page and "grants rights" not in page
     assert _catalog(pack_app).has_table("obj_dealer")
+
+
+def test_an_object_and_a_field_named_new_can_be_opened(sign_in: SignIn, pack_app: Flask) -> None:
+    """The create pages sit on paths no name can take (names have no hyphen)."""
+    client = sign_in(ADMIN, language="en")
+    assert _new_object(client, name="new").status_code == 302
+    answer = _post(client, "/setup/objects/new/new-field", {"name": "new", "type": "text"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:1000]
+    settings = client.get("/setup/objects/new")
+    assert settings.status_code == 200
+    assert 'href="/setup/objects/new/delete"' in settings.get_data(as_text=True)
+    field_page = client.get("/setup/objects/new/fields/new")
+    assert field_page.status_code == 200 and "Save field" in field_page.get_data(as_text=True)
+    assert "new" in _columns(pack_app, "obj_new")
+    assert client.get("/setup/objects/new-object").status_code == 200  # the create page

@@ -86,7 +86,7 @@ def object_list() -> Any:
     return render_template("ui/setup/objects.html", rows=rows)
 
 
-@bp.route("/setup/objects/new", methods=["GET", "POST"])
+@bp.route("/setup/objects/new-object", methods=["GET", "POST"])
 @admin_only
 def object_new() -> Any:
     """``/setup/objects/new``: the new-object form; POST creates the object with a first
@@ -208,7 +208,7 @@ def _fields_page(meta: ObjectMeta, problems: list[str] | None = None, status: in
     return page, status
 
 
-@bp.route("/setup/objects/<name>/fields/new", methods=["GET", "POST"])
+@bp.route("/setup/objects/<name>/new-field", methods=["GET", "POST"])
 @admin_only
 def field_new(name: str) -> Any:
     """``/setup/objects/<name>/fields/new``: the field form (``?type=`` chooses the type,
