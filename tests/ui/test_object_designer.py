@@ -484,3 +484,76 @@ def test_an_object_and_a_field_named_new_can_be_opened(sign_in: SignIn, pack_app
     assert field_page.status_code == 200 and "Save field" in field_page.get_data(as_text=True)
     assert "new" in _columns(pack_app, "obj_new")
     assert client.get("/setup/objects/new-object").status_code == 200  # the create page
+
+
+def test_defaults_and_read_only_are_set_in_the_designer(sign_in: SignIn, pack_app: Flask) -> None:
+    client = sign_in(ADMIN, language="en")
+    url = "/setup/objects/dealer/new-field"
+    before = _version(pack_app, "dealer")
+
+    # A default that is not a value of the type is refused under its input, kept as typed.
+    answer = _post(client, url, {"name": "seats", "type": "integer", "default": "many"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert error_under(page, "default") == "must be a whole number"
+    assert 'name="default" value="many"' in page
+    answer = _post(
+        client, url, {"name": "seats", "type": "integer", "default": "5", "maximum": "3"}
+    )
+    assert answer.status_code == 422
+    assert error_under(answer.get_data(as_text=True), "default") == "must be at most 3"
+    answer = _post(
+        client, url,
+        {"name": "grade", "type": "picklist", "enum-0-value": "a", "enum-1-value": "b",
+         "default": "c"},
+    )  # fmt: skip
+    assert answer.status_code == 422
+    assert "is not one of" in (error_under(answer.get_data(as_text=True), "default") or "")
+    assert _version(pack_app, "dealer") == before
+
+    saved = [
+        {"name": "seats", "type": "integer", "default": "5", "readonly": "on"},
+        {"name": "grade", "type": "picklist", "enum-0-value": "a", "enum-1-value": "b",
+         "default": "b"},
+        {"name": "vip", "type": "boolean", "default": "true"},
+        {"name": "fee", "type": "currency", "default": "1,250.50"},
+        {"name": "since", "type": "date", "default": "2026-01-31"},
+        {"name": "labels", "type": "multipicklist", "enum-0-value": "x", "enum-1-value": "y",
+         "default": "x, y"},
+    ]  # fmt: skip
+    for data in saved:
+        answer = _post(client, url, data)
+        assert answer.status_code == 302, (data, answer.get_data(as_text=True)[:2000])
+    properties = _definition(pack_app, "dealer")["properties"]
+    assert properties["seats"]["default"] == 5 and properties["seats"]["readOnly"] is True
+    assert properties["grade"]["default"] == "b"
+    assert properties["vip"]["default"] is True
+    assert properties["fee"]["default"] == 1250.5
+    assert properties["since"]["default"] == "2026-01-31"
+    assert properties["labels"]["default"] == ["x", "y"]
+
+    # The edit form shows them; clearing the default and the flag removes both.
+    page = client.get("/setup/objects/dealer/fields/seats").get_data(as_text=True)
+    assert 'name="default" value="5"' in page
+    assert re.search(r'name="readonly" value="on"\s+checked', page)
+    answer = _post(client, "/setup/objects/dealer/fields/seats", {"type": "integer"})
+    assert answer.status_code == 302
+    assert "default" not in _definition(pack_app, "dealer")["properties"]["seats"]
+    assert "readOnly" not in _definition(pack_app, "dealer")["properties"]["seats"]
+
+    # A new dealer's form starts from the defaults.
+    page = client.get("/o/dealer/new").get_data(as_text=True)
+    assert re.search(r'name="grade"[^>]*>.*?<option value="b"\s+selected', page, re.S)
+    assert 'value="1,250.50"' in page
+
+    # The preview shows the default, and a read-only field as read-only.
+    preview = client.get(
+        "/setup/objects/dealer/field-preview",
+        query_string={"type": "text", "label-en": "Code", "default": "HQ-1", "readonly": "on"},
+    ).get_data(as_text=True)
+    assert "HQ-1" in preview and 'name="preview"' not in preview
+    # Types no write may set offer no read-only flag; lookups offer no default.
+    settings = client.get("/setup/objects/dealer/field-settings?type=autonumber")
+    assert 'name="readonly"' not in settings.get_data(as_text=True)
+    settings = client.get("/setup/objects/dealer/field-settings?type=lookup")
+    assert 'name="default"' not in settings.get_data(as_text=True)

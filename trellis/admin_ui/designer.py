@@ -12,18 +12,18 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from werkzeug.datastructures import MultiDict
+
+from trellis.admin_ui.forms import input_text, parse_value
 from trellis.admin_ui.i18n import told
 from trellis.platform.messages import Message
 from trellis.platform.metadata.definition import SCHEMA_DIALECT
-from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, get_type, type_names
-
-if TYPE_CHECKING:
-    from werkzeug.datastructures import MultiDict
+from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, FieldSpec, get_type, type_names
 
 # The two languages of labels, as (input suffix, label key).
 LANGUAGES = (("en", "en"), ("zh", "zh-CN"))
@@ -54,10 +54,35 @@ NUMBERS = frozenset({"minimum", "maximum"})
 # Keywords a type always has, whatever the form says.
 FIXED_FORMATS = {"email": "email", "url": "uri", "date": "date", "datetime": "date-time"}
 # Flags every field may carry (input name → keyword); not where the type forbids them.
-FLAGS = {"unique": "x-unique", "searchable": "x-searchable", "indexed": "x-indexed"}
+FLAGS = {
+    "unique": "x-unique",
+    "searchable": "x-searchable",
+    "indexed": "x-indexed",
+    "readonly": "readOnly",
+}
 NOT_UNIQUE = frozenset({"multipicklist", "json", "textarea", "boolean", "autonumber"})
+# Types whose form offers a default value (a lookup's id, an autonumber or a JSON document
+# is no value an admin types as a default).
+DEFAULT_TYPES = frozenset(
+    {
+        "text",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "multipicklist",
+        "integer",
+        "number",
+        "percent",
+        "currency",
+        "boolean",
+        "date",
+        "datetime",
+    }
+)
 # Kept from the current field when its type stays (the form does not show them).
-KEPT_KEYWORDS = ("default", "title", "description", "readOnly")
+KEPT_KEYWORDS = ("title", "description")
 
 TYPE_LABELS = {
     "text": _l("Text"),
@@ -152,6 +177,16 @@ class FieldForm:
         """Whether the form offers the unique flag (not for multipicklist, json, long text…)."""
         return self.type not in NOT_UNIQUE
 
+    @property
+    def may_be_readonly(self) -> bool:
+        """Whether the form offers the read-only flag (not for types no write may set)."""
+        return self.type in TYPE_SETTINGS and get_type(self.type).writable
+
+    @property
+    def may_have_default(self) -> bool:
+        """Whether the form offers a default value for this type."""
+        return self.type in DEFAULT_TYPES
+
     def error(self, key: str) -> str | None:
         """The problem shown under input ``key``, if any."""
         return self.errors.get(key)
@@ -177,6 +212,8 @@ def field_form_of(name: str, schema: dict[str, Any], required: bool) -> FieldFor
     for key in TYPE_SETTINGS.get(type_name, ()):
         if key in schema:
             inputs[key] = str(schema[key])
+    if "default" in schema and type_name in DEFAULT_TYPES:
+        inputs["default"] = _default_text(type_name, schema)
     if type_name == "json":
         extra = {k: v for k, v in schema.items() if k not in COMMON_KEYWORDS and k != "type"}
         inputs["schema"] = json.dumps(extra, ensure_ascii=False, indent=2) if extra else ""
@@ -193,6 +230,8 @@ def read_field_form(form: MultiDict[str, str], name: str | None = None) -> Field
     if type_name not in TYPE_SETTINGS:
         type_name = "text"
     keys = ["label-en", "label-zh", "help-en", "help-zh", *TYPE_SETTINGS[type_name]]
+    if type_name in DEFAULT_TYPES:
+        keys.append("default")
     inputs = {key: form.get(key, "") for key in keys if key != "values"}
     options = []
     indexes = sorted(
@@ -237,7 +276,8 @@ def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
         if labels:
             schema[keyword] = labels
     for flag, keyword in FLAGS.items():
-        if flag in form.flags and (flag != "unique" or form.may_be_unique):
+        offered = {"unique": form.may_be_unique, "readonly": form.may_be_readonly}
+        if flag in form.flags and offered.get(flag, True):
             schema[keyword] = True
     for key in form.settings:
         if key == "values":
@@ -250,6 +290,10 @@ def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
                 schema[key] = value
     if type_name == "multipicklist":
         schema["uniqueItems"] = True
+    if form.may_have_default:
+        default = _default_value(form)
+        if default is not None:
+            schema["default"] = default
     if same_type and old is not None:
         for keyword in KEPT_KEYWORDS:
             if keyword in old:
@@ -275,6 +319,30 @@ def _setting(form: FieldForm, key: str) -> Any:
             return None
         return int(number) if number.is_integer() and abs(number) < 2**53 else number
     return text
+
+
+def _default_text(type_name: str, schema: dict[str, Any]) -> str:
+    """A stored default as the default input shows it."""
+    value = schema["default"]
+    if type_name == "boolean":
+        return "true" if value is True else "false" if value is False else str(value)
+    if type_name == "multipicklist" and isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return input_text(FieldSpec("default", get_type(type_name), schema, False), value)
+
+
+def _default_value(form: FieldForm) -> Any:
+    """The default the form's input gives, as JSON (``None``: no default). Text that is not
+    a value of the type stays text, for the service to refuse under the input."""
+    text = form.inputs.get("default", "").strip()
+    if text == "":
+        return None
+    if form.type == "boolean":
+        return {"true": True, "false": False}.get(text, text)
+    if form.type == "multipicklist":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    spec = FieldSpec(form.name or "field", get_type(form.type), {}, False)
+    return parse_value(spec, MultiDict({"default": text}), "default")
 
 
 def _options_into(form: FieldForm, schema: dict[str, Any]) -> None:
@@ -366,6 +434,8 @@ def _field_input(form: FieldForm, rest: str, text: Any, creating: bool) -> str:
     for flag, keyword in FLAGS.items():
         if key == keyword:
             return flag
+    if key == "default" and form.may_have_default:
+        return "default"
     if key in form.settings:
         return key
     if form.type == "json":

@@ -375,7 +375,8 @@ def _preview(meta: ObjectMeta, form: FieldForm) -> dict[str, Any]:
         return {"field": None, "note": _("Choose the object it points at.")}
     if spec.target is None and form.type in ("lookup", "master_detail"):
         return {"field": None, "note": _("Choose the object it points at.")}
-    value = None
+    value = schema.get("default")
     if form.type == "autonumber" and "{0" in str(schema.get("x-format", "")):
         value = format_number(str(schema["x-format"]), 1, dt.datetime.now(dt.UTC))
-    return {"field": FormField(spec, value, readonly=form.type == "autonumber"), "note": None}
+    readonly = form.type == "autonumber" or "readonly" in form.flags
+    return {"field": FormField(spec, value, readonly=readonly), "note": None}
