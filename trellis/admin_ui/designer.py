@@ -16,7 +16,6 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui.forms import input_text, parse_value
