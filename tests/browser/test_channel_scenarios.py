@@ -475,3 +475,26 @@ def test_a_concurrent_edit_gets_the_conflict_page_then_saves_after_reload(
     assert path_of(second) == f"/o/sales_order/{order}"
     stored = row_of(channel_site, "sales_order", order)
     assert (stored["notes"], stored["version"]) == (mine, start["version"] + 2)
+
+
+# --- 6. a saved view, picked from the view picker ----------------------------------------
+
+
+def test_a_saved_view_is_picked_from_the_view_picker(new_page: NewPage, channel_site: Site) -> None:
+    base = channel_site.url
+    page = new_page()
+    sign_in(page, base, SALES, PASSWORD)
+    page.goto(base + "/o/sales_order?f.status=draft")
+    page.locator("details.view-form summary", has_text="Save view").click()
+    page.locator("input[name=label]").first.fill("Drafts in the browser")
+    assert submit(page, "/o/sales_order/views", "Save").status == 302
+    page.goto(base + "/o/sales_order")
+    page.locator("details.view-menu summary").click()
+    choice = page.locator(".view-choices a", has_text="Drafts in the browser")
+    choice.wait_for()  # the picker's choices arrive when it opens
+    assert page.locator(".view-choices h3").first.text_content() == "My views"
+    choice.click()
+    page.wait_for_url(re.compile(r".*/o/sales_order\?view=\d+$"))
+    assert page.locator("details.view-menu summary strong").inner_text() == "Drafts in the browser"
+    statuses = {t.strip() for t in page.locator("td[data-label=Status]").all_inner_texts()}
+    assert statuses == {"Draft"}, statuses

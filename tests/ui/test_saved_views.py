@@ -103,9 +103,9 @@ def test_a_private_view_is_seen_by_its_owner_only(sign_in: SignIn, pack_app: Fla
     east = sign_in(EAST, language="en")
     assert save_view(east, "/o/sales_order?f.status=draft", "My drafts").status_code == 302
     (view,) = views_of(pack_app)
-    assert "My drafts" in east.get("/o/sales_order").get_data(as_text=True)
+    assert "My drafts" in east.get("/o/sales_order/views-menu").get_data(as_text=True)
     north = sign_in(NORTH, language="en")
-    assert "My drafts" not in north.get("/o/sales_order").get_data(as_text=True)
+    assert "My drafts" not in north.get("/o/sales_order/views-menu").get_data(as_text=True)
     assert north.get(f"/o/sales_order?view={view.id}").status_code == 404
     # Nor can they change it: the page's forms answer 404 for a view they cannot see.
     token = csrf_of(north.get("/o/sales_order").get_data(as_text=True))
@@ -130,14 +130,14 @@ def test_a_view_shared_with_a_role_is_seen_by_its_holders_only(
     (view,) = views_of(pack_app)
     assert view.shared_with_role == "dealer_admin"
     north = sign_in(NORTH, language="en")
-    page = north.get("/o/sales_order").get_data(as_text=True)
+    page = north.get("/o/sales_order/views-menu").get_data(as_text=True)
     assert (
         "Shared views" in page and "Paid orders (shared)" in page and "Dealer administrator" in page
     )
     page = north.get(f"/o/sales_order?view={view.id}").get_data(as_text=True)
     assert "<strong>Paid orders (shared)</strong>" in page and "Delete view" not in page
     sales = sign_in(SALES, language="en")
-    assert "Paid orders" not in sales.get("/o/sales_order").get_data(as_text=True)
+    assert "Paid orders" not in sales.get("/o/sales_order/views-menu").get_data(as_text=True)
     assert sales.get(f"/o/sales_order?view={view.id}").status_code == 404
     # A holder of the role may not change or delete a shared view.
     token = csrf_of(page)
@@ -284,3 +284,23 @@ def test_a_refused_view_is_told_in_chinese(sign_in: SignIn, pack_app: Flask) -> 
     page = answer.get_data(as_text=True)
     assert "&#39;nope&#39; 不是 sales_order 的字段" in page and "is not a field" not in page
     assert len(views_of(pack_app)) == 1
+
+
+def test_the_view_picker_loads_its_choices_when_opened(sign_in: SignIn, pack_app: Flask) -> None:
+    east = sign_in(EAST, language="en")
+    answer = save_view(east, "/o/sales_order?f.status=draft", "My drafts")
+    assert answer.status_code == 302
+    (view,) = views_of(pack_app)
+    east.get("/o/sales_order")  # the "saved" message
+    page = east.get("/o/sales_order").get_data(as_text=True)
+    assert "My drafts" not in page  # not queried with every list
+    assert 'hx-get="/o/sales_order/views-menu"' in page
+    menu = east.get(f"/o/sales_order/views-menu?view={view.id}").get_data(as_text=True)
+    assert "My views" in menu
+    assert f'href="/o/sales_order?view={view.id}" class="active"' in menu
+    # The menu follows the read right, as the list does.
+    dealer_less = sign_in(ADMIN, language="en")
+    assert "My drafts" not in dealer_less.get("/o/sales_order/views-menu").get_data(as_text=True)
+    # A view of another object is not applied to this one.
+    assert east.get(f"/o/dealer?view={view.id}").status_code == 404
+    assert east.get(f"/o/dealer/export?view={view.id}").status_code == 404

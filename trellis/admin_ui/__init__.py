@@ -31,7 +31,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from trellis.admin_ui import i18n
 from trellis.admin_ui.context import close_page, open_page
-from trellis.admin_ui.forms import system_label, table_columns, table_rows
+from trellis.admin_ui.forms import list_href, record_href, system_label, table_body, table_columns
 from trellis.admin_ui.pages import designer_links, designer_tabs, navigation, signed_in
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
@@ -253,7 +253,9 @@ def init_app(app: Flask) -> None:
         designer_tabs=designer_tabs,
         system_label=system_label,
         table_columns=table_columns,
-        table_rows=table_rows,
+        table_body=table_body,
+        record_href=record_href,
+        list_href=list_href,
     )
     app.before_request(open_page)
     app.teardown_request(close_page)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
 
 from trellis.admin_ui.i18n import pick
 
@@ -57,6 +60,73 @@ def table_rows(
         (item, [(heading, show(spec, item.get(c), titles.get(c))) for c, spec, heading in heads])
         for item in items
     ]
+
+
+NUMERIC_CELLS = frozenset({"integer", "number", "currency", "percent"})
+
+
+def record_href(object_name: str, in_bin: bool = False) -> Callable[[int], str]:
+    """The detail page URL of a record of ``object_name`` by id: ``url_for`` once, not once
+    per row (a list page links 25 rows)."""
+    from flask import url_for
+
+    path = url_for("ui.record_detail", object_name=object_name, record_id=0)
+    head = path.removesuffix("/0")
+    tail = "?deleted=1" if in_bin else ""
+    return lambda record_id: f"{head}/{int(record_id)}{tail}"
+
+
+def list_href(object_name: str, state: dict[str, Any], **changes: Any) -> str:
+    """The list page of ``object_name`` with the list's ``state`` (query key → value or
+    values) and ``changes``, empty values left out: sort headers, column moves and pager
+    links, a dozen a page, for the price of one ``url_for`` a request."""
+    from flask import g, url_for
+
+    # Object names are identifiers (letters, digits, _): the URL of one names them all.
+    template = g.get("list_path")
+    if template is None:
+        template = g.list_path = url_for("ui.record_list", object_name="_")
+    path = template.removesuffix("_") + object_name
+    pairs = [
+        (key, value)
+        for key, values in {**state, **changes}.items()
+        for value in (values if isinstance(values, list | tuple) else [values])
+        if value not in (None, "")
+    ]
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def table_body(
+    heads: list[tuple[str, FieldSpec | None, str]],
+    items: list[dict[str, Any]],
+    titles: dict[str, dict[int, str]],
+    href: Callable[[int], str],
+    selectable: bool = False,
+    show: Any = None,
+) -> Markup:
+    """The ``<tr>`` rows of a record table, every text escaped; the first cell links to the
+    record. Built here in one pass because it is a list page's hot path (25 rows of 10
+    cells): the same HTML by template calls costs three calls a cell."""
+    columns = [
+        (escape(heading), ' class="num"' if spec and spec.type.name in NUMERIC_CELLS else "")
+        for _column, spec, heading in heads
+    ]
+    out: list[str] = []
+    for item, cells in table_rows(heads, items, titles, show):
+        record_id = int(item["id"])
+        out.append("<tr>")
+        if selectable:
+            out.append(
+                f'<td class="pick"><input type="checkbox" name="ids" value="{record_id}" '
+                f'form="bulk-form" aria-label="#{record_id}"></td>'
+            )
+        for index, ((label, css), (_heading, text)) in enumerate(zip(columns, cells, strict=True)):
+            body = escape(text)
+            if index == 0:
+                body = Markup(f'<a href="{escape(href(record_id))}">{body}</a>')
+            out.append(f'<td data-label="{label}"{css}>{body}</td>')
+        out.append("</tr>")
+    return Markup("\n".join(out))
 
 
 @dataclass(frozen=True)

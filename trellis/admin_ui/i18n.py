@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
-from flask_babel import Babel, get_locale, gettext
+from flask import Flask, g, has_app_context, request
+from flask_babel import Babel, get_locale, get_translations, gettext
 
 from trellis.platform.messages import tell
 
@@ -71,6 +71,25 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(pick=pick, html_lang=html_lang, get_locale=get_locale)
     app.jinja_env.filters["label"] = pick
     app.jinja_env.filters["told"] = told
+    # Flask-Babel's template callables look the catalogue up through four context calls
+    # each time; a list page says ~40 strings. The same catalogue, looked up once a request.
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+    )
+
+
+def _translations() -> Any:
+    """This request's catalogue (Flask-Babel's, kept on ``g``); outside a request, Babel's."""
+    if not has_app_context():
+        return get_translations()
+    found = g.get("babel_catalogue")
+    if found is None:
+        found = g.babel_catalogue = get_translations()
+    return found
 
 
 def _translations_dir() -> str:

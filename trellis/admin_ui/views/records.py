@@ -160,14 +160,14 @@ def with_view(args: MultiDict[str, str], params: dict[str, list[str]]) -> MultiD
 
 
 def applied_view(
-    views: ListViewService, meta: ObjectMeta, args: MultiDict[str, str], listed: list[ListView]
+    views: ListViewService, meta: ObjectMeta, args: MultiDict[str, str]
 ) -> tuple[ListView | None, MultiDict[str, str]]:
-    """The view ``?view=<id>`` names (among ``listed``, the user's views) and the list
-    parameters it makes; an unknown id is the app's 404 page."""
+    """The view ``?view=<id>`` names (one of the user's views of this object, or one shared
+    with them) and the list parameters it makes; an unknown id is the app's 404 page."""
     wanted = args.get("view", "")
     if not wanted:
         return None, args
-    view = next((v for v in listed if str(v.id) == wanted), None)
+    view = views.applicable(meta.name, int(wanted)) if wanted.isdigit() else None
     if view is None:
         raise NotFound(
             _("This list view does not exist (any more)."), [{"field": "view", "message": wanted}]
@@ -206,8 +206,7 @@ def render_list(
     service.access.require(meta, Operation.READ)
     hidden = service.access.hidden(meta)
     views = list_views()
-    listed = views.visible(object_name)
-    view, args = applied_view(views, meta, request_args, listed)
+    view, args = applied_view(views, meta, request_args)
     error = None
     columns = columns_for(meta, args, hidden)
     try:
@@ -232,7 +231,7 @@ def render_list(
         "in_bin": args.get("bin") == "1",
         "filtered": any(v for k, v in args.items(multi=True) if k.startswith("f.") or k == "q"),
         "filter_titles": _filter_titles(service, meta, args),
-        "views": _view_menu(views, listed, view),
+        "views": _view_bar(views, view),
         "column_choices": _column_choices(meta, columns, hidden),
         "state": {key: args.getlist(key) for key in args if key != "cursor"},
         "view_error": view_error,
@@ -244,23 +243,39 @@ def render_list(
     return render_template("ui/records/list.html", **context), status
 
 
-def _view_menu(
-    views: ListViewService, listed: list[ListView], view: ListView | None
-) -> dict[str, Any]:
-    """The view picker and its actions: the user's views, shared views, the one applied."""
+def _view_bar(views: ListViewService, view: ListView | None) -> dict[str, Any]:
+    """The view bar's actions for the view applied (the picker's list comes with
+    :func:`view_menu` when it is opened: the list page sends no query for it)."""
     roles = registry().role_documents()
     return {
         "current": view,
-        "mine": [v for v in listed if v.shared_with_role is None],
-        "shared": [
-            (v, roles.get(str(v.shared_with_role), {}).get("x-label"))
-            for v in listed
-            if v.shared_with_role is not None
-        ],
         "can_change": view is not None and views.may_change(view),
         "can_share": views.caller.is_admin,
         "roles": [(name, doc.get("x-label")) for name, doc in sorted(roles.items())],
     }
+
+
+@bp.get("/o/<object_name>/views-menu")
+@signed_in
+def view_menu(object_name: str) -> Any:
+    """The view picker's choices (htmx, when the picker opens): the user's views, then the
+    views shared with their roles, ``?view=`` marked as the one applied."""
+    meta = _meta(object_name)
+    records().access.require(meta, Operation.READ)
+    roles = registry().role_documents()
+    listed = list_views().visible(object_name)
+    current = request.args.get("view", "")
+    return render_template(
+        "ui/records/_view_menu.html",
+        meta=meta,
+        current=current,
+        mine=[v for v in listed if v.shared_with_role is None],
+        shared=[
+            (v, roles.get(str(v.shared_with_role), {}).get("x-label"))
+            for v in listed
+            if v.shared_with_role is not None
+        ],
+    )
 
 
 def _column_choices(
@@ -316,10 +331,7 @@ def record_export(object_name: str) -> Any:
     service = records()
     service.access.require(meta, Operation.EXPORT)
     args: MultiDict[str, str] = request.args
-    if args.get("view", "").isdigit():
-        views = list_views()
-        view = views.get(int(args["view"]))
-        args = with_view(args, view_params(meta, view.definition, service.access.hidden(meta)))
+    _view, args = applied_view(list_views(), meta, args)
     names, rows = service.export_rows(object_name, _list_query(service, meta, args))
     commit()  # the audit of an admin's bypass, if any
     response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")

@@ -452,6 +452,15 @@ class ListViewService:
         )
         return list(self.session.scalars(statement))
 
+    def applicable(self, object_name: str, view_id: int) -> ListView | None:
+        """The view ``view_id`` of ``object_name`` if it is among :meth:`visible`'s (the
+        caller's own or shared with them), else None. One query by primary key."""
+        self._readable(object_name)
+        statement = sa.select(ListView).where(
+            ListView.id == view_id, ListView.object_name == object_name, self._visible()
+        )
+        return self.session.scalars(statement).first()
+
     def get(self, view_id: int) -> ListView:
         """A view the caller may see (others' private views: administrators only), else 404."""
         view = self.session.get(ListView, view_id)
