@@ -260,10 +260,15 @@ def test_the_column_chooser_shows_and_orders_columns(sign_in: SignIn) -> None:
     assert boxes[:2] == [("status", " checked"), ("number", " checked")]
     assert all(not checked for _, checked in boxes[2:]) and ("id", "") in boxes
     assert "internal_notes" not in chooser  # hidden from dealer administrators
-    down = re.search(r'href="([^"]+)" title="Move down"', chooser)
-    assert down is not None
-    moved = client.get(down.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert 'name="move" value="down:status"' in chooser
+    assert 'value="up:status"' not in chooser and 'value="down:number"' not in chooser
+    # ↓ on Status: the chooser's form sends its ticked columns and the move.
+    answer = client.get("/o/sales_order?columns=status&columns=number&sort=number&move=down:status")
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/o/sales_order?columns=number%2Cstatus&sort=number"
+    moved = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert headings(moved) == ["Order number", "Status"]
+    assert "move=" not in moved
     page = client.get("/o/sales_order?columns=number&columns=order_date").get_data(as_text=True)
     assert headings(page) == ["Order number", "Order date"]
 

@@ -18,7 +18,14 @@ from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import commit, list_views, page_session, records, registry, rollback
-from trellis.admin_ui.forms import FormField, display, editable_fields, parse_record, system_label
+from trellis.admin_ui.forms import (
+    FormField,
+    display,
+    editable_fields,
+    list_href,
+    parse_record,
+    system_label,
+)
 from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import signed_in
 from trellis.exceptions import (
@@ -183,7 +190,27 @@ def record_list(object_name: str) -> Any:
     filters, sort and page the query names; a bad filter shows on the page with 400, no
     read right is 403, an unknown object the 404 page.
     """
+    if "move" in request.args:
+        return _moved_column(object_name, request.args)
     return render_list(object_name, request.args)
+
+
+def _moved_column(object_name: str, args: MultiDict[str, str]) -> Any:
+    """The column chooser's ↑ / ↓ (``move=up:<column>``): the same list, the column one
+    place up or down, at a URL without ``move``."""
+    meta = _meta(object_name)
+    service = records()
+    service.access.require(meta, Operation.READ)
+    columns = columns_for(meta, args, service.access.hidden(meta))
+    direction, _sep, name = args.get("move", "").partition(":")
+    if name in columns and direction in ("up", "down"):
+        index = columns.index(name)
+        other = index - 1 if direction == "up" else index + 1
+        if 0 <= other < len(columns):
+            columns[index], columns[other] = columns[other], columns[index]
+    state: dict[str, Any] = {k: args.getlist(k) for k in args if k not in ("move", "cursor")}
+    state["columns"] = ",".join(columns)
+    return redirect(list_href(object_name, state))
 
 
 def render_list(
@@ -281,24 +308,20 @@ def view_menu(object_name: str) -> Any:
 def _column_choices(
     meta: ObjectMeta, columns: list[str], hidden: frozenset[str]
 ) -> list[dict[str, Any]]:
-    """Every column the user may show, those shown first in their order, each with the
-    column lists that move it one place up or down."""
+    """Every column the user may show, those shown first in their order (with whether they
+    can move up or down)."""
     others = [n for n in [*meta.fields, *SYSTEM_COLUMNS] if n not in hidden and n not in columns]
+    last = len(columns) - 1
     choices = []
     for index, name in enumerate([*columns, *others]):
         spec = meta.fields.get(name)
-        moved: dict[str, str | None] = {"up": None, "down": None}
-        for direction, other in (("up", index - 1), ("down", index + 1)):
-            if name in columns and 0 <= other < len(columns):
-                order = list(columns)
-                order[index], order[other] = order[other], order[index]
-                moved[direction] = ",".join(order)
         choices.append(
             {
                 "name": name,
                 "label": pick(spec.label, name) if spec else system_label(name),
-                "shown": name in columns,
-                **moved,
+                "shown": index <= last,
+                "up": 0 < index <= last,
+                "down": index < last,
             }
         )
     return choices
