@@ -32,7 +32,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from trellis.admin_ui import i18n
 from trellis.admin_ui.context import close_page, open_page
 from trellis.admin_ui.forms import list_href, record_href, system_label, table_body, table_columns
-from trellis.admin_ui.pages import designer_links, designer_tabs, navigation, signed_in
+from trellis.admin_ui.pages import (
+    designer_links,
+    designer_tabs,
+    navigation,
+    navigation_html,
+    signed_in,
+)
 from trellis.exceptions import AuthenticationRequired, TooManyAttempts, ValidationFailed
 from trellis.extensions import db
 from trellis.platform.runtime import audit
@@ -249,6 +255,7 @@ def init_app(app: Flask) -> None:
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
     app.jinja_env.globals.update(
         navigation=navigation,
+        navigation_html=navigation_html,
         designer_links=designer_links,
         designer_tabs=designer_tabs,
         system_label=system_label,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from flask import g, redirect, request, url_for
+from markupsafe import Markup
 
 from trellis.admin_ui.i18n import pick
 from trellis.platform.metadata.permissions import Operation
@@ -73,6 +75,52 @@ def navigation() -> list[dict[str, Any]]:
         groups.append({"label": gettext("Custom objects"), "items": _items(rest, readable)})
     g.navigation = groups
     return groups
+
+
+# Fragments of pages (the navigation, an empty filter panel), per registry (one per
+# database), by revision and what else they depend on: the same for everyone with the same
+# rights and language, so rendered once per revision rather than once per page.
+_NAV_HTML: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+_NAV_HTML_MAX = 512
+
+
+def cached_fragment(key: tuple[Any, ...], render: Callable[[], str]) -> str:
+    """HTML that depends only on the metadata and ``key`` (language, rights…): rendered
+    once per registry revision and ``key``, then reused by every page that asks."""
+    from trellis.admin_ui.context import registry
+
+    reg = registry()
+    cache = _NAV_HTML.setdefault(reg, {})
+    full = (reg.revision, request.script_root, *key)
+    html = cache.get(full)
+    if html is None:
+        html = render()
+        if len(cache) >= _NAV_HTML_MAX:
+            cache.clear()
+        cache[full] = html
+    return html
+
+
+def navigation_html() -> Markup:
+    """The navigation (``_nav.html``) for the signed-in caller, the current page's entry
+    marked: rendered once for each set of rights and language, then reused."""
+    from flask import render_template
+
+    from trellis.admin_ui.i18n import current_language
+
+    caller = g.get("caller")
+    if caller is None:
+        return Markup("")
+    key = ("navigation", current_language(), caller.is_admin, caller.roles)
+    html = cached_fragment(key, lambda: render_template("ui/_nav.html"))
+    if request.endpoint == "ui.home":
+        active = "home"
+    else:
+        active = (request.view_args or {}).get("object_name", "")
+    marker = f' data-nav="{active}"'
+    if active and marker in html:  # names are identifiers: nothing to escape
+        html = html.replace(marker, f'{marker} class="active" aria-current="page"', 1)
+    return Markup(html)
 
 
 def installed_packs() -> list[tuple[str, list[str]]]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui import bp
@@ -26,8 +27,8 @@ from trellis.admin_ui.forms import (
     parse_record,
     system_label,
 )
-from trellis.admin_ui.i18n import pick, told
-from trellis.admin_ui.pages import signed_in
+from trellis.admin_ui.i18n import current_language, pick, told
+from trellis.admin_ui.pages import cached_fragment, signed_in
 from trellis.exceptions import (
     DuplicateValue,
     InvalidQuery,
@@ -249,7 +250,7 @@ def render_list(
         "titles": titles,
         "display": display,
         "error": error,
-        "filters": _filter_fields(meta, hidden),
+        "filter_grid": _filter_grid(service, meta, hidden, args),
         "args": args,
         "sort": args.get("sort") or "-id",
         "can_create": service.access.allowed(meta, Operation.CREATE),
@@ -257,7 +258,6 @@ def render_list(
         "can_export": service.access.allowed(meta, Operation.EXPORT),
         "in_bin": args.get("bin") == "1",
         "filtered": any(v for k, v in args.items(multi=True) if k.startswith("f.") or k == "q"),
-        "filter_titles": _filter_titles(service, meta, args),
         "views": _view_bar(views, view),
         "column_choices": _column_choices(meta, columns, hidden),
         "state": {key: args.getlist(key) for key in args if key != "cursor"},
@@ -325,6 +325,26 @@ def _column_choices(
             }
         )
     return choices
+
+
+def _filter_grid(
+    service: RecordService, meta: ObjectMeta, hidden: frozenset[str], args: MultiDict[str, str]
+) -> Markup:
+    """The filter inputs with the list's filters filled in; without any filter they are
+    the same for everyone who sees the same fields, so rendered once and kept."""
+
+    def render(values: MultiDict[str, str], titles: dict[str, str]) -> str:
+        return render_template(
+            "ui/records/_filter_grid.html",
+            filters=_filter_fields(meta, hidden),
+            args=values,
+            filter_titles=titles,
+        )
+
+    if not any(key.startswith("f.") for key in args):
+        key = ("filters", meta.name, current_language(), hidden)
+        return Markup(cached_fragment(key, lambda: render(MultiDict(), {})))
+    return Markup(render(args, _filter_titles(service, meta, args)))
 
 
 def _filter_fields(meta: ObjectMeta, hidden: frozenset[str]) -> list[FormField]:
