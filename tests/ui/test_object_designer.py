@@ -502,6 +502,13 @@ def test_defaults_and_read_only_are_set_in_the_designer(sign_in: SignIn, pack_ap
     )
     assert answer.status_code == 422
     assert error_under(answer.get_data(as_text=True), "default") == "must be at most 3"
+    # Read-only, the preview shows the value as text: a bad default is shown as typed.
+    for kind in ("integer", "currency", "percent", "number"):
+        answer = _post(
+            client, url, {"name": "seats", "type": kind, "default": "many", "readonly": "on"}
+        )
+        assert answer.status_code == 422, kind
+        assert error_under(answer.get_data(as_text=True), "default"), kind
     answer = _post(
         client, url,
         {"name": "grade", "type": "picklist", "enum-0-value": "a", "enum-1-value": "b",

@@ -291,11 +291,19 @@ def _not_visible() -> str:
 
 
 def display(spec: FieldSpec | None, value: Any, titles: dict[int, str] | None = None) -> str:
-    """A value as lists and detail pages show it (labels, separators, names for ids)."""
+    """A value as lists and detail pages show it (labels, separators, names for ids); a
+    value its type cannot format (a default being typed in the designer) as it is."""
     if value is None or value == "":
         return "—"
     if spec is None:
         return str(value)
+    try:
+        return _display(spec, value, titles)
+    except (ValueError, TypeError, InvalidOperation):
+        return str(value)
+
+
+def _display(spec: FieldSpec, value: Any, titles: dict[int, str] | None) -> str:
     kind = spec.type.name
     if kind in ("picklist",):
         return pick(spec.schema.get("x-enum-labels", {}).get(value), str(value))
