@@ -73,8 +73,26 @@ def _error(
         from trellis.admin_ui import error_page
 
         return error_page(status, message, details=details, headers=headers)
-    body = {"error": {"code": code, "message": message, "details": details or []}}
+    details = _in_callers_language(details or [])
+    body = {"error": {"code": code, "message": message, "details": details}}
     return jsonify(body), status, headers or {}
+
+
+def _in_callers_language(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages written in several languages (validation rules) in the caller's: their
+    ``Accept-Language``, zh-CN or English."""
+    from trellis.platform.messages import Localized
+
+    if not any(isinstance(d.get("message"), Localized) for d in details if isinstance(d, dict)):
+        return details
+    best = request.accept_languages.best_match(["en", "zh-CN", "zh"], default="en")
+    language = "zh-CN" if best.startswith("zh") else "en"
+    return [
+        {**d, "message": d["message"].in_language(language)}
+        if isinstance(d, dict) and isinstance(d.get("message"), Localized)
+        else d
+        for d in details
+    ]
 
 
 def _register_error_handlers(app: Flask) -> None:

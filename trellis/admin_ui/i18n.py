@@ -56,7 +56,7 @@ def pick(labels: Any, fallback: str = "") -> str:
 
 def told(message: Any) -> str:
     """A service's message (``trellis.platform.messages``) in the current language."""
-    return tell(message, gettext)
+    return tell(message, gettext, current_language())
 
 
 def html_lang() -> str:

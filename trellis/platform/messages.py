@@ -50,8 +50,34 @@ def _rebuild(msgid: str, params: dict[str, Any]) -> Message:
 N_ = Message
 
 
-def tell(message: Any, gettext: Callable[[str], str]) -> str:
-    """``message`` in the language ``gettext`` translates to; other text as it is."""
+class Localized(Message):
+    """Text an administrator wrote in several languages (a validation rule's message):
+    the English text as the string, every language kept in ``texts``."""
+
+    texts: dict[str, str]
+
+    def __new__(cls, texts: dict[str, str], /) -> Localized:
+        """The message in ``texts`` (language → text), English first."""
+        english = texts.get("en") or next(iter(texts.values()), "")
+        message = str.__new__(cls, english)
+        message.msgid = english
+        message.params = {}
+        message.texts = dict(texts)
+        return message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Localized, (self.texts,))
+
+    def in_language(self, language: str | None) -> str:
+        """The text in ``language`` (``en``, ``zh-CN``), else the English one."""
+        return self.texts.get(language or "en") or str(self)
+
+
+def tell(message: Any, gettext: Callable[[str], str], language: str | None = None) -> str:
+    """``message`` in the language ``gettext`` translates to (``language`` names it, for
+    text written in several languages); other text as it is."""
+    if isinstance(message, Localized):
+        return message.in_language(language)
     if not isinstance(message, Message):
         return "" if message is None else str(message)
     translated = gettext(message.msgid)

@@ -61,6 +61,28 @@ FIELD_TYPES = {
     "lookup": INTEGER,
     "master_detail": INTEGER,
 }
+# Computed fields (formula, rollup) read as the type of their result (their JSON "type").
+COMPUTED_TYPES = ("formula", "rollup")
+
+
+def computed_type(prop: dict[str, Any]) -> str | None:
+    """The expression type of a formula or roll-up field's value (its JSON ``type``, and a
+    string's ``format``); ``None`` for any other field."""
+    if prop.get("x-type") not in COMPUTED_TYPES:
+        return None
+    declared = prop.get("type")
+    kinds = set(declared) if isinstance(declared, list) else {declared}
+    if "integer" in kinds:
+        return INTEGER
+    if "number" in kinds:
+        return DECIMAL
+    if "boolean" in kinds:
+        return BOOLEAN
+    if "string" in kinds:
+        return {"date": DATE, "date-time": DATETIME}.get(str(prop.get("format")), TEXT)
+    return NULL
+
+
 # The system columns every record has (metadata/names.py), as an expression reads them.
 SYSTEM_FIELDS = {
     "id": "integer",
@@ -293,6 +315,9 @@ class _Checker:
                 )
             x_type = str(prop.get("x-type"))
             if index == len(node.parts) - 1:
+                computed = computed_type(prop)
+                if computed is not None:
+                    return ResolvedPath(node.dotted, tuple(hops), current, part, x_type, computed)
                 if x_type not in FIELD_TYPES:
                     raise self.error(
                         N_(
@@ -488,6 +513,7 @@ def check(
 
 __all__ = [
     "BOOLEAN",
+    "COMPUTED_TYPES",
     "DATE",
     "DATETIME",
     "DECIMAL",
@@ -500,5 +526,6 @@ __all__ = [
     "Checked",
     "ResolvedPath",
     "check",
+    "computed_type",
     "unify",
 ]

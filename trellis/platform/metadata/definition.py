@@ -62,6 +62,31 @@ LAYOUT_SCHEMA: dict[str, Any] = {
 }
 
 
+# Validation rules: each names itself, may apply only ``when`` an expression holds, asserts
+# an expression, and says what is wrong in both languages (``{expression}`` parts are
+# filled in); ``field`` is where a form shows it.
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "maxItems": 50,
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "when": {"type": "string", "minLength": 1, "maxLength": 4000},
+            "assert": {"type": "string", "minLength": 1, "maxLength": 4000},
+            "message": {
+                **LABEL_SCHEMA,
+                "required": ["en"],
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 500},
+            },
+            "field": {"type": "string"},
+        },
+        "required": ["name", "assert", "message"],
+        "additionalProperties": False,
+    },
+}
+
+
 @cache
 def meta_schema() -> dict[str, Any]:
     """The meta-schema every object definition must satisfy, built from the registry."""
@@ -105,6 +130,7 @@ def meta_schema() -> dict[str, Any]:
                 },
             },
             "x-scope-field": {"type": "string"},
+            "x-rules": RULES_SCHEMA,
             "x-layout": LAYOUT_SCHEMA,
             "x-list-columns": {
                 "type": "array",
@@ -191,10 +217,16 @@ class Problem:
 
     pointer: str
     message: str
+    # Where in an expression (offset, line, column), for a refused expression.
+    position: tuple[int, int, int] | None = None
 
-    def as_detail(self) -> dict[str, str]:
-        """The problem as an error response lists it: ``{field: pointer, message}``."""
-        return {"field": self.pointer, "message": self.message}
+    def as_detail(self) -> dict[str, Any]:
+        """The problem as an error response lists it: ``{field: pointer, message}``, and
+        for an expression the character's ``offset``, ``line`` and ``column``."""
+        detail: dict[str, Any] = {"field": self.pointer, "message": self.message}
+        if self.position is not None:
+            detail.update(zip(("offset", "line", "column"), self.position, strict=True))
+        return detail
 
 
 def validate_definition(
@@ -269,6 +301,12 @@ def _semantic_problems(doc: dict[str, Any], known: dict[str, dict[str, Any]]) ->
         problems.extend(_field_problems(name, field_name, prop, field_name in required, objects))
     problems.extend(_scope_problems(doc, objects))
     problems.extend(_index_problems(doc))
+    if not problems:  # expressions are checked against fields known to be sound
+        from trellis.platform.metadata.computed import computed_problems
+
+        for pointer, message, where in computed_problems(doc, objects):
+            position = (where["offset"], where["line"], where["column"]) if where else None
+            problems.append(Problem(pointer, message, position))
     return problems
 
 

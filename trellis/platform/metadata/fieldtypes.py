@@ -46,7 +46,12 @@ COMMON_KEYWORDS: dict[str, Any] = {
     "x-unique": {"type": "boolean"},
     "x-indexed": {"type": "boolean"},
     "x-searchable": {"type": "boolean"},  # quick and global search look in it
+    # Conditions (expressions of the record): required, read-only or shown only when true.
+    "x-required-if": {"type": "string", "minLength": 1, "maxLength": 4000},
+    "x-readonly-if": {"type": "string", "minLength": 1, "maxLength": 4000},
+    "x-visible-if": {"type": "string", "minLength": 1, "maxLength": 4000},
 }
+CONDITION_KEYWORDS = ("x-required-if", "x-readonly-if", "x-visible-if")
 
 _NUMBER_BOUNDS = {"minimum": {"type": "number"}, "maximum": {"type": "number"}}
 _ENUM_LABELS = {
@@ -726,8 +731,126 @@ class MasterDetailType(LookupType):  # a lookup with a parent's powers
     required_keywords = ("x-target", "x-related-name")
 
 
+# --- computed ------------------------------------------------------------------------
+
+
+def _result_type(spec: FieldSpec) -> FieldType:
+    """The stored type of a computed field's value, from its JSON ``type`` (and format):
+    number → currency-like decimal at ``x-scale`` (default 2), integer, boolean, date,
+    date-time or text."""
+    declared = spec.schema.get("type")
+    kinds = set(declared) if isinstance(declared, list) else {declared}
+    if "integer" in kinds:
+        return _REGISTRY["integer"]
+    if "number" in kinds:
+        return _REGISTRY["currency"]
+    if "boolean" in kinds:
+        return _REGISTRY["boolean"]
+    fmt = spec.schema.get("format")
+    if fmt == "date":
+        return _REGISTRY["date"]
+    if fmt == "date-time":
+        return _REGISTRY["datetime"]
+    return _REGISTRY["text"]
+
+
+_COMPUTED_TYPE = {
+    "anyOf": [
+        {"enum": ["number", "integer", "string", "boolean"]},
+        {
+            "type": "array",
+            "items": {"enum": ["number", "integer", "string", "boolean", "null"]},
+            "minItems": 1,
+            "maxItems": 2,
+            "uniqueItems": True,
+        },
+    ]
+}
+
+
+class _ComputedType(FieldType):
+    """A value the platform computes and stores (formulas, roll-ups): never written by a
+    caller, filtered and sorted like the type of its result."""
+
+    writable = False
+    widget = "readonly"
+    operators = EQUALITY_OPS | ORDER_OPS
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return _result_type(spec).column_type(spec)
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return _result_type(spec).to_python(value, spec)
+
+    def to_json(self, value: Any, spec: FieldSpec) -> Any:
+        return _result_type(spec).to_json(value, spec)
+
+    def coerce(self, value: Any, spec: FieldSpec) -> Any:
+        return _result_type(spec).coerce(value, spec)
+
+    def effective_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # A text result is a VARCHAR as text fields are.
+        declared = schema.get("type")
+        kinds = set(declared) if isinstance(declared, list) else {declared}
+        if kinds <= {"string", "null"} and "format" not in schema and "maxLength" not in schema:
+            return {**schema, "maxLength": 255}
+        return schema
+
+    def definition_schema(self) -> dict[str, Any]:
+        schema = super().definition_schema()
+        schema["properties"]["type"] = _COMPUTED_TYPE
+        schema["required"] = [*schema["required"], "type"]
+        return schema
+
+    def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
+        return {}  # computed here, never sent: nothing of a caller's to check
+
+
+@register
+class FormulaType(_ComputedType):
+    """``x-formula``: an expression of the record's fields (and its lookups' fields),
+    recomputed on every write that changes an input."""
+
+    name = "formula"
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-formula": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "x-scale": {"type": "integer", "minimum": 0, "maximum": 6},
+        "format": {"enum": ["date", "date-time"]},
+        "maxLength": {"type": "integer", "minimum": 1, "maximum": 10000},
+    }
+    required_keywords = ("x-formula",)
+
+
+ROLLUP_FUNCTIONS = ("SUM", "COUNT", "MIN", "MAX", "AVG")
+
+
+@register
+class RollupType(_ComputedType):
+    """``x-rollup``: SUM, COUNT, MIN, MAX or AVG of a field over the records that point at
+    this one (master-detail lines by their related name, or ``object.lookup``), kept exact
+    in the transaction of every change to them."""
+
+    name = "rollup"
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-rollup": {
+            "type": "object",
+            "properties": {
+                "of": {"type": "string", "minLength": 1, "maxLength": 130},
+                "function": {"enum": list(ROLLUP_FUNCTIONS)},
+                "field": {"type": "string", "minLength": 1, "maxLength": 63},
+                "filter": {"type": "string", "minLength": 1, "maxLength": 4000},
+            },
+            "required": ["of", "function"],
+            "additionalProperties": False,
+        },
+        "x-scale": {"type": "integer", "minimum": 0, "maximum": 6},
+    }
+    required_keywords = ("x-rollup",)
+
+
 __all__ = [
     "ALL_OPS",
+    "ROLLUP_FUNCTIONS",
     "FieldConversionError",
     "FieldSpec",
     "FieldType",

@@ -18,6 +18,7 @@ from trellis.platform.messages import N_
 from trellis.platform.metadata.definition import load_definition, parse_definition
 from trellis.platform.metadata.diff import DefinitionDiff
 from trellis.platform.metadata.names import table_name
+from trellis.platform.runtime import computed
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory, User
 from trellis.platform.runtime.storage import (
     create_object_table,
@@ -52,6 +53,9 @@ class ObjectService(DocumentStore[DefinitionDiff]):
         evolve_object_table(connection, old, new, change.diff, change.version)
         if new.hierarchy_field != old.hierarchy_field:
             self._rebuild_hierarchy(change.name, new.hierarchy_field)
+        if _computes(change.document) and _computes_differently(change.previous, change.document):
+            self.registry.ensure_current(self.session)
+            computed.backfill(self.session, self.registry, change.name)
 
     def check_deletable(self, name: str, document: dict[str, Any]) -> list[dict[str, str]]:
         """Objects that look it up, roles that grant rights on it, users of its partners."""
@@ -134,3 +138,20 @@ class ObjectService(DocumentStore[DefinitionDiff]):
             return
         self.registry.ensure_current(self.session)
         hierarchy.rebuild(self.session, self.registry.get(name), parent_field)
+
+
+def _computes(document: dict[str, Any]) -> bool:
+    return any(
+        isinstance(p, dict) and p.get("x-type") in ("formula", "rollup")
+        for p in document.get("properties", {}).values()
+    )
+
+
+def _computes_differently(previous: dict[str, Any], document: dict[str, Any]) -> bool:
+    """Whether a formula or roll-up is new or changed (its stored values are then stale)."""
+    before = previous.get("properties", {})
+    for name, prop in document.get("properties", {}).items():
+        computes = isinstance(prop, dict) and prop.get("x-type") in ("formula", "rollup")
+        if computes and before.get(name) != prop:
+            return True
+    return False

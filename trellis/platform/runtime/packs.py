@@ -115,22 +115,25 @@ def install_pack(
     result = InstallResult(manifest["name"], manifest["version"])
     service = ObjectService(session, registry, author_id)
     object_names: list[str] = []
+    documents: list[tuple[str, Any]] = []
     for relative in manifest.get("objects", []):
         document = _read_json(folder, relative)
         name = document.get("x-name") if isinstance(document, dict) else None
         object_names.append(str(name))
-        try:
-            registry.ensure_current(session)
-            current = registry.find(name) if isinstance(name, str) else None
-            if current is not None:
-                document = keep_additions(document, current.definition.document)
-                outcome = service.update(current.name, document)
-                (result.updated if outcome.created else result.unchanged).append(current.name)
-            else:
-                service.create(document)
-                result.created.append(str(name))
-        except TrellisError as exc:
-            raise PackError(_in(relative, exc), exc.details) from None
+        documents.append((relative, document))
+        registry.ensure_current(session)
+        if isinstance(name, str) and registry.find(name) is None:
+            # First without what reads other objects' fields (roll-ups over later objects,
+            # rules, formulas, conditions): every object exists before any is computed.
+            try:
+                service.create(_structure_only(document))
+            except TrellisError as exc:
+                raise PackError(_in(relative, exc), exc.details) from None
+            result.created.append(name)
+    # Then with formulas and roll-ups, then with rules (which may read both, anywhere).
+    without_rules = [(relative, _without_rules(document)) for relative, document in documents]
+    _install_in_rounds(session, registry, service, without_rules, result)
+    _install_in_rounds(session, registry, service, documents, result)
     roles = RoleService(session, registry, author_id)
     for relative in manifest.get("roles", []):
         document = _read_json(folder, relative)
@@ -166,6 +169,83 @@ def install_pack(
         row.demo_loaded = True
     session.flush()
     return result
+
+
+def _structure_only(document: Any) -> Any:
+    """The definition without its formulas, roll-ups, rules and conditions (and without
+    them in its layout and list columns)."""
+    if not isinstance(document, dict) or not isinstance(document.get("properties"), dict):
+        return document
+    plain = copy.deepcopy(document)
+    plain.pop("x-rules", None)
+    computed = {
+        n for n, p in plain["properties"].items() if isinstance(p, dict)
+        and p.get("x-type") in ("formula", "rollup")
+    }  # fmt: skip
+    for name in computed:
+        del plain["properties"][name]
+    for prop in plain["properties"].values():
+        for keyword in ("x-required-if", "x-readonly-if", "x-visible-if"):
+            if isinstance(prop, dict):
+                prop.pop(keyword, None)
+    if computed:
+        plain["required"] = [n for n in plain.get("required", []) if n not in computed]
+        if not plain["required"]:
+            del plain["required"]
+        for section in plain.get("x-layout", {}).get("sections", []):
+            section["fields"] = [n for n in section.get("fields", []) if n not in computed]
+        if "x-list-columns" in plain:
+            plain["x-list-columns"] = [n for n in plain["x-list-columns"] if n not in computed]
+    return plain
+
+
+def _without_rules(document: Any) -> Any:
+    """The definition without its validation rules and conditional field rules."""
+    if not isinstance(document, dict) or not isinstance(document.get("properties"), dict):
+        return document
+    plain = copy.deepcopy(document)
+    plain.pop("x-rules", None)
+    for prop in plain["properties"].values():
+        for keyword in ("x-required-if", "x-readonly-if", "x-visible-if"):
+            if isinstance(prop, dict):
+                prop.pop(keyword, None)
+    return plain
+
+
+def _install_in_rounds(
+    session: Session,
+    registry: MetaRegistry,
+    service: ObjectService,
+    documents: list[tuple[str, Any]],
+    result: InstallResult,
+) -> None:
+    """Each pack definition as it is, in rounds: one that reads a field another has yet to
+    get (a roll-up of a roll-up) waits for the next round; no progress is the first
+    refusal of the round."""
+    waiting = list(documents)
+    while waiting:
+        refused: list[tuple[str, Any, TrellisError]] = []
+        for relative, document in waiting:
+            name = document.get("x-name") if isinstance(document, dict) else None
+            try:
+                with session.begin_nested():
+                    registry.ensure_current(session)
+                    current = registry.get(str(name))
+                    merged = keep_additions(document, current.definition.document)
+                    outcome = service.update(current.name, merged)
+            except TrellisError as exc:
+                registry.invalidate()
+                refused.append((relative, document, exc))
+                continue
+            if outcome.created and current.name not in result.created:
+                if current.name not in result.updated:
+                    result.updated.append(current.name)
+            elif current.name not in result.created and current.name not in result.updated:
+                result.unchanged.append(current.name)
+        if len(refused) == len(waiting):
+            first, _document, error = refused[0]
+            raise PackError(_in(first, error), error.details)
+        waiting = [(relative, document) for relative, document, _exc in refused]
 
 
 def keep_additions(pack_document: Any, current: dict[str, Any]) -> Any:

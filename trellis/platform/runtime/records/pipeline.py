@@ -39,7 +39,7 @@ from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import FieldConversionError
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime import audit, hierarchy
+from trellis.platform.runtime import audit, computed, hierarchy
 from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
 from trellis.platform.runtime.query import among_param
@@ -276,7 +276,9 @@ def event_of(unit: WriteUnit, draft: Draft) -> WriteEvent:
 
 
 def compute(draft: Draft, unit: WriteUnit) -> None:
-    """``BEFORE_VALIDATE`` hooks: values derived from others (formulas) are set here."""
+    """Fields not shown dropped and formulas computed (``computed.prepare``), then the
+    ``BEFORE_VALIDATE`` hooks."""
+    computed.prepare(draft, unit)
     if not unit.hooks.has(Hook.BEFORE_VALIDATE, draft.meta.name):
         return
     event = event_of(unit, draft)
@@ -296,6 +298,7 @@ def validate(draft: Draft, unit: WriteUnit) -> None:
         else {**field_values(draft.meta, draft.old), **draft.payload}
     )
     draft.meta.validate({k: v for k, v in merged.items() if v is not None})
+    computed.check(draft, unit)
     if unit.hooks.has(Hook.VALIDATE, draft.meta.name):
         unit.hooks.run(Hook.VALIDATE, event_of(unit, draft))
 
@@ -551,6 +554,10 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
         draft.record_id = record_id
     _link_hierarchy(unit, meta, drafts)
     require_in_scope(unit, meta, ids, Operation.CREATE)
+    if not computed.plan_of(unit.registry, meta).empty:
+        for draft, row in zip(drafts, rows, strict=True):
+            new = {**row, **system, "id": draft.record_id}
+            computed.after_write(unit, meta, int(draft.record_id or 0), None, new)
     bypass = bypass_event(unit, meta, Operation.CREATE, ids[0] if len(ids) == 1 else None)
     stamps = system_json(system)  # the same for the whole batch
     history_rows = []

@@ -33,7 +33,7 @@ from trellis.exceptions import (
 from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime import hierarchy
+from trellis.platform.runtime import computed, hierarchy
 from trellis.platform.runtime.access import Access
 from trellis.platform.runtime.models import RecordHistory, iso, utcnow
 from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
@@ -226,12 +226,15 @@ class RecordService:
 
     def create(self, object_name: str, payload: Any) -> Record:
         """Create one record (and its master-detail lines) through the pipeline."""
+        computed.discard(self.unit)
         meta = self.registry.get(object_name)
         draft = Draft(meta, payload)
         pipeline.check_new(self.unit, meta, [draft])
         if draft.error is not None:
             raise draft.error
         pipeline.write_new(self.unit, meta, [draft], utcnow())
+        computed.finish(self.unit)
+        self._reread_rollups(meta, [draft])
         return self._result(draft)
 
     def create_many(
@@ -243,6 +246,7 @@ class RecordService:
         record by its index. With ``skip_invalid`` the valid ones are written and the
         others reported.
         """
+        computed.discard(self.unit)
         meta = self.registry.get(object_name)
         if not isinstance(payloads, list) or not payloads:
             raise BadRequest(
@@ -261,11 +265,33 @@ class RecordService:
             raise _batch_refusal(bad, len(drafts))
         written = pipeline.good(drafts)
         pipeline.write_new(self.unit, meta, written, utcnow())
+        computed.finish(self.unit)
+        self._reread_rollups(meta, written)
         return {
             "created": len(written),
             "items": [self._result(d) for d in written],
             "errors": [_batch_error(d) for d in bad],
         }
+
+    def _reread_rollups(self, meta: ObjectMeta, drafts: list[Draft]) -> None:
+        """New records' roll-ups as their lines left them (they moved after the INSERT)."""
+        rolled = [r.field for r in computed.plan_of(self.registry, meta).own_rollups]
+        if not rolled or not drafts:
+            return
+        table = meta.table
+        ids = [d.record_id for d in drafts]
+        found = {
+            row.id: row
+            for row in self.session.execute(
+                sa.select(table.c.id, *(table.c[n] for n in rolled)).where(table.c.id.in_(ids))
+            )
+        }
+        for draft in drafts:
+            row = found.get(draft.record_id)
+            if row is not None and draft.record is not None:
+                for name in rolled:
+                    value = row._mapping[name]
+                    draft.record[name] = None if value is None else meta.fields[name].to_json(value)
 
     def _result(self, draft: Draft) -> Record:
         """The written record as the caller may see it, lines included."""
@@ -279,6 +305,7 @@ class RecordService:
 
     def update(self, object_name: str, record_id: int, payload: Any) -> Record:
         """Change the fields a payload names, from the version it says it read."""
+        computed.discard(self.unit)
         meta = self.registry.get(object_name)
         payload = _require_object(payload)
         expected = payload.pop("version", None)
@@ -349,6 +376,12 @@ class RecordService:
         current.update({name: change[1] for name, change in changes.items()})
         current.update(version=expected + 1, updated_at=iso(now), updated_by=self.user_id)
         draft.record = current
+        if not computed.plan_of(self.registry, meta).empty:
+            stored = dict(row)
+            computed.after_write(
+                self.unit, meta, record_id, stored, {**stored, **{n: values[n] for n in changes}}
+            )
+            computed.finish(self.unit)
         pipeline.after_write(self.unit, draft, changes)
         return mask(current, hidden)
 
@@ -379,6 +412,8 @@ class RecordService:
             meta, None, action=Action.DELETE, record_id=record_id, old=serialise(meta, row)
         )
         draft.record = {**draft.old, "version": version} if draft.old else None
+        computed.after_write(self.unit, meta, record_id, dict(row), None)
+        computed.finish(self.unit)
         pipeline.after_write(self.unit, draft, {})
 
     def _stamp_deleted(
@@ -515,6 +550,8 @@ class RecordService:
         if row["deleted_at"] is None:
             raise Conflict(N_("%(object)s %(id)s is not deleted", object=meta.name, id=record_id))
         self._restore(meta, row)
+        computed.after_write(self.unit, meta, record_id, None, {**dict(row), "deleted_at": None})
+        computed.finish(self.unit)
         return self.get(object_name, record_id)
 
     def _restore(self, meta: ObjectMeta, row: Any) -> None:

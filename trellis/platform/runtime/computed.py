@@ -1,0 +1,692 @@
+"""What records compute and enforce on every write path: formulas, roll-ups, validation
+rules and conditional field rules (docs/expressions.md, "In definitions").
+
+The record pipeline calls in at fixed moments, whatever the entry point (API, bulk, forms,
+imports, pack installs, automations):
+
+- ``prepare`` (before validation): fields not visible are not written; formulas computed;
+- ``check`` (validation): required-if, read-only-if, and the rules that read only the
+  record and what it looks up, each a 422 naming the rule and its field;
+- ``after_write`` (the row is written, same transaction): each roll-up the record feeds
+  is updated, by a delta for SUM and COUNT (``SET f = f + :delta``, which the row lock
+  serialises, so concurrent writers never lose one another's change) or recomputed under
+  the parent row's lock for MIN, MAX and AVG; formulas of other records that read a
+  changed field through a lookup are recomputed; records whose roll-ups moved are noted;
+- ``finish`` (end of the service call): the rules that read roll-ups are checked on the
+  stored rows, after every roll-up of the call has moved; a failure refuses the whole
+  call (the caller rolls back).
+
+Plans (compiled expressions, who feeds which roll-up) are built once per object version
+and metadata revision.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from trellis.exceptions import ValidationFailed
+from trellis.platform.expressions import CompiledExpression, compiled, to_decimal
+from trellis.platform.expressions.checker import COMPUTED_TYPES
+from trellis.platform.messages import N_, Localized
+from trellis.platform.metadata.computed import PLACEHOLDER, formula_order, rollup_source
+
+if TYPE_CHECKING:
+    from trellis.platform.runtime.records.pipeline import Draft, WriteUnit
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+
+PENDING_KEY = "trellis.computed.pending"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One roll-up field: ``function`` of ``child.value`` over the children whose ``link``
+    points at a ``parent`` record (those the ``filter`` keeps)."""
+
+    parent: str
+    field: str
+    child: str
+    link: str
+    function: str
+    value: str | None
+    filter: CompiledExpression | None
+
+    @property
+    def by_delta(self) -> bool:
+        """SUM and COUNT move by the change of one child; the others are recomputed."""
+        return self.function in ("SUM", "COUNT")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validation rule, compiled; ``later``: it reads roll-ups, so it is checked at the
+    end of the call on the stored row."""
+
+    name: str
+    field: str
+    when: CompiledExpression | None
+    check: CompiledExpression
+    messages: dict[str, list[tuple[str, CompiledExpression | None]]]
+    later: bool
+
+
+@dataclass
+class Plan:
+    """What one object computes and enforces (empty for most objects)."""
+
+    formulas: list[tuple[str, CompiledExpression]] = field(default_factory=list)
+    conditions: dict[str, dict[str, CompiledExpression]] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+    feeds: list[Rollup] = field(default_factory=list)  # roll-ups this object's records feed
+    own_rollups: list[Rollup] = field(default_factory=list)  # roll-up fields of this object
+    readers: list[tuple[str, str, str, frozenset[str]]] = field(default_factory=list)
+    # (object, formula, its lookup to this object, the fields of ours it reads)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to compute or check: the pipeline skips every step."""
+        return not (self.formulas or self.conditions or self.rules or self.feeds or self.readers)
+
+    @property
+    def later_rules(self) -> list[Rule]:
+        """The rules checked at the end of the call."""
+        return [rule for rule in self.rules if rule.later]
+
+
+_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Plan]] = weakref.WeakKeyDictionary()
+
+
+def plan_of(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
+    """The object's plan at the registry's revision (built on first use)."""
+    plans = _PLANS.setdefault(registry, {})
+    key = (registry.revision, meta.name, meta.version)
+    found = plans.get(key)
+    if found is None:
+        if len(plans) > 1000:
+            plans.clear()
+        found = plans[key] = _build(registry, meta)
+    return found
+
+
+def _compile(registry: MetaRegistry, meta: ObjectMeta, text: str, old: bool = False) -> Any:
+    documents = registry.documents()
+    key = (meta.name, meta.version, registry.revision)
+    return compiled(text, key, meta.definition.document, documents, allow_old=old)
+
+
+def _rollups(registry: MetaRegistry) -> list[Rollup]:
+    documents = registry.documents()
+    found = []
+    for meta in registry.all():
+        for name, spec in meta.fields.items():
+            if spec.type.name != "rollup":
+                continue
+            settings = spec.schema["x-rollup"]
+            source = rollup_source(meta.definition.document, documents, settings["of"])
+            if source is None:
+                continue
+            child = registry.get(source[0])
+            text = settings.get("filter")
+            found.append(
+                Rollup(
+                    meta.name,
+                    name,
+                    source[0],
+                    source[1],
+                    settings["function"],
+                    settings.get("field"),
+                    _compile(registry, child, text) if text else None,
+                )
+            )
+    return found
+
+
+def _build(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
+    plan = Plan()
+    document = meta.definition.document
+    documents = registry.documents()
+    for name in formula_order(document, documents) or []:
+        plan.formulas.append(
+            (name, _compile(registry, meta, meta.fields[name].schema["x-formula"]))
+        )
+    for name, spec in meta.fields.items():
+        conditions: dict[str, CompiledExpression] = {
+            keyword: _compile(registry, meta, spec.schema[keyword])
+            for keyword in ("x-required-if", "x-readonly-if", "x-visible-if")
+            if keyword in spec.schema
+        }
+        if conditions:
+            plan.conditions[name] = conditions
+    rollups = _rollups(registry)
+    plan.feeds = [r for r in rollups if r.child == meta.name]
+    plan.own_rollups = [r for r in rollups if r.parent == meta.name]
+    rolled = {(r.parent, r.field) for r in rollups}
+    for rule in document.get("x-rules", []):
+        when = _compile(registry, meta, rule["when"], old=True) if "when" in rule else None
+        check = _compile(registry, meta, rule["assert"], old=True)
+        messages = {
+            language: _message_parts(registry, meta, text)
+            for language, text in rule["message"].items()
+        }
+        later = any(_reads_rollup(registry, meta, c, rolled) for c in (when, check) if c)
+        plan.rules.append(Rule(rule["name"], rule.get("field", ""), when, check, messages, later))
+    for other in registry.all():
+        for name, spec in other.fields.items():
+            if spec.type.name != "formula":
+                continue
+            formula = _compile(registry, other, spec.schema["x-formula"])
+            for lookup, target_fields in _one_hop_reads(other, formula).items():
+                if other.fields[lookup].target == meta.name:
+                    plan.readers.append((other.name, name, lookup, frozenset(target_fields)))
+    return plan
+
+
+def _message_parts(
+    registry: MetaRegistry, meta: ObjectMeta, text: str
+) -> list[tuple[str, CompiledExpression | None]]:
+    parts: list[tuple[str, CompiledExpression | None]] = []
+    at = 0
+    for match in PLACEHOLDER.finditer(text):
+        parts.append((text[at : match.start()], None))
+        parts.append(("", _compile(registry, meta, match.group(1), old=True)))
+        at = match.end()
+    parts.append((text[at:], None))
+    return parts
+
+
+def _one_hop_reads(meta: ObjectMeta, formula: CompiledExpression) -> dict[str, set[str]]:
+    reads: dict[str, set[str]] = {}
+    for path in formula.paths:
+        parts = path.split(".")
+        if len(parts) == 2 and parts[0] in meta.fields and meta.fields[parts[0]].target:
+            reads.setdefault(parts[0], set()).add(parts[1])
+    return reads
+
+
+def _reads_rollup(
+    registry: MetaRegistry,
+    meta: ObjectMeta,
+    expression: CompiledExpression,
+    rolled: set[tuple[str, str]],
+) -> bool:
+    for path in (*expression.paths, *expression.old_paths):
+        current = meta
+        parts = path.split(".")
+        for index, part in enumerate(parts):
+            spec = current.fields.get(part)
+            if spec is None:
+                break
+            if index == len(parts) - 1:
+                if (current.name, part) in rolled or (
+                    spec.type.name in COMPUTED_TYPES
+                    and any(
+                        (current.name, p.split(".")[0]) in rolled
+                        for p in _compile(registry, current, spec.schema["x-formula"]).paths
+                        if spec.type.name == "formula"
+                    )
+                ):
+                    return True
+            elif spec.target:
+                current = registry.get(spec.target)
+    return False
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+def _dec(value: Any) -> Decimal:
+    """A number as a Decimal (NULL as 0)."""
+    return to_decimal(value) or Decimal(0)
+
+
+def _resolver(unit: WriteUnit) -> Callable[[str, int, str], Any]:
+    """Reads a field of another record (paths through lookups), each row once a call."""
+    rows: dict[tuple[str, int], Any] = {}
+
+    def resolve(object_name: str, record_id: int, name: str) -> Any:
+        key = (object_name, int(record_id))
+        if key not in rows:
+            table = unit.registry.get(object_name).table
+            rows[key] = (
+                unit.session.execute(
+                    sa.select(table).where(table.c.id == key[1], table.c.deleted_at.is_(None))
+                )
+                .mappings()
+                .first()
+            )
+        row = rows[key]
+        return None if row is None else row.get(name)
+
+    return resolve
+
+
+def _user(unit: WriteUnit) -> dict[str, Any] | None:
+    caller = unit.caller
+    if caller is None:
+        return None
+    return {"id": caller.user_id, "roles": list(caller.roles), "partner": caller.partner_id}
+
+
+def python_values(meta: ObjectMeta, values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON values as the columns hold them (what expressions read); a value its type
+    refuses reads as NULL here, and validation says why."""
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        spec = meta.fields.get(name)
+        if spec is None or value is None:
+            result[name] = value
+            continue
+        try:
+            result[name] = spec.to_python(value)
+        except (ValueError, TypeError, ArithmeticError):
+            result[name] = None
+    return result
+
+
+def _json(meta: ObjectMeta, name: str, value: Any) -> Any:
+    spec = meta.fields[name]
+    if value is None:
+        return None
+    return spec.to_json(spec.to_python(value))
+
+
+def _true(expression: CompiledExpression, values: Mapping[str, Any], unit: WriteUnit,
+          resolver: Any, old: Mapping[str, Any] | None = None) -> bool:  # fmt: skip
+    return expression(values, resolver, _user(unit), old) is True
+
+
+# --- before validation -----------------------------------------------------------------
+
+
+def prepare(draft: Draft, unit: WriteUnit) -> None:
+    """Drop the fields the record does not show, then compute its formulas (in the order
+    they read each other), into the draft's payload."""
+    meta = draft.meta
+    plan = plan_of(unit.registry, meta)
+    if draft.old is None:
+        for rollup in plan.own_rollups:  # a new record's sums and counts start at zero
+            if rollup.by_delta:
+                draft.payload[rollup.field] = 0
+    if not (plan.formulas or plan.conditions):
+        return
+    stored = {n: draft.old.get(n) for n in meta.fields} if draft.old is not None else {}
+    merged = {**stored, **draft.payload}
+    resolver = _resolver(unit)
+    values = python_values(meta, merged)
+    for name, conditions in plan.conditions.items():
+        visible = conditions.get("x-visible-if")
+        if visible is not None and not _true(visible, values, unit, resolver):
+            draft.payload.pop(name, None)  # a field not shown is not written
+            if draft.old is None:
+                values[name] = None
+            else:
+                values[name] = python_values(meta, {name: stored.get(name)})[name]
+    for name, formula in plan.formulas:
+        result = formula(values, resolver, None, None)
+        try:
+            values[name] = meta.fields[name].to_python(result) if result is not None else None
+        except (ValueError, TypeError, ArithmeticError):
+            values[name] = None
+        draft.payload[name] = _json(meta, name, values[name])
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def check(draft: Draft, unit: WriteUnit) -> None:
+    """Conditional required and read-only fields, then the rules that read only the record
+    and its lookups: every problem at once, each naming its field (and rule)."""
+    meta = draft.meta
+    plan = plan_of(unit.registry, meta)
+    if not (plan.conditions or plan.rules):
+        return
+    stored = {n: draft.old.get(n) for n in meta.fields} if draft.old is not None else None
+    merged = {**(stored or {}), **draft.payload}
+    resolver = _resolver(unit)
+    values = python_values(meta, merged)
+    old = python_values(meta, stored) if stored is not None else None
+    details: list[dict[str, Any]] = []
+    for name, conditions in plan.conditions.items():
+        required = conditions.get("x-required-if")
+        if (
+            required is not None
+            and merged.get(name) in (None, "", [])
+            and _true(required, values, unit, resolver)
+        ):
+            details.append({"field": name, "message": N_("is required")})
+        locked = conditions.get("x-readonly-if")
+        if locked is not None and name in draft.payload:
+            before = None if stored is None else stored.get(name)
+            changed = draft.payload[name] != before and not (
+                stored is None and draft.payload[name] == meta.fields[name].default
+            )
+            if changed and _true(locked, old if old is not None else values, unit, resolver):
+                details.append({"field": name, "message": N_("is read-only now")})
+    for rule in plan.rules:
+        if not rule.later:
+            problem = _broken(rule, values, old, unit, resolver)
+            if problem is not None:
+                details.append(problem)
+    if details:
+        raise ValidationFailed(N_("the record breaks its object's rules"), details)
+
+
+def _broken(
+    rule: Rule, values: Mapping[str, Any], old: Mapping[str, Any] | None, unit: WriteUnit,
+    resolver: Any,
+) -> dict[str, Any] | None:  # fmt: skip
+    user = _user(unit)
+    if rule.when is not None and rule.when(values, resolver, user, old) is not True:
+        return None
+    if rule.check(values, resolver, user, old) is True:
+        return None
+    texts = {}
+    for language, parts in rule.messages.items():
+        pieces = []
+        for text, expression in parts:
+            if expression is None:
+                pieces.append(text)
+            else:
+                pieces.append(_shown(expression(values, resolver, user, old)))
+        texts[language] = "".join(pieces)
+    return {"field": rule.field, "rule": rule.name, "message": Localized(texts)}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, Decimal | float):
+        return f"{_dec(value).quantize(Decimal('0.01')):,}"
+    return str(value)
+
+
+# --- after the write -------------------------------------------------------------------
+
+
+def after_write(
+    unit: WriteUnit,
+    meta: ObjectMeta,
+    record_id: int,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+) -> None:
+    """A record was created (``old`` None), changed, deleted (``new`` None) or restored:
+    move the roll-ups it feeds, recompute the formulas that read it, note what to check."""
+    plan = plan_of(unit.registry, meta)
+    if plan.later_rules and new is not None:
+        _pending(unit)[(meta.name, record_id)] = None
+    if plan.empty:
+        return
+    for rollup in plan.feeds:
+        _move(unit, rollup, old, new)
+    if plan.readers and old is not None and new is not None:
+        changed = {n for n in meta.fields if old.get(n) != new.get(n)}
+        for object_name, formula, lookup, reads in plan.readers:
+            if changed & reads:
+                _recompute_readers(unit, object_name, formula, lookup, record_id)
+
+
+def _pending(unit: WriteUnit) -> dict[tuple[str, int], None]:
+    pending: dict[tuple[str, int], None] = unit.session.info.setdefault(PENDING_KEY, {})
+    return pending
+
+
+def _contribution(
+    unit: WriteUnit, rollup: Rollup, values: Mapping[str, Any] | None
+) -> tuple[Any, Any]:
+    """(parent id, what the child adds) — the value, 1 for COUNT; None when it adds nothing."""
+    if values is None or values.get(rollup.link) is None:
+        return None, None
+    parent = values[rollup.link]
+    if rollup.filter is not None and not _true(rollup.filter, values, unit, _resolver(unit)):
+        return parent, None
+    if rollup.function == "COUNT":
+        return parent, 1
+    return parent, values.get(rollup.value) if rollup.value else None
+
+
+def _move(
+    unit: WriteUnit, rollup: Rollup, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> None:
+    old_parent, before = _contribution(unit, rollup, old)
+    new_parent, after = _contribution(unit, rollup, new)
+    if old_parent == new_parent and before == after:
+        return
+    if not rollup.by_delta:
+        for parent in {old_parent, new_parent} - {None}:
+            _recompute(unit, rollup, int(parent))
+        return
+    if old_parent == new_parent:
+        delta = _dec(after) - _dec(before)
+        if delta:
+            _add(unit, rollup, int(new_parent), delta)
+        return
+    if old_parent is not None and before is not None:
+        _add(unit, rollup, int(old_parent), -_dec(before))
+    if new_parent is not None and after is not None:
+        _add(unit, rollup, int(new_parent), _dec(after))
+
+
+def _add(unit: WriteUnit, rollup: Rollup, parent_id: int, delta: Decimal) -> None:
+    """``SET f = COALESCE(f, 0) + delta``: the row lock orders concurrent writers, each
+    adding to what the one before it committed."""
+    meta = unit.registry.get(rollup.parent)
+    table = meta.table
+    column = table.c[rollup.field]
+    spec = meta.fields[rollup.field]
+    amount = int(delta) if rollup.function == "COUNT" else spec.to_python(delta)
+    row = (
+        unit.session.execute(
+            sa.update(table)
+            .where(table.c.id == parent_id)
+            .values({rollup.field: sa.func.coalesce(column, 0) + amount})
+            .returning(*table.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return
+    new = dict(row)
+    old = {**new, rollup.field: (new[rollup.field] or 0) - amount}
+    _rolled(unit, meta, parent_id, old, new)
+
+
+def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
+    """MIN, MAX, AVG: the parent row locked first, then its children read afresh (a new
+    statement, so it sees every child committed before the lock was granted)."""
+    meta = unit.registry.get(rollup.parent)
+    table = meta.table
+    if unit.dialect == "postgresql":
+        unit.session.execute(sa.select(table.c.id).where(table.c.id == parent_id).with_for_update())
+    child = unit.registry.get(rollup.child).table
+    rows = unit.session.execute(
+        sa.select(child).where(child.c[rollup.link] == parent_id, child.c.deleted_at.is_(None))
+    ).mappings()
+    values = [
+        row[rollup.value]
+        for row in rows
+        if rollup.value
+        and row[rollup.value] is not None
+        and (rollup.filter is None or _true(rollup.filter, dict(row), unit, _resolver(unit)))
+    ]
+    result: Any = None
+    if values:
+        if rollup.function == "MIN":
+            result = min(values)
+        elif rollup.function == "MAX":
+            result = max(values)
+        else:
+            result = sum((_dec(v) for v in values), Decimal(0)) / len(values)
+    spec = meta.fields[rollup.field]
+    stored = None if result is None else spec.to_python(result)
+    before = (
+        unit.session.execute(sa.select(table).where(table.c.id == parent_id)).mappings().first()
+    )
+    if before is None or before[rollup.field] == stored:
+        return
+    unit.session.execute(
+        sa.update(table).where(table.c.id == parent_id).values({rollup.field: stored})
+    )
+    _rolled(unit, meta, parent_id, dict(before), {**before, rollup.field: stored})
+
+
+def _rolled(
+    unit: WriteUnit, meta: ObjectMeta, record_id: int, old: dict[str, Any], new: dict[str, Any]
+) -> None:
+    """A roll-up moved: the record's own formulas that read it follow, and the move goes on
+    to the roll-ups and formulas that read this record."""
+    plan = plan_of(unit.registry, meta)
+    if plan.formulas:
+        values = dict(new)
+        changed: dict[str, Any] = {}
+        resolver = _resolver(unit)
+        for name, formula in plan.formulas:
+            result = formula(values, resolver, None, None)
+            value = None if result is None else meta.fields[name].to_python(result)
+            if value != values.get(name):
+                values[name] = changed[name] = value
+        if changed:
+            table = meta.table
+            unit.session.execute(sa.update(table).where(table.c.id == record_id).values(changed))
+            new = values
+    after_write(unit, meta, record_id, old, new)
+
+
+def _recompute_readers(
+    unit: WriteUnit, object_name: str, formula_name: str, lookup: str, target_id: int
+) -> None:
+    """Formulas reading a changed record through ``lookup``: recomputed on each reader."""
+    meta = unit.registry.get(object_name)
+    table = meta.table
+    rows = (
+        unit.session.execute(
+            sa.select(table).where(table.c[lookup] == target_id, table.c.deleted_at.is_(None))
+        )
+        .mappings()
+        .all()
+    )
+    plan = plan_of(unit.registry, meta)
+    resolver = _resolver(unit)
+    for row in rows:
+        values = dict(row)
+        changed = {}
+        for name, formula in plan.formulas:
+            result = formula(values, resolver, None, None)
+            value = None if result is None else meta.fields[name].to_python(result)
+            if value != values.get(name):
+                values[name] = changed[name] = value
+        if changed:
+            unit.session.execute(sa.update(table).where(table.c.id == row["id"]).values(changed))
+            after_write(unit, meta, int(row["id"]), dict(row), values)
+    del formula_name  # every formula of the reader is brought up to date together
+
+
+# --- end of the call -------------------------------------------------------------------
+
+
+def finish(unit: WriteUnit) -> None:
+    """The rules that read roll-ups, on the stored rows of every record the call moved."""
+    pending = unit.session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    details: list[dict[str, Any]] = []
+    for object_name, record_id in pending:
+        meta = unit.registry.get(object_name)
+        rules = plan_of(unit.registry, meta).later_rules
+        table = meta.table
+        row = (
+            unit.session.execute(
+                sa.select(table).where(table.c.id == record_id, table.c.deleted_at.is_(None))
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            continue
+        resolver = _resolver(unit)
+        for rule in rules:
+            problem = _broken(rule, dict(row), None, unit, resolver)
+            if problem is not None:
+                details.append(problem)
+    if details:
+        raise ValidationFailed(N_("the record breaks its object's rules"), details)
+
+
+def discard(unit: WriteUnit) -> None:
+    """Forget the checks a refused call noted (its changes are being rolled back)."""
+    unit.session.info.pop(PENDING_KEY, None)
+
+
+# --- whole tables ----------------------------------------------------------------------
+
+
+def backfill(session: Any, registry: MetaRegistry, object_name: str) -> None:
+    """Every stored value of the object's formulas and roll-ups computed afresh (a new or
+    changed definition): roll-ups from their children, then formulas, row by row."""
+    from trellis.platform.runtime.access import Access
+    from trellis.platform.runtime.records.hooks import hooks
+    from trellis.platform.runtime.records.pipeline import WriteUnit
+
+    meta = registry.find(object_name)
+    if meta is None:
+        return
+    unit = WriteUnit(session, registry, Access(registry, None, session), None, hooks)
+    plan = plan_of(registry, meta)
+    table = meta.table
+    if not (plan.formulas or plan.own_rollups):
+        return
+    ids = list(session.scalars(sa.select(table.c.id).order_by(table.c.id)))
+    for rollup in plan.own_rollups:
+        child = registry.get(rollup.child).table
+        rows = session.execute(
+            sa.select(child).where(child.c.deleted_at.is_(None), child.c[rollup.link].is_not(None))
+        ).mappings()
+        groups: dict[int, list[Any]] = {}
+        for row in rows:
+            if rollup.filter is not None and not _true(
+                rollup.filter, dict(row), unit, _resolver(unit)
+            ):
+                continue
+            value = 1 if rollup.function == "COUNT" else row[rollup.value] if rollup.value else None
+            if value is not None:
+                groups.setdefault(int(row[rollup.link]), []).append(value)
+        spec = meta.fields[rollup.field]
+        for record_id in ids:
+            values = groups.get(record_id, [])
+            result: Any
+            if rollup.function in ("SUM", "COUNT"):
+                result = sum((_dec(v) for v in values), Decimal(0))
+            elif not values:
+                result = None
+            elif rollup.function == "MIN":
+                result = min(values)
+            elif rollup.function == "MAX":
+                result = max(values)
+            else:
+                result = sum((_dec(v) for v in values), Decimal(0)) / len(values)
+            stored = (
+                None
+                if result is None
+                else spec.to_python(int(result) if rollup.function == "COUNT" else result)
+            )
+            session.execute(
+                sa.update(table).where(table.c.id == record_id).values({rollup.field: stored})
+            )
+    if plan.formulas:
+        resolver = _resolver(unit)
+        for row in session.execute(sa.select(table)).mappings().all():
+            record = dict(row)
+            changed = {}
+            for name, formula in plan.formulas:
+                result = formula(record, resolver, None, None)
+                value = None if result is None else meta.fields[name].to_python(result)
+                if value != record.get(name):
+                    record[name] = changed[name] = value
+            if changed:
+                session.execute(sa.update(table).where(table.c.id == row["id"]).values(changed))
