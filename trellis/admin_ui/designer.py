@@ -47,8 +47,12 @@ TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
     "master_detail": ("x-target", "x-related-name"),
     "autonumber": ("x-format",),
     "json": ("schema",),
+    "formula": ("x-formula", "x-scale"),
+    "rollup": ("x-scale",),
 }
 WHOLE_NUMBERS = frozenset({"maxLength", "minLength", "x-scale", "minItems", "maxItems"})
+# Computed types: the designer keeps their JSON type and roll-up settings from the current
+# field (the API sets them); the formula is typed in the form.
 NUMBERS = frozenset({"minimum", "maximum"})
 # Keywords a type always has, whatever the form says.
 FIXED_FORMATS = {"email": "email", "url": "uri", "date": "date", "datetime": "date-time"}
@@ -102,6 +106,8 @@ TYPE_LABELS = {
     "master_detail": _l("Master-detail"),
     "autonumber": _l("Autonumber"),
     "json": _l("JSON"),
+    "formula": _l("Formula"),
+    "rollup": _l("Roll-up summary"),
 }
 
 

@@ -418,8 +418,8 @@ def after_write(
     """A record was created (``old`` None), changed, deleted (``new`` None) or restored:
     move the roll-ups it feeds, recompute the formulas that read it, note what to check."""
     plan = plan_of(unit.registry, meta)
-    if plan.later_rules and new is not None:
-        _pending(unit)[(meta.name, record_id)] = None
+    if plan.later_rules and new is not None:  # checked at the end, against the first old
+        _pending(unit).setdefault((meta.name, record_id), dict(old) if old is not None else None)
     if plan.empty:
         return
     for rollup in plan.feeds:
@@ -431,8 +431,10 @@ def after_write(
                 _recompute_readers(unit, object_name, formula, lookup, record_id)
 
 
-def _pending(unit: WriteUnit) -> dict[tuple[str, int], None]:
-    pending: dict[tuple[str, int], None] = unit.session.info.setdefault(PENDING_KEY, {})
+def _pending(unit: WriteUnit) -> dict[tuple[str, int], dict[str, Any] | None]:
+    pending: dict[tuple[str, int], dict[str, Any] | None] = unit.session.info.setdefault(
+        PENDING_KEY, {}
+    )
     return pending
 
 
@@ -596,7 +598,7 @@ def finish(unit: WriteUnit) -> None:
     if not pending:
         return
     details: list[dict[str, Any]] = []
-    for object_name, record_id in pending:
+    for (object_name, record_id), old in pending.items():
         meta = unit.registry.get(object_name)
         rules = plan_of(unit.registry, meta).later_rules
         table = meta.table
@@ -611,7 +613,7 @@ def finish(unit: WriteUnit) -> None:
             continue
         resolver = _resolver(unit)
         for rule in rules:
-            problem = _broken(rule, dict(row), None, unit, resolver)
+            problem = _broken(rule, dict(row), old or {}, unit, resolver)
             if problem is not None:
                 details.append(problem)
     if details:

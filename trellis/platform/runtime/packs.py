@@ -116,6 +116,7 @@ def install_pack(
     service = ObjectService(session, registry, author_id)
     object_names: list[str] = []
     documents: list[tuple[str, Any]] = []
+    staged: list[tuple[str, Any]] = []
     for relative in manifest.get("objects", []):
         document = _read_json(folder, relative)
         name = document.get("x-name") if isinstance(document, dict) else None
@@ -123,15 +124,21 @@ def install_pack(
         documents.append((relative, document))
         registry.ensure_current(session)
         if isinstance(name, str) and registry.find(name) is None:
-            # First without what reads other objects' fields (roll-ups over later objects,
-            # rules, formulas, conditions): every object exists before any is computed.
+            # As it is when it can be; else first without what reads fields of objects
+            # still to come (roll-ups, rules, formulas, conditions), added in rounds below.
             try:
-                service.create(_structure_only(document))
-            except TrellisError as exc:
-                raise PackError(_in(relative, exc), exc.details) from None
+                with session.begin_nested():
+                    service.create(document)
+            except TrellisError:
+                registry.invalidate()
+                try:
+                    service.create(_structure_only(document))
+                except TrellisError as exc:
+                    raise PackError(_in(relative, exc), exc.details) from None
+                staged.append((relative, document))
             result.created.append(name)
     # Then with formulas and roll-ups, then with rules (which may read both, anywhere).
-    without_rules = [(relative, _without_rules(document)) for relative, document in documents]
+    without_rules = [(relative, _without_rules(document)) for relative, document in staged]
     _install_in_rounds(session, registry, service, without_rules, result)
     _install_in_rounds(session, registry, service, documents, result)
     roles = RoleService(session, registry, author_id)
