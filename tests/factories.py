@@ -29,6 +29,10 @@ def field(x_type: str, label: str | None = None, **keywords: Any) -> dict[str, A
         "master_detail": {"type": "integer"},
         "autonumber": {"type": "string", "x-format": "N-{0000}"},
         "json": {},
+        "richtext": {"type": "string"},
+        "user": {"type": "integer"},
+        "file": {"type": "integer"},
+        "image": {"type": "integer"},
     }
     prop: dict[str, Any] = {"x-type": x_type, **copy.deepcopy(defaults[x_type])}
     prop["x-label"] = {"en": label or x_type.title(), "zh-CN": label or x_type}

@@ -92,7 +92,10 @@ def files_count() -> int:
 
 def test_richtext_is_sanitised_on_write(api: Api) -> None:
     define(api, note_definition())
-    dirty = '<p onclick="x()">Hi <b>there</b><script>alert(1)</script><img src="a.png" onerror="y()"></p>'
+    dirty = (
+        '<p onclick="x()">Hi <b>there</b><script>alert(1)</script>'
+        '<img src="a.png" onerror="y()"></p>'
+    )
     record = create(api, "note", {"title": "a", "body": dirty})
     assert "script" not in record["body"] and "onerror" not in record["body"]
     assert "onclick" not in record["body"] and "<b>there</b>" in record["body"]
