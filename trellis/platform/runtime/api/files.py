@@ -7,6 +7,7 @@ from typing import Any
 from flask import jsonify, request
 
 from trellis.exceptions import BadRequest
+from trellis.platform.messages import N_
 from trellis.platform.runtime import files
 from trellis.platform.runtime.api import bp, commit, record_service
 from trellis.platform.runtime.api.records import _expected_version
@@ -21,8 +22,8 @@ def upload_file(object_name: str, record_id: int, field_name: str) -> Any:
     upload = request.files.get("file")
     if upload is None:
         raise BadRequest(
-            "send the file as multipart/form-data, in a part named file",
-            [{"field": "file", "message": "is required"}],
+            N_("send the file as multipart/form-data, in a part named file"),
+            [{"field": "file", "message": N_("is required")}],
         )
     record = record_service().attach_file(
         object_name,
