@@ -72,3 +72,36 @@ def test_form_refuses_a_text_file_posing_as_an_image(
     assert "text/plain" in answer.get_data(as_text=True) or "accepted" in answer.get_data(
         as_text=True
     )
+
+
+def test_the_designer_adds_the_new_types_with_their_settings(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    from tests.ui.test_object_designer import _definition, _new_object, _post
+
+    client = sign_in(ADMIN, language="en")
+    assert _new_object(client).status_code == 302
+    fields = [
+        {"name": "scan", "type": "file", "label-en": "Scan", "x-max-bytes": "100000",
+         "x-accept": "application/pdf, image/png"},
+        {"name": "logo", "type": "image", "label-en": "Logo", "label-zh": "标志"},
+        {"name": "rep", "type": "user", "label-en": "Rep"},
+        {"name": "summary", "type": "richtext", "label-en": "Summary"},
+    ]  # fmt: skip
+    for values in fields:
+        answer = _post(client, "/setup/objects/contract/new-field", values)
+        assert answer.status_code == 302, (values["name"], answer.get_data(as_text=True)[:3000])
+    props = _definition(pack_app, "contract")["properties"]
+    assert props["scan"]["x-accept"] == ["application/pdf", "image/png"]
+    assert props["scan"]["x-max-bytes"] == 100000
+    assert props["logo"]["x-type"] == "image" and props["rep"]["x-type"] == "user"
+    page = client.get("/setup/objects/contract/fields/scan").get_data(as_text=True)
+    assert 'value="application/pdf, image/png"' in page
+    zh = sign_in(ADMIN, language="zh-CN").get("/setup/objects/contract/new-field")
+    assert "富文本" in zh.get_data(as_text=True) and "图片" in zh.get_data(as_text=True)
+    bad = _post(
+        client,
+        "/setup/objects/contract/new-field",
+        {"name": "pic", "type": "image", "label-en": "Pic", "x-accept": "image/svg+xml"},
+    )
+    assert bad.status_code == 422
