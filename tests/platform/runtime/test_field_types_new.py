@@ -242,3 +242,18 @@ def test_file_is_kept_on_soft_delete_and_removed_on_purge(api: Api, store: Local
         )
     assert left == 0
     assert api.get(f"/records/note/{record['id']}").status_code == 404
+
+
+def test_openapi_lists_the_file_endpoints_as_the_caller_may_use_them(api: Api) -> None:
+    from openapi_spec_validator import validate
+
+    define(api, note_definition())
+    document = api.get("/openapi.json").get_json()
+    validate(document)
+    path = document["paths"]["/records/note/{id}/files/photo"]
+    assert set(path) >= {"get", "post"}
+    assert "multipart/form-data" in path["post"]["requestBody"]["content"]
+    blind = holder(api, "blind_api", {"note": {"read": "all", "fields": {"photo": "hidden"}}})
+    paths = blind.get("/openapi.json").get_json()["paths"]
+    assert "/records/note/{id}/files/photo" not in paths
+    assert set(paths["/records/note/{id}/files/contract"]) == {"get", "parameters"}
