@@ -257,3 +257,46 @@ def test_openapi_lists_the_file_endpoints_as_the_caller_may_use_them(api: Api) -
     paths = blind.get("/openapi.json").get_json()["paths"]
     assert "/records/note/{id}/files/photo" not in paths
     assert set(paths["/records/note/{id}/files/contract"]) == {"get", "parameters"}
+
+
+def test_purge_takes_the_lines_and_refuses_while_referred_to(
+    api: Api, store: LocalFileStore
+) -> None:
+    define(api, note_definition())
+    define(
+        api,
+        definition(
+            "note_line",
+            {
+                "note": field(
+                    "master_detail", "Note", **{"x-target": "note", "x-related-name": "lines"}
+                ),
+                "scan": field("file", "Scan"),
+            },
+            required=["note"],
+        ),
+    )
+    define(api, definition("mention", {"note": field("lookup", "Note", **{"x-target": "note"})}))
+    record = create(api, "note", {"title": "a", "lines": [{}, {}]})
+    line_id = record["lines"][0]["id"]
+    text = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
+    assert upload(api, f"/records/note_line/{line_id}/files/scan", text, "a.pdf").status_code == 200
+    mention = create(api, "mention", {"note": record["id"]})
+    assert api.delete(f"/records/mention/{mention['id']}").status_code == 204
+    assert api.delete(f"/records/note/{record['id']}").status_code == 204
+    # a deleted mention still points at the note: the purge is refused, nothing removed
+    refused = error_of(api.post(f"/records/note/{record['id']}/purge"), 409)
+    assert detail_fields(refused) == {"mention.note"}
+    assert files_count() == 1
+    assert api.post(f"/records/mention/{mention['id']}/purge").status_code == 204
+    assert api.post(f"/records/note/{record['id']}/purge").status_code == 204
+    assert files_count() == 0
+    assert not any(p.is_file() for p in store.root.rglob("*"))
+    with db.session() as session:
+        lines = session.execute(sa.text("SELECT count(*) FROM obj_note_line")).scalar()
+        history = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(RecordHistory)
+            .where(RecordHistory.object_name == "note_line")
+        )
+    assert lines == 0 and history == 0

@@ -913,14 +913,13 @@ IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 @register
-class FileType(FieldType):
+class FileType(LookupType):  # a reference, to a stored file
     """An uploaded file: the column holds the id of its ``stored_files`` row (a real
     foreign key); the content lives in the file store. Written only by an upload to the
     record (``x-max-bytes``, ``x-accept`` checked against the sniffed content type).
     """
 
     name = "file"
-    json_type = "integer"
     widget = "file"
     operators = frozenset({"is_null"})
     sortable = False
@@ -934,20 +933,7 @@ class FileType(FieldType):
             "uniqueItems": True,
         },
     }
-
-    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
-        """The id of a ``stored_files`` row."""
-        return sa.BigInteger()
-
-    def to_python(self, value: Any, spec: FieldSpec) -> Any:
-        """The id as it is stored (a 64-bit integer)."""
-        return _int64(value)
-
-    def value_schema(self, spec: FieldSpec) -> dict[str, Any]:
-        """A positive id, or null."""
-        schema = super().value_schema(spec)
-        schema["minimum"] = 1
-        return schema
+    required_keywords: ClassVar[tuple[str, ...]] = ()
 
     def accepted(self, spec: FieldSpec) -> tuple[str, ...]:
         """The MIME types a field accepts (empty: any)."""
