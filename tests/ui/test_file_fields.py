@@ -54,6 +54,24 @@ def test_form_uploads_a_file_and_the_detail_page_previews_it(
     assert image.headers["X-Content-Type-Options"] == "nosniff"
     listing = client.get("/o/note?columns=title,body,photo").get_data(as_text=True)
     assert "Hello world" in listing and "pic.png" in listing
+    edit_url = answer.headers["Location"] + "/edit"
+    edit = client.get(edit_url).get_data(as_text=True)
+    assert found.group(1) in edit and 'enctype="multipart/form-data"' in edit
+    version = re.search(r'name="version" value="(\d+)"', edit)
+    assert version is not None
+    saved = client.post(
+        edit_url,
+        data={
+            "csrf_token": csrf_of(edit),
+            "version": version.group(1),
+            "title": "renamed",
+            "photo": (io.BytesIO(b""), ""),
+        },
+        content_type="multipart/form-data",
+    )
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:3000]
+    detail = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "renamed" in detail and found.group(1) in detail  # the image stays
 
 
 def test_form_refuses_a_text_file_posing_as_an_image(
