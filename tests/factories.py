@@ -32,6 +32,10 @@ def field(x_type: str, label: str | None = None, **keywords: Any) -> dict[str, A
         "formula": {"type": ["number", "null"], "x-formula": "1 + 1"},
         # Roll-ups need records pointing at theirs: tests/platform/runtime/test_computed.py.
         "rollup": {"type": ["integer", "null"], "x-rollup": {"of": "lines", "function": "COUNT"}},
+        "richtext": {"type": "string"},
+        "user": {"type": "integer"},
+        "file": {"type": "integer"},
+        "image": {"type": "integer"},
     }
     prop: dict[str, Any] = {"x-type": x_type, **copy.deepcopy(defaults[x_type])}
     prop["x-label"] = {"en": label or x_type.title(), "zh-CN": label or x_type}

@@ -7,6 +7,8 @@
 | TRELLIS_SECRET_KEY | signs sessions and CSRF tokens | random, kept in the instance folder |
 | TRELLIS_INSTANCE_PATH | folder of the SQLite file and generated secret | ./instance |
 | TRELLIS_MAX_CONTENT_LENGTH | largest request body, bytes | 10 MiB |
+| TRELLIS_FILE_MAX_BYTES | hard cap on one upload (`x-max-bytes` may be less) | 8 MiB |
+| TRELLIS_FILES_PATH | folder of the local file store | `files/` in the instance folder |
 | TRELLIS_SESSION_COOKIE_SECURE | send the sign-in cookie over HTTPS only | false |
 | TRELLIS_LOGIN_RATE_LIMIT | sign-in POSTs allowed per client address | 20 per minute |
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
@@ -31,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,
     "SECRET_KEY": None,
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "FILE_MAX_BYTES": 8 * 1024 * 1024,
+    "FILES_PATH": None,
     "PAGE_SIZE_DEFAULT": defaults.PAGE_SIZE_DEFAULT,
     "PAGE_SIZE_MAX": defaults.PAGE_SIZE_MAX,
     "SQL_ECHO": False,

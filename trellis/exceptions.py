@@ -121,6 +121,13 @@ class ValidationFailed(TrellisError):
     code = "validation_failed"
 
 
+class FileTooLarge(TrellisError):
+    """An upload larger than its field takes (413); nothing of it is kept."""
+
+    status = 413
+    code = "file_too_large"
+
+
 class PackError(TrellisError):
     """A pack that cannot be read or installed: missing files, bad JSON, invalid content (422)."""
 

@@ -30,8 +30,16 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from trellis.admin_ui import i18n
-from trellis.admin_ui.context import close_page, open_page
-from trellis.admin_ui.forms import list_href, record_href, system_label, table_body, table_columns
+from trellis.admin_ui.context import close_page, open_page, user_choices
+from trellis.admin_ui.forms import (
+    RICH_TYPES,
+    list_href,
+    record_href,
+    rich_value,
+    system_label,
+    table_body,
+    table_columns,
+)
 from trellis.admin_ui.pages import (
     designer_links,
     designer_tabs,
@@ -263,6 +271,9 @@ def init_app(app: Flask) -> None:
         table_body=table_body,
         record_href=record_href,
         list_href=list_href,
+        rich_value=rich_value,
+        rich_types=RICH_TYPES,
+        user_choices=user_choices,
     )
     app.before_request(open_page)
     app.teardown_request(close_page)

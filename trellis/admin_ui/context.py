@@ -74,6 +74,16 @@ def page_session() -> Session:
     return found
 
 
+def user_choices() -> list[tuple[int, str]]:
+    """The active users as a user field's select offers them (read once per page)."""
+    from trellis.platform.runtime.records.attachments import active_user_choices
+
+    found: list[tuple[int, str]] | None = g.get("user_choices")
+    if found is None:
+        found = g.user_choices = active_user_choices(page_session())
+    return found
+
+
 def caller() -> Caller:
     """The signed-in ``Caller`` (set by ``open_page``; ``None`` when nobody is signed in)."""
     found: Caller = g.caller

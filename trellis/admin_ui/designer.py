@@ -49,10 +49,16 @@ TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
     "json": ("schema",),
     "formula": ("x-formula", "x-scale"),
     "rollup": ("x-scale",),
+    "richtext": ("maxLength", "minLength"),
+    "user": ("x-on-delete",),
+    "file": ("x-max-bytes", "x-accept"),
+    "image": ("x-max-bytes", "x-accept"),
 }
-WHOLE_NUMBERS = frozenset({"maxLength", "minLength", "x-scale", "minItems", "maxItems"})
-# Computed types: the designer keeps their JSON type and roll-up settings from the current
-# field (the API sets them); the formula is typed in the form.
+WHOLE_NUMBERS = frozenset(
+    {"maxLength", "minLength", "x-scale", "minItems", "maxItems", "x-max-bytes"}
+)
+# Settings that hold a list, typed as values separated by commas.
+LIST_SETTINGS = frozenset({"x-accept"})
 NUMBERS = frozenset({"minimum", "maximum"})
 # Keywords a type always has, whatever the form says.
 FIXED_FORMATS = {"email": "email", "url": "uri", "date": "date", "datetime": "date-time"}
@@ -63,7 +69,9 @@ FLAGS = {
     "indexed": "x-indexed",
     "readonly": "readOnly",
 }
-NOT_UNIQUE = frozenset({"multipicklist", "json", "textarea", "boolean", "autonumber"})
+NOT_UNIQUE = frozenset(
+    {"multipicklist", "json", "textarea", "boolean", "autonumber", "richtext", "file", "image"}
+)
 # Types whose form offers a default value (a lookup's id, an autonumber or a JSON document
 # is no value an admin types as a default).
 DEFAULT_TYPES = frozenset(
@@ -108,6 +116,10 @@ TYPE_LABELS = {
     "json": _l("JSON"),
     "formula": _l("Formula"),
     "rollup": _l("Roll-up summary"),
+    "richtext": _l("Rich text"),
+    "user": _l("User"),
+    "file": _l("File"),
+    "image": _l("Image"),
 }
 
 
@@ -216,7 +228,8 @@ def field_form_of(name: str, schema: dict[str, Any], required: bool) -> FieldFor
     }
     for key in TYPE_SETTINGS.get(type_name, ()):
         if key in schema:
-            inputs[key] = str(schema[key])
+            value = schema[key]
+            inputs[key] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     if "default" in schema and type_name in DEFAULT_TYPES:
         inputs["default"] = _default_text(type_name, schema)
     if type_name == "json":
@@ -310,6 +323,8 @@ def _setting(form: FieldForm, key: str) -> Any:
     text = form.inputs.get(key, "").strip()
     if text == "":
         return None
+    if key in LIST_SETTINGS:
+        return [part.strip() for part in text.split(",") if part.strip()] or None
     if key in WHOLE_NUMBERS:
         try:
             return int(text)

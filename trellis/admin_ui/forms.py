@@ -22,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from trellis.admin_ui.i18n import pick
+from trellis.platform.metadata.fieldtypes import html_text
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import MultiDict
@@ -223,7 +224,7 @@ def parse_value(spec: FieldSpec, form: MultiDict[str, str], key: str) -> Any:
         return None
     if kind in NUMERIC_WIDGETS or kind == "integer":
         return _number(text, whole=kind == "integer")
-    if kind in ("lookup", "master_detail"):
+    if kind in ("lookup", "master_detail", "user"):
         return int(text) if text.strip().isdigit() else text
     if kind == "datetime":
         return _datetime(text)
@@ -329,4 +330,39 @@ def _display(spec: FieldSpec, value: Any, titles: dict[int, str] | None) -> str:
         return value.replace("T", " ").replace("Z", " UTC")
     if kind == "json":
         return json.dumps(value, ensure_ascii=False)
+    if kind == "richtext":
+        return html_text(str(value)) or "—"
+    if kind == "user":
+        return (titles or {}).get(value) or f"#{value}"
+    if kind in ("file", "image"):
+        from flask_babel import gettext
+
+        return (titles or {}).get(value) or gettext("(a file)")
     return str(value)
+
+
+RICH_TYPES = frozenset({"richtext", "file", "image"})
+
+
+def file_href(file_id: int) -> str:
+    """The page route that serves a stored file (read and field rights checked there)."""
+    from flask import url_for
+
+    return url_for("ui.record_file", file_id=int(file_id))
+
+
+def rich_value(spec: FieldSpec, value: Any, titles: dict[int, str] | None = None) -> Markup:
+    """A detail page's richtext, file or image value: the stored HTML (sanitised on
+    write), a download link, or an image preview linking to the image."""
+    if value is None or value == "":
+        return Markup("—")
+    kind = spec.type.name
+    if kind == "richtext":
+        return Markup(f'<div class="richtext">{value}</div>')  # sanitised on write
+    name = escape(display(spec, value, titles))
+    href = escape(file_href(value))
+    if kind == "image":
+        return Markup(
+            f'<a href="{href}"><img class="preview" src="{href}" alt="{name}" loading="lazy"></a>'
+        )
+    return Markup(f'<a href="{href}" download>{name}</a>')

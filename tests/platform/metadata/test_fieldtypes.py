@@ -30,7 +30,9 @@ REGISTERED = [
     "date",
     "datetime",
     "email",
+    "file",
     "formula",
+    "image",
     "integer",
     "json",
     "lookup",
@@ -41,9 +43,11 @@ REGISTERED = [
     "phone",
     "picklist",
     "rollup",
+    "richtext",
     "text",
     "textarea",
     "url",
+    "user",
 ]
 
 EXTRA: dict[str, dict[str, Any]] = {
@@ -445,3 +449,24 @@ def test_register_adds_a_type() -> None:
     finally:
         fieldtypes._REGISTRY.pop("test_slug", None)
     assert "test_slug" not in type_names()
+
+
+def test_richtext_is_sanitised_and_its_text_read() -> None:
+    from trellis.platform.metadata.fieldtypes import html_text
+
+    the_spec = spec("richtext")
+    clean = the_spec.to_python(
+        '<p>a &amp; <i>b</i><script>x()</script><b onmouseover="y">c</b></p>'
+    )
+    assert clean == "<p>a &amp; <i>b</i><b>c</b></p>"
+    assert html_text(clean) == "a & bc"
+    assert get_type("richtext").effective_schema({})["maxLength"] == 100_000
+
+
+def test_image_fields_take_raster_images_only() -> None:
+    assert validate_definition(minimal("image", **{"x-accept": ["image/svg+xml"]}), {}) != []
+    assert validate_definition(minimal("file", **{"x-accept": ["not a type"]}), {}) != []
+    image = spec("image", **{"x-max-bytes": 10_000_000})
+    assert image.type.accepted(image) == ("image/png", "image/jpeg", "image/gif", "image/webp")
+    assert image.type.max_bytes(image, 1000) == 1000
+    assert spec("file").type.accepted(spec("file")) == ()

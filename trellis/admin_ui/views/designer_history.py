@@ -75,6 +75,8 @@ FIELD_KEYWORDS = {
     "x-on-delete": _l("when the target is deleted"),
     "x-related-name": _l("name of the lines"),
     "x-format": _l("number format"),
+    "x-max-bytes": _l("largest file"),
+    "x-accept": _l("accepted file types"),
 }
 OBJECT_KEYWORDS = {
     "x-label": _l("Object label"),

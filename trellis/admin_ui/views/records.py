@@ -38,8 +38,9 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.permissions import Operation
+from trellis.platform.runtime import files
 from trellis.platform.runtime.query import parse_list_query
-from trellis.platform.runtime.records import lookup
+from trellis.platform.runtime.records import attachments, lookup
 from trellis.platform.runtime.records.serialise import as_csv
 from trellis.platform.runtime.views import (
     SYSTEM_COLUMNS,
@@ -119,11 +120,18 @@ def lookup_titles(
     ids in ``items``."""
     found: dict[str, dict[int, str]] = {}
     for name, spec in meta.fields.items():
-        if spec.target is None or (shown is not None and name not in shown):
+        if shown is not None and name not in shown:
             continue
         ids = {item[name] for item in items if isinstance(item.get(name), int)}
-        if ids:
+        if not ids:
+            continue
+        if spec.target is not None:
             found[name] = service.titles(spec.target, ids)
+        elif spec.type.name == "user":
+            found[name] = _names_of_users(service, ids)
+        elif spec.type.name in attachments.FILE_TYPES:
+            stored = attachments.stored_files(page_session(), ids)
+            found[name] = {i: row.original_name for i, row in stored.items()}
     return found
 
 
@@ -720,8 +728,9 @@ def record_new(object_name: str) -> Any:
                 ]
         try:
             created = service.create(object_name, payload)
+            _attach_uploads(service, meta, created["id"])
         except TrellisError as exc:
-            if exc.status not in (409, 422, 400):
+            if exc.status not in (409, 422, 400, 413):
                 raise
             rollback()  # nothing of a refused create stays in the page's transaction
             errors, message = _error_map(exc), _form_message(exc)
@@ -784,6 +793,7 @@ def record_edit(object_name: str, record_id: int) -> Any:
     payload["version"] = int(version) if version.isdigit() else version
     try:
         _save(service, meta, record_id, payload, lines)
+        _attach_uploads(service, meta, record_id)
     except StaleRecord as exc:
         fresh = service.get(object_name, record_id)
         stale = _what_changed(meta, fresh, payload)
@@ -792,7 +802,7 @@ def record_edit(object_name: str, record_id: int) -> Any:
             service, meta, record_id, values, {}, told(exc.message), status=409, stale=stale
         )
     except TrellisError as exc:
-        if exc.status not in (409, 422, 400):
+        if exc.status not in (409, 422, 400, 413):
             raise
         rollback()
         values = {**current, **payload}
@@ -836,6 +846,38 @@ def _save(
                     {**d, "field": f"{related}[{index}].{d.get('field', '')}"} for d in exc.details
                 ] or [{"field": related, "message": exc.message}]
                 raise
+
+
+def _attach_uploads(service: RecordService, meta: ObjectMeta, record_id: int) -> None:
+    """The files the form sent for its file and image fields, each through the service's
+    checks (rights, size, type by content); an empty file input changes nothing."""
+    for name, spec in meta.fields.items():
+        upload = request.files.get(name) if spec.type.name in attachments.FILE_TYPES else None
+        if upload is None or not upload.filename:
+            continue
+        service.attach_file(
+            meta.name,
+            record_id,
+            name,
+            upload.read(),
+            upload.filename,
+            store=files.current_store(),
+            cap=files.upload_cap(),
+        )
+
+
+@bp.get("/files/<int:file_id>")
+@signed_in
+def record_file(file_id: int) -> Any:
+    """``/files/<id>``: a file a record's field holds now, to a user who may read the
+    record and the field (else the 404 / 403 page); images inline, the rest as downloads."""
+    stored = attachments.stored_files(page_session(), {file_id}).get(file_id)
+    if stored is None:
+        raise NotFound(_("This file does not exist (any more)."))
+    current = records().file_of(stored.object_name, stored.record_id, stored.field_name)
+    if current.id != file_id:
+        raise NotFound(_("This file does not exist (any more)."))
+    return files.send_stored(current, files.current_store())
 
 
 def _what_changed(meta: ObjectMeta, fresh: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:

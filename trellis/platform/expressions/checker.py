@@ -60,6 +60,8 @@ FIELD_TYPES = {
     "multipicklist": LIST,
     "lookup": INTEGER,
     "master_detail": INTEGER,
+    "richtext": TEXT,  # the stored (sanitised) HTML
+    "user": INTEGER,  # a user's id: compares with $user.id
 }
 # Computed fields (formula, rollup) read as the type of their result (their JSON "type").
 COMPUTED_TYPES = ("formula", "rollup")

@@ -848,12 +848,128 @@ class RollupType(_ComputedType):
     required_keywords = ("x-rollup",)
 
 
+# --- users, rich text, files ---------------------------------------------------------
+
+
+@register
+class UserType(LookupType):
+    """A reference to a platform user (``users.id``): a real foreign key, refused when the
+    user is unknown or inactive. Expressions compare it with ``$user.id``.
+    """
+
+    name = "user"
+    widget = "user"
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-on-delete": {"enum": ["restrict", "set_null"]},
+    }
+    required_keywords: ClassVar[tuple[str, ...]] = ()
+
+
+RICHTEXT_MAX_LENGTH = 100_000
+
+
+@register
+class RichtextType(_StringType):
+    """HTML, sanitised with nh3 (the Ammonia sanitiser) on every write: what is stored is
+    already clean, so pages show it as it is and lists show its text.
+    """
+
+    name = "richtext"
+    widget = "richtext"
+    operators = EQUALITY_OPS | TEXT_OPS
+    sortable = False
+    default_length = RICHTEXT_MAX_LENGTH
+    keywords: ClassVar[dict[str, Any]] = {
+        "maxLength": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+        "minLength": {"type": "integer", "minimum": 0},
+    }
+
+    def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
+        return sa.Text()
+
+    def to_python(self, value: Any, spec: FieldSpec) -> Any:
+        return sanitise_html(super().to_python(value, spec))
+
+
+def sanitise_html(value: Any) -> Any:
+    """HTML with scripts, event handlers and unsafe URLs removed (nh3's defaults)."""
+    import nh3
+
+    return nh3.clean(value) if isinstance(value, str) else value
+
+
+def html_text(value: str) -> str:
+    """The text of (sanitised) HTML, tags removed and entities decoded, for lists."""
+    import html
+
+    import nh3
+
+    return " ".join(html.unescape(nh3.clean(value, tags=set())).split())
+
+
+MIME_PATTERN = r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+@register
+class FileType(LookupType):  # a reference, to a stored file
+    """An uploaded file: the column holds the id of its ``stored_files`` row (a real
+    foreign key); the content lives in the file store. Written only by an upload to the
+    record (``x-max-bytes``, ``x-accept`` checked against the sniffed content type).
+    """
+
+    name = "file"
+    widget = "file"
+    operators = frozenset({"is_null"})
+    sortable = False
+    default_accept: ClassVar[tuple[str, ...]] = ()  # any type
+    keywords: ClassVar[dict[str, Any]] = {
+        "x-max-bytes": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "x-accept": {
+            "type": "array",
+            "items": {"type": "string", "pattern": MIME_PATTERN, "maxLength": 100},
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+    }
+    required_keywords: ClassVar[tuple[str, ...]] = ()
+
+    def accepted(self, spec: FieldSpec) -> tuple[str, ...]:
+        """The MIME types a field accepts (empty: any)."""
+        return tuple(spec.schema.get("x-accept") or self.default_accept)
+
+    def max_bytes(self, spec: FieldSpec, cap: int) -> int:
+        """The largest upload a field takes: ``x-max-bytes`` (default 5 MB), at most ``cap``."""
+        return min(int(spec.schema.get("x-max-bytes", DEFAULT_MAX_BYTES)), cap)
+
+
+@register
+class ImageType(FileType):
+    """A file whose content is a raster image; pages show it inline as a preview."""
+
+    name = "image"
+    widget = "image"
+    default_accept = IMAGE_MIME_TYPES
+    keywords: ClassVar[dict[str, Any]] = {
+        **FileType.keywords,
+        # SVG can carry scripts: an image field holds raster images only.
+        "x-accept": {
+            "type": "array",
+            "items": {"enum": [*IMAGE_MIME_TYPES, "image/bmp", "image/tiff", "image/avif"]},
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+    }
+
+
 __all__ = [
     "ALL_OPS",
     "ROLLUP_FUNCTIONS",
     "FieldConversionError",
     "FieldSpec",
     "FieldType",
+    "FileType",
     "get_type",
     "register",
     "registered_types",

@@ -280,3 +280,27 @@ class ListView(Base):
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StoredFile(Base):
+    """One uploaded file of a record's ``file`` or ``image`` field: what was sniffed from
+    its content, and the key of its bytes in the file store (``runtime/files.py``).
+
+    Rows stay when the record is soft-deleted or the field gets a new file (history may
+    point at them); purging the record removes them and, once no row names them, the bytes.
+    """
+
+    __tablename__ = "stored_files"
+    __table_args__ = (sa.Index("ix_stored_files_record", "object_name", "record_id", "field_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(sa.String(40))
+    field_name: Mapped[str] = mapped_column(sa.String(40))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    storage_key: Mapped[str] = mapped_column(sa.String(100), index=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    mime: Mapped[str] = mapped_column(sa.String(100))
+    original_name: Mapped[str] = mapped_column(sa.String(255))
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

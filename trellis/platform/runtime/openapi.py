@@ -613,6 +613,12 @@ def _allowed_paths(
         paths[base].pop("post")
     if not allowed[Operation.UPDATE]:
         paths[f"{base}/{{id}}"].pop("patch")
+    for path in [p for p in paths if p.startswith(f"{base}/{{id}}/files/")]:
+        access = permissions.field_access(meta.name, path.rsplit("/", 1)[-1])
+        if access == "hidden":
+            paths.pop(path)
+        elif access != "write" or not allowed[Operation.UPDATE]:
+            paths[path].pop("post")
     if not allowed[Operation.DELETE]:
         paths[f"{base}/{{id}}"].pop("delete")
         paths.pop(f"{base}/{{id}}/restore")
@@ -725,4 +731,53 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
                 "responses": {"200": _ok("Field history", {"type": "object"}), **STANDARD_ERRORS},
             },
         },
+        **_file_paths(meta, base, record_id, record),
     }
+
+
+def _file_paths(
+    meta: ObjectMeta, base: str, record_id: dict[str, Any], record: dict[str, Any]
+) -> dict[str, Any]:
+    """Upload and download of each ``file`` / ``image`` field."""
+    paths: dict[str, Any] = {}
+    for name, spec in meta.fields.items():
+        if spec.type.name not in ("file", "image"):
+            continue
+        field = _pascal(name)
+        upload = {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        }
+        paths[f"/records/{meta.name}/{{id}}/files/{name}"] = {
+            "parameters": [record_id],
+            "get": {
+                "operationId": f"download{base}{field}",
+                "tags": [meta.name],
+                "summary": f"Download {name}",
+                "responses": {
+                    "200": {
+                        "description": "The file, with the type sniffed from its content",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    **STANDARD_ERRORS,
+                },
+            },
+            "post": {
+                "operationId": f"upload{base}{field}",
+                "tags": [meta.name],
+                "summary": f"Upload {name}",
+                "requestBody": {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": upload}},
+                },
+                "responses": {
+                    "200": _ok("Updated", record),
+                    "409": ERROR,
+                    "413": ERROR,
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+        }
+    return paths

@@ -92,11 +92,26 @@ class Reference:
     on_delete: str  # SQL spelling: RESTRICT, SET NULL, CASCADE, NO ACTION
 
 
+# Field types whose column points at a platform table rather than at an object's.
+PLATFORM_REFERENCES = {"user": "users", "file": "stored_files", "image": "stored_files"}
+
+
+def reference_table(spec: FieldSpec) -> str | None:
+    """The table a field's foreign key points at: a lookup's ``obj_<target>``, a user
+    field's ``users``, a file field's ``stored_files``; ``None`` for other fields.
+    """
+    platform = PLATFORM_REFERENCES.get(spec.type.name)
+    if platform is not None:
+        return platform
+    return table_name(spec.target) if spec.target is not None else None
+
+
 def wanted_reference(spec: FieldSpec) -> Reference | None:
-    """The foreign key a field asks for, if it is a lookup or master-detail."""
-    if spec.target is None:
+    """The foreign key a field asks for, if it is a lookup, master-detail, user or file."""
+    target = reference_table(spec)
+    if target is None:
         return None
-    return Reference(table_name(spec.target), ON_DELETE_SQL[spec.on_delete])
+    return Reference(target, ON_DELETE_SQL[spec.on_delete])
 
 
 def is_master_detail(spec: FieldSpec) -> bool:
@@ -171,9 +186,9 @@ def create_object_table(connection: sa.Connection, definition: ObjectDefinition)
 def _stub_targets(metadata: sa.MetaData, specs: Iterable[FieldSpec], own: str) -> None:
     """Lookups need their target tables in the same MetaData to build foreign keys."""
     for spec in specs:
-        target = spec.target
-        if target is not None and target != own and table_name(target) not in metadata.tables:
-            sa.Table(table_name(target), metadata, sa.Column("id", BigId, primary_key=True))
+        target = reference_table(spec)
+        if target is not None and target != table_name(own) and target not in metadata.tables:
+            sa.Table(target, metadata, sa.Column("id", BigId, primary_key=True))
 
 
 def _create_index(ops: Operations, table: sa.Table, index: sa.Index) -> None:
@@ -584,9 +599,9 @@ def _check_changes(
     details = []
     for field_name in field_names:
         before, after = old.fields[field_name], new.fields[field_name]
-        if before.target != after.target or (before.type.name == "master_detail") != (
-            after.type.name == "master_detail"
-        ):
+        if reference_table(before) != reference_table(after) or (
+            before.type.name == "master_detail"
+        ) != (after.type.name == "master_detail"):
             details.append(
                 {
                     "field": field_name,

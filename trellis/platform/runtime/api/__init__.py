@@ -233,8 +233,16 @@ def commit() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the API: its blueprint, with every resource module's views."""
-    from trellis.platform.runtime.api import audit_log, identity, metadata, records, roles, views
+    from trellis.platform.runtime.api import (
+        audit_log,
+        files,
+        identity,
+        metadata,
+        records,
+        roles,
+        views,
+    )
 
-    del audit_log, identity, metadata, records, roles, views  # imported for their routes
+    del audit_log, files, identity, metadata, records, roles, views  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)

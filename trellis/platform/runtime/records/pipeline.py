@@ -43,6 +43,7 @@ from trellis.platform.runtime import audit, computed, hierarchy
 from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
 from trellis.platform.runtime.query import among_param
+from trellis.platform.runtime.records import attachments
 from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
 from trellis.platform.runtime.records.serialise import Record, system_json
 
@@ -325,8 +326,10 @@ def check_references(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft]) -> 
     The referenced rows are locked (``FOR SHARE`` on PostgreSQL) until the transaction
     ends, so a concurrent soft delete of the target waits for this write and then sees
     it (and refuses), or wins first and this check no longer finds the target. On SQLite
-    writers are serialised, so there is no window to close.
+    writers are serialised, so there is no window to close. User and file fields are
+    checked too (``attachments``).
     """
+    attachments.check_users_and_files(unit, meta, drafts)
     for name, spec in meta.fields.items():
         if spec.target is None:
             continue

@@ -13,9 +13,10 @@ WHERE deleted_at IS NULL``), so concurrent callers cannot both win.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -24,6 +25,8 @@ from trellis.exceptions import (
     BadRequest,
     Conflict,
     DuplicateValue,
+    FileTooLarge,
+    Forbidden,
     NotFound,
     ReferencedRecord,
     StaleRecord,
@@ -31,11 +34,17 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.messages import N_
-from trellis.platform.metadata.fieldtypes import INT64_MAX
+from trellis.platform.metadata.fieldtypes import INT64_MAX, FileType
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime import computed, hierarchy
+from trellis.platform.runtime import audit, computed, files, hierarchy
 from trellis.platform.runtime.access import Access
-from trellis.platform.runtime.models import RecordHistory, iso, utcnow
+from trellis.platform.runtime.models import (
+    HierarchyLink,
+    RecordHistory,
+    StoredFile,
+    iso,
+    utcnow,
+)
 from trellis.platform.runtime.query import ListQuery, encode_cursor, keyset_condition, order_by
 from trellis.platform.runtime.records import lookup, pipeline
 from trellis.platform.runtime.records.hooks import Action, HookRegistry, hooks
@@ -45,6 +54,8 @@ from trellis.platform.runtime.records.serialise import Record, json_value, mask,
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from trellis.platform.metadata.fieldtypes import FieldSpec
+    from trellis.platform.runtime.files import FileStore
     from trellis.platform.runtime.identity import Caller
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
@@ -623,6 +634,207 @@ class RecordService:
             for child_row in rows:
                 self._restore(child, child_row)
 
+    # --- files and purge -------------------------------------------------------------
+
+    def attach_file(
+        self,
+        object_name: str,
+        record_id: int,
+        field_name: str,
+        data: bytes,
+        file_name: str | None,
+        *,
+        store: FileStore,
+        cap: int,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Put an upload into a ``file`` / ``image`` field of a live record: the update
+        right on the record and the write right on the field, the size within the field's
+        ``x-max-bytes`` (and ``cap``; else 413) and the sniffed type among its ``x-accept``
+        (else 422) are checked before anything is stored. The write is an ordinary update
+        (new version, history, hooks); the file before it stays until the record's purge.
+        """
+        meta = self.registry.get(object_name)
+        spec = _file_field(meta, field_name)
+        self.access.require(meta, Operation.UPDATE)
+        row = self._active_row(meta, record_id, Operation.READ)
+        pipeline.require_in_scope(self.unit, meta, [record_id], Operation.UPDATE)
+        self.access.require_writable(meta, [field_name])
+        if expected_version is not None and row["version"] != expected_version:
+            raise _stale(meta, record_id, row["version"], expected_version)
+        kind = cast(FileType, spec.type)
+        limit = kind.max_bytes(spec, cap)
+        if len(data) > limit:
+            raise FileTooLarge(
+                N_(
+                    "the file is too large: %(field)s takes at most %(limit)s bytes",
+                    field=field_name,
+                    limit=limit,
+                ),
+                [{"field": field_name, "message": N_("%(size)s bytes sent", size=len(data))}],
+            )
+        if not data:
+            raise ValidationFailed(
+                N_("the file is empty"), [{"field": field_name, "message": N_("no content")}]
+            )
+        mime = files.sniff_mime(data)
+        accepted = kind.accepted(spec)
+        if accepted and mime not in accepted:
+            raise ValidationFailed(
+                N_("the file's content is not a type %(field)s takes", field=field_name),
+                [
+                    {
+                        "field": field_name,
+                        "message": N_(
+                            "the content is %(mime)s; accepted: %(accepted)s",
+                            mime=mime,
+                            accepted=", ".join(accepted),
+                        ),
+                    }
+                ],
+            )
+        stored = StoredFile(
+            object_name=meta.name,
+            field_name=field_name,
+            record_id=record_id,
+            storage_key=store.put(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            mime=mime,
+            original_name=files.safe_name(file_name),
+            created_by=self.user_id,
+            created_at=utcnow(),
+        )
+        self.session.add(stored)
+        self.session.flush()
+        return self.update(
+            object_name, record_id, {"version": row["version"], field_name: stored.id}
+        )
+
+    def file_of(self, object_name: str, record_id: int, field_name: str) -> StoredFile:
+        """The file a live record's field holds, for a caller who may read the record and
+        the field; a hidden field, or one with no file, is 404 like a record out of scope.
+        """
+        meta = self.registry.get(object_name)
+        _file_field(meta, field_name)
+        self.access.require(meta, Operation.READ)
+        row = self._active_row(meta, record_id, Operation.READ)
+        value = row[field_name]
+        if field_name in self.access.hidden(meta) or value is None:
+            raise NotFound(
+                N_(
+                    "%(object)s %(id)s has no file in %(field)s",
+                    object=meta.name,
+                    id=record_id,
+                    field=field_name,
+                )
+            )
+        stored = self.session.get(StoredFile, value)
+        if stored is None:
+            raise NotFound(N_("the file is gone"))
+        return stored
+
+    def purge(self, object_name: str, record_id: int, *, store: FileStore) -> None:
+        """Remove a soft-deleted record for good (administrators only): its row, the lines
+        deleted with it, their history and stored files; the bytes leave the store once the
+        transaction commits and no other row names them. A record that other records still
+        point at (restrict) is refused (409); ``set_null`` pointers are cleared.
+        """
+        if self.caller is not None and not self.caller.is_admin:
+            raise Forbidden(N_("only administrators may purge records"))
+        meta = self.registry.get(object_name)
+        row = self._row(meta, record_id)
+        if row["deleted_at"] is None:
+            raise Conflict(
+                N_(
+                    "%(object)s %(id)s is not deleted; delete it before purging it",
+                    object=meta.name,
+                    id=record_id,
+                )
+            )
+        keys = self._purge(meta, [record_id])
+        audit.write(
+            self.session,
+            audit.event(
+                "record.purged",
+                actor_id=self.user_id,
+                actor_email=self.caller.email if self.caller else None,
+                target=f"{meta.name}/{record_id}",
+            ),
+        )
+        still = set(
+            self.session.scalars(
+                sa.select(StoredFile.storage_key).where(StoredFile.storage_key.in_(sorted(keys)))
+            )
+        )
+        gone = keys - still
+
+        def remove_bytes(_session: Session) -> None:
+            for key in gone:
+                store.delete(key)
+
+        sa.event.listen(self.session, "after_commit", remove_bytes, once=True)
+
+    def _purge(self, meta: ObjectMeta, ids: list[int]) -> set[str]:
+        """Delete the rows ``ids`` of ``meta`` and what hangs on them; the store keys freed."""
+        keys: set[str] = set()
+        for child_name, spec in meta.children:
+            child = self.registry.get(child_name)
+            table = child.table
+            child_ids = list(
+                self.session.scalars(sa.select(table.c.id).where(table.c[spec.name].in_(ids)))
+            )
+            if child_ids:
+                keys |= self._purge(child, child_ids)
+        blocking = []
+        for referrer_name, spec in meta.referrers:
+            if spec.type.name == "master_detail":
+                continue
+            table = self.registry.get(referrer_name).table
+            pointing = table.c[spec.name].in_(ids)
+            if spec.on_delete == "set_null":
+                self.session.execute(sa.update(table).where(pointing).values({spec.name: None}))
+                continue
+            count = self.session.execute(
+                sa.select(sa.func.count()).select_from(table).where(pointing)
+            ).scalar_one()
+            if count:
+                blocking.append(
+                    {
+                        "field": f"{referrer_name}.{spec.name}",
+                        "message": N_(
+                            "%(count)s %(object)s record(s) refer to it",
+                            count=count,
+                            object=referrer_name,
+                        ),
+                    }
+                )
+        if blocking:
+            raise ReferencedRecord(
+                N_(
+                    "%(object)s %(ids)s is still referred to and cannot be purged",
+                    object=meta.name,
+                    ids=", ".join(str(i) for i in ids[:10]),
+                ),
+                blocking,
+            )
+        files_of = sa.and_(StoredFile.object_name == meta.name, StoredFile.record_id.in_(ids))
+        keys |= set(self.session.scalars(sa.select(StoredFile.storage_key).where(files_of)))
+        self.session.execute(sa.delete(meta.table).where(meta.table.c.id.in_(ids)))
+        self.session.execute(sa.delete(StoredFile).where(files_of))
+        self.session.execute(
+            sa.delete(RecordHistory).where(
+                RecordHistory.object_name == meta.name, RecordHistory.record_id.in_(ids)
+            )
+        )
+        self.session.execute(
+            sa.delete(HierarchyLink).where(
+                HierarchyLink.object_name == meta.name,
+                sa.or_(HierarchyLink.ancestor_id.in_(ids), HierarchyLink.descendant_id.in_(ids)),
+            )
+        )
+        return keys
+
     # --- rows ------------------------------------------------------------------------
 
     def _row(self, meta: ObjectMeta, record_id: int, operation: Operation | None = None) -> Any:
@@ -646,6 +858,15 @@ class RecordService:
         if row["deleted_at"] is not None:
             raise NotFound(N_("no %(object)s with id %(id)s", object=meta.name, id=record_id))
         return row
+
+
+def _file_field(meta: ObjectMeta, field_name: str) -> FieldSpec:
+    spec = meta.fields.get(field_name)
+    if spec is None or not isinstance(spec.type, FileType):
+        raise NotFound(
+            N_("%(object)s has no file field %(field)s", object=meta.name, field=field_name)
+        )
+    return spec
 
 
 def _require_object(payload: Any) -> dict[str, Any]:
