@@ -109,7 +109,7 @@ def table_body(
     record. Built here in one pass because it is a list page's hot path (25 rows of 10
     cells): the same HTML by template calls costs three calls a cell."""
     columns = [
-        (escape(heading), ' class="num"' if spec and spec.type.name in NUMERIC_CELLS else "")
+        (escape(heading), ' class="num"' if spec and spec.value_type.name in NUMERIC_CELLS else "")
         for _column, spec, heading in heads
     ]
     out: list[str] = []
@@ -148,6 +148,12 @@ class FormField:
     def widget(self) -> str:
         """The widget its field type chooses (``input``, ``select``, ``lookup``…)."""
         return self.spec.type.widget
+
+    @property
+    def filter_widget(self) -> str:
+        """The widget of the values it holds: how a list filters it (a roll-up of amounts
+        by a range, as an amount)."""
+        return self.spec.value_type.widget
 
     @cached_property  # a form asks several times (legend, aria-labels); built per request
     def label(self) -> str:
@@ -305,7 +311,7 @@ def display(spec: FieldSpec | None, value: Any, titles: dict[int, str] | None = 
 
 
 def _display(spec: FieldSpec, value: Any, titles: dict[int, str] | None) -> str:
-    kind = spec.type.name
+    kind = spec.value_type.name
     if kind in ("picklist",):
         return pick(spec.schema.get("x-enum-labels", {}).get(value), str(value))
     if kind == "multipicklist":

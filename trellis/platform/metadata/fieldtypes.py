@@ -145,6 +145,11 @@ class FieldSpec:
             return None
         return self.type.to_json(value, self)
 
+    @property
+    def value_type(self) -> FieldType:
+        """The type of the values it holds (a formula's or roll-up's result type)."""
+        return self.type.value_type(self)
+
     def value_schema(self) -> dict[str, Any]:
         """The JSON Schema a record's value must satisfy (nullable unless required)."""
         return self.type.value_schema(self)
@@ -165,6 +170,11 @@ class FieldType:
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
         """The SQLAlchemy column type for a field of this type; every subclass gives one."""
         raise NotImplementedError
+
+    def value_type(self, spec: FieldSpec) -> FieldType:
+        """The type whose values this field holds (itself; a computed field's result type):
+        how lists filter it and pages show it."""
+        return self
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         """A JSON value (never ``None``) as it is stored; the base keeps it as it is.
@@ -778,6 +788,9 @@ class _ComputedType(FieldType):
 
     def column_type(self, spec: FieldSpec) -> TypeEngine[Any]:
         return _result_type(spec).column_type(spec)
+
+    def value_type(self, spec: FieldSpec) -> FieldType:
+        return _result_type(spec)
 
     def to_python(self, value: Any, spec: FieldSpec) -> Any:
         return _result_type(spec).to_python(value, spec)

@@ -66,7 +66,7 @@ Params = Mapping[str, list[str]]
 def filter_kind(spec: FieldSpec) -> str | None:
     """How the list page filters a field: ``range``, ``choice``, ``checkbox``, ``lookup``,
     ``text``, or None when it cannot."""
-    widget = spec.type.widget
+    widget = spec.value_type.widget
     if widget in RANGE_WIDGETS:
         return "range"
     if widget in ("select", "multiselect"):
@@ -95,7 +95,7 @@ def _field_clauses(spec: FieldSpec, params: Params) -> list[list[Any]]:
 
     if kind == "range":
         return [
-            [name, op, _typed(spec.type.name, first(suffix))]
+            [name, op, _typed(spec.value_type.name, first(suffix))]
             for suffix, op in ((".min", ">="), (".max", "<="))
             if first(suffix)
         ]
