@@ -499,3 +499,41 @@ def test_a_dealers_landing_page_shows_their_account_network_and_orders(
     panels = re.findall(r'<h2><a href="/o/(\w+)">', html)
     assert panels[0] == "sales_order"  # their network's records first
     assert "order_line" not in panels and "dealer" not in panels  # lines live in their orders
+
+
+def test_rules_and_conditions_hold_on_the_form_in_the_users_language(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    from tests.factories import definition, field
+    from trellis.platform.runtime.objects import ObjectService
+
+    registry = pack_app.extensions["trellis.registry"]
+    doc = definition(
+        "claim",
+        {
+            "title": field("text", "Title"),
+            "amount": field("currency", "Amount"),
+            "reason": field("text", "Reason", **{"x-required-if": "amount > 1000"}),
+        },
+        **{"x-title-field": "title",
+           "x-rules": [{"name": "positive", "assert": "amount > 0", "field": "amount",
+                        "message": {"en": "The amount must be above zero",
+                                    "zh-CN": "金额必须大于零"}}]},
+    )  # fmt: skip
+    with database_of(pack_app).session() as session:
+        registry.ensure_current(session)
+        ObjectService(session, registry, None).create(doc)
+        session.commit()
+    client = sign_in(ADMIN, language="zh-CN")
+    form = client.get("/o/claim/new").get_data(as_text=True)
+    data = {"csrf_token": csrf_of(form), "title": "T", "amount": "-5"}
+    refused = client.post("/o/claim/new", data=data)
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert "金额必须大于零" in html and "The amount must be above zero" not in html
+    refused = client.post("/o/claim/new", data={**data, "amount": "5,000"})
+    assert refused.status_code == 422
+    assert re.search(r'field invalid[^"]*">\s*<label[^>]*>Reason', refused.get_data(as_text=True))
+    assert ids_of(pack_app, "claim") == []
+    saved = client.post("/o/claim/new", data={**data, "amount": "5,000", "reason": "big"})
+    assert saved.status_code == 302

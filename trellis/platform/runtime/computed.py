@@ -312,6 +312,9 @@ def prepare(draft: Draft, unit: WriteUnit) -> None:
         for rollup in plan.own_rollups:  # a new record's sums and counts start at zero
             if rollup.by_delta:
                 draft.payload[rollup.field] = 0
+    if plan.feeds and unit.dialect == "postgresql":
+        merged = {**(draft.old or {}), **draft.payload}
+        lock_rollup_parents(unit, meta, [draft.old or {}, merged])
     if not (plan.formulas or plan.conditions):
         return
     stored = {n: draft.old.get(n) for n in meta.fields} if draft.old is not None else {}
@@ -333,6 +336,50 @@ def prepare(draft: Draft, unit: WriteUnit) -> None:
         except (ValueError, TypeError, ArithmeticError):
             values[name] = None
         draft.payload[name] = _json(meta, name, values[name])
+
+
+def lock_rollup_parents(
+    unit: WriteUnit, meta: ObjectMeta, records: list[Mapping[str, Any]]
+) -> None:
+    """Lock, before anything else, the records whose roll-ups this write will move, and
+    theirs in turn: the farthest first, each level by id. Every writer takes them in the
+    same order, so concurrent writers queue instead of deadlocking (a reference check's
+    shared lock taken first would let two of them wait for each other)."""
+    levels: list[set[tuple[str, int]]] = []
+    current = [(meta, record) for record in records]
+    for _depth in range(4):  # roll-ups of roll-ups, a few levels at most
+        wanted: set[tuple[str, int]] = set()
+        for owner, record in current:
+            for rollup in plan_of(unit.registry, owner).feeds:
+                value = record.get(rollup.link)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    wanted.add((rollup.parent, value))
+        if not wanted:
+            break
+        levels.append(wanted)
+        current = []
+        for object_name, record_id in sorted(wanted):
+            parent = unit.registry.get(object_name)
+            links = {r.link for r in plan_of(unit.registry, parent).feeds}
+            if links:
+                table = parent.table
+                row = (
+                    unit.session.execute(
+                        sa.select(*(table.c[n] for n in sorted(links))).where(
+                            table.c.id == record_id
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is not None:
+                    current.append((parent, dict(row)))
+    for wanted in reversed(levels):
+        for object_name, record_id in sorted(wanted):
+            table = unit.registry.get(object_name).table
+            unit.session.execute(
+                sa.select(table.c.id).where(table.c.id == record_id).with_for_update()
+            )
 
 
 # --- validation ------------------------------------------------------------------------
