@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -376,10 +377,9 @@ def lock_rollup_parents(
                     current.append((parent, dict(row)))
     for wanted in reversed(levels):
         for object_name, record_id in sorted(wanted):
-            table = unit.registry.get(object_name).table
-            unit.session.execute(
-                sa.select(table.c.id).where(table.c.id == record_id).with_for_update()
-            )
+            parent = unit.registry.get(object_name)
+            statement = parent.statement(("rollup_lock",), partial(_lock_statement, parent))
+            unit.session.execute(statement, {"id": record_id})
 
 
 # --- validation ------------------------------------------------------------------------
@@ -525,25 +525,35 @@ def _add(unit: WriteUnit, rollup: Rollup, parent_id: int, delta: Decimal) -> Non
     """``SET f = COALESCE(f, 0) + delta``: the row lock orders concurrent writers, each
     adding to what the one before it committed."""
     meta = unit.registry.get(rollup.parent)
-    table = meta.table
-    column = table.c[rollup.field]
     spec = meta.fields[rollup.field]
     amount = int(delta) if rollup.function == "COUNT" else spec.to_python(delta)
-    row = (
-        unit.session.execute(
-            sa.update(table)
-            .where(table.c.id == parent_id)
-            .values({rollup.field: sa.func.coalesce(column, 0) + amount})
-            .returning(*table.c)
-        )
-        .mappings()
-        .first()
-    )
+    statement = meta.statement(("rollup_add", rollup.field), lambda: _add_statement(meta, rollup))
+    found = unit.session.execute(statement, {"parent_id": parent_id, "delta": amount})
+    row = found.mappings().first()
     if row is None:
         return
     new = dict(row)
     old = {**new, rollup.field: (new[rollup.field] or 0) - amount}
     _rolled(unit, meta, parent_id, old, new)
+
+
+def _add_statement(meta: ObjectMeta, rollup: Rollup) -> Any:
+    """``UPDATE … SET f = COALESCE(f, 0) + :delta WHERE id = :parent_id RETURNING *``,
+    built once per object version."""
+    table = meta.table
+    column = table.c[rollup.field]
+    delta = sa.bindparam("delta", type_=column.type)
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("parent_id"))
+        .values({rollup.field: sa.func.coalesce(column, 0) + delta})
+        .returning(*table.c)
+    )
+
+
+def _lock_statement(meta: ObjectMeta) -> Any:
+    table = meta.table
+    return sa.select(table.c.id).where(table.c.id == sa.bindparam("id")).with_for_update()
 
 
 def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
@@ -675,9 +685,24 @@ def discard(unit: WriteUnit) -> None:
 # --- whole tables ----------------------------------------------------------------------
 
 
-def backfill(session: Any, registry: MetaRegistry, object_name: str) -> None:
+def backfill(
+    session: Any, registry: MetaRegistry, object_name: str, done: set[str] | None = None
+) -> None:
     """Every stored value of the object's formulas and roll-ups computed afresh (a new or
-    changed definition): roll-ups from their children, then formulas, row by row."""
+    changed definition): roll-ups from their children, then formulas, row by row; then the
+    roll-ups of other objects over this one, upwards."""
+    done = set() if done is None else done
+    if object_name in done:
+        return
+    done.add(object_name)
+    _backfill_one(session, registry, object_name)
+    for rollup in _rollups(registry):
+        if rollup.child == object_name:
+            backfill(session, registry, rollup.parent, done)
+
+
+def _backfill_one(session: Any, registry: MetaRegistry, object_name: str) -> None:
+    """The object's own formulas and roll-ups, computed afresh."""
     from trellis.platform.runtime.access import Access
     from trellis.platform.runtime.records.hooks import hooks
     from trellis.platform.runtime.records.pipeline import WriteUnit
