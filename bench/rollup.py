@@ -145,9 +145,13 @@ def main() -> None:
                 for i in range(m)
             ]
 
-        def side(kind: str, lines: list[tuple[int, Decimal, int]]) -> tuple[float, float]:
-            """Create the lines over the orders, then change each one's quantity."""
+        def side(
+            kind: str, lines: list[tuple[int, Decimal, int]], mark: Any = lambda: None
+        ) -> tuple[float, float]:
+            """Create the lines over the orders, then change each one's quantity
+            (``mark`` is called before, between and after)."""
             computed = kind == "bench"
+            mark()
             created: list[tuple[int, int]] = []
             start = time.perf_counter()
             for i, (quantity, price, _new) in enumerate(lines):
@@ -161,6 +165,7 @@ def main() -> None:
                 record = write(lambda s, p=payload: s.create(f"{kind}_line", p))
                 created.append((record["id"], record["version"]))
             creates = time.perf_counter() - start
+            mark()
             start = time.perf_counter()
             for (record_id, version), (_q, price, new) in zip(created, lines, strict=True):
                 payload = {"version": version, "quantity": new}
@@ -168,6 +173,7 @@ def main() -> None:
                     payload["amount"] = float(new * price)
                 write(lambda s, r=record_id, p=payload: s.update(f"{kind}_line", r, p))
             updates = time.perf_counter() - start
+            mark()
             return creates, updates
 
         warm = workload(max(5, n // 10), seed=-1)
@@ -185,6 +191,7 @@ def main() -> None:
                 f"(roll-up vs plain, per write); ratio {(bc + bu) / (pc + pu):.2f}"
             )
 
+        counts = statements(db, side)
         check(db, n_orders=m)
         pairs = list(zip(times["bench"], times["plain"], strict=True))
         ratio = statistics.median((bc + bu) / (pc + pu) for (bc, bu), (pc, pu) in pairs)
@@ -202,6 +209,11 @@ def main() -> None:
             f"plain:                    create {ms('plain', 0):.2f} ms, "
             f"update {ms('plain', 1):.2f} ms per line"
         )
+        log(
+            "statements per write (create / update): with roll-up and formula "
+            f"{counts['bench'][0]} / {counts['bench'][1]}, plain "
+            f"{counts['plain'][0]} / {counts['plain'][1]} (BEGIN and COMMIT not counted)"
+        )
         db.engine.dispose()
     log(
         f"RESULT rollup ratio={ratio:.2f} creates_ratio={creates_ratio:.2f} "
@@ -209,6 +221,25 @@ def main() -> None:
         f"rollup_create_ms={ms('bench', 0):.2f} rollup_update_ms={ms('bench', 1):.2f} "
         f"plain_create_ms={ms('plain', 0):.2f} plain_update_ms={ms('plain', 1):.2f}"
     )
+
+
+def statements(db: Any, side: Any) -> dict[str, tuple[float, float]]:
+    """Statements sent per line create and per update on each side (10 lines, untimed)."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        sent.append(statement)
+
+    found: dict[str, tuple[float, float]] = {}
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for kind in ("bench", "plain"):
+            marks: list[int] = []
+            side(kind, workload(10, seed=-2), lambda marks=marks: marks.append(len(sent)))
+            found[kind] = ((marks[1] - marks[0]) / 10, (marks[2] - marks[1]) / 10)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    return found
 
 
 def check(db: Any, n_orders: int) -> None:
