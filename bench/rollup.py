@@ -15,7 +15,8 @@ Two pairs of objects are defined through ``ObjectService`` on a fresh database:
 Every write goes through ``RecordService`` (the record pipeline, as the system caller),
 one write per session and transaction, committed, as one API request would be. Each
 round creates ``--n`` lines spread over ``--m`` orders on each side (the same quantities
-and prices), then updates the quantity of each of them; the side going first alternates.
+and prices), then changes the quantity of each of them; the sides take turns every 10
+writes (the first alternating), so a busy spell of the machine slows both alike.
 ``ratio`` is the median of (computed time ÷ plain time) over the rounds, creates and
 updates together; ``creates_ratio`` and ``updates_ratio`` the same per operation (1.00 =
 the roll-up and formula cost nothing; the issue aims at ≤ 1.3). At the end every order's
@@ -36,6 +37,13 @@ import sqlalchemy as sa
 from _common import BenchError, database, definition, field, log, trellis_app
 
 MONEY = {"x-scale": 2}
+CHUNK = 10  # the sides take turns every CHUNK writes
+
+
+def turns(round_no: int, chunk: int) -> tuple[str, str]:
+    """The order of the two sides for one chunk: alternating, the first rotating by round."""
+    first = (round_no + chunk) % 2 == 0
+    return ("bench", "plain") if first else ("plain", "bench")
 
 
 def documents(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,10 +93,11 @@ def documents(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def workload(n: int, seed: int) -> list[tuple[int, Decimal, int]]:
     """(quantity, unit price, new quantity) of ``n`` lines; the same for both sides."""
     rng = random.Random(seed)
-    return [
-        (rng.randint(1, 50), Decimal(rng.randint(100, 99_999)) / 100, rng.randint(1, 50))
-        for _ in range(n)
-    ]
+    rows = []
+    for _ in range(n):
+        quantity, price = rng.randint(1, 50), Decimal(rng.randint(100, 99_999)) / 100
+        rows.append((quantity, price, quantity % 50 + 1))  # a new quantity: always a change
+    return rows
 
 
 def main() -> None:
@@ -145,16 +154,15 @@ def main() -> None:
                 for i in range(m)
             ]
 
-        def side(
-            kind: str, lines: list[tuple[int, Decimal, int]], mark: Any = lambda: None
-        ) -> tuple[float, float]:
-            """Create the lines over the orders, then change each one's quantity
-            (``mark`` is called before, between and after)."""
+        def create_lines(
+            kind: str, lines: list[tuple[int, Decimal, int]], first: int
+        ) -> tuple[float, list[tuple[int, int]]]:
+            """Create ``lines`` (the ``first``-th of the round onwards) over the orders:
+            (seconds, [(id, version)])."""
             computed = kind == "bench"
-            mark()
             created: list[tuple[int, int]] = []
             start = time.perf_counter()
-            for i, (quantity, price, _new) in enumerate(lines):
+            for i, (quantity, price, _new) in enumerate(lines, start=first):
                 payload: dict[str, Any] = {
                     "header": orders[kind][i % m],
                     "quantity": quantity,
@@ -164,15 +172,30 @@ def main() -> None:
                     payload["amount"] = float(quantity * price)
                 record = write(lambda s, p=payload: s.create(f"{kind}_line", p))
                 created.append((record["id"], record["version"]))
-            creates = time.perf_counter() - start
-            mark()
+            return time.perf_counter() - start, created
+
+        def update_lines(
+            kind: str, lines: list[tuple[int, Decimal, int]], created: list[tuple[int, int]]
+        ) -> float:
+            """Change each created line's quantity (and, on the plain side, its amount)."""
+            computed = kind == "bench"
             start = time.perf_counter()
             for (record_id, version), (_q, price, new) in zip(created, lines, strict=True):
-                payload = {"version": version, "quantity": new}
+                payload: dict[str, Any] = {"version": version, "quantity": new}
                 if not computed:
                     payload["amount"] = float(new * price)
                 write(lambda s, r=record_id, p=payload: s.update(f"{kind}_line", r, p))
-            updates = time.perf_counter() - start
+            return time.perf_counter() - start
+
+        def side(
+            kind: str, lines: list[tuple[int, Decimal, int]], mark: Any = lambda: None
+        ) -> tuple[float, float]:
+            """Create the lines, then change each one's quantity (``mark`` is called
+            before, between and after)."""
+            mark()
+            creates, created = create_lines(kind, lines, 0)
+            mark()
+            updates = update_lines(kind, lines, created)
             mark()
             return creates, updates
 
@@ -181,9 +204,19 @@ def main() -> None:
         times: dict[str, list[tuple[float, float]]] = {"bench": [], "plain": []}
         for round_no in range(rounds):
             lines = workload(n, seed=round_no)
-            order = ("bench", "plain") if round_no % 2 == 0 else ("plain", "bench")
-            for kind in order:
-                times[kind].append(side(kind, lines))
+            chunks = [(at, lines[at : at + CHUNK]) for at in range(0, n, CHUNK)]
+            spent = {kind: [0.0, 0.0] for kind in ("bench", "plain")}
+            made: dict[str, list[list[tuple[int, int]]]] = {"bench": [], "plain": []}
+            for number, (at, chunk) in enumerate(chunks):  # sides take turns every chunk
+                for kind in turns(round_no, number):
+                    elapsed, created = create_lines(kind, chunk, at)
+                    spent[kind][0] += elapsed
+                    made[kind].append(created)
+            for number, (_at, chunk) in enumerate(chunks):
+                for kind in turns(round_no, number):
+                    spent[kind][1] += update_lines(kind, chunk, made[kind][number])
+            for kind in ("bench", "plain"):
+                times[kind].append((spent[kind][0], spent[kind][1]))
             (bc, bu), (pc, pu) = times["bench"][-1], times["plain"][-1]
             log(
                 f"round {round_no + 1}/{rounds}: creates {bc * 1000 / n:.2f} vs "
