@@ -277,7 +277,10 @@ def statements(db: Any, side: Any) -> dict[str, tuple[float, float]]:
 
 def check(db: Any, n_orders: int) -> None:
     """Every order's roll-up is the SQL sum of its lines' amounts; every amount is its
-    line's quantity times its price. Fails loudly otherwise."""
+    line's quantity times its price. Fails loudly otherwise.
+
+    Compared at the fields' scale: exact on PostgreSQL (NUMERIC); SQLite stores NUMERIC
+    as REAL, so its sums (the roll-up's deltas and SQL's SUM alike) drift below a cent."""
     with db.engine.connect() as connection:
         wrong_totals = connection.execute(
             sa.text(
@@ -285,7 +288,8 @@ def check(db: Any, n_orders: int) -> None:
                 "FROM obj_bench_order o LEFT JOIN obj_bench_line l "
                 "ON l.header = o.id AND l.deleted_at IS NULL "
                 "GROUP BY o.id, o.total "
-                "HAVING o.total IS NULL OR o.total <> COALESCE(SUM(l.amount), 0)"
+                "HAVING o.total IS NULL "
+                "OR ROUND(o.total, 2) <> ROUND(COALESCE(SUM(l.amount), 0), 2)"
             )
         ).all()
         wrong_amounts = connection.execute(
