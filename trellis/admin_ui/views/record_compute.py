@@ -89,8 +89,8 @@ def _answer(
     for key, (related, numbers) in indexes.items():
         child = lines[key][0]
         child_hidden = service.access.hidden(child)
-        for number, line in zip(numbers, result.lines[key], strict=True):
-            _collect(child, child_hidden, line, f"{related}-{number}-", values, fields)
+        for number, computed in zip(numbers, result.lines[key], strict=True):
+            _collect(child, child_hidden, computed, f"{related}-{number}-", values, fields)
     return {"values": values, "fields": fields}
 
 
