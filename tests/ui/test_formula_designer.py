@@ -12,9 +12,7 @@ ADMIN = "admin@example.com"
 URL = "/setup/objects/order_line/new-field"
 
 
-def test_a_formula_field_is_created_with_its_result_type(
-    sign_in: SignIn, pack_app: Flask
-) -> None:
+def test_a_formula_field_is_created_with_its_result_type(sign_in: SignIn, pack_app: Flask) -> None:
     client = sign_in(ADMIN, language="en")
     form = client.get(URL + "?type=formula").get_data(as_text=True)
     assert 'name="result"' in form and 'name="x-formula"' in form
@@ -63,5 +61,5 @@ def test_the_preview_points_at_a_typo_and_a_refused_save_says_it_under_the_input
     assert answer.status_code == 422
     error = error_under(answer.get_data(as_text=True), "x-formula") or ""
     assert "line 1, column 12" in error, error
-    assert 'quantity * unit_prise</textarea>' in answer.get_data(as_text=True)
+    assert "quantity * unit_prise</textarea>" in answer.get_data(as_text=True)
     assert _version(pack_app, "order_line") == before
