@@ -57,7 +57,7 @@ def _answer(
     hidden = service.access.hidden(meta)
     names = editable_fields(meta, hidden)
     payload = _readable_lookups(
-        service, meta, parse_record(meta, request.form, names, _writable(service, meta))
+        service, meta, parse_record(meta, request.form, names, _writable(service, meta)), stored
     )
     lines: dict[tuple[str, str], tuple[ObjectMeta, list[Line]]] = {}
     indexes: dict[tuple[str, str], tuple[str, list[int]]] = {}
@@ -78,7 +78,8 @@ def _answer(
                 for k, v in line.items()
                 if not k.startswith("_") and k not in ("id", "version")
             }
-            items.append((_readable_lookups(service, child, typed), before.get(line.get("id"))))
+            stored_line = before.get(line.get("id"))
+            items.append((_readable_lookups(service, child, typed, stored_line), stored_line))
             numbers.append(line["_index"])
         lines[(child_name, spec.name)] = (child, items)
         indexes[(child_name, spec.name)] = (related, numbers)
@@ -116,13 +117,18 @@ def _collect(
 
 
 def _readable_lookups(
-    service: RecordService, meta: ObjectMeta, payload: dict[str, Any]
+    service: RecordService,
+    meta: ObjectMeta,
+    payload: dict[str, Any],
+    stored: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A lookup to a record the user may not read reads as empty: expressions then cannot
-    tell the user anything about it."""
+    tell the user anything about it (one stored in the record stays as it is)."""
     for name, value in list(payload.items()):
         spec = meta.fields.get(name)
         if spec is None or not spec.target or value is None:
+            continue
+        if stored is not None and stored.get(name) == value:
             continue
         try:
             service.get(spec.target, int(value), include_children=False)
