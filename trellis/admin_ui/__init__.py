@@ -255,12 +255,14 @@ def init_app(app: Flask) -> None:
         designer_history,
         designer_layout,
         objects,
+        record_compute,
         records,
         saved_views,
         shell,
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
+    del record_compute
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

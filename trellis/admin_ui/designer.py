@@ -47,7 +47,7 @@ TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
     "master_detail": ("x-target", "x-related-name"),
     "autonumber": ("x-format",),
     "json": ("schema",),
-    "formula": ("x-formula", "x-scale"),
+    "formula": ("result", "x-formula", "x-scale"),
     "rollup": ("x-scale",),
     "richtext": ("maxLength", "minLength"),
     "user": ("x-on-delete",),
@@ -121,6 +121,35 @@ TYPE_LABELS = {
     "file": _l("File"),
     "image": _l("Image"),
 }
+
+
+# A formula's result type (the choice in the designer) → its JSON ``type`` and ``format``.
+FORMULA_RESULTS: dict[str, dict[str, Any]] = {
+    "number": {"type": ["number", "null"]},
+    "integer": {"type": ["integer", "null"]},
+    "string": {"type": ["string", "null"]},
+    "boolean": {"type": ["boolean", "null"]},
+    "date": {"type": ["string", "null"], "format": "date"},
+}
+FORMULA_RESULT_LABELS = {
+    "number": _l("Number"),
+    "integer": _l("Whole number"),
+    "string": _l("Text"),
+    "boolean": _l("Yes / no"),
+    "date": _l("Date"),
+}
+
+
+def formula_result_of(schema: dict[str, Any]) -> str:
+    """The result choice a stored formula's ``type`` and ``format`` make."""
+    declared = schema.get("type")
+    kinds = set(declared) if isinstance(declared, list) else {declared}
+    if schema.get("format") == "date":
+        return "date"
+    for kind in ("integer", "number", "boolean", "string"):
+        if kind in kinds:
+            return kind
+    return "number"
 
 
 def type_label(name: str) -> str:
@@ -232,6 +261,8 @@ def field_form_of(name: str, schema: dict[str, Any], required: bool) -> FieldFor
             inputs[key] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     if "default" in schema and type_name in DEFAULT_TYPES:
         inputs["default"] = _default_text(type_name, schema)
+    if type_name == "formula":
+        inputs["result"] = formula_result_of(schema)
     if type_name == "json":
         extra = {k: v for k, v in schema.items() if k not in COMMON_KEYWORDS and k != "type"}
         inputs["schema"] = json.dumps(extra, ensure_ascii=False, indent=2) if extra else ""
@@ -302,6 +333,9 @@ def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
             _options_into(form, schema)
         elif key == "schema":
             _json_schema_into(form, schema)
+        elif key == "result":
+            result = form.inputs.get("result") or "number"
+            schema.update(copy.deepcopy(FORMULA_RESULTS.get(result, FORMULA_RESULTS["number"])))
         else:
             value = _setting(form, key)
             if value is not None:
@@ -458,6 +492,8 @@ def _field_input(form: FieldForm, rest: str, text: Any, creating: bool) -> str:
         return "default"
     if key in form.settings:
         return key
+    if form.type == "formula" and key in ("type", "format"):
+        return "result"
     if form.type == "json":
         return "schema"
     return ""

@@ -92,10 +92,53 @@
     const remove = event.target.closest("[data-remove-line]");
     if (remove) {
       const row = remove.closest("tr");
-      row.querySelector("[data-removed]").value = "1";
+      const removed = row.querySelector("[data-removed]");
+      removed.value = "1";
       row.hidden = true;
+      removed.dispatchEvent(new Event("change", { bubbles: true }));  // the live preview
     }
   });
+
+  // Record forms: the server's live preview ([data-compute], POST …/compute through htmx)
+  // answers computed values and field states by input name; applied here as told, no
+  // arithmetic or rule of its own.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    const source = event.detail.elt;
+    if (!source.matches || !source.matches("[data-compute]") || !event.detail.successful) return;
+    const form = source.closest("form");
+    let answer;
+    try { answer = JSON.parse(event.detail.xhr.responseText); } catch (e) { return; }
+    Object.entries(answer.values || {}).forEach(function (pair) {
+      const output = document.getElementById("field-" + pair[0]);
+      if (output && output.tagName === "OUTPUT") output.textContent = pair[1];
+    });
+    Object.entries(answer.fields || {}).forEach(function (pair) {
+      const box = form.querySelector('[data-field="' + CSS.escape(pair[0]) + '"]');
+      if (box) applyState(box, pair[1]);
+    });
+  });
+  function applyState(box, state) {
+    if (box.tagName === "TD") box.style.visibility = state.visible ? "" : "hidden";
+    else box.hidden = !state.visible;
+    box.inert = state.readonly;
+    box.classList.toggle("locked", state.readonly);
+    box.querySelectorAll("input, select, textarea").forEach(function (control) {
+      if (control.type !== "hidden") control.setAttribute("aria-required", String(state.required));
+    });
+    const label = box.querySelector(".field-label");
+    if (!label) return;
+    let mark = label.querySelector("[data-live-required]");
+    if (state.required && !mark && !label.querySelector(".req")) {
+      mark = document.createElement("span");
+      mark.className = "req";
+      mark.dataset.liveRequired = "";
+      mark.setAttribute("aria-hidden", "true");
+      mark.textContent = "*";
+      label.append(" ", mark);
+    } else if (!state.required && mark) {
+      mark.remove();
+    }
+  }
 
   // Lists: select all, confirm bulk delete.
   document.addEventListener("change", function (event) {

@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import REFUSALS, commit, objects, registry, rollback
 from trellis.admin_ui.designer import (
+    FORMULA_RESULT_LABELS,
     FieldForm,
     ObjectForm,
     field_form_of,
@@ -37,6 +38,7 @@ from trellis.admin_ui.forms import FormField
 from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import DESIGNERS, OBJECT_TABS, admin_only, installed_packs
 from trellis.exceptions import NotFound, ReferencedDocument, TrellisError
+from trellis.platform.metadata.computed import computed_problems
 from trellis.platform.metadata.fieldtypes import FieldSpec, get_type
 from trellis.platform.runtime.records.pipeline import format_number
 
@@ -331,8 +333,13 @@ def _field_page(meta: ObjectMeta, form: FieldForm, creating: bool, status: int =
         types=type_choices(),
         targets=_targets(),
         preview=_preview(meta, form),
+        formula_results=_formula_results(),
     )
     return page, status
+
+
+def _formula_results() -> list[tuple[str, str]]:
+    return [(key, str(label)) for key, label in FORMULA_RESULT_LABELS.items()]
 
 
 def _targets() -> list[tuple[str, str]]:
@@ -349,7 +356,11 @@ def field_settings(name: str) -> Any:
     meta = registry().get(name)
     form = read_field_form(request.args)
     return render_template(
-        "ui/setup/_field_settings.html", meta=meta, form=form, targets=_targets()
+        "ui/setup/_field_settings.html",
+        meta=meta,
+        form=form,
+        targets=_targets(),
+        formula_results=_formula_results(),
     )
 
 
@@ -379,4 +390,33 @@ def _preview(meta: ObjectMeta, form: FieldForm) -> dict[str, Any]:
     if form.type == "autonumber" and "{0" in str(schema.get("x-format", "")):
         value = format_number(str(schema["x-format"]), 1, dt.datetime.now(dt.UTC))
     readonly = form.type == "autonumber" or "readonly" in form.flags
-    return {"field": FormField(spec, value, readonly=readonly), "note": None}
+    return {
+        "field": FormField(spec, value, readonly=readonly),
+        "note": None,
+        "formula": _formula_check(meta, form.name or "field", schema),
+    }
+
+
+def _formula_check(meta: ObjectMeta, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A formula as typed, checked against the object as saving would check it: its first
+    problem with the line it is on and the column of the character (None: no formula)."""
+    text = schema.get("x-formula")
+    if schema.get("x-type") != "formula" or not isinstance(text, str) or not text.strip():
+        return None
+    document = copy.deepcopy(meta.definition.document)
+    document["properties"][name] = schema
+    documents = {**registry().documents(), meta.name: document}
+    pointer = f"/properties/{name.replace('~', '~0').replace('/', '~1')}/x-formula"
+    for at, message, position in computed_problems(document, documents):
+        if at != pointer:
+            continue
+        if position is None:
+            return {"message": told(message), "line_text": None}
+        line = position["line"]
+        return {
+            "message": told(message),
+            "line": line,
+            "column": position["column"],
+            "line_text": text.split("\n")[line - 1] if line <= text.count("\n") + 1 else "",
+        }
+    return {"message": None}

@@ -38,7 +38,7 @@ from trellis.exceptions import (
     ValidationFailed,
 )
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime import files
+from trellis.platform.runtime import computed, files
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import attachments, lookup
 from trellis.platform.runtime.records.serialise import as_csv
@@ -680,6 +680,7 @@ def _lines_from_form(
                 line["_removed"] = form.get(prefix + "removed") == "1"
             elif all(v in (None, False) or v == _default(child, k) for k, v in line.items()):
                 continue  # a new row left as it was added
+            line["_index"] = index  # its inputs' number, for the live preview
             lines.append(line)
         result[related] = lines
     return result
@@ -768,8 +769,18 @@ def _render_form(
         message=message,
         stale=stale,
         display=display,
+        compute_url=_compute_url(meta, record_id),
     )
     return page, status
+
+
+def _compute_url(meta: ObjectMeta, record_id: int | None) -> str | None:
+    """Where the form asks for its live values and field states (none: nothing to ask)."""
+    if not computed.live(registry(), meta):
+        return None
+    if record_id is None:
+        return url_for("ui.record_compute", object_name=meta.name)
+    return url_for("ui.record_compute", object_name=meta.name, record_id=record_id)
 
 
 @bp.route("/o/<object_name>/<int:record_id>/edit", methods=["GET", "POST"])

@@ -330,13 +330,19 @@ def prepare(draft: Draft, unit: WriteUnit) -> None:
                 values[name] = None
             else:
                 values[name] = python_values(meta, {name: stored.get(name)})[name]
+    _formulas(meta, plan, values, resolver)
+    for name, _formula in plan.formulas:
+        draft.payload[name] = _json(meta, name, values[name])
+
+
+def _formulas(meta: ObjectMeta, plan: Plan, values: dict[str, Any], resolver: Any) -> None:
+    """Compute the object's formulas into ``values`` (column values), in reading order."""
     for name, formula in plan.formulas:
         result = formula(values, resolver, None, None)
         try:
             values[name] = meta.fields[name].to_python(result) if result is not None else None
         except (ValueError, TypeError, ArithmeticError):
             values[name] = None
-        draft.payload[name] = _json(meta, name, values[name])
 
 
 def lock_rollup_parents(
@@ -574,14 +580,7 @@ def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
         and row[rollup.value] is not None
         and (rollup.filter is None or _true(rollup.filter, dict(row), unit, _resolver(unit)))
     ]
-    result: Any = None
-    if values:
-        if rollup.function == "MIN":
-            result = min(values)
-        elif rollup.function == "MAX":
-            result = max(values)
-        else:
-            result = sum((_dec(v) for v in values), Decimal(0)) / len(values)
+    result = _aggregate(rollup.function, values)
     spec = meta.fields[rollup.field]
     stored = None if result is None else spec.to_python(result)
     before = (
@@ -593,6 +592,22 @@ def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
         sa.update(table).where(table.c.id == parent_id).values({rollup.field: stored})
     )
     _rolled(unit, meta, parent_id, dict(before), {**before, rollup.field: stored})
+
+
+def _aggregate(function: str, values: list[Any]) -> Any:
+    """MIN, MAX or AVG of the children's values (None without any); SUM and COUNT too,
+    for a preview that has the children in hand."""
+    if function == "COUNT":
+        return len(values)
+    if function == "SUM":
+        return sum((_dec(v) for v in values), Decimal(0))
+    if not values:
+        return None
+    if function == "MIN":
+        return min(values)
+    if function == "MAX":
+        return max(values)
+    return sum((_dec(v) for v in values), Decimal(0)) / len(values)
 
 
 def _rolled(
@@ -764,3 +779,101 @@ def _backfill_one(session: Any, registry: MetaRegistry, object_name: str) -> Non
                     record[name] = changed[name] = value
             if changed:
                 session.execute(sa.update(table).where(table.c.id == row["id"]).values(changed))
+
+
+# --- preview (a form being typed) -------------------------------------------------------
+
+
+@dataclass
+class FieldState:
+    """How a form shows a field now: its conditional rules decided on the values typed."""
+
+    visible: bool = True
+    required: bool = False
+    readonly: bool = False
+
+
+@dataclass
+class Preview:
+    """What a record being typed would compute: the JSON values of its formulas and of the
+    roll-ups over the lines in hand, its fields' states, and the same for each line."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    states: dict[str, FieldState] = field(default_factory=dict)
+    lines: dict[tuple[str, str], list[Preview]] = field(default_factory=dict)
+
+
+Line = tuple[dict[str, Any], dict[str, Any] | None]  # (values typed, values stored)
+
+
+def preview(
+    unit: WriteUnit,
+    meta: ObjectMeta,
+    payload: Mapping[str, Any],
+    stored: Mapping[str, Any] | None = None,
+    lines: Mapping[tuple[str, str], tuple[ObjectMeta, list[Line]]] | None = None,
+) -> Preview:
+    """Compute a record as a form holds it, writing nothing: the same visibility, formulas
+    and conditions as ``prepare`` and ``check``, and each roll-up over master-detail lines
+    given in ``lines`` (keyed by (child object, its master field)) from those lines' values
+    as computed here. Roll-ups whose children are not in hand are left out."""
+    plan = plan_of(unit.registry, meta)
+    result = Preview()
+    merged = {**(stored or {}), **payload}
+    resolver = _resolver(unit)
+    values = python_values(meta, merged)
+    old = python_values(meta, dict(stored)) if stored is not None else None
+    for name, conditions in plan.conditions.items():
+        visible = conditions.get("x-visible-if")
+        if visible is not None and not _true(visible, values, unit, resolver):
+            result.states[name] = FieldState(visible=False)
+            values[name] = (old or {}).get(name)
+    children: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for key, (child, items) in (lines or {}).items():
+        shown = [preview(unit, child, typed, before) for typed, before in items]
+        result.lines[key] = shown
+        children[key] = [
+            python_values(child, {**(before or {}), **typed, **line.values})
+            for (typed, before), line in zip(items, shown, strict=True)
+        ]
+    for rollup in plan.own_rollups:
+        rows = children.get((rollup.child, rollup.link))
+        if rows is None:
+            continue
+        kept = [
+            row
+            for row in rows
+            if rollup.filter is None or _true(rollup.filter, row, unit, resolver)
+        ]
+        picked = [row.get(rollup.value) for row in kept] if rollup.value else kept
+        if rollup.function != "COUNT":
+            picked = [v for v in picked if v is not None]
+        total = _aggregate(rollup.function, picked)
+        try:
+            spec = meta.fields[rollup.field]
+            values[rollup.field] = None if total is None else spec.to_python(total)
+        except (ValueError, TypeError, ArithmeticError):
+            values[rollup.field] = None
+        result.values[rollup.field] = _json(meta, rollup.field, values[rollup.field])
+    _formulas(meta, plan, values, resolver)
+    for name, _formula in plan.formulas:
+        result.values[name] = _json(meta, name, values[name])
+    for name, conditions in plan.conditions.items():
+        if name in result.states:
+            continue
+        required = conditions.get("x-required-if")
+        locked = conditions.get("x-readonly-if")
+        result.states[name] = FieldState(
+            required=required is not None and _true(required, values, unit, resolver),
+            readonly=locked is not None
+            and _true(locked, old if old is not None else values, unit, resolver),
+        )
+    return result
+
+
+def live(registry: MetaRegistry, meta: ObjectMeta) -> bool:
+    """Whether a form of the object has anything to preview as it is typed: formulas,
+    conditional rules or roll-ups of its own or of its master-detail lines."""
+    plans = [plan_of(registry, meta)]
+    plans += [plan_of(registry, registry.get(child)) for child, _spec in meta.children]
+    return any(p.formulas or p.conditions or p.own_rollups for p in plans)
