@@ -68,3 +68,14 @@ def test_an_empty_filter_panel_follows_field_rights(sign_in: SignIn, pack_app: F
     assert 'name="f.credit_limit.min" value="1000"' in filters_of(page)
     page = admin.get("/o/dealer").get_data(as_text=True)
     assert 'name="f.credit_limit.min" value=""' in filters_of(page)
+
+
+def test_background_requests_leave_the_session_cookie_alone(sign_in: SignIn) -> None:
+    """A preview answered after a save must not put back the session from before it."""
+    client = sign_in(ADMIN, language="en")
+    page = client.get("/o/sales_order")
+    assert "Set-Cookie" in page.headers  # pages refresh the session's expiry
+    for path in ("/o/sales_order/views-menu", "/lookup/dealer?q=a"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert "Set-Cookie" not in answer.headers, path

@@ -25,6 +25,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -239,10 +240,36 @@ def change_password() -> Any:
     return redirect(url_for("ui.home"))
 
 
+# Requests a page sends by itself while the user works (htmx previews, typeahead, the view
+# picker): they never set the session cookie unless they changed the session. A cookie
+# session is last-writer-wins, and a preview answered after a save would put back the
+# session from before it (the save's "Saved." message lost).
+BACKGROUND_ENDPOINTS = frozenset(
+    {
+        "ui.record_compute",
+        "ui.field_settings",
+        "ui.field_preview",
+        "ui.view_menu",
+        "ui.lookup_options",
+    }
+)
+
+
+class PageSessionInterface(SecureCookieSessionInterface):
+    """The signed cookie session, not refreshed by the page's background requests."""
+
+    def should_set_cookie(self, app: Flask, session: Any) -> bool:
+        """Not for a background request that left the session as it was."""
+        if request.endpoint in BACKGROUND_ENDPOINTS and not session.modified:
+            return False
+        return bool(super().should_set_cookie(app, session))
+
+
 def init_app(app: Flask) -> None:
     """Register the pages: session cookie settings, CSRF, languages, the view modules,
     the template globals, and the per-page unit of work.
     """
+    app.session_interface = PageSessionInterface()
     # Flask's own defaults (no SameSite, 31-day sessions) are not what we want.
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
