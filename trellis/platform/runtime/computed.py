@@ -335,6 +335,25 @@ def prepare(draft: Draft, unit: WriteUnit) -> None:
         draft.payload[name] = _json(meta, name, values[name])
 
 
+def _stored_formulas(
+    session: Any,
+    meta: ObjectMeta,
+    plan: Plan,
+    record_id: int,
+    values: dict[str, Any],
+    resolver: Any,
+) -> dict[str, Any]:
+    """A stored record's formulas computed afresh over its ``values`` (changed in place);
+    its row is written when one moved. Returns what moved."""
+    before = {name: values.get(name) for name, _formula in plan.formulas}
+    _formulas(meta, plan, values, resolver)
+    changed = {name: values[name] for name in before if values[name] != before[name]}
+    if changed:
+        table = meta.table
+        session.execute(sa.update(table).where(table.c.id == record_id).values(changed))
+    return changed
+
+
 def _formulas(meta: ObjectMeta, plan: Plan, values: dict[str, Any], resolver: Any) -> None:
     """Compute the object's formulas into ``values`` (column values), in reading order."""
     for name, formula in plan.formulas:
@@ -479,9 +498,9 @@ def after_write(
         _move(unit, rollup, old, new)
     if plan.readers and old is not None and new is not None:
         changed = {n for n in meta.fields if old.get(n) != new.get(n)}
-        for object_name, formula, lookup, reads in plan.readers:
-            if changed & reads:
-                _recompute_readers(unit, object_name, formula, lookup, record_id)
+        stale = {(name, lookup) for name, _f, lookup, reads in plan.readers if changed & reads}
+        for object_name, lookup in sorted(stale):  # once per reader, whatever it reads
+            _recompute_readers(unit, object_name, lookup, record_id)
 
 
 def _pending(unit: WriteUnit) -> dict[tuple[str, int], dict[str, Any] | None]:
@@ -617,24 +636,12 @@ def _rolled(
     to the roll-ups and formulas that read this record."""
     plan = plan_of(unit.registry, meta)
     if plan.formulas:
-        values = dict(new)
-        changed: dict[str, Any] = {}
-        resolver = _resolver(unit)
-        for name, formula in plan.formulas:
-            result = formula(values, resolver, None, None)
-            value = None if result is None else meta.fields[name].to_python(result)
-            if value != values.get(name):
-                values[name] = changed[name] = value
-        if changed:
-            table = meta.table
-            unit.session.execute(sa.update(table).where(table.c.id == record_id).values(changed))
-            new = values
+        new = dict(new)
+        _stored_formulas(unit.session, meta, plan, record_id, new, _resolver(unit))
     after_write(unit, meta, record_id, old, new)
 
 
-def _recompute_readers(
-    unit: WriteUnit, object_name: str, formula_name: str, lookup: str, target_id: int
-) -> None:
+def _recompute_readers(unit: WriteUnit, object_name: str, lookup: str, target_id: int) -> None:
     """Formulas reading a changed record through ``lookup``: recomputed on each reader."""
     meta = unit.registry.get(object_name)
     table = meta.table
@@ -647,18 +654,10 @@ def _recompute_readers(
     )
     plan = plan_of(unit.registry, meta)
     resolver = _resolver(unit)
-    for row in rows:
+    for row in rows:  # every formula of the reader is brought up to date together
         values = dict(row)
-        changed = {}
-        for name, formula in plan.formulas:
-            result = formula(values, resolver, None, None)
-            value = None if result is None else meta.fields[name].to_python(result)
-            if value != values.get(name):
-                values[name] = changed[name] = value
-        if changed:
-            unit.session.execute(sa.update(table).where(table.c.id == row["id"]).values(changed))
+        if _stored_formulas(unit.session, meta, plan, int(row["id"]), values, resolver):
             after_write(unit, meta, int(row["id"]), dict(row), values)
-    del formula_name  # every formula of the reader is brought up to date together
 
 
 # --- end of the call -------------------------------------------------------------------
@@ -770,15 +769,7 @@ def _backfill_one(session: Any, registry: MetaRegistry, object_name: str) -> Non
     if plan.formulas:
         resolver = _resolver(unit)
         for row in session.execute(sa.select(table)).mappings().all():
-            record = dict(row)
-            changed = {}
-            for name, formula in plan.formulas:
-                result = formula(record, resolver, None, None)
-                value = None if result is None else meta.fields[name].to_python(result)
-                if value != record.get(name):
-                    record[name] = changed[name] = value
-            if changed:
-                session.execute(sa.update(table).where(table.c.id == row["id"]).values(changed))
+            _stored_formulas(session, meta, plan, int(row["id"]), dict(row), resolver)
 
 
 # --- preview (a form being typed) -------------------------------------------------------
