@@ -479,6 +479,21 @@ class RecordService:
                 history.extend(self._delete_children(child, ids, now))
         return history
 
+    def _referring(
+        self, table: sa.Table, condition: Any, referrer_name: str, field: str
+    ) -> list[dict[str, Any]]:
+        """The refusal detail for the ``referrer_name`` records ``condition`` finds (none
+        when there are none): ``{field: referrer.field, message: N record(s) refer to it}``."""
+        count = self.session.execute(
+            sa.select(sa.func.count()).select_from(table).where(condition)
+        ).scalar_one()
+        if not count:
+            return []
+        message = N_(
+            "%(count)s %(object)s record(s) refer to it", count=count, object=referrer_name
+        )
+        return [{"field": f"{referrer_name}.{field}", "message": message}]
+
     def _release_referrers(self, meta: ObjectMeta, record_ids: list[int], now: dt.datetime) -> None:
         """Refuse when live records point here (restrict), or clear their pointers (set_null).
 
@@ -493,20 +508,7 @@ class RecordService:
             table = referrer.table
             condition = sa.and_(table.c[spec.name].in_(record_ids), table.c.deleted_at.is_(None))
             if spec.on_delete != "set_null":
-                count = self.session.execute(
-                    sa.select(sa.func.count()).select_from(table).where(condition)
-                ).scalar_one()
-                if count:
-                    blocking.append(
-                        {
-                            "field": f"{referrer_name}.{spec.name}",
-                            "message": N_(
-                                "%(count)s %(object)s record(s) refer to it",
-                                count=count,
-                                object=referrer_name,
-                            ),
-                        }
-                    )
+                blocking.extend(self._referring(table, condition, referrer_name, spec.name))
                 continue
             rows = self.session.execute(
                 sa.select(table.c.id, table.c[spec.name]).where(condition)
@@ -795,20 +797,7 @@ class RecordService:
             if spec.on_delete == "set_null":
                 self.session.execute(sa.update(table).where(pointing).values({spec.name: None}))
                 continue
-            count = self.session.execute(
-                sa.select(sa.func.count()).select_from(table).where(pointing)
-            ).scalar_one()
-            if count:
-                blocking.append(
-                    {
-                        "field": f"{referrer_name}.{spec.name}",
-                        "message": N_(
-                            "%(count)s %(object)s record(s) refer to it",
-                            count=count,
-                            object=referrer_name,
-                        ),
-                    }
-                )
+            blocking.extend(self._referring(table, pointing, referrer_name, spec.name))
         if blocking:
             raise ReferencedRecord(
                 N_(
