@@ -27,10 +27,11 @@ from trellis.platform.expressions import (
 )
 from trellis.platform.expressions.checker import computed_type
 from trellis.platform.messages import N_, Message
+from trellis.platform.metadata.fieldtypes import CONDITION_KEYWORDS
 
 # A rule message's ``{expression}`` parts (no braces inside).
 PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
-CONDITIONS = ("x-required-if", "x-readonly-if", "x-visible-if")
+CONDITIONS = CONDITION_KEYWORDS
 _NUMERIC = {"integer", "number", "percent", "currency"}
 # What each declared JSON type of a formula may hold.
 _ACCEPTS = {

@@ -36,6 +36,7 @@ from trellis.platform.expressions import CompiledExpression, compiled, to_decima
 from trellis.platform.expressions.checker import COMPUTED_TYPES
 from trellis.platform.messages import N_, Localized
 from trellis.platform.metadata.computed import PLACEHOLDER, formula_order, rollup_source
+from trellis.platform.metadata.fieldtypes import CONDITION_KEYWORDS
 
 if TYPE_CHECKING:
     from trellis.platform.runtime.records.pipeline import Draft, WriteUnit
@@ -158,7 +159,7 @@ def _build(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
     for name, spec in meta.fields.items():
         conditions: dict[str, CompiledExpression] = {
             keyword: _compile(registry, meta, spec.schema[keyword])
-            for keyword in ("x-required-if", "x-readonly-if", "x-visible-if")
+            for keyword in CONDITION_KEYWORDS
             if keyword in spec.schema
         }
         if conditions:

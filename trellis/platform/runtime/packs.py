@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trellis.exceptions import PackError, TrellisError
 from trellis.platform.messages import N_
+from trellis.platform.metadata.fieldtypes import CONDITION_KEYWORDS
 from trellis.platform.metadata.names import is_valid_name
 from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
@@ -183,18 +184,13 @@ def _structure_only(document: Any) -> Any:
     them in its layout and list columns)."""
     if not isinstance(document, dict) or not isinstance(document.get("properties"), dict):
         return document
-    plain = copy.deepcopy(document)
-    plain.pop("x-rules", None)
+    plain = _without_rules(document)
     computed = {
         n for n, p in plain["properties"].items() if isinstance(p, dict)
         and p.get("x-type") in ("formula", "rollup")
     }  # fmt: skip
     for name in computed:
         del plain["properties"][name]
-    for prop in plain["properties"].values():
-        for keyword in ("x-required-if", "x-readonly-if", "x-visible-if"):
-            if isinstance(prop, dict):
-                prop.pop(keyword, None)
     if computed:
         plain["required"] = [n for n in plain.get("required", []) if n not in computed]
         if not plain["required"]:
@@ -213,7 +209,7 @@ def _without_rules(document: Any) -> Any:
     plain = copy.deepcopy(document)
     plain.pop("x-rules", None)
     for prop in plain["properties"].values():
-        for keyword in ("x-required-if", "x-readonly-if", "x-visible-if"):
+        for keyword in CONDITION_KEYWORDS:
             if isinstance(prop, dict):
                 prop.pop(keyword, None)
     return plain
