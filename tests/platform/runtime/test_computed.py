@@ -165,6 +165,42 @@ def test_a_formula_through_a_lookup_follows_its_target(api: Api, app: Flask) -> 
     assert api.get(f"/records/member/{one['id']}").get_json()["double"] == 400
 
 
+def test_a_formula_two_lookups_away_follows_both_hops(api: Api, app: Flask) -> None:
+    """``club.tier.rate``: a change of the tier and a member's club moving to another tier
+    both reach the member, in the same call."""
+    assert api.post("/objects", definition("tier", {"rate": field("currency")})).status_code == 201
+    club = definition("club", {"tier": field("lookup", **{"x-target": "tier"})})
+    assert api.post("/objects", club).status_code == 201
+    member = definition(
+        "member",
+        {
+            "club": field("lookup", **{"x-target": "club"}),
+            "spend": field("currency"),
+            "bonus": field(
+                "formula", type=["number", "null"], **{"x-formula": "spend * club.tier.rate"}
+            ),
+        },
+    )
+    assert api.post("/objects", member).status_code == 201
+    low = api.post("/records/tier", {"rate": 0.1}).get_json()["id"]
+    high = api.post("/records/tier", {"rate": 0.5}).get_json()["id"]
+    one_club = api.post("/records/club", {"tier": low}).get_json()["id"]
+    other_club = api.post("/records/club", {"tier": low}).get_json()["id"]
+    member_ids = [
+        api.post("/records/member", {"club": c, "spend": 100}).get_json()["id"]
+        for c in (one_club, one_club, other_club)
+    ]
+    bonuses = lambda: [  # noqa: E731
+        api.get(f"/records/member/{m}").get_json()["bonus"] for m in member_ids
+    ]
+    assert bonuses() == [10, 10, 10]
+    assert api.patch(f"/records/tier/{low}", {"version": 1, "rate": 0.2}).status_code == 200
+    assert bonuses() == [20, 20, 20]
+    assert api.patch(f"/records/club/{one_club}", {"version": 1, "tier": high}).status_code == 200
+    assert bonuses() == [50, 50, 20]
+    assert column(app, "obj_member", "bonus", member_ids[2]) == Decimal("20.00")
+
+
 # --- roll-ups ------------------------------------------------------------------------------
 
 

@@ -86,8 +86,8 @@ class Plan:
     rules: list[Rule] = field(default_factory=list)
     feeds: list[Rollup] = field(default_factory=list)  # roll-ups this object's records feed
     own_rollups: list[Rollup] = field(default_factory=list)  # roll-up fields of this object
-    readers: list[tuple[str, str, str, frozenset[str]]] = field(default_factory=list)
-    # (object, formula, its lookup to this object, the fields of ours it reads)
+    readers: list[tuple[str, str, tuple[str, ...], frozenset[str]]] = field(default_factory=list)
+    # (object, formula, its lookup path to this object, the fields of ours it reads)
 
     @property
     def empty(self) -> bool:
@@ -182,9 +182,9 @@ def _build(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
             if spec.type.name != "formula":
                 continue
             formula = _compile(registry, other, spec.schema["x-formula"])
-            for lookup, target_fields in _one_hop_reads(other, formula).items():
-                if other.fields[lookup].target == meta.name:
-                    plan.readers.append((other.name, name, lookup, frozenset(target_fields)))
+            for (path, target), target_fields in _lookup_reads(registry, other, formula).items():
+                if target == meta.name:
+                    plan.readers.append((other.name, name, path, frozenset(target_fields)))
     return plan
 
 
@@ -201,12 +201,22 @@ def _message_parts(
     return parts
 
 
-def _one_hop_reads(meta: ObjectMeta, formula: CompiledExpression) -> dict[str, set[str]]:
-    reads: dict[str, set[str]] = {}
+def _lookup_reads(
+    registry: MetaRegistry, meta: ObjectMeta, formula: CompiledExpression
+) -> dict[tuple[tuple[str, ...], str], set[str]]:
+    """What a formula reads of other records: (lookup path, the object it ends at) → the
+    fields read there. ``dealer.region.name`` reads ``region`` of the dealer (path
+    ``dealer``) and ``name`` of the region (path ``dealer.region``)."""
+    reads: dict[tuple[tuple[str, ...], str], set[str]] = {}
     for path in formula.paths:
         parts = path.split(".")
-        if len(parts) == 2 and parts[0] in meta.fields and meta.fields[parts[0]].target:
-            reads.setdefault(parts[0], set()).add(parts[1])
+        current = meta
+        for depth in range(1, len(parts)):
+            spec = current.fields.get(parts[depth - 1])
+            if spec is None or not spec.target:
+                break
+            current = registry.get(spec.target)
+            reads.setdefault((tuple(parts[:depth]), current.name), set()).add(parts[depth])
     return reads
 
 
@@ -499,9 +509,9 @@ def after_write(
         _move(unit, rollup, old, new)
     if plan.readers and old is not None and new is not None:
         changed = {n for n in meta.fields if old.get(n) != new.get(n)}
-        stale = {(name, lookup) for name, _f, lookup, reads in plan.readers if changed & reads}
-        for object_name, lookup in sorted(stale):  # once per reader, whatever it reads
-            _recompute_readers(unit, object_name, lookup, record_id)
+        stale = {(name, path) for name, _f, path, reads in plan.readers if changed & reads}
+        for object_name, path in sorted(stale):  # once per reader and path, whatever it reads
+            _recompute_readers(unit, object_name, path, record_id)
 
 
 def _pending(unit: WriteUnit) -> dict[tuple[str, int], dict[str, Any] | None]:
@@ -642,14 +652,24 @@ def _rolled(
     after_write(unit, meta, record_id, old, new)
 
 
-def _recompute_readers(unit: WriteUnit, object_name: str, lookup: str, target_id: int) -> None:
-    """Formulas reading a changed record through ``lookup``: recomputed on each reader."""
+def _recompute_readers(
+    unit: WriteUnit, object_name: str, path: tuple[str, ...], target_id: int
+) -> None:
+    """Formulas reading a changed record through a lookup path (one or two hops):
+    recomputed on each reader."""
     meta = unit.registry.get(object_name)
     table = meta.table
-    rows = (
-        unit.session.execute(
-            sa.select(table).where(table.c[lookup] == target_id, table.c.deleted_at.is_(None))
+    if len(path) == 1:
+        reaches = table.c[path[0]] == target_id
+    else:  # the readers whose first hop points at a record whose second hop is the target
+        middle = unit.registry.get(meta.fields[path[0]].target or "").table
+        reaches = table.c[path[0]].in_(
+            sa.select(middle.c.id).where(
+                middle.c[path[1]] == target_id, middle.c.deleted_at.is_(None)
+            )
         )
+    rows = (
+        unit.session.execute(sa.select(table).where(reaches, table.c.deleted_at.is_(None)))
         .mappings()
         .all()
     )
