@@ -813,6 +813,7 @@ class Preview:
     values: dict[str, Any] = field(default_factory=dict)
     states: dict[str, FieldState] = field(default_factory=dict)
     lines: dict[tuple[str, str], list[Preview]] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)  # broken rules, as on save
 
 
 Line = tuple[dict[str, Any], dict[str, Any] | None]  # (values typed, values stored)
@@ -880,12 +881,49 @@ def preview(
             readonly=locked is not None
             and _true(locked, old if old is not None else values, unit, resolver),
         )
+    if plan.rules:
+        after = _as_if_written(unit, plan, values, old, resolver)
+        for rule in plan.rules:
+            problem = _broken(rule, values, old, unit, after if rule.later else resolver)
+            if problem is not None:
+                result.problems.append(problem)
     return result
+
+
+def _as_if_written(
+    unit: WriteUnit,
+    plan: Plan,
+    values: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    resolver: Callable[[str, int, str], Any],
+) -> Callable[[str, int, str], Any]:
+    """A resolver that reads the SUM and COUNT roll-ups this record feeds as they would
+    be once it is saved (stored value + its change), so a rule reading them (a dealer's
+    open exposure) is judged in the preview as it will be on save. MIN, MAX and AVG, and
+    roll-ups further up, read as stored."""
+    moved: dict[tuple[str, int, str], Decimal] = {}
+    for rollup in plan.feeds:
+        if not rollup.by_delta:
+            continue
+        for values_of, sign in ((old, -1), (values, 1)):
+            parent, amount = _contribution(unit, rollup, values_of)
+            if parent is not None and amount is not None:
+                key = (rollup.parent, int(parent), rollup.field)
+                moved[key] = moved.get(key, Decimal(0)) + sign * _dec(amount)
+    if not any(moved.values()):
+        return resolver
+
+    def resolve(object_name: str, record_id: int, name: str) -> Any:
+        value = resolver(object_name, record_id, name)
+        delta = moved.get((object_name, int(record_id), name))
+        return value if not delta else _dec(value) + delta
+
+    return resolve
 
 
 def live(registry: MetaRegistry, meta: ObjectMeta) -> bool:
     """Whether a form of the object has anything to preview as it is typed: formulas,
-    conditional rules or roll-ups of its own or of its master-detail lines."""
+    conditional rules, validation rules or roll-ups of its own or of its lines."""
     plans = [plan_of(registry, meta)]
     plans += [plan_of(registry, registry.get(child)) for child, _spec in meta.children]
-    return any(p.formulas or p.conditions or p.own_rollups for p in plans)
+    return any(p.formulas or p.conditions or p.own_rollups or p.rules for p in plans)
