@@ -225,6 +225,19 @@ def test_an_orders_total_rolls_up_its_lines_through_every_change(api: Api, pack:
     assert empty["total_amount"] == 0
 
 
+def test_a_line_for_a_deleted_order_is_refused_and_moves_nothing(api: Api, pack: Flask) -> None:
+    """The up-front lock of the order doubles as the line's reference check only while the
+    order is live: a deleted one is refused as any missing lookup target is."""
+    dealer = new_dealer(api, "D-DEL", None)
+    created = order(api, dealer, [(1, 10)]).get_json()
+    assert api.delete(f"/records/sales_order/{created['id']}").status_code == 204
+    line = {"sales_order": created["id"], "product": product_id(api), "quantity": 2, "unit_price": 5}
+    answer = api.post("/records/order_line", line)
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["error"]["details"][0]["field"] == "sales_order"
+    assert column(pack, "obj_sales_order", "total_amount", created["id"]) == Decimal("10.00")
+
+
 def test_open_exposure_rolls_up_a_dealers_counting_orders(api: Api, pack: Flask) -> None:
     dealer = new_dealer(api, "R-2", None)
     draft = order(api, dealer, [(1, 100)]).get_json()

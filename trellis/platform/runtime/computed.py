@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 PENDING_KEY = "trellis.computed.pending"
+LOCKED_KEY = "trellis.computed.locked"  # (transaction, {object: live ids locked})
 
 
 @dataclass(frozen=True)
@@ -411,11 +412,35 @@ def lock_rollup_parents(
                 )
                 if row is not None:
                     current.append((parent, dict(row)))
+    held = _held(unit.session)
     for wanted in reversed(levels):
         for object_name, record_id in sorted(wanted):
             parent = unit.registry.get(object_name)
             statement = parent.statement(("rollup_lock",), partial(_lock_statement, parent))
-            unit.session.execute(statement, {"id": record_id})
+            row = unit.session.execute(statement, {"id": record_id}).first()
+            if row is not None and row.deleted_at is None:
+                held.setdefault(object_name, set()).add(record_id)
+
+
+def _held(session: Any) -> dict[str, set[int]]:
+    """The live records this transaction has locked for its roll-ups, by object."""
+    transaction = session.get_transaction()
+    entry = session.info.get(LOCKED_KEY)
+    if entry is None or entry[0] is not transaction:
+        entry = session.info[LOCKED_KEY] = (transaction, {})
+    held: dict[str, set[int]] = entry[1]
+    return held
+
+
+def locked_live(session: Any, object_name: str) -> set[int]:
+    """The ``object_name`` records this transaction holds ``FOR UPDATE`` (roll-up
+    parents, locked up front) and found live: the reference check of a lookup to one of
+    them needs no shared lock and no query of its own, since a concurrent delete waits for
+    this transaction anyway."""
+    entry = session.info.get(LOCKED_KEY)
+    if entry is None or entry[0] is not session.get_transaction():
+        return set()
+    return entry[1].get(object_name, set())  # type: ignore[no-any-return]
 
 
 # --- validation ------------------------------------------------------------------------
@@ -589,7 +614,11 @@ def _add_statement(meta: ObjectMeta, rollup: Rollup) -> Any:
 
 def _lock_statement(meta: ObjectMeta) -> Any:
     table = meta.table
-    return sa.select(table.c.id).where(table.c.id == sa.bindparam("id")).with_for_update()
+    return (
+        sa.select(table.c.id, table.c.deleted_at)
+        .where(table.c.id == sa.bindparam("id"))
+        .with_for_update()
+    )
 
 
 def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
