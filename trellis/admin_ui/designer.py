@@ -864,7 +864,7 @@ def field_expressions(form: FieldForm, schema: dict[str, Any]) -> list[Expressio
     if form.type == "rollup":
         text = str(schema.get("x-rollup", {}).get("filter", ""))
         pointer = f"{at}/x-rollup/filter"
-        inputs.append(ExpressionInput("rollup-filter", str(_l("Filter")), pointer, text))
+        inputs.append(ExpressionInput("rollup-filter", str(_l("Only the records where")), pointer, text))
     for keyword in form.conditions:
         text = str(schema.get(keyword, ""))
         inputs.append(
