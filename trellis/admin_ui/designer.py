@@ -925,7 +925,7 @@ def rule_expressions(form: RuleForm, index: int) -> list[ExpressionInput]:
     """The expression inputs of a rule form: when, assert, and the messages' placeholders."""
     at = f"/x-rules/{index}"
     labels = {
-        "when": _l("When"),
+        "when": _l("Applies when"),
         "assert": _l("Must hold"),
         "message-en": _l("Message (English)"),
         "message-zh": _l("Message (中文)"),
