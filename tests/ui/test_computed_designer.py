@@ -4,6 +4,9 @@ input with the text kept."""
 
 from __future__ import annotations
 
+import html
+import re
+
 from flask import Flask
 
 from tests.ui.conftest import SignIn
@@ -95,7 +98,8 @@ def test_a_rollup_filter_is_checked_against_the_child_object(
     assert "line 1, column 1" in (error_under(page, "rollup-filter") or "")
     assert "stats = &#39;submitted&#39;</textarea>" in page
     assert _version(pack_app, "dealer") == before
-    missing = _post(client, DEALER_FIELD, _rollup(name="total", **{"rollup-of": "sales_order.dealer", "rollup-function": "SUM"}))  # fmt: skip
+    no_field = {"rollup-of": "sales_order.dealer", "rollup-function": "SUM"}
+    missing = _post(client, DEALER_FIELD, _rollup(name="total", **no_field))
     assert missing.status_code == 422
     assert "needs a field" in (error_under(missing.get_data(as_text=True), "rollup-field") or "")
 
@@ -130,3 +134,38 @@ def test_conditions_are_saved_into_the_field_and_checked(sign_in: SignIn, pack_a
     error = error_under(broken.get_data(as_text=True), "x-required-if") or ""
     assert "must be a condition" in error, error
     assert _version(pack_app, "sales_order") == before
+
+
+def test_computed_fields_saved_from_their_own_form_are_unchanged(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    client = sign_in(ADMIN, language="en")
+    for name, field_name in (
+        ("dealer", "open_exposure"),
+        ("sales_order", "total_amount"),
+        ("order_line", "amount"),
+    ):
+        url = f"/setup/objects/{name}/fields/{field_name}"
+        page = client.get(url).get_data(as_text=True)
+        data = _form_values(page.split('id="field-form"')[1].split("</form>")[0])
+        before = _version(pack_app, name)
+        answer = _post(client, url, data)
+        assert answer.status_code == 302, (field_name, data)
+        assert _version(pack_app, name) == before, (field_name, data)
+
+
+def _form_values(form: str) -> dict[str, str]:
+    """What a browser would send for the form's HTML: inputs (checked boxes only),
+    textareas, the selected options."""
+    data: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name and (" checked" in tag or 'type="checkbox"' not in tag):
+            data[name.group(1)] = value.group(1) if value else ""
+    data.update(re.findall(r'<textarea[^>]* name="([^"]+)"[^>]*>([^<]*)</textarea>', form))
+    for select, options in re.findall(
+        r'<select[^>]* name="([^"]+)"[^>]*>(.*?)</select>', form, re.S
+    ):
+        chosen = re.search(r'<option value="([^"]*)" selected>', options)
+        data[select] = chosen.group(1) if chosen else ""
+    return {k: html.unescape(v) for k, v in data.items() if k != "csrf_token"}

@@ -404,7 +404,9 @@ def field_schema(
         if text:
             schema[keyword] = text
     if same_type and old is not None:
-        for keyword in KEPT_KEYWORDS:
+        # Conditions the form does not offer for this type (set through the API) stay too.
+        hidden = [k for k in CONDITION_KEYWORDS if k not in form.conditions]
+        for keyword in (*KEPT_KEYWORDS, *hidden):
             if keyword in old:
                 schema.setdefault(keyword, copy.deepcopy(old[keyword]))
     return schema
@@ -434,7 +436,9 @@ def rollup_kind(form: FieldForm, document: dict[str, Any], documents: Documents)
 
 def rollup_child(document: dict[str, Any], documents: Documents, of: str) -> str | None:
     """The object whose records ``of`` names (None: it names none)."""
-    source = rollup_source(document, {**documents, document["x-name"]: document}, of) if of else None
+    if not of:
+        return None
+    source = rollup_source(document, {**documents, document["x-name"]: document}, of)
     return source[0] if source else None
 
 
@@ -864,7 +868,8 @@ def field_expressions(form: FieldForm, schema: dict[str, Any]) -> list[Expressio
     if form.type == "rollup":
         text = str(schema.get("x-rollup", {}).get("filter", ""))
         pointer = f"{at}/x-rollup/filter"
-        inputs.append(ExpressionInput("rollup-filter", str(_l("Only the records where")), pointer, text))
+        label = str(_l("Only the records where"))
+        inputs.append(ExpressionInput("rollup-filter", label, pointer, text))
     for keyword in form.conditions:
         text = str(schema.get(keyword, ""))
         inputs.append(
@@ -878,8 +883,7 @@ def checkable_field(form: FieldForm, schema: dict[str, Any]) -> dict[str, Any]:
     without what it rolls up (the meta-schema refuses both) stands in as text with the
     field's conditions, so its conditions are still checked."""
     incomplete = (form.type == "formula" and not schema.get("x-formula")) or (
-        form.type == "rollup"
-        and not {"of", "function"} <= set(schema.get("x-rollup", {}))
+        form.type == "rollup" and not {"of", "function"} <= set(schema.get("x-rollup", {}))
     )
     if not incomplete:
         return schema
