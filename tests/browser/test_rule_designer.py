@@ -3,8 +3,9 @@ is refused with the rule's message — all in a real browser against ``trellis s
 
 The rule is typed broken first: the check beside the form points at the character as it
 is typed; fixed, it is saved as a new version of the object, and the record form shows
-its message under the field it names. Screenshots of the rules designer and the roll-up
-settings are taken in English and Chinese at 1280 px for review.
+its message under the field it names (live as the value is typed, then on save).
+Screenshots of the rules designer and the roll-up settings are taken in English and
+Chinese at 1280 px for review.
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ def test_a_rule_typed_broken_then_fixed_refuses_a_record_that_breaks_it(
     admin.goto(base + "/o/product/new")
     admin.fill("[data-field=sku] input", "FREE-1")
     admin.fill("[data-field=name] input", "Free sample")
-    admin.fill("[data-field=list_price] input", "0")
+    admin.locator("[data-field=list_price] input").press_sequentially("0", delay=20)
+    message = "A product is sold for more than 0.00."
+    live = admin.locator("[data-field=list_price] [data-live-problem]")
+    live.filter(has_text=message).wait_for()  # the live form runs the rule as typed
     assert submit(admin, "/o/product/new", "Save").status == 422
-    error = admin.locator("[data-field=list_price] .error").inner_text()
-    assert error == "A product is sold for more than 0.00.", error
+    error = admin.locator("[data-field=list_price] .error[role=alert]").inner_text()
+    assert error == message, error
+    screenshot(admin, "rule-refuses-record-en")
 
 
 def test_the_designer_pages_in_both_languages(new_page: NewPage, channel_site: Site) -> None:
