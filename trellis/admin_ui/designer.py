@@ -22,6 +22,7 @@ from trellis.admin_ui.forms import input_text, parse_value
 from trellis.admin_ui.i18n import pick, told
 from trellis.platform.messages import Message
 from trellis.platform.metadata.computed import (
+    POSITIONED,
     computed_problems,
     rollup_accepts,
     rollup_source,
@@ -845,6 +846,9 @@ def check_expressions(
             checks.append(ExpressionCheck(item.key, item.label, told(message)))
             continue
         line, lines = position["line"], item.text.split("\n")
+        # The caret and "Line, column" show where: the problem alone, not its position again.
+        if getattr(message, "msgid", "") == POSITIONED:
+            message = message.params["problem"]
         checks.append(
             ExpressionCheck(
                 item.key,

@@ -64,10 +64,15 @@ def compile_at(
     return compile_expression(text, doc, objects, allow_old=allow_old)
 
 
+# A refused expression's message: the problem, then where it is (a page showing the place
+# with a caret shows ``problem`` alone).
+POSITIONED = N_("%(problem)s (character %(offset)s: line %(line)s, column %(column)s)")
+
+
 def expression_problem(pointer: str, error: ExpressionError) -> tuple[str, Message, dict[str, int]]:
     """A refused expression as (pointer, message, position)."""
     message = N_(
-        "%(problem)s (character %(offset)s: line %(line)s, column %(column)s)",
+        POSITIONED,
         problem=error.message,
         offset=error.offset,
         line=error.line,
