@@ -14,6 +14,8 @@
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
+| TRELLIS_IMPORT_MAX_ROWS | data rows one import file may hold | 100,000 |
+| TRELLIS_IMPORT_MAX_BYTES | bytes of one import file (its upload may exceed MAX_CONTENT_LENGTH) | 50 MiB |
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_STORAGE_URL": None,
     "RATE_LIMIT_KEY_PREFIX": "trellis",
     "BASE_URL": None,
+    "IMPORT_MAX_ROWS": defaults.IMPORT_MAX_ROWS,
+    "IMPORT_MAX_BYTES": defaults.IMPORT_MAX_BYTES,
 }
 
 

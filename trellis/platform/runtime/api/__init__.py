@@ -237,12 +237,13 @@ def init_app(app: Flask) -> None:
         audit_log,
         files,
         identity,
+        imports,
         metadata,
         records,
         roles,
         views,
     )
 
-    del audit_log, files, identity, metadata, records, roles, views  # imported for their routes
+    del audit_log, files, identity, imports, metadata, records, roles, views  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)
