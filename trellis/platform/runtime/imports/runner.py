@@ -52,18 +52,19 @@ Progress = Callable[[int, int | None, str], None]
 Problem = dict[str, Any]  # {"row", "column", "message"}
 
 
-def start(session: Session, run: ImportRun) -> ImportRun:
-    """Queue a configured run and have it run. Until the jobs interface is on main this
-    runs it here, after committing the run; then it becomes ``jobs.enqueue``."""
+def start(session: Session, run: ImportRun, progress: Progress | None = None) -> ImportRun:
+    """Queue a configured run and have it run (``progress`` hears how far it got). Until
+    the jobs interface is on main this runs it here, after committing the run; then it
+    becomes ``jobs.enqueue`` of ``imports.run``, whose context reports the progress."""
     run.status = ImportStatus.QUEUED
     session.commit()
-
-    def progress(done: int, total: int | None, _message: str) -> None:
-        run.done_rows = done
-
-    execute(session, run.id, progress)
+    execute(session, run.id, progress or _silent)
     session.commit()
     return run
+
+
+def _silent(_done: int, _total: int | None, _message: str) -> None:
+    """No one follows a run that answers when it is done."""
 
 
 def execute(session: Session, import_id: int, progress: Progress) -> ImportRun:
