@@ -107,6 +107,7 @@ class _Importer:
         self.column_of = {m.field: m.column for m in self.maps}
         self.problems: list[Problem] = []
         self.bad_rows: set[int] = set()
+        self.analyzed_at = 0  # rows this run had written at its last ANALYZE
 
     def run(self, progress: Progress) -> None:
         rows, total = self.sheet.rows, len(self.sheet.rows)
@@ -116,6 +117,7 @@ class _Importer:
         for start in range(0, total, defaults.IMPORT_BATCH):
             batch = rows[start : start + defaults.IMPORT_BATCH]
             created += self._write(self._payloads(batch))
+            self._keep_statistics(created)
             done = start + len(batch)
             self.run_row.done_rows = done
             progress(done, total, N_("%(done)s of %(total)s rows", done=done, total=total))
@@ -132,6 +134,21 @@ class _Importer:
         whole.commit()
         message = N_("%(created)s of %(total)s rows imported", created=created, total=total)
         _finish(self.run_row, ImportStatus.SUCCEEDED, created, self.problems, message)
+
+    def _keep_statistics(self, created: int) -> None:
+        """On PostgreSQL, ANALYZE the table each time this run has doubled what it last
+        saw (a few times per run). The run's rows are one uncommitted transaction, which
+        autovacuum cannot see: with the statistics of the table before it, the planner
+        kept scanning the whole growing table for the uniqueness check of every batch
+        (measured: 0.4 s a batch at 10,000 rows, against 3 ms after ANALYZE, which
+        counts the transaction's own rows)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        if created < max(defaults.IMPORT_BATCH, 2 * self.analyzed_at):
+            return
+        preparer = self.session.get_bind().dialect.identifier_preparer
+        self.session.execute(sa.text(f"ANALYZE {preparer.quote(self.meta.table.name)}"))
+        self.analyzed_at = created
 
     # --- rows into payloads -----------------------------------------------------------
 
