@@ -281,6 +281,7 @@ def init_app(app: Flask) -> None:
         designer_access,
         designer_history,
         designer_layout,
+        imports,
         objects,
         record_compute,
         records,
@@ -289,7 +290,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del record_compute
+    del imports, record_compute
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from trellis.platform.runtime.imports.runner import execute, start
 from trellis.platform.runtime.imports.service import (
+    FINISHED,
     ImportLimits,
     ImportMode,
     ImportService,
@@ -19,6 +20,7 @@ from trellis.platform.runtime.imports.service import (
 from trellis.platform.runtime.imports.sheets import ImportFormat, write_xlsx
 
 __all__ = [
+    "FINISHED",
     "ImportFormat",
     "ImportLimits",
     "ImportMode",
