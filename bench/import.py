@@ -139,7 +139,9 @@ def main() -> None:
             raw_parents = {
                 code: connection.execute(
                     sa.insert(table)
-                    .values(name=f"Root {code}", code=code, version=1, created_at=now, updated_at=now)
+                    .values(
+                        name=f"Root {code}", code=code, version=1, created_at=now, updated_at=now
+                    )
                     .returning(table.c.id)
                 ).scalar_one()
                 for code in PARENTS

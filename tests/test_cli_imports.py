@@ -30,16 +30,33 @@ def test_import_and_export_from_the_command_line(
     report = tmp_path / "report.csv"
 
     refused = trellis(
-        "import", "dealer", str(source), "--lookup", "parent=code", "--report", str(report),
+        "import",
+        "dealer",
+        str(source),
+        "--lookup",
+        "parent=code",
+        "--report",
+        str(report),
         ok=False,
     )
     assert refused.exit_code == 1, refused.output
-    assert "refused" in refused.stdout and "row 3 上级经销商: no dealer with code 'D-NONE'" in refused.stdout
+    assert (
+        "refused" in refused.stdout
+        and "row 3 上级经销商: no dealer with code 'D-NONE'" in refused.stdout
+    )
     assert list(csv.reader(io.StringIO(report.read_text())))[1][:2] == ["3", "上级经销商"]
 
     done = trellis(
-        "import", "dealer", str(source), "--lookup", "parent=code", "--mode", "skip_invalid",
-        "--user", EMAIL, ok=False,
+        "import",
+        "dealer",
+        str(source),
+        "--lookup",
+        "parent=code",
+        "--mode",
+        "skip_invalid",
+        "--user",
+        EMAIL,
+        ok=False,
     )
     assert "succeeded: 1 of 2 rows imported" in done.stdout, done.output
     with engine_for(sqlite_url).connect() as connection:
@@ -53,8 +70,16 @@ def test_import_and_export_from_the_command_line(
 
     out = tmp_path / "out.xlsx"
     exported = trellis(
-        "export", "dealer", "--format", "xlsx", "--filter", '[["code","=","D-9001"]]',
-        "--fields", "name,code", "-o", str(out),
+        "export",
+        "dealer",
+        "--format",
+        "xlsx",
+        "--filter",
+        '[["code","=","D-9001"]]',
+        "--fields",
+        "name,code",
+        "-o",
+        str(out),
     )
     assert "1 record(s)" in exported.stdout
     rows = list(openpyxl.load_workbook(out).active.values)

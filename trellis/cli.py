@@ -419,8 +419,13 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 )
 @click.option("--map", "maps", multiple=True, help="COLUMN=FIELD (repeatable; default: by name)")
 @click.option("--lookup", "lookups", multiple=True, help="FIELD=KEY: match a lookup by KEY")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-              help="write the per-row report (CSV) here")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the per-row report (CSV) here",
+)
 @with_app
 def import_command(
     object_name: str,
@@ -471,9 +476,12 @@ def import_command(
 @main.command("export")
 @click.argument("object_name", metavar="OBJECT")
 @click.option("--user", "email", default=None, help="act as this user, with their rights")
-@click.option("--format", "kind", type=click.Choice(["csv", "xlsx"]), default="csv",
-              show_default=True)
-@click.option("--filter", "filter_text", default=None, help='a list filter, e.g. [["level","=","gold"]]')
+@click.option(
+    "--format", "kind", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+)
+@click.option(
+    "--filter", "filter_text", default=None, help='a list filter, e.g. [["level","=","gold"]]'
+)
 @click.option("--sort", "sort_text", default=None, help="e.g. -created_at")
 @click.option("--fields", "fields_text", default=None, help="comma-separated field names")
 @click.option("--output", "-o", "output", type=click.Path(path_type=Path), required=True)

@@ -15,7 +15,7 @@
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
 | TRELLIS_IMPORT_MAX_ROWS | data rows one import file may hold | 100,000 |
-| TRELLIS_IMPORT_MAX_BYTES | bytes of one import file (its upload may exceed MAX_CONTENT_LENGTH) | 50 MiB |
+| TRELLIS_IMPORT_MAX_BYTES | bytes of one import file (may exceed MAX_CONTENT_LENGTH) | 50 MiB |
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ def test_the_wizard_imports_a_file_and_reports_its_bad_rows(
     report = client.get(run_url).get_data(as_text=True)
     assert "Done" in report and "1 of 2 rows imported" in report
     assert "no dealer with code &#39;D-NOPE&#39;" in report
-    assert ids_of(pack_app, "dealer", code="D-8001") and not ids_of(pack_app, "dealer", code="D-8002")
+    assert ids_of(pack_app, "dealer", code="D-8001") and not ids_of(
+        pack_app, "dealer", code="D-8002"
+    )
     download = client.get(f"{run_url}/report.csv")
     assert download.mimetype == "text/csv"
     assert download.get_data(as_text=True).splitlines()[1].startswith("3,上级经销商,")
@@ -104,5 +106,7 @@ def test_the_list_page_exports_its_filter_as_xlsx(sign_in: SignIn, pack_app: Fla
     assert answer.headers["Content-Disposition"].endswith('dealer.xlsx"')
     rows = list(openpyxl.load_workbook(io.BytesIO(answer.data)).active.values)
     assert rows[0][0] == "id" and 1 < len(rows) == len(as_csv) < len(everything)
-    assert sorted(str(row[0]) for row in rows[1:]) == sorted(line.split(",")[0] for line in as_csv[1:])
+    assert sorted(str(row[0]) for row in rows[1:]) == sorted(
+        line.split(",")[0] for line in as_csv[1:]
+    )
     assert client.get("/o/dealer/export?format=doc").status_code == 400

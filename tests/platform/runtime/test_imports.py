@@ -141,7 +141,9 @@ def test_all_or_nothing_writes_nothing_and_still_reports_every_bad_row(
     assert listing(api, "contact")["items"] == []
     assert {int(row[0]) for row in _report(api, run["id"])[1:]} == {3, 5, 6}
 
-    good = _upload(api, "contact", _csv(PLANTED[:2] + PLANTED[3:4]), "ok.csv", lookups={"dealer": "code"})
+    good = _upload(
+        api, "contact", _csv(PLANTED[:2] + PLANTED[3:4]), "ok.csv", lookups={"dealer": "code"}
+    )
     assert good.get_json()["status"] == "succeeded" and good.get_json()["created"] == 2
 
 
@@ -193,7 +195,10 @@ def test_unreadable_oversized_and_overlong_files_are_refused(
     twice = _csv([["name", "Name"], ["a", "b"]])
     assert "twice" in error_of(_upload(api, "contact", twice, "t.csv"), 400)["message"]
     missing = api.client.post(
-        "/api/v1/records/contact/import", data={}, headers=api.headers, content_type="multipart/form-data"
+        "/api/v1/records/contact/import",
+        data={},
+        headers=api.headers,
+        content_type="multipart/form-data",
     )
     assert error_of(missing, 400)["details"][0]["field"] == "file"
 
@@ -249,8 +254,13 @@ def test_rights_decide_who_imports_what_and_what_is_exported(api: Api, app: Flas
     assert suggested["mapping"] == {"name": "name"}  # age is not theirs to write
     run = _upload(clerk, "contact", two, "c.csv", mapping={"name": "name", "age": "age"})
     assert "age" in error_of(run, 400)["details"][0]["message"]
-    run = _upload(clerk, "contact", _csv([["name", "Dealer"], ["Mine", "E1"]]), "c.csv",
-                  lookups={"dealer": "code"})
+    run = _upload(
+        clerk,
+        "contact",
+        _csv([["name", "Dealer"], ["Mine", "E1"]]),
+        "c.csv",
+        lookups={"dealer": "code"},
+    )
     assert run.get_json()["created"] == 1, run.get_json()
     # the run is theirs: another user does not see it; an administrator does
     assert error_of(reader.get(f"/imports/{run.get_json()['id']}"), 404)

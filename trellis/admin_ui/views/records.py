@@ -39,9 +39,9 @@ from trellis.exceptions import (
 )
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import computed, files
+from trellis.platform.runtime.api.records import export_format, export_response
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import attachments, lookup
-from trellis.platform.runtime.api.records import export_format, export_response
 from trellis.platform.runtime.views import (
     SYSTEM_COLUMNS,
     filter_clauses,

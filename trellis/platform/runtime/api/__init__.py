@@ -244,6 +244,15 @@ def init_app(app: Flask) -> None:
         views,
     )
 
-    del audit_log, files, identity, imports, metadata, records, roles, views  # imported for their routes
+    del (
+        audit_log,
+        files,
+        identity,
+        imports,
+        metadata,
+        records,
+        roles,
+        views,
+    )  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 
 from trellis.exceptions import BadRequest
+from trellis.platform.messages import N_
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.api import (
     bp,
@@ -16,7 +17,6 @@ from trellis.platform.runtime.api import (
     record_service,
     registry,
 )
-from trellis.platform.messages import N_
 from trellis.platform.runtime.imports.sheets import XLSX_MIME, ImportFormat, write_xlsx
 from trellis.platform.runtime.openapi import openapi_document
 from trellis.platform.runtime.query import parse_list_query

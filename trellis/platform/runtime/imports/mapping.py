@@ -59,10 +59,10 @@ def suggest_mapping(meta: ObjectMeta, columns: list[str], fields: list[str]) -> 
     mapping: dict[str, str] = {}
     taken: set[str] = set()
     for column in columns:
-        name = names.get(_folded(column))
-        if name is not None and name not in taken:
-            mapping[column] = name
-            taken.add(name)
+        found = names.get(_folded(column))
+        if found is not None and found not in taken:
+            mapping[column] = found
+            taken.add(found)
     return mapping
 
 
@@ -99,11 +99,17 @@ def check_mapping(
             problems.append({"field": column, "message": N_("the file has no such column")})
         elif name not in fields:
             problems.append(
-                {"field": column, "message": N_("%(field)s is not a field you may import", field=name)}
+                {
+                    "field": column,
+                    "message": N_("%(field)s is not a field you may import", field=name),
+                }
             )
         elif name in filled:
             problems.append(
-                {"field": column, "message": N_("%(field)s is filled by another column", field=name)}
+                {
+                    "field": column,
+                    "message": N_("%(field)s is filled by another column", field=name),
+                }
             )
         else:
             filled.add(name)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from trellis.platform.runtime.identity import Caller
-    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
+    from trellis.platform.runtime.registry import MetaRegistry
 
 Progress = Callable[[int, int | None, str], None]
 Problem = dict[str, Any]  # {"row", "column", "message"}

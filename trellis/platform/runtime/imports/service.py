@@ -137,9 +137,7 @@ class ImportService:
         fields = mapping.importable_fields(self.access, meta)
         return mapping.suggest_mapping(meta, sheet.columns, fields)
 
-    def configure(
-        self, run: ImportRun, column_map: Any, lookup_keys: Any, mode: Any
-    ) -> ImportRun:
+    def configure(self, run: ImportRun, column_map: Any, lookup_keys: Any, mode: Any) -> ImportRun:
         """Set a draft run's mapping (``{column: field}``), lookup keys (``{field: key
         field}``) and mode; 400 naming each problem, 409 once the run has started."""
         if run.status != ImportStatus.DRAFT:

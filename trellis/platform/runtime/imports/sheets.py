@@ -96,7 +96,9 @@ def _csv_rows(data: bytes) -> Iterable[list[Any]]:
     try:
         return list(csv.reader(io.StringIO(text, newline=""), dialect))
     except csv.Error as exc:
-        raise _unreadable(N_("the CSV file cannot be read: %(problem)s", problem=str(exc))) from None
+        raise _unreadable(
+            N_("the CSV file cannot be read: %(problem)s", problem=str(exc))
+        ) from None
 
 
 def _xlsx_rows(data: bytes) -> Iterable[list[Any]]:
@@ -133,8 +135,8 @@ def _cell(value: Any) -> Any:
 
 def _header(cells: list[Any]) -> list[str]:
     names = [str(cell) if cell != "" else f"#{i + 1}" for i, cell in enumerate(cells)]
-    seen: set[str] = set()
-    twice = sorted({n for n in names if n.casefold() in seen or seen.add(n.casefold())})
+    folded = [name.casefold() for name in names]
+    twice = sorted({name for name, key in zip(names, folded, strict=True) if folded.count(key) > 1})
     if twice:
         raise BadRequest(
             N_("the header names a column twice: %(columns)s", columns=", ".join(twice)),

@@ -440,9 +440,7 @@ def _taken_values(
     and 500 values per field, 1.2 ms against 55 ms.
     """
     live = table.c.deleted_at.is_(None)
-    holds = [
-        sa.and_(among_param(table.c[name], f"taken_{name}", dialect), live) for name in names
-    ]
+    holds = [sa.and_(among_param(table.c[name], f"taken_{name}", dialect), live) for name in names]
     statement = sa.select(*(table.c[name] for name in names)).where(sa.or_(*holds))
     if excluding:
         statement = statement.where(table.c.id != sa.bindparam("exclude_id"))
