@@ -62,7 +62,7 @@ def test_the_wizard_imports_a_file_and_reports_its_bad_rows(
     ran = client.post(run_url, data=form)
     assert ran.status_code == 302 and ran.headers["Location"] == run_url
     report = client.get(run_url).get_data(as_text=True)
-    assert "Done" in report and "1 of 2 rows imported" in report
+    assert "Done" in report and "1 imported; 1 rows with errors" in report
     assert "no dealer with code &#39;D-NOPE&#39;" in report
     assert ids_of(pack_app, "dealer", code="D-8001") and not ids_of(
         pack_app, "dealer", code="D-8002"
@@ -72,6 +72,25 @@ def test_the_wizard_imports_a_file_and_reports_its_bad_rows(
     assert download.get_data(as_text=True).splitlines()[1].startswith("3,上级经销商,")
     # a run that has started no longer takes a mapping
     assert "Done" in client.post(run_url, data=form).get_data(as_text=True)
+
+
+def test_the_report_is_told_in_the_reader_s_language(sign_in: SignIn) -> None:
+    client = sign_in("channel@example.com", language="zh-CN")
+    token = csrf_of(client.get("/o/dealer/import").get_data(as_text=True))
+    assert "上传并映射列" in client.get("/o/dealer/import").get_data(as_text=True)
+    sent = client.post(
+        "/o/dealer/import",
+        data={"csrf_token": token, "file": (io.BytesIO(DEALERS), "dealers.csv")},
+        content_type="multipart/form-data",
+    )
+    run_url = sent.headers["Location"]
+    mapping = client.get(run_url).get_data(as_text=True)
+    assert "映射列" in mapping and "（不导入）" in mapping
+    form = {"csrf_token": csrf_of(mapping), "map.0": "name", "map.1": "code", "map.2": "parent"}
+    client.post(run_url, data={**form, "key.parent": "code", "mode": "all_or_nothing"})
+    report = client.get(run_url).get_data(as_text=True)
+    assert "已拒绝：未导入任何记录" in report
+    assert "没有 code 为 &#39;D-NOPE&#39; 的 dealer" in report
 
 
 def test_the_mapping_step_shows_what_is_wrong(sign_in: SignIn) -> None:

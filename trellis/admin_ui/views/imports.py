@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import caller, commit, page_session, registry
+from trellis.admin_ui.i18n import told
 from trellis.admin_ui.pages import signed_in
 from trellis.exceptions import BadRequest, Conflict, FileTooLarge
 from trellis.platform.metadata.permissions import Operation
@@ -25,6 +26,7 @@ from trellis.platform.runtime.imports import (
     report_csv,
     start,
 )
+from trellis.platform.runtime.imports.runner import told_entry
 from trellis.platform.runtime.models import ImportRun
 
 REPORT_ROWS_SHOWN = 200
@@ -106,7 +108,10 @@ def _render_progress(run: ImportRun, meta: Any) -> Any:
         "meta": meta,
         "run": run,
         "finished": run.status in FINISHED,
-        "report": run.report[:REPORT_ROWS_SHOWN],
+        "report": [
+            {**entry, "message": told_entry(entry, told)}
+            for entry in run.report[:REPORT_ROWS_SHOWN]
+        ],
         "percent": int(100 * run.done_rows / run.total_rows) if run.total_rows else 100,
     }
     template = "ui/imports/_progress.html" if partial else "ui/imports/run.html"

@@ -18,6 +18,7 @@ process, right after the run is committed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trellis import defaults
 from trellis.exceptions import NotFound, TrellisError
-from trellis.platform.messages import N_
+from trellis.platform.messages import N_, Localized, Message
 from trellis.platform.metadata.fieldtypes import FieldConversionError
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import files
@@ -271,7 +272,27 @@ class _Importer:
 
     def _report(self, number: int, column: str, message: str) -> None:
         self.bad_rows.add(number)
-        self.problems.append({"row": number, "column": column, "message": str(message)})
+        self.problems.append({"row": number, "column": column, **stored_message(message)})
+
+
+def stored_message(message: str) -> dict[str, Any]:
+    """A message as a report keeps it: the English ``message``, and for a platform message
+    its ``msgid`` and ``params`` too, so a page can tell it in the reader's language."""
+    stored: dict[str, Any] = {"message": str(message)}
+    if isinstance(message, Message) and not isinstance(message, Localized):
+        stored["msgid"] = message.msgid
+        stored["params"] = json.loads(json.dumps(message.params, default=str))
+    return stored
+
+
+def told_entry(entry: dict[str, Any], tell: Callable[[Any], str]) -> str:
+    """A report entry's message through ``tell`` (a page's ``told``), else as stored."""
+    if "msgid" not in entry:
+        return str(entry["message"])
+    try:
+        return tell(Message(entry["msgid"], **entry["params"]))
+    except (KeyError, TypeError, ValueError):
+        return str(entry["message"])
 
 
 def _caller_of(session: Session, registry: MetaRegistry, run: ImportRun) -> Caller | None:
@@ -302,4 +323,4 @@ def _why(exc: IntegrityError) -> str:
     return str(exc.orig).splitlines()[0][:200] if exc.orig is not None else "integrity error"
 
 
-__all__ = ["Progress", "execute", "start"]
+__all__ = ["Progress", "execute", "start", "stored_message", "told_entry"]
