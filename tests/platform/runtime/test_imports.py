@@ -277,12 +277,13 @@ def test_rights_decide_who_imports_what_and_what_is_exported(api: Api, app: Flas
 def test_xlsx_export_follows_the_filter_and_keeps_text_as_text(api: Api) -> None:
     _world(api)
     create(api, "contact", {"name": '=HYPERLINK("x")', "age": 5})
+    create(api, "contact", {"name": "bell\x07 here", "age": 6})
     create(api, "contact", {"name": "Young", "age": 1})
     response = api.get('/records/contact/export?format=xlsx&filter=[["age",">=",5]]')
     assert response.status_code == 200
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert len(rows) == 2 and rows[1][1] == '=HYPERLINK("x")'
+    assert len(rows) == 3 and rows[1][1] == '=HYPERLINK("x")' and rows[2][1] == "bell here"
     assert sheet.cell(row=2, column=2).data_type == "s"  # text, not a formula
     assert error_of(api.get("/records/contact/export?format=pdf"), 400)
 

@@ -151,9 +151,11 @@ def _unreadable(message: str) -> BadRequest:
 
 def write_xlsx(names: list[str], rows: Iterable[dict[str, Any]]) -> bytes:
     """An export as an XLSX workbook: a header, then a row per record. Text is always
-    written as text, so a value such as ``=HYPERLINK(…)`` is never a formula."""
+    written as text, so a value such as ``=HYPERLINK(…)`` is never a formula; control
+    characters XLSX cannot hold are dropped."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("export")
@@ -164,6 +166,9 @@ def write_xlsx(names: list[str], rows: Iterable[dict[str, Any]]) -> bytes:
             value = row.get(name)
             if isinstance(value, list | dict):
                 value = json.dumps(value, ensure_ascii=False)
+            if isinstance(value, str):
+                # XML 1.0 has no place for most control characters: they are left out.
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)
             if isinstance(value, str) and value.startswith("="):
                 cell = WriteOnlyCell(sheet, value=value)
                 cell.data_type = "s"
