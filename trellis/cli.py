@@ -532,6 +532,155 @@ def job_retry(job_id: int) -> None:
     click.echo(f"job {job_id} queued again")
 
 
+# --- import and export -------------------------------------------------------------------
+
+
+def _acting_caller(session: Any, email: str | None) -> Any:
+    """The ``Caller`` of ``--user`` (their rights apply), or ``None``: the system."""
+    if email is None:
+        return None
+    from trellis.platform.runtime.api import caller_of
+    from trellis.platform.runtime.identity.sessions import identity_of_user
+
+    identity = identity_of_user(session, _find_user(session, email).id)
+    _registry().ensure_current(session, identity.revision)
+    return caller_of(identity)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``--map a=b`` style options as a dict (a value without ``=`` is a one-line error)."""
+    pairs = {}
+    for value in values:
+        left, sep, right = value.partition("=")
+        if not sep or not left:
+            raise CommandError(f"{option}: {value!r} is not NAME=VALUE")
+        pairs[left] = right
+    return pairs
+
+
+@main.command("import")
+@click.argument("object_name", metavar="OBJECT")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user", "email", default=None, help="act as this user, with their rights")
+@click.option(
+    "--mode",
+    type=click.Choice(["all_or_nothing", "skip_invalid"]),
+    default="all_or_nothing",
+    show_default=True,
+)
+@click.option("--map", "maps", multiple=True, help="COLUMN=FIELD (repeatable; default: by name)")
+@click.option("--lookup", "lookups", multiple=True, help="FIELD=KEY: match a lookup by KEY")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the per-row report (CSV) here",
+)
+@with_app
+def import_command(
+    object_name: str,
+    path: Path,
+    email: str | None,
+    mode: str,
+    maps: tuple[str, ...],
+    lookups: tuple[str, ...],
+    report_path: Path | None,
+) -> None:
+    """Import records of OBJECT from a CSV or XLSX file, through the one write path."""
+    from trellis.platform.runtime import files
+    from trellis.platform.runtime.imports import ImportLimits, ImportService, report_csv, run_here
+
+    _require_database()
+    column_map, lookup_keys = _pairs(maps, "--map"), _pairs(lookups, "--lookup")
+    try:
+        with db.session() as session:
+            _registry().ensure_current(session)
+            service = ImportService(
+                session,
+                _registry(),
+                _acting_caller(session, email),
+                files.current_store(),
+                ImportLimits.of_app(),
+            )
+            run = service.upload(object_name, path.read_bytes(), path.name)
+            service.configure(run, column_map or run.mapping, lookup_keys, mode)
+
+            def progress(done: int, total: int | None, _message: str) -> None:
+                click.echo(f"  {done}/{total} rows", err=True)
+
+            run_here(session, run, progress)
+            click.echo(f"import {run.id}: {run.status}: {run.message}")
+            for entry in run.report[:20]:
+                click.echo(f"  row {entry['row']} {entry['column']}: {entry['message']}")
+            if len(run.report) > 20:
+                click.echo(f"  … and {len(run.report) - 20} more (see --report)")
+            if report_path is not None:
+                report_path.write_text(report_csv(run), encoding="utf-8")
+            failed = run.status != "succeeded" or bool(run.error_count)
+    except TrellisError as exc:
+        _fail(exc)
+    if failed:
+        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("object_name", metavar="OBJECT")
+@click.option("--user", "email", default=None, help="act as this user, with their rights")
+@click.option(
+    "--format", "kind", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+)
+@click.option(
+    "--filter", "filter_text", default=None, help='a list filter, e.g. [["level","=","gold"]]'
+)
+@click.option("--sort", "sort_text", default=None, help="e.g. -created_at")
+@click.option("--fields", "fields_text", default=None, help="comma-separated field names")
+@click.option("--output", "-o", "output", type=click.Path(path_type=Path), required=True)
+@with_app
+def export_command(
+    object_name: str,
+    email: str | None,
+    kind: str,
+    filter_text: str | None,
+    sort_text: str | None,
+    fields_text: str | None,
+    output: Path,
+) -> None:
+    """Export the records of OBJECT a filter matches, as the API's export does."""
+    from trellis import defaults
+    from trellis.platform.runtime.imports import write_xlsx
+    from trellis.platform.runtime.query import parse_list_query
+    from trellis.platform.runtime.records import RecordService
+    from trellis.platform.runtime.records.serialise import as_csv
+
+    _require_database()
+    try:
+        with db.session() as session:
+            _registry().ensure_current(session)
+            service = RecordService(session, _registry(), _acting_caller(session, email))
+            meta = _registry().get(object_name)
+            query = parse_list_query(
+                meta,
+                filter_text=filter_text,
+                sort_text=sort_text,
+                limit_text=None,
+                cursor=None,
+                fields_text=fields_text,
+                default_limit=defaults.PAGE_SIZE_DEFAULT,
+                max_limit=defaults.PAGE_SIZE_MAX,
+                hidden=service.access.hidden(meta),
+            )
+            names, rows = service.export_rows(object_name, query)
+            session.commit()  # the audit of an admin's bypass, if any
+    except TrellisError as exc:
+        _fail(exc)
+    if kind == "xlsx":
+        output.write_bytes(write_xlsx(names, rows))
+    else:
+        output.write_text(as_csv(names, rows), encoding="utf-8")
+    click.echo(f"{len(rows)} record(s) written to {output}")
+
+
 # --- serve -------------------------------------------------------------------------------
 
 

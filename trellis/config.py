@@ -20,6 +20,8 @@
 | TRELLIS_RETRY_BASE_SECONDS | first back-off of a failed job or delivery (doubles) | 5 |
 | TRELLIS_OUTBOX_MAX_ATTEMPTS | deliveries tried before an outbox event is marked failed | 20 |
 | TRELLIS_WORKER_POLL_SECONDS | the worker's relay, sweeper and scheduler tick | 1 |
+| TRELLIS_IMPORT_MAX_ROWS | data rows one import file may hold | 100,000 |
+| TRELLIS_IMPORT_MAX_BYTES | bytes of one import file (may exceed MAX_CONTENT_LENGTH) | 50 MiB |
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BASE_SECONDS": 5,
     "OUTBOX_MAX_ATTEMPTS": 20,
     "WORKER_POLL_SECONDS": 1,
+    "IMPORT_MAX_ROWS": defaults.IMPORT_MAX_ROWS,
+    "IMPORT_MAX_BYTES": defaults.IMPORT_MAX_BYTES,
 }
 
 

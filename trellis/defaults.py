@@ -12,6 +12,12 @@ MAX_EXPORT_ROWS = 100_000  # an export refuses to hold more
 BULK_MAX_RECORDS = 1000  # records in one POST /records/<object>/bulk
 MAX_CHILDREN_PER_RECORD = 1000  # master-detail lines written with one parent
 
+# Imports (docs/import-export.md); the two limits are settings too (TRELLIS_IMPORT_MAX_*)
+IMPORT_MAX_ROWS = 100_000  # data rows of one file
+IMPORT_MAX_BYTES = 50 * 1024 * 1024  # bytes of one file (the upload's own request limit)
+IMPORT_BATCH = 500  # rows handed to the record service at a time
+IMPORT_PREVIEW_ROWS = 5  # rows the mapping step shows
+
 # Expressions (formulas, rules, conditions): docs/expressions.md
 EXPRESSION_MAX_LENGTH = 4000  # characters of one expression
 EXPRESSION_MAX_DEPTH = 32  # nested parentheses, calls and operators

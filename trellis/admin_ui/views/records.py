@@ -39,9 +39,9 @@ from trellis.exceptions import (
 )
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import computed, files
+from trellis.platform.runtime.api.records import export_format, export_response
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import attachments, lookup
-from trellis.platform.runtime.records.serialise import as_csv
 from trellis.platform.runtime.views import (
     SYSTEM_COLUMNS,
     filter_clauses,
@@ -377,17 +377,17 @@ def _filter_titles(service: RecordService, meta: ObjectMeta, args: Any) -> dict[
 @bp.get("/o/<object_name>/export")
 @signed_in
 def record_export(object_name: str) -> Any:
-    """The list's current filter as CSV, through the export right and its scope."""
+    """The list's current filter as CSV (``?format=xlsx``: XLSX), through the export right
+    and its scope."""
     meta = _meta(object_name)
     service = records()
     service.access.require(meta, Operation.EXPORT)
+    kind = export_format(request.args.get("format"))
     args: MultiDict[str, str] = request.args
     _view, args = applied_view(list_views(), meta, args)
     names, rows = service.export_rows(object_name, _list_query(service, meta, args))
     commit()  # the audit of an admin's bypass, if any
-    response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
-    return response
+    return export_response(object_name, names, rows, kind)
 
 
 @bp.post("/o/<object_name>/bulk-delete")
@@ -561,11 +561,7 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
 
 
 def _writable(service: RecordService, meta: ObjectMeta) -> set[str]:
-    return {
-        name
-        for name, spec in meta.fields.items()
-        if spec.writable and service.access.field_access(meta, name) == "write"
-    }
+    return service.access.writable(meta)
 
 
 def _form_sections(

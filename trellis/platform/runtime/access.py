@@ -188,6 +188,14 @@ class Access:
         assert self.caller is not None
         return self.caller.permissions.field_access(meta.name, field_name)
 
+    def writable(self, meta: ObjectMeta) -> set[str]:
+        """The fields a write by the caller may set (the type allows it, and their right)."""
+        return {
+            name
+            for name, spec in meta.fields.items()
+            if spec.writable and self.field_access(meta, name) == "write"
+        }
+
     def require_writable(self, meta: ObjectMeta, field_names: list[str]) -> None:
         """403 naming every field the caller may not write."""
         if self.unrestricted:

@@ -385,3 +385,41 @@ class OutboxEntry(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[dt.datetime | None]
+
+
+class ImportRun(Base):
+    """One import of a spreadsheet into an object's records: who, what file, how its
+    columns map to fields, how it is run, and — once it ran — its counts and report.
+
+    The uploaded bytes live in the file store under ``storage_key``; ``report`` holds one
+    ``{"row", "column", "message"}`` per problem (row numbers as the spreadsheet shows
+    them: the header is row 1).
+    """
+
+    __tablename__ = "imports"
+    __table_args__ = (sa.Index("ix_imports_object_created", "object_name", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(sa.String(40))
+    created_by: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    file_format: Mapped[str] = mapped_column(sa.String(10))  # ImportFormat
+    storage_key: Mapped[str] = mapped_column(sa.String(100))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    columns: Mapped[list[Any]] = mapped_column(default=list)  # the header row
+    mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)  # column → field
+    lookup_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field → key field
+    mode: Mapped[str] = mapped_column(sa.String(20), default="all_or_nothing")  # ImportMode
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft")  # ImportStatus
+    total_rows: Mapped[int] = mapped_column(default=0)
+    done_rows: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str] = mapped_column(sa.String(500), default="")
+    report: Mapped[list[Any]] = mapped_column(default=list)
+    job_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]

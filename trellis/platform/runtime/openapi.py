@@ -28,6 +28,7 @@ from marshmallow import Schema, fields
 from trellis.platform.metadata.fieldtypes import ALL_OPS
 from trellis.platform.metadata.permissions import Operation, role_meta_schema
 from trellis.platform.runtime.api import schemas as shapes
+from trellis.platform.runtime.imports.sheets import XLSX_MIME
 
 if TYPE_CHECKING:
     from trellis.platform.metadata.permissions import Permissions
@@ -110,6 +111,7 @@ def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
         **_identity_paths(),
         **_view_paths(),
         **_job_paths(),
+        **_import_paths(),
         **(_admin_paths() if permissions.is_admin else {}),
     }
     schemas: dict[str, Any] = copy.deepcopy(platform_schemas())
@@ -358,6 +360,48 @@ def _view_paths() -> dict[str, Any]:
                 **deleting,
                 "parameters": copy.deepcopy(_query_parameters(shapes.ViewDeleteQuerySchema)),
             },
+        },
+    }
+
+
+_IMPORT_RUN: dict[str, Any] = {
+    "type": "object",
+    "description": "An import run: status (draft, queued, running, succeeded, refused, "
+    "failed), counts, mapping, mode",
+}
+
+
+def _upload(*, import_parts: bool) -> dict[str, Any]:
+    """A multipart body with the file (and for an import, its mapping, lookups and mode)."""
+    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
+    if import_parts:
+        properties |= {
+            "mapping": {"type": "string", "description": "JSON {column: field}"},
+            "lookups": {"type": "string", "description": "JSON {field: key field}"},
+            "mode": {"type": "string", "enum": ["all_or_nothing", "skip_invalid"]},
+        }
+    schema = {"type": "object", "properties": properties, "required": ["file"]}
+    return {"content": {"multipart/form-data": {"schema": schema}}}
+
+
+def _import_paths() -> dict[str, Any]:
+    """Import runs: the caller's own (an administrator's: any)."""
+    report = {
+        "description": "The per-row report: row, column, message",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/imports/{id}": {
+            "parameters": [_int_param("id")],
+            "get": _operation(
+                "get_import", "imports", {"200": _ok("The run", _IMPORT_RUN)}, summary="A run"
+            ),
+        },
+        "/imports/{id}/report": {
+            "parameters": [_int_param("id")],
+            "get": _operation(
+                "get_import_report", "imports", {"200": report}, summary="A run's report"
+            ),
         },
     }
 
@@ -646,6 +690,8 @@ def _allowed_paths(
     base = f"/records/{meta.name}"
     if not allowed[Operation.CREATE]:
         paths[base].pop("post")
+        paths.pop(f"{base}/import")
+        paths.pop(f"{base}/import/preview")
     if not allowed[Operation.UPDATE]:
         paths[f"{base}/{{id}}"].pop("patch")
     for path in [p for p in paths if p.startswith(f"{base}/{{id}}/files/")]:
@@ -711,13 +757,49 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
             "get": {
                 "operationId": f"export{base}",
                 "tags": tag,
-                "summary": f"Export {label} as CSV",
-                "parameters": [p for p in list_params if p["name"] in ("filter", "sort", "fields")],
+                "summary": f"Export {label} as CSV or XLSX",
+                "parameters": [
+                    *(p for p in list_params if p["name"] in ("filter", "sort", "fields")),
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["csv", "xlsx"], "default": "csv"},
+                    },
+                ],
                 "responses": {
                     "200": {
                         "description": "Every matching record within the export scope",
-                        "content": {"text/csv": {"schema": {"type": "string"}}},
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            XLSX_MIME: {"schema": {"type": "string", "format": "binary"}},
+                        },
                     },
+                    **STANDARD_ERRORS,
+                },
+            },
+        },
+        f"/records/{meta.name}/import": {
+            "post": {
+                "operationId": f"import{base}",
+                "tags": tag,
+                "summary": f"Import {label} from a CSV or XLSX file (docs/import-export.md)",
+                "requestBody": {"required": True, **_upload(import_parts=True)},
+                "responses": {
+                    "202": _ok("The import run", _IMPORT_RUN),
+                    "413": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+        },
+        f"/records/{meta.name}/import/preview": {
+            "post": {
+                "operationId": f"previewImport{base}",
+                "tags": tag,
+                "summary": "The file's columns, first rows and suggested mapping (nothing stored)",
+                "requestBody": {"required": True, **_upload(import_parts=False)},
+                "responses": {
+                    "200": _ok("The preview", {"type": "object"}),
+                    "413": ERROR,
                     **STANDARD_ERRORS,
                 },
             },

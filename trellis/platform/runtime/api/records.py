@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 
 from trellis.exceptions import BadRequest
+from trellis.platform.messages import N_
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.api import (
     bp,
@@ -16,6 +17,7 @@ from trellis.platform.runtime.api import (
     record_service,
     registry,
 )
+from trellis.platform.runtime.imports.sheets import XLSX_MIME, ImportFormat, write_xlsx
 from trellis.platform.runtime.openapi import openapi_document
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import RecordService
@@ -53,13 +55,35 @@ def list_records(object_name: str) -> Any:
 
 @bp.get("/records/<object_name>/export")
 def export_records(object_name: str) -> Any:
-    """CSV of every record the filter matches, within the caller's export scope."""
+    """CSV (or with ``?format=xlsx``, XLSX) of every record the filter matches, within the
+    caller's export scope."""
+    kind = export_format(request.args.get("format"))
     service = record_service()
     query = _list_query(service, object_name, Operation.EXPORT)
     names, rows = service.export_rows(object_name, query)
     service.session.commit()  # the audit of an admin's bypass, if any
-    response = current_app.response_class(as_csv(names, rows), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.csv"'
+    return export_response(object_name, names, rows, kind)
+
+
+def export_format(text: str | None) -> ImportFormat:
+    """The export's format from ``?format=`` (``csv``, the default, or ``xlsx``; else 400)."""
+    try:
+        return ImportFormat(text or ImportFormat.CSV)
+    except ValueError:
+        raise BadRequest(
+            N_("format is csv or xlsx"), [{"field": "format", "message": str(text)}]
+        ) from None
+
+
+def export_response(object_name: str, names: list[str], rows: list[Any], kind: ImportFormat) -> Any:
+    """An export's download as CSV or XLSX (the API's and the list page's)."""
+    if kind is ImportFormat.XLSX:
+        body: str | bytes = write_xlsx(names, rows)
+        mimetype = XLSX_MIME
+    else:
+        body, mimetype = as_csv(names, rows), "text/csv"
+    response = current_app.response_class(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{object_name}.{kind}"'
     return response
 
 

@@ -77,6 +77,25 @@ def authenticate_session_user(session: Session, user_id: Any, stamp: Any) -> tup
     return identity, user
 
 
+def identity_of_user(session: Session, user_id: int) -> Identity:
+    """The identity of an active user by id alone, for work done later on their behalf
+    (an import run as a job): the same query as a session's, without a cookie's stamp.
+    """
+    _check_user_id(user_id)
+    row = session.execute(_identity_statement(), {"user_id": user_id}).first()
+    if row is None or not row.is_active:
+        raise AuthenticationRequired("the user is unknown or no longer active")
+    email, is_admin, _active, partner_id, _changed, _epoch, role_names, revision = row
+    return Identity(
+        user_id=user_id,
+        email=email,
+        is_admin=bool(is_admin),
+        partner_id=partner_id,
+        roles=role_tuple(role_names),
+        revision=revision or 0,
+    )
+
+
 def _check_user_id(user_id: Any) -> None:
     if isinstance(user_id, bool) or not isinstance(user_id, int) or not 1 <= user_id <= INT64_MAX:
         raise AuthenticationRequired("the session is not valid; sign in again")
