@@ -238,11 +238,14 @@ def init_app(app: Flask) -> None:
         files,
         identity,
         metadata,
+        notifications,
         records,
         roles,
         views,
+        webhooks,
     )
 
-    del audit_log, files, identity, metadata, records, roles, views  # imported for their routes
+    # imported for their routes
+    del audit_log, files, identity, metadata, notifications, records, roles, views, webhooks
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)
