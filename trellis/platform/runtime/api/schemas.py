@@ -640,7 +640,9 @@ class NotificationPageSchema(Shape):
 class NotificationQuerySchema(PageQuerySchema):
     """The query string of ``GET /notifications``."""
 
-    unread = StrictBoolean(metadata={"description": "only the unread ones"})
+    unread = fields.Boolean(
+        truthy={"true"}, falsy={"false"}, metadata={"description": "true: only the unread ones"}
+    )
 
 
 class UnreadCountSchema(Shape):
