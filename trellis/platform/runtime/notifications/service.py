@@ -113,7 +113,11 @@ def email_payload(user: User, row: Notification) -> dict[str, Any]:
     text = in_language(row.body, language)
     base = current_app.config.get("BASE_URL")
     if base and row.object_name and row.record_id is not None:
-        text = f"{text}\n\n{base}/records/{row.object_name}/{row.record_id}".lstrip()
+        # The record page's path from the app's own routes (no request context needed).
+        path = current_app.url_map.bind("").build(
+            "ui.record_detail", {"object_name": row.object_name, "record_id": row.record_id}
+        )
+        text = f"{text}\n\n{base}{path}".lstrip()
     return {
         "to": user.email,
         "subject": in_language(row.title, language),
