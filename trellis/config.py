@@ -15,7 +15,7 @@
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
 | TRELLIS_WEBHOOK_TIMEOUT | seconds a webhook receiver has to answer | 10 |
-| TRELLIS_WEBHOOK_ALLOWED_NETWORKS | private networks webhooks may reach (`10.0.0.0/8,::1/128`) | none |
+| TRELLIS_WEBHOOK_ALLOWED_NETWORKS | private networks webhooks may reach (`10.0.0.0/8`) | none |
 | TRELLIS_SMTP_HOST | SMTP server of notification e-mails (unset: no e-mail) | unset |
 | TRELLIS_SMTP_PORT | its port | 587 |
 | TRELLIS_SMTP_USERNAME / _PASSWORD | sign-in at the SMTP server, if it needs one | unset |

@@ -52,7 +52,9 @@ def test_the_bell_counts_unread_and_the_page_links_the_record(
     assert opened.status_code == 302 and opened.headers["Location"] == f"/o/dealer/{dealer}"
     assert 'data-unread="1"' in client.get("/").get_data(as_text=True)
     # Another user's notification is not found, and stays unread.
-    assert client.post(f"/notifications/{theirs}/read", data={"csrf_token": token}).status_code == 404
+    assert (
+        client.post(f"/notifications/{theirs}/read", data={"csrf_token": token}).status_code == 404
+    )
     # Without the form's token nothing changes.
     assert client.post("/notifications/read-all").status_code == 400
     done = client.post("/notifications/read-all", data={"csrf_token": token}, follow_redirects=True)

@@ -128,8 +128,12 @@ def test_an_admin_edits_deletes_and_reads_the_delivery_log(
     edit = client.get(f"/setup/webhooks/{webhook_id}").get_data(as_text=True)
     saved = client.post(
         f"/setup/webhooks/{webhook_id}",
-        data={"csrf_token": csrf_of(edit), "name": "ERP 2", "url": receiver.url,
-              "events": ["record.deleted"]},
+        data={
+            "csrf_token": csrf_of(edit),
+            "name": "ERP 2",
+            "url": receiver.url,
+            "events": ["record.deleted"],
+        },
         follow_redirects=True,
     )
     assert "Saved." in saved.get_data(as_text=True)
@@ -160,5 +164,8 @@ def test_webhook_pages_are_for_administrators_only(
     ]:
         assert dealer.get(path).status_code == 403
     token = csrf_of(dealer.get("/").get_data(as_text=True))
-    assert dealer.post(f"/setup/webhooks/{webhook_id}/rotate", data={"csrf_token": token}).status_code == 403
+    assert (
+        dealer.post(f"/setup/webhooks/{webhook_id}/rotate", data={"csrf_token": token}).status_code
+        == 403
+    )
     assert "/setup/webhooks" not in dealer.get("/").get_data(as_text=True)

@@ -104,7 +104,7 @@ def test_a_timeout_fails_the_attempt_and_is_logged(
 ) -> None:
     webhook = create_webhook(api, receiver)
     receiver.script = [("sleep", 2)]
-    with pytest.raises(DeliveryFailed, match="no answer within 0.5 s"):
+    with pytest.raises(DeliveryFailed, match=r"no answer within 0\.5 s"):
         send(app, database, webhook["id"], "evt-3")
     send(app, database, webhook["id"], "evt-3")
     items = api.get(f"/webhooks/{webhook['id']}/deliveries").get_json()["items"]

@@ -8,6 +8,7 @@ status, or ``("sleep", seconds)`` to answer 200 only after the sender gave up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -68,10 +69,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
-            try:
-                self.wfile.write(text)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the sender gave up waiting (a timeout test)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(text)  # unless the sender gave up waiting (a timeout test)
 
         def log_message(self, *_args: Any) -> None:
             pass

@@ -40,9 +40,7 @@ def notification_list() -> Any:
     """``/notifications``: the user's notifications, newest first, a page at a time."""
     before = request.args.get("before", "")
     service = _service()
-    rows = service.page(
-        before=int(before[:18]) if before.isdigit() else None, limit=PAGE_SIZE + 1
-    )
+    rows = service.page(before=int(before[:18]) if before.isdigit() else None, limit=PAGE_SIZE + 1)
     items = [_item(row) for row in rows[:PAGE_SIZE]]
     return render_template(
         "ui/notifications.html",

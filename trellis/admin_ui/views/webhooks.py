@@ -69,7 +69,7 @@ def event_labels() -> dict[str, str]:
 @admin_only
 def webhook_list() -> Any:
     """``/setup/webhooks``: every webhook with its target, events and state."""
-    return render_template("ui/setup/webhooks.html", webhooks=_webhooks().list())
+    return render_template("ui/setup/webhooks.html", webhooks=_webhooks().all())
 
 
 @bp.route("/setup/webhooks/new", methods=["GET", "POST"])

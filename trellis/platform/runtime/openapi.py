@@ -420,7 +420,10 @@ def _webhook_paths() -> dict[str, Any]:
             "post": _operation(
                 "create_webhook",
                 "webhooks",
-                {"201": _ok("Created, with its secret (shown this once)", with_secret), "422": ERROR},
+                {
+                    "201": _ok("Created, with its secret (shown this once)", with_secret),
+                    "422": ERROR,
+                },
                 summary="Create a webhook (http(s), outside private networks)",
                 body=_shape(shapes.WebhookCreateSchema),
             ),

@@ -22,7 +22,11 @@ from trellis.platform.runtime.models import Notification
 from trellis.platform.runtime.notifications import NotificationService
 from trellis.platform.runtime.notifications.service import smtp_configured
 
-NOTIFICATION, PAGE, QUERY = NotificationSchema(), NotificationPageSchema(), NotificationQuerySchema()
+NOTIFICATION, PAGE, QUERY = (
+    NotificationSchema(),
+    NotificationPageSchema(),
+    NotificationQuerySchema(),
+)
 UNREAD, PREFERENCES = UnreadCountSchema(), NotificationPreferencesSchema()
 PREFERENCES_INPUT = NotificationPreferencesInputSchema()
 

@@ -593,7 +593,9 @@ class WebhookDeliverySchema(Shape):
 class WebhookDeliveryPageSchema(Shape):
     """The answer of ``GET /webhooks/<id>/deliveries``."""
 
-    items = fields.List(fields.Nested(WebhookDeliverySchema), metadata={"description": "newest first"})
+    items = fields.List(
+        fields.Nested(WebhookDeliverySchema), metadata={"description": "newest first"}
+    )
 
 
 class PageQuerySchema(Body):

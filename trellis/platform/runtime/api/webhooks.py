@@ -28,7 +28,11 @@ from trellis.platform.runtime.webhooks import WebhookService, WebhookSettings, s
 
 WEBHOOK, WEBHOOKS, WITH_SECRET = WebhookSchema(), WebhookPageSchema(), NewWebhookSecretSchema()
 CREATE, UPDATE = WebhookCreateSchema(), WebhookUpdateSchema()
-PAGE_QUERY, DELIVERIES, TEST_EVENT = PageQuerySchema(), WebhookDeliveryPageSchema(), TestEventSchema()
+PAGE_QUERY, DELIVERIES, TEST_EVENT = (
+    PageQuerySchema(),
+    WebhookDeliveryPageSchema(),
+    TestEventSchema(),
+)
 
 
 def webhook_service() -> WebhookService:
@@ -47,7 +51,7 @@ def webhook_service() -> WebhookService:
 @bp.get("/webhooks")
 def list_webhooks() -> Any:
     """``GET /webhooks``: every webhook, by name, with its secret's hint only."""
-    items = webhook_service().list()
+    items = webhook_service().all()
     return jsonify(WEBHOOKS.dump({"items": [row_source(w) for w in items]}))
 
 

@@ -40,7 +40,9 @@ USER_AGENT = "Trellis-Webhooks/1"
 
 def body_of(event_id: str, payload: dict[str, Any]) -> bytes:
     """The POST body: ``{"id", "type", "object", "record", "occurred_at"}`` as compact JSON."""
-    return json.dumps({"id": event_id, **payload}, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        {"id": event_id, **payload}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
 
 
 def deliver(
@@ -91,8 +93,12 @@ def deliver(
     if not delivery.ok:
         reason = delivery.error or f"HTTP {delivery.status_code}"
         raise DeliveryFailed(
-            N_("webhook %(id)s did not take event %(event)s: %(reason)s",
-               id=webhook.id, event=event_id, reason=reason)
+            N_(
+                "webhook %(id)s did not take event %(event)s: %(reason)s",
+                id=webhook.id,
+                event=event_id,
+                reason=reason,
+            )
         )
     return delivery
 

@@ -47,7 +47,11 @@ def record_json(
     """A record as ``GET /records/<object>/<id>`` answers an administrator — including a
     soft-deleted one, for ``record.deleted`` — without its lines."""
     meta = registry.get(object_name)
-    row = session.execute(sa.select(meta.table).where(meta.table.c.id == record_id)).mappings().first()
+    row = (
+        session.execute(sa.select(meta.table).where(meta.table.c.id == record_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(N_("no %(object)s %(id)s", object=object_name, id=record_id))
     return serialise(meta, row)
@@ -67,7 +71,9 @@ def publish(
     ``record`` is the record's JSON as the API returns it (``record_json`` reads one).
     """
     payload = event_payload(event_type, object_name, record, occurred_at)
-    webhooks = session.scalars(sa.select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id))
+    webhooks = session.scalars(
+        sa.select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id)
+    )
     return [
         outbox_wiring.emit(session, "webhook", payload, target=str(webhook.id))
         for webhook in webhooks

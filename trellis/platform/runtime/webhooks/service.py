@@ -89,7 +89,7 @@ class WebhookService:
         self.actor_id = actor_id
         self.audit_context = audit_context or {}
 
-    def list(self) -> list[Webhook]:
+    def all(self) -> list[Webhook]:
         """Every webhook, by name."""
         return list(self.session.scalars(sa.select(Webhook).order_by(Webhook.name, Webhook.id)))
 
@@ -146,7 +146,9 @@ class WebhookService:
         """Delete the webhook and its delivery log; events not yet delivered are dropped."""
         webhook = self._locked(webhook_id)
         self._audit("webhook.deleted", webhook, [])
-        self.session.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+        self.session.execute(
+            sa.delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
+        )
         self.session.delete(webhook)
         self.session.flush()
 
@@ -217,7 +219,10 @@ class WebhookService:
             return [{"field": "objects", "message": N_("at most %(max)s objects", max=MAX_OBJECTS)}]
         known = {meta.name for meta in self.registry.all()}
         return [
-            {"field": f"objects[{index}]", "message": N_("%(name)s is not an object", name=repr(name))}
+            {
+                "field": f"objects[{index}]",
+                "message": N_("%(name)s is not an object", name=repr(name)),
+            }
             for index, name in enumerate(objects)
             if name not in known
         ]
@@ -241,7 +246,9 @@ def _event_problems(events: list[Any]) -> list[dict[str, str]]:
     return [
         {
             "field": f"events[{index}]",
-            "message": N_("%(name)s is not an event type (such as record.created)", name=repr(name)),
+            "message": N_(
+                "%(name)s is not an event type (such as record.created)", name=repr(name)
+            ),
         }
         for index, name in enumerate(events)
         if not isinstance(name, str) or not EVENT_TYPE.match(name)
