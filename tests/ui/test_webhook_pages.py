@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from tests.platform.runtime.webhook_receiver import Receiver, running_receiver
 from tests.ui.conftest import SignIn, csrf_of
+from trellis.exceptions import DeliveryFailed
 from trellis.extensions import database_of
 from trellis.platform.runtime.models import Webhook
 from trellis.platform.runtime.webhooks import WebhookSettings, event_payload
@@ -117,9 +118,10 @@ def test_an_admin_edits_deletes_and_reads_the_delivery_log(
     payload = event_payload("record.created", "dealer", {"id": 1})
     with database_of(pack_app).session() as session:
         settings = WebhookSettings.of(pack_app.config)
-        with pytest.raises(Exception, match="HTTP 503"):
+        with pytest.raises(DeliveryFailed, match="HTTP 503"):
             deliver(session, "evt-ui-1", webhook_id, payload, settings)
         deliver(session, "evt-ui-1", webhook_id, payload, settings, attempt=2)
+        session.commit()
     log = client.get(f"/setup/webhooks/{webhook_id}/deliveries").get_data(as_text=True)
     assert log.count("evt-ui-1") == 2 and '<span class="badge danger">503</span>' in log
     assert '<span class="badge">200</span>' in log and " ms</td>" in log

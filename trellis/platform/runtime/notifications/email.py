@@ -1,6 +1,7 @@
 """Notification e-mails through the configured SMTP server (``TRELLIS_SMTP_*``).
 
-The relay calls ``deliver_email_event`` for each outbox event of kind ``email``; a server
+The relay calls ``deliver_email`` (through ``outbox_wiring``) for each outbox event of kind
+``email``; a server
 that refuses or cannot be reached raises, so the relay retries it with back-off.
 """
 
@@ -11,13 +12,10 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trellis.exceptions import DeliveryFailed
 from trellis.platform.messages import N_
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 SMTP_TIMEOUT = 30  # seconds
 
@@ -73,10 +71,3 @@ def deliver_email(payload: Mapping[str, Any], settings: SmtpSettings | None) -> 
     if settings is None:
         raise DeliveryFailed(N_("no SMTP server is configured (TRELLIS_SMTP_HOST)"))
     send_email(settings, str(payload["to"]), str(payload["subject"]), str(payload["text"]))
-
-
-def deliver_email_event(_session: Session, event: Any) -> None:
-    """The relay's deliverer of kind ``email``."""
-    from flask import current_app
-
-    deliver_email(event.payload, SmtpSettings.of(current_app.config))

@@ -1,12 +1,14 @@
 """Delivering one webhook event: sign, POST, log the attempt, raise so the relay retries.
 
-The relay (``runtime/jobs``) calls ``deliver_outbox_event`` at least once per event and
-retries it with back-off while it raises; the event's id is stable across attempts, so a
+The relay (``runtime/jobs``, through ``outbox_wiring``) calls ``deliver`` at least once per
+event and retries it with back-off while it raises; the event's id is stable across attempts, so a
 receiver de-duplicates on ``Trellis-Event-Id``. A non-2xx answer, a timeout, a refused
 connection and a target that now resolves into a private network are all failures.
 
-Each attempt is logged in a transaction of its own, so the log of a failed attempt
-survives the relay rolling back the event's.
+Each attempt is logged in the deliverer's session and ``DeliveryFailed`` is raised after
+it: the relay commits that session for a failure it was told of (the log row stays) and
+retries the event. A session on its own connection would not do: on SQLite the relay's
+session already holds the write lock.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import requests
-import sqlalchemy as sa
 
 from trellis.exceptions import DeliveryFailed, TargetRefused
 from trellis.platform.messages import N_
@@ -117,26 +118,9 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> dic
 
 
 def _log(session: Session, entry: dict[str, Any]) -> WebhookDelivery:
-    """The attempt written and committed on its own connection (it outlives a rollback)."""
-    bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, sa.Connection) else bind
-    entry["delivered_at"] = utcnow()
-    with engine.begin() as connection:
-        new_id = connection.execute(
-            sa.insert(WebhookDelivery).values(**entry).returning(WebhookDelivery.id)
-        ).scalar_one()
-    return WebhookDelivery(id=new_id, **entry)
-
-
-def deliver_outbox_event(session: Session, event: Any) -> None:
-    """The relay's deliverer of kind ``webhook``: the event's target is the webhook's id."""
-    from flask import current_app
-
-    deliver(
-        session,
-        str(event.event_id),
-        int(event.target),
-        dict(event.payload),
-        WebhookSettings.of(current_app.config),
-        attempt=int(getattr(event, "attempts", 0) or 0) + 1,
-    )
+    """The attempt, written in the deliverer's session: the relay commits it with the
+    event's outcome, a failure included (it retries the event, the row stays)."""
+    delivery = WebhookDelivery(**entry, delivered_at=utcnow())
+    session.add(delivery)
+    session.flush()
+    return delivery
