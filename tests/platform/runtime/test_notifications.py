@@ -19,6 +19,7 @@ from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import Notification, User
 from trellis.platform.runtime.notifications import notify
 from trellis.platform.runtime.notifications.email import SmtpSettings, deliver_email
+from trellis.platform.runtime.notifications.service import email_payload
 
 
 def user_id(database: Database, email: str) -> int:
@@ -142,3 +143,27 @@ def test_an_unreachable_smtp_server_fails_the_delivery() -> None:
         deliver_email({"to": "a@example.com", "subject": "s", "text": "t"}, settings)
     with pytest.raises(DeliveryFailed, match="no SMTP server"):
         deliver_email({"to": "a@example.com", "subject": "s", "text": "t"}, None)
+
+
+def test_a_notification_email_is_in_the_users_language_with_the_records_address(
+    app: Flask, api: Api, database: Database
+) -> None:
+    make_user(api, database, "clerk@example.com", language="zh-CN")
+    clerk_id = user_id(database, "clerk@example.com")
+    app.config["BASE_URL"] = "https://trellis.example.com"
+    title = {"en": "Credit limit passed", "zh-CN": "超过信用额度"}
+    with app.app_context(), database.session() as session:
+        [row] = notify(
+            session, [clerk_id], title, {"en": "At 92 %", "zh-CN": "已达 92 %"}, ("dealer", 7)
+        )
+        user = session.get(User, clerk_id)
+        assert user is not None
+        payload = email_payload(user, row)
+    assert payload["to"] == "clerk@example.com" and payload["subject"] == "超过信用额度"
+    assert payload["text"] == "已达 92 %\n\nhttps://trellis.example.com/o/dealer/7"
+    with running_smtp_server() as inbox:
+        settings = SmtpSettings(host="127.0.0.1", port=inbox.port, sender="t@x", starttls=False)
+        deliver_email(payload, settings)
+    [message] = inbox.messages
+    assert str(make_header(decode_header(message["Subject"]))) == "超过信用额度"
+    assert "https://trellis.example.com/o/dealer/7" in message.get_payload(decode=True).decode()
