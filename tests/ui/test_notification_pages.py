@@ -58,7 +58,7 @@ def test_the_bell_counts_unread_and_the_page_links_the_record(
     # Without the form's token nothing changes.
     assert client.post("/notifications/read-all").status_code == 400
     done = client.post("/notifications/read-all", data={"csrf_token": token}, follow_redirects=True)
-    assert "1 notifications marked read." in done.get_data(as_text=True)
+    assert "1 notification marked read." in done.get_data(as_text=True)
     assert 'data-unread="0"' in done.get_data(as_text=True)
     with database_of(pack_app).session() as session:
         assert session.get(Notification, theirs).read_at is None  # type: ignore[union-attr]

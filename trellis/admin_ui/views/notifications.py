@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import caller, commit, page_session, registry
@@ -88,7 +89,10 @@ def notification_read_all() -> Any:
     """Mark every unread notification of the user read."""
     count = _service().mark_all_read()
     commit()
-    flash(_("%(count)d notifications marked read.", count=count), "info")
+    flash(
+        ngettext("%(num)d notification marked read.", "%(num)d notifications marked read.", count),
+        "info",
+    )
     return redirect(url_for("ui.notification_list"))
 
 
