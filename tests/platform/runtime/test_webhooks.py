@@ -23,6 +23,7 @@ from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import Webhook
 from trellis.platform.runtime.webhooks import WebhookSettings, event_payload, record_json
 from trellis.platform.runtime.webhooks.delivery import deliver
+from trellis.platform.runtime.webhooks.service import wants
 
 LOOPBACK = "127.0.0.0/8,::1/128"
 
@@ -261,3 +262,14 @@ def test_changes_are_audited(api: Api, receiver: Receiver) -> None:
         "webhook.updated",
         "webhook.created",
     ]
+
+
+def test_a_webhook_wants_its_events_on_its_objects_while_active() -> None:
+    every = Webhook(events=["record.created"], objects=[], active=True)
+    dealers = Webhook(events=["record.created", "record.deleted"], objects=["dealer"], active=True)
+    off = Webhook(events=["record.created"], objects=[], active=False)
+    assert wants(every, "record.created", "sales_order")
+    assert not wants(every, "record.updated", "sales_order")
+    assert wants(dealers, "record.deleted", "dealer")
+    assert not wants(dealers, "record.created", "sales_order")
+    assert not wants(off, "record.created", "dealer")
