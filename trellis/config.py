@@ -21,6 +21,12 @@
 | TRELLIS_SMTP_USERNAME / _PASSWORD | sign-in at the SMTP server, if it needs one | unset |
 | TRELLIS_SMTP_STARTTLS | upgrade the connection with STARTTLS | true |
 | TRELLIS_SMTP_SENDER | the From address | trellis@localhost |
+| TRELLIS_JOB_MODULES | modules defining jobs, imported by app and worker (a,b) | none |
+| TRELLIS_JOB_LEASE_SECONDS | a running job's (or claimed event's) hold without news | 60 |
+| TRELLIS_JOB_REPUSH_SECONDS | a due job not picked up this long is pushed to RQ again | 60 |
+| TRELLIS_RETRY_BASE_SECONDS | first back-off of a failed job or delivery (doubles) | 5 |
+| TRELLIS_OUTBOX_MAX_ATTEMPTS | deliveries tried before an outbox event is marked failed | 20 |
+| TRELLIS_WORKER_POLL_SECONDS | the worker's relay, sweeper and scheduler tick | 1 |
 """
 
 from __future__ import annotations
@@ -58,6 +64,12 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_PASSWORD": None,
     "SMTP_STARTTLS": True,
     "SMTP_SENDER": "trellis@localhost",
+    "JOB_MODULES": "",
+    "JOB_LEASE_SECONDS": 60,
+    "JOB_REPUSH_SECONDS": 60,
+    "RETRY_BASE_SECONDS": 5,
+    "OUTBOX_MAX_ATTEMPTS": 20,
+    "WORKER_POLL_SECONDS": 1,
 }
 
 

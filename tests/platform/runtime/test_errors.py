@@ -159,6 +159,7 @@ def test_every_endpoint_needs_a_valid_token(
         "view_id": 1,
         "webhook_id": 1,
         "notification_id": 1,
+        "job_id": 1,
         "field_name": "website",
     }
     checked = 0

@@ -4,7 +4,7 @@ Webhooks with their sealed secrets and a log of every delivery attempt; in-app
 notifications per user, and the user's choice of e-mail notifications.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 11:00:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -237,6 +237,7 @@ def init_app(app: Flask) -> None:
         audit_log,
         files,
         identity,
+        jobs,
         metadata,
         notifications,
         records,
@@ -245,7 +246,17 @@ def init_app(app: Flask) -> None:
         webhooks,
     )
 
-    # imported for their routes
-    del audit_log, files, identity, metadata, notifications, records, roles, views, webhooks
+    del (
+        audit_log,
+        files,
+        identity,
+        jobs,
+        metadata,
+        notifications,
+        records,
+        roles,
+        views,
+        webhooks,
+    )  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)
