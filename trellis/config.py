@@ -14,6 +14,13 @@
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
+| TRELLIS_WEBHOOK_TIMEOUT | seconds a webhook receiver has to answer | 10 |
+| TRELLIS_WEBHOOK_ALLOWED_NETWORKS | private networks webhooks may reach (`10.0.0.0/8`) | none |
+| TRELLIS_SMTP_HOST | SMTP server of notification e-mails (unset: no e-mail) | unset |
+| TRELLIS_SMTP_PORT | its port | 587 |
+| TRELLIS_SMTP_USERNAME / _PASSWORD | sign-in at the SMTP server, if it needs one | unset |
+| TRELLIS_SMTP_STARTTLS | upgrade the connection with STARTTLS | true |
+| TRELLIS_SMTP_SENDER | the From address | trellis@localhost |
 | TRELLIS_JOB_MODULES | modules defining jobs, imported by app and worker (a,b) | none |
 | TRELLIS_JOB_LEASE_SECONDS | a running job's (or claimed event's) hold without news | 60 |
 | TRELLIS_JOB_REPUSH_SECONDS | a due job not picked up this long is pushed to RQ again | 60 |
@@ -51,6 +58,14 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_STORAGE_URL": None,
     "RATE_LIMIT_KEY_PREFIX": "trellis",
     "BASE_URL": None,
+    "WEBHOOK_TIMEOUT": 10.0,
+    "WEBHOOK_ALLOWED_NETWORKS": "",
+    "SMTP_HOST": None,
+    "SMTP_PORT": 587,
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_STARTTLS": True,
+    "SMTP_SENDER": "trellis@localhost",
     "JOB_MODULES": "",
     "JOB_LEASE_SECONDS": 60,
     "JOB_REPUSH_SECONDS": 60,
@@ -74,6 +89,8 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             settings[key] = raw.lower() in {"1", "true", "yes", "on"}
         elif isinstance(default, int):
             settings[key] = int(raw)
+        elif isinstance(default, float):
+            settings[key] = float(raw)
         else:
             settings[key] = raw
     if "BASE_URL" in settings:

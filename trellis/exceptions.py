@@ -127,6 +127,19 @@ class ValidationFailed(TrellisError):
     code = "validation_failed"
 
 
+class TargetRefused(ValidationFailed):
+    """A webhook URL that is not http(s) or points into a private network (422)."""
+
+    code = "target_refused"
+
+
+class DeliveryFailed(TrellisError):
+    """A webhook or e-mail the receiver did not take; the outbox relay retries it (502)."""
+
+    status = 502
+    code = "delivery_failed"
+
+
 class FileTooLarge(TrellisError):
     """An upload larger than its field takes (413); nothing of it is kept."""
 

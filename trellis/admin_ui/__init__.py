@@ -283,15 +283,17 @@ def init_app(app: Flask) -> None:
         designer_layout,
         designer_rules,
         imports,
+        notifications,
         objects,
         record_compute,
         records,
         saved_views,
         shell,
+        webhooks,
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del designer_rules, imports, record_compute
+    del designer_rules, imports, record_compute, webhooks
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,
@@ -305,7 +307,9 @@ def init_app(app: Flask) -> None:
         rich_value=rich_value,
         rich_types=RICH_TYPES,
         user_choices=user_choices,
+        unread_notifications=notifications.unread_notifications,
     )
+    del notifications
     app.before_request(open_page)
     app.teardown_request(close_page)
     app.register_blueprint(bp)

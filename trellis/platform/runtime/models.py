@@ -77,6 +77,8 @@ class User(Base):
     password_changed_at: Mapped[dt.datetime | None]
     # Bumped by every sign-out: sessions signed before it stop working (copied cookies too).
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Whether the user's notifications are also sent to them by e-mail (their own choice).
+    email_notifications: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class ApiToken(Base):
@@ -423,3 +425,67 @@ class ImportRun(Base):
     job_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+
+
+class Webhook(Base):
+    """An HTTP endpoint told about record events, signed with its own secret.
+
+    The secret is kept sealed (``runtime/sealing.py``, Fernet under a key derived from the
+    app's SECRET_KEY) because each delivery must sign with it; only ``secret_hint`` is ever
+    shown again after it was created or rotated.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    # Event types (``record.created``…) and object names it wants; no objects: every object.
+    events: Mapped[list[Any]]
+    objects: Mapped[list[Any]]
+    active: Mapped[bool] = mapped_column(default=True)
+    secret_sealed: Mapped[str] = mapped_column(sa.Text)
+    secret_hint: Mapped[str] = mapped_column(sa.String(40))
+    version: Mapped[int] = mapped_column(default=1)
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver one event to one webhook: what came back and how long it took."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    event_type: Mapped[str] = mapped_column(sa.String(60))
+    attempt: Mapped[int] = mapped_column(default=1)
+    ok: Mapped[bool]
+    status_code: Mapped[int | None]
+    duration_ms: Mapped[int]
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    response_excerpt: Mapped[str] = mapped_column(sa.Text, default="")
+    delivered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """An in-app message to one user, optionally about a record; unread until ``read_at``.
+
+    ``title`` and ``body`` hold the text per language (``{"en": …, "zh-CN": …}``), so each
+    user reads it in their own.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_user_unread", "user_id", "read_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[dict[str, Any]]
+    body: Mapped[dict[str, Any]]
+    object_name: Mapped[str | None] = mapped_column(sa.String(40))
+    record_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    read_at: Mapped[dt.datetime | None]

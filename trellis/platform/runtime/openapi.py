@@ -110,6 +110,7 @@ def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
     paths: dict[str, Any] = {
         **_identity_paths(),
         **_view_paths(),
+        **_notification_paths(),
         **_job_paths(),
         **_import_paths(),
         **(_admin_paths() if permissions.is_admin else {}),
@@ -408,7 +409,149 @@ def _import_paths() -> dict[str, Any]:
 
 def _admin_paths() -> dict[str, Any]:
     """Metadata, users, roles and the audit trail: administrators only."""
-    return {**_metadata_paths(), **_user_paths(), **_role_paths(), **_audit_paths()}
+    return {
+        **_metadata_paths(),
+        **_user_paths(),
+        **_role_paths(),
+        **_audit_paths(),
+        **_webhook_paths(),
+    }
+
+
+def _notification_paths() -> dict[str, Any]:
+    """The caller's own notifications and their e-mail preference."""
+    unread = _ok("The unread count", _shape(shapes.UnreadCountSchema))
+    preferences = _ok("The preferences", _shape(shapes.NotificationPreferencesSchema))
+    listing = _operation(
+        "list_notifications",
+        "notifications",
+        {"200": _ok("Newest first", _shape(shapes.NotificationPageSchema))},
+        summary="The caller's notifications and their unread count",
+    )
+    return {
+        "/notifications": {
+            "get": {
+                **listing,
+                "parameters": copy.deepcopy(_query_parameters(shapes.NotificationQuerySchema)),
+            }
+        },
+        "/notifications/unread-count": {
+            "get": _operation(
+                "count_unread_notifications",
+                "notifications",
+                {"200": unread},
+                summary="How many of the caller's notifications are unread",
+            )
+        },
+        "/notifications/{id}/read": {
+            "parameters": [_int_param("id")],
+            "post": _operation(
+                "read_notification",
+                "notifications",
+                {"200": _ok("Marked read", _shape(shapes.NotificationSchema))},
+                summary="Mark one of the caller's notifications read",
+            ),
+        },
+        "/notifications/read-all": {
+            "post": _operation(
+                "read_all_notifications",
+                "notifications",
+                {"200": unread},
+                summary="Mark every notification of the caller read",
+            )
+        },
+        "/notifications/preferences": {
+            "get": _operation(
+                "get_notification_preferences",
+                "notifications",
+                {"200": preferences},
+                summary="Whether the caller also gets notifications by e-mail",
+            ),
+            "put": _operation(
+                "set_notification_preferences",
+                "notifications",
+                {"200": preferences, "422": ERROR},
+                summary="Choose whether the caller also gets notifications by e-mail",
+                body=_shape(shapes.NotificationPreferencesInputSchema),
+            ),
+        },
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """Webhooks: administrators only. A secret is answered by create and rotate only."""
+    webhook = _shape(shapes.WebhookSchema)
+    with_secret = _shape(shapes.NewWebhookSecretSchema)
+    deliveries = _operation(
+        "list_webhook_deliveries",
+        "webhooks",
+        {"200": _ok("Newest first", _shape(shapes.WebhookDeliveryPageSchema))},
+        summary="A webhook's delivery attempts: status, duration, error, answer excerpt",
+    )
+    return {
+        "/webhooks": {
+            "get": _operation(
+                "list_webhooks",
+                "webhooks",
+                {"200": _ok("By name", _shape(shapes.WebhookPageSchema))},
+                summary="Every webhook (secrets as hints only)",
+            ),
+            "post": _operation(
+                "create_webhook",
+                "webhooks",
+                {
+                    "201": _ok("Created, with its secret (shown this once)", with_secret),
+                    "422": ERROR,
+                },
+                summary="Create a webhook (http(s), outside private networks)",
+                body=_shape(shapes.WebhookCreateSchema),
+            ),
+        },
+        "/webhooks/{id}": {
+            "parameters": [_int_param("id")],
+            "get": _operation(
+                "get_webhook", "webhooks", {"200": _ok("The webhook", webhook)}, summary="A webhook"
+            ),
+            "patch": _operation(
+                "update_webhook",
+                "webhooks",
+                {"200": _ok("Changed", webhook), "422": ERROR},
+                summary="Change a webhook's name, URL, events, objects or state",
+                body=_shape(shapes.WebhookUpdateSchema),
+            ),
+            "delete": _operation(
+                "delete_webhook",
+                "webhooks",
+                {"204": {"description": "Deleted, with its delivery log"}},
+                summary="Delete a webhook",
+            ),
+        },
+        "/webhooks/{id}/rotate": {
+            "parameters": [_int_param("id")],
+            "post": _operation(
+                "rotate_webhook_secret",
+                "webhooks",
+                {"200": _ok("The new secret (shown this once)", with_secret)},
+                summary="Give a webhook a new secret; the old one stops signing",
+            ),
+        },
+        "/webhooks/{id}/deliveries": {
+            "parameters": [_int_param("id")],
+            "get": {
+                **deliveries,
+                "parameters": copy.deepcopy(_query_parameters(shapes.PageQuerySchema)),
+            },
+        },
+        "/webhooks/{id}/test": {
+            "parameters": [_int_param("id")],
+            "post": _operation(
+                "test_webhook",
+                "webhooks",
+                {"202": _ok("The test event's id", _shape(shapes.TestEventSchema))},
+                summary="Send a webhook.test event to the webhook through the outbox",
+            ),
+        },
+    }
 
 
 def _user_paths() -> dict[str, Any]:

@@ -240,9 +240,11 @@ def init_app(app: Flask) -> None:
         imports,
         jobs,
         metadata,
+        notifications,
         records,
         roles,
         views,
+        webhooks,
     )
 
     del (
@@ -252,9 +254,11 @@ def init_app(app: Flask) -> None:
         jobs,
         imports,
         metadata,
+        notifications,
         records,
         roles,
         views,
+        webhooks,
     )  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)

@@ -576,6 +576,152 @@ class ViewDeleteQuerySchema(Body):
     )
 
 
+# --- webhooks ----------------------------------------------------------------------------------
+
+_EVENTS = "event types it is told about (record.created, record.updated, record.deleted…)"
+_OBJECTS = "object names it is told about; empty: every object"
+
+
+class WebhookSchema(Shape):
+    """A webhook as ``/webhooks`` answers it: never its secret, only the secret's hint."""
+
+    id = fields.Integer()
+    name = fields.String()
+    url = fields.String()
+    events = fields.List(fields.String(), metadata={"description": _EVENTS})
+    objects = fields.List(fields.String(), metadata={"description": _OBJECTS})
+    active = fields.Boolean()
+    secret_hint = fields.String(metadata={"description": "the secret's prefix and last 4"})
+    version = fields.Integer()
+    created_at = Moment()
+    updated_at = Moment()
+
+
+class NewWebhookSecretSchema(WebhookSchema):
+    """The answer of ``POST /webhooks`` and ``POST /webhooks/<id>/rotate``: with the secret."""
+
+    secret = fields.String(metadata={"description": "the signing secret: shown this once only"})
+
+
+class WebhookPageSchema(Shape):
+    """The answer of ``GET /webhooks``."""
+
+    items = fields.List(fields.Nested(WebhookSchema), metadata={"description": "by name"})
+
+
+class WebhookCreateSchema(Body):
+    """The body of ``POST /webhooks``."""
+
+    name = fields.String(required=True, validate=length(min=1, max=120))
+    url = fields.String(required=True, validate=length(min=1, max=2000))
+    events = fields.List(fields.String(), required=True, metadata={"description": _EVENTS})
+    objects = fields.List(fields.String(), metadata={"description": _OBJECTS})
+    active = StrictBoolean()
+
+
+class WebhookUpdateSchema(Body):
+    """The body of ``PATCH /webhooks/<id>``: the keys to change (the secret: ``rotate``)."""
+
+    error_messages = {"unknown": N_("cannot be changed")}  # noqa: RUF012 - marshmallow's API
+
+    name = fields.String(validate=length(min=1, max=120))
+    url = fields.String(validate=length(min=1, max=2000))
+    events = fields.List(fields.String(), metadata={"description": _EVENTS})
+    objects = fields.List(fields.String(), metadata={"description": _OBJECTS})
+    active = StrictBoolean()
+
+
+class WebhookDeliverySchema(Shape):
+    """One delivery attempt: the event, what came back, how long it took."""
+
+    id = fields.Integer()
+    event_id = fields.String(metadata={"description": "the Trellis-Event-Id sent"})
+    event_type = fields.String()
+    attempt = fields.Integer()
+    ok = fields.Boolean(metadata={"description": "a 2xx answer"})
+    status_code = fields.Integer(allow_none=True, metadata={"description": "null: no answer"})
+    duration_ms = fields.Integer()
+    error = fields.String(allow_none=True, metadata={"description": "timeout, refused target…"})
+    response_excerpt = fields.String(metadata={"description": "the answer's first bytes"})
+    delivered_at = Moment()
+
+
+class WebhookDeliveryPageSchema(Shape):
+    """The answer of ``GET /webhooks/<id>/deliveries``."""
+
+    items = fields.List(
+        fields.Nested(WebhookDeliverySchema), metadata={"description": "newest first"}
+    )
+
+
+class PageQuerySchema(Body):
+    """The query string of a list read newest first, a page at a time before an id."""
+
+    before = fields.Integer(validate=ID_RANGE, metadata={"description": "entries older than id"})
+    limit = fields.Integer(validate=value_range(min=1, max=200), load_default=50)
+
+
+class TestEventSchema(Shape):
+    """The answer of ``POST /webhooks/<id>/test``: the id of the event put in the outbox."""
+
+    event_id = fields.String()
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+
+class NotificationLinkSchema(Shape):
+    """The record a notification is about."""
+
+    object = fields.String()
+    record_id = fields.Integer()
+
+
+class NotificationSchema(Shape):
+    """One notification, its texts per language (``en``, ``zh-CN``)."""
+
+    id = fields.Integer()
+    title = fields.Dict(keys=fields.String(), values=fields.String())
+    body = fields.Dict(keys=fields.String(), values=fields.String())
+    link = fields.Nested(NotificationLinkSchema, allow_none=True)
+    created_at = Moment()
+    read_at = Moment(allow_none=True, metadata={"description": "null: unread"})
+
+
+class NotificationPageSchema(Shape):
+    """The answer of ``GET /notifications``: newest first, and the unread count."""
+
+    items = fields.List(fields.Nested(NotificationSchema))
+    unread = fields.Integer(metadata={"description": "the caller's unread notifications"})
+
+
+class NotificationQuerySchema(PageQuerySchema):
+    """The query string of ``GET /notifications``."""
+
+    unread = fields.Boolean(
+        truthy={"true"}, falsy={"false"}, metadata={"description": "true: only the unread ones"}
+    )
+
+
+class UnreadCountSchema(Shape):
+    """The answer of ``GET /notifications/unread-count`` and of marking read."""
+
+    unread = fields.Integer()
+
+
+class NotificationPreferencesSchema(Shape):
+    """The caller's notification preferences."""
+
+    email = fields.Boolean(metadata={"description": "also send notifications by e-mail"})
+    email_available = fields.Boolean(metadata={"description": "an SMTP server is configured"})
+
+
+class NotificationPreferencesInputSchema(Body):
+    """The body of ``PUT /notifications/preferences``."""
+
+    email = StrictBoolean(required=True)
+
+
 # Every shape the OpenAPI document describes. Nested shapes come before the shapes holding
 # them: registering one that apispec has already met inside another would be a duplicate.
 DOCUMENTED: tuple[type[Schema], ...] = (
@@ -609,6 +755,20 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     ViewDefinitionInputSchema,
     ViewCreateSchema,
     ViewUpdateSchema,
+    WebhookSchema,
+    NewWebhookSecretSchema,
+    WebhookPageSchema,
+    WebhookCreateSchema,
+    WebhookUpdateSchema,
+    WebhookDeliverySchema,
+    WebhookDeliveryPageSchema,
+    TestEventSchema,
+    NotificationLinkSchema,
+    NotificationSchema,
+    NotificationPageSchema,
+    UnreadCountSchema,
+    NotificationPreferencesSchema,
+    NotificationPreferencesInputSchema,
 )
 
 
@@ -681,4 +841,6 @@ _WHAT = {
     "change": N_("change"),
     "token": N_("token"),
     "query": N_("query"),
+    "webhook": N_("webhook"),
+    "preferences": N_("preferences"),
 }
