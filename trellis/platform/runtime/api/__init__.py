@@ -235,6 +235,7 @@ def init_app(app: Flask) -> None:
     """Register the API: its blueprint, with every resource module's views."""
     from trellis.platform.runtime.api import (
         audit_log,
+        automations,
         files,
         identity,
         metadata,
@@ -243,6 +244,6 @@ def init_app(app: Flask) -> None:
         views,
     )
 
-    del audit_log, files, identity, metadata, records, roles, views  # imported for their routes
+    del audit_log, automations, files, identity, metadata, records, roles, views  # their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)
