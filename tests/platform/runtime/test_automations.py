@@ -86,7 +86,9 @@ def runs(name: str) -> list[tuple[int | None, str]]:
 
 def update(api: Api, record: dict[str, Any], **values: Any) -> dict[str, Any]:
     current = fetch(api, "dealer", record["id"])
-    response = api.patch(f"/records/dealer/{record['id']}", {**values, "version": current["version"]})
+    response = api.patch(
+        f"/records/dealer/{record['id']}", {**values, "version": current["version"]}
+    )
     assert response.status_code == 200, response.get_json()
     body: dict[str, Any] = response.get_json()
     return body
@@ -103,7 +105,10 @@ def objects(api: Api) -> Api:
 
 
 def test_create_trigger_sets_fields_before_save(objects: Api) -> None:
-    save(objects, automation("greet", {"on": "create"}, [set_flag({"expression": "CONCAT('hi ', name)"})]))
+    save(
+        objects,
+        automation("greet", {"on": "create"}, [set_flag({"expression": "CONCAT('hi ', name)"})]),
+    )
     record = create(objects, "dealer", {"name": "Acme"})
     assert record["flag"] == "hi Acme"
     assert fetch(objects, "dealer", record["id"])["flag"] == "hi Acme"
@@ -143,10 +148,18 @@ def test_condition_true_is_an_edge(objects: Api) -> None:
         automation(
             "exposure_high",
             {"on": "condition_true", "condition": "exposure > credit_limit * 0.9"},
-            [{"type": "create_record", "object": "task", "values": {
-                "subject": {"expression": "CONCAT('check ', name)"}, "dealer": {"expression": "id"}}}],
+            [
+                {
+                    "type": "create_record",
+                    "object": "task",
+                    "values": {
+                        "subject": {"expression": "CONCAT('check ', name)"},
+                        "dealer": {"expression": "id"},
+                    },
+                }
+            ],
         ),
-    )  # fmt: skip
+    )
     record = create(objects, "dealer", {"name": "Acme", "credit_limit": 100, "exposure": 10})
     update(objects, record, exposure=95)  # false → true: fires
     update(objects, record, exposure=99)  # true → true: level, not edge
@@ -163,10 +176,15 @@ def test_delete_trigger_runs_after_the_delete(objects: Api) -> None:
         automation(
             "log_delete",
             {"on": "delete"},
-            [{"type": "create_record", "object": "task",
-              "values": {"subject": {"expression": "CONCAT('deleted ', name)"}}}],
+            [
+                {
+                    "type": "create_record",
+                    "object": "task",
+                    "values": {"subject": {"expression": "CONCAT('deleted ', name)"}},
+                }
+            ],
         ),
-    )  # fmt: skip
+    )
     record = create(objects, "dealer", {"name": "Gone"})
     assert objects.delete(f"/records/dealer/{record['id']}").status_code in (200, 204)
     tasks = objects.get("/records/task").get_json()["items"]
@@ -200,8 +218,14 @@ def test_a_failing_action_is_recorded_and_the_write_stands(objects: Api) -> None
 
 
 def test_set_fields_must_pass_validation(objects: Api) -> None:
-    save(objects, automation("bad_status", {"on": "create"}, [
-        {"type": "set_fields", "values": {"status": "nonsense"}}]))  # fmt: skip
+    save(
+        objects,
+        automation(
+            "bad_status",
+            {"on": "create"},
+            [{"type": "set_fields", "values": {"status": "nonsense"}}],
+        ),
+    )
     response = objects.post("/records/dealer", {"name": "Acme"})
     error = error_of(response, 422)
     assert any(d["field"] == "status" for d in error["details"])
@@ -226,11 +250,14 @@ def _touch(ctx: HookContext) -> None:
 
 def test_pack_hook_runs_and_the_loop_guard_stops_it(objects: Api) -> None:
     _TOUCHED.clear()
-    save(objects, automation("toucher", {"on": "update"}, [{"type": "hook", "name": "testpack.touch"}]))
+    save(
+        objects,
+        automation("toucher", {"on": "update"}, [{"type": "hook", "name": "testpack.touch"}]),
+    )
     record = create(objects, "dealer", {"name": "Acme"})
     update(objects, record, credit_limit=1)
     # The hook's own update set the automation off again on the same record: stopped.
-    assert _TOUCHED == [("toucher", record["id"])]
+    assert [("toucher", record["id"])] == _TOUCHED
     assert fetch(objects, "dealer", record["id"])["touches"] == 1
     assert runs("toucher") == [(record["id"], "stopped"), (record["id"], "done")]
     with db.session() as session:
@@ -248,11 +275,16 @@ def test_depth_limit_stops_a_chain_of_new_records(objects: Api) -> None:
         automation(
             "breed",
             {"on": "create"},
-            [{"type": "create_record", "object": "task",
-              "values": {"subject": {"expression": "CONCAT('child of ', subject)"}}}],
+            [
+                {
+                    "type": "create_record",
+                    "object": "task",
+                    "values": {"subject": {"expression": "CONCAT('child of ', subject)"}},
+                }
+            ],
             object="task",
         ),
-    )  # fmt: skip
+    )
     create(objects, "task", {"subject": "root"})
     tasks = objects.get("/records/task").get_json()["items"]
     assert len(tasks) == 1 + 5  # the root, then AUTOMATION_MAX_DEPTH generations
@@ -275,18 +307,28 @@ def test_depth_limit_stops_a_chain_of_new_records(objects: Api) -> None:
         ({"condition": "name"}, "/condition"),
         ({"actions": []}, "/actions"),
         ({"actions": [{"type": "set_fields", "values": {"nope": 1}}]}, "/actions/0/values/nope"),
-        ({"actions": [{"type": "set_fields", "values": {"flag": {"expression": "1 +"}}}]},
-         "/actions/0/values/flag/expression"),
-        ({"actions": [{"type": "create_record", "object": "ghost", "values": {}}]},
-         "/actions/0/object"),
+        (
+            {"actions": [{"type": "set_fields", "values": {"flag": {"expression": "1 +"}}}]},
+            "/actions/0/values/flag/expression",
+        ),
+        (
+            {"actions": [{"type": "create_record", "object": "ghost", "values": {}}]},
+            "/actions/0/object",
+        ),
         ({"actions": [{"type": "hook", "name": "nopack.nothing"}]}, "/actions/0/name"),
-        ({"actions": [{"type": "notify", "users": {"fields": ["name"]}, "message": {"en": "x"}}]},
-         "/actions/0/users/fields/0"),
+        (
+            {
+                "actions": [
+                    {"type": "notify", "users": {"fields": ["name"]}, "message": {"en": "x"}}
+                ]
+            },
+            "/actions/0/users/fields/0",
+        ),
         ({"actions": [{"type": "start_approval", "flow": "credit"}]}, "/actions/0/type"),
         ({"x-name": "Bad Name"}, "/x-name"),
         ({"surprise": 1}, ""),
     ],
-)  # fmt: skip
+)
 def test_bad_documents_are_refused_with_pointers(
     objects: Api, change: dict[str, Any], pointer: str
 ) -> None:
