@@ -82,7 +82,15 @@ def run(
     """One after-save action of ``automation`` on the record that set it off."""
     kind = ActionKind(action["type"])
     meta = registry.get(automation.object_name)
-    if kind is ActionKind.CREATE_RECORD:
+    if kind is ActionKind.SET_FIELDS:  # a scheduled run: the record is updated (a write's own
+        # automations set fields before it is saved, in ``engine.before_save``)
+        assert record_id is not None
+        values = values_of(session, registry, action["values"], meta, record)
+        written = system_records(session, registry).update(
+            meta.name, record_id, {**values, "version": record["version"]}
+        )
+        record.update(written)  # a later action of the run builds on this version
+    elif kind is ActionKind.CREATE_RECORD:
         values = values_of(session, registry, action["values"], meta, record)
         system_records(session, registry).create(action["object"], values)
     elif kind is ActionKind.HOOK:

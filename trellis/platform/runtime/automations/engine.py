@@ -153,7 +153,13 @@ def after_save(event: WriteEvent) -> None:
             runs.record(event.session, automation, event.record_id, trigger, runs.DONE)
             continue
         run_actions(
-            event.session, event.registry, automation, event.record_id, dict(event.values), trigger
+            event.session,
+            event.registry,
+            automation,
+            later,
+            event.record_id,
+            dict(event.values),
+            trigger,
         )
 
 
@@ -161,12 +167,13 @@ def run_actions(
     session: Session,
     registry: MetaRegistry,
     automation: Automation,
+    to_run: list[dict[str, Any]],
     record_id: int | None,
     record: dict[str, Any],
     trigger: str,
     run_key: str | None = None,
 ) -> str:
-    """Run an automation's after-save actions on one record in a savepoint; record the
+    """Run ``to_run`` (actions of ``automation``) on one record in a savepoint; record the
     run (``done``, ``failed`` or ``stopped``) and return its outcome."""
     with guarded(session, automation, record_id) as allowed:
         if not allowed:
@@ -175,7 +182,7 @@ def run_actions(
         error: str | None = None
         try:
             with session.begin_nested():
-                for action in automation.actions_of(before_save=False):
+                for action in to_run:
                     actions.run(session, registry, automation, action, record_id, record)
         except TrellisError as exc:
             error = _describe(exc)
