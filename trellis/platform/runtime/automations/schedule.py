@@ -83,7 +83,7 @@ def due_date_runs(session: Session, registry: MetaRegistry, today: dt.date) -> l
         first, last = field_date_window(today, offset, defaults.AUTOMATION_DATE_CATCH_UP_DAYS)
         column = meta.table.c[field]
         if meta.fields[field].type.name == "datetime":
-            column = sa.func.date(column)  # type: ignore[assignment]
+            column = sa.func.date(column)
         rows = session.execute(
             sa.select(meta.table)
             .where(meta.table.c.deleted_at.is_(None), column.between(first, last))
