@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CHAIN_KEY = "trellis.automation_chain"
 _NOTES_KEY = "automations"  # in WriteEvent.notes: {automation name: "fired" | "stopped"}
+_EDGES_KEY = "automation_edges"  # {edge automation: its condition before the write}
 _INSTALLED = False
 
 
@@ -82,9 +83,14 @@ def evaluate(
 
 
 def _fired(
-    event: WriteEvent, candidates: list[Automation], new: dict[str, Any]
+    event: WriteEvent,
+    candidates: list[Automation],
+    new: dict[str, Any],
+    before: dict[str, bool | None] | None = None,
 ) -> list[Automation]:
-    """The automations a write sets off: trigger, then condition."""
+    """The automations a write sets off: trigger, then condition. ``before``: each edge
+    trigger's condition on the record before the write, as read then (else read now
+    from ``event.old``)."""
     assert event.registry is not None
     registry, meta = event.registry, event.meta
     unit = actions.system_records(event.session, registry).unit
@@ -97,8 +103,11 @@ def _fired(
     for automation in candidates:
         before_true = after_true = None
         if automation.kind is TriggerKind.CONDITION_TRUE:
+            if before is not None and automation.name in before:
+                before_true = before[automation.name]
+            else:
+                before_true = _edge_before(event, automation, old, unit)
             text = automation.trigger["condition"]
-            before_true = evaluate(registry, meta, text, old, unit) is True if old else None
             after_true = evaluate(registry, meta, text, after, unit) is True
         if not write_matches(automation, event.action.value, changed, before_true, after_true):
             continue
@@ -109,14 +118,35 @@ def _fired(
     return fired
 
 
+def _edge_before(
+    event: WriteEvent, automation: Automation, old: dict[str, Any] | None, unit: Any
+) -> bool | None:
+    if old is None:
+        return None
+    assert event.registry is not None
+    text = automation.trigger["condition"]
+    return evaluate(event.registry, event.meta, text, old, unit) is True
+
+
 def before_save(event: WriteEvent) -> None:
-    """Decide what the write sets off; apply the ``set_fields`` actions to its values."""
+    """Decide what the write sets off and apply their ``set_fields`` actions to its values.
+
+    An edge trigger (``condition_true``) is decided after the write instead, when what its
+    condition reads through lookups has moved too (a dealer's roll-up fed by this order);
+    here its condition is read on the record as it was, the "before" of the edge.
+    """
     candidates = _candidates(event)
     if not candidates:
         return
     assert event.registry is not None
+    unit = actions.system_records(event.session, event.registry).unit
+    fields = set(event.meta.fields)
+    old = {k: v for k, v in (event.old or {}).items() if k in fields} if event.old else None
+    edges = [a for a in candidates if a.kind is TriggerKind.CONDITION_TRUE]
+    event.notes[_EDGES_KEY] = {a.name: _edge_before(event, a, old, unit) for a in edges}
     decided: dict[str, str] = {}
-    for automation in _fired(event, candidates, event.values):
+    others = [a for a in candidates if a.kind is not TriggerKind.CONDITION_TRUE]
+    for automation in _fired(event, others, event.values):
         decided[automation.name] = "fired"
         setters = automation.actions_of(before_save=True)
         if not setters:
@@ -131,14 +161,18 @@ def before_save(event: WriteEvent) -> None:
 
 
 def after_save(event: WriteEvent) -> None:
-    """Run the fired automations' other actions, each in a savepoint, and record each run."""
+    """Run the fired automations' other actions, each in a savepoint, and record each run;
+    decide the edge triggers (whose actions all run now: ``set_fields`` as an update)."""
     decided: dict[str, str] | None = event.notes.get(_NOTES_KEY)
-    if decided is None:
-        candidates = _candidates(event)
-        if not candidates:
-            return
+    candidates = _candidates(event)
+    if decided is None:  # a delete: nothing was decided before it
         decided = {a.name: "fired" for a in _fired(event, candidates, event.values)}
-    if not decided:
+        edges: list[Automation] = []
+    else:
+        before = event.notes.get(_EDGES_KEY, {})
+        pending = [a for a in candidates if a.name in before]
+        edges = _fired(event, pending, event.values, before)
+    if not decided and not edges:
         return
     assert event.registry is not None
     by_name = {a.name: a for a in event.registry.automations(event.meta.name)}
@@ -159,7 +193,17 @@ def after_save(event: WriteEvent) -> None:
             later,
             event.record_id,
             dict(event.values),
-            trigger,
+            automation.kind.value,
+        )
+    for automation in edges:
+        run_actions(
+            event.session,
+            event.registry,
+            automation,
+            automation.actions,
+            event.record_id,
+            dict(event.values),
+            automation.kind.value,
         )
 
 
@@ -181,7 +225,7 @@ def run_actions(
             return runs.STOPPED
         error: str | None = None
         try:
-            with session.begin_nested():
+            with session.begin_nested(), _outer_checks_kept(session):
                 for action in to_run:
                     actions.run(session, registry, automation, action, record_id, record)
         except TrellisError as exc:
@@ -199,6 +243,20 @@ def _describe(exc: TrellisError) -> str:
         f"{d.get('field')}: {d.get('message')}" for d in exc.details if isinstance(d, dict)
     )
     return f"{exc.message} ({details})" if details else str(exc.message)
+
+
+@contextmanager
+def _outer_checks_kept(session: Session) -> Iterator[None]:
+    """The checks the write that set the automation off still has to make (rules that read
+    roll-ups, ``computed.finish``) survive the automation's own writes, which start and
+    finish their own."""
+    outer = session.info.pop(computed.PENDING_KEY, None)
+    try:
+        yield
+    finally:
+        if outer:
+            left = session.info.pop(computed.PENDING_KEY, None) or {}
+            session.info[computed.PENDING_KEY] = {**left, **outer}
 
 
 @contextmanager
