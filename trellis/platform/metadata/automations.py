@@ -71,6 +71,10 @@ class ActionKind(StrEnum):
     START_APPROVAL = "start_approval"
 
 
+# A pack hook's name: "<pack>.<action>", as the pack's hooks.py registers it.
+_HOOK_NAME = r"^[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,39}$"
+# A webhook event type, as webhooks subscribe to them ("erp.sync", "record.updated").
+_EVENT = r"^[a-z][a-z0-9_]{0,28}(\.[a-z][a-z0-9_]{0,28}){1,2}$"
 _NAMES = {"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}, "minItems": 1}
 _EXPRESSION = {"type": "string", "minLength": 1, "maxLength": 2000}
 _VALUES = {
@@ -167,11 +171,7 @@ def automation_meta_schema() -> dict[str, Any]:
                 },
                 ["users", "message"],
             ),
-            _action(
-                ActionKind.WEBHOOK,
-                {"event": {"type": "string", "pattern": r"^[a-z][a-z0-9_.]{0,59}$"}},
-                [],
-            ),
+            _action(ActionKind.WEBHOOK, {"event": {"type": "string", "pattern": _EVENT}}, ["event"]),
             _action(ActionKind.HOOK, {"name": {"type": "string", "pattern": _HOOK_NAME}}, ["name"]),
             _action(
                 ActionKind.START_APPROVAL,
@@ -199,8 +199,6 @@ def automation_meta_schema() -> dict[str, Any]:
     }
 
 
-# A pack hook's name: "<pack>.<action>", as the pack's hooks.py registers it.
-_HOOK_NAME = r"^[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,39}$"
 
 
 @cache

@@ -123,8 +123,7 @@ def run(
                 email=bool(action.get("email", False)),
             )
     elif kind is ActionKind.WEBHOOK:
-        event_type = action.get("event") or f"automation.{automation.name}"
-        _capability("webhooks").publish(session, event_type, meta.name, record)
+        _capability("webhooks").publish(session, action["event"], meta.name, record)
     else:  # START_APPROVAL: refused when saved, until approval flows exist
         raise BadRequest(N_("approval flows are not available yet; an automation cannot start one"))
 
