@@ -171,7 +171,9 @@ def automation_meta_schema() -> dict[str, Any]:
                 },
                 ["users", "message"],
             ),
-            _action(ActionKind.WEBHOOK, {"event": {"type": "string", "pattern": _EVENT}}, ["event"]),
+            _action(
+                ActionKind.WEBHOOK, {"event": {"type": "string", "pattern": _EVENT}}, ["event"]
+            ),
             _action(ActionKind.HOOK, {"name": {"type": "string", "pattern": _HOOK_NAME}}, ["name"]),
             _action(
                 ActionKind.START_APPROVAL,
@@ -197,8 +199,6 @@ def automation_meta_schema() -> dict[str, Any]:
         "required": ["x-name", "x-label", "object", "trigger", "actions"],
         "additionalProperties": False,
     }
-
-
 
 
 @cache
