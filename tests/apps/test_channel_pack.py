@@ -25,8 +25,8 @@ from trellis.platform.runtime.models import (
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.packs import (
     BUILTIN_PACKS,
-    automation_files,
     InstallResult,
+    automation_files,
     install_pack,
     load_manifest,
     resolve_pack,
