@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import sqlalchemy as sa
@@ -384,6 +385,156 @@ def _audit_install(session: Any, result: InstallResult) -> None:
         "via": "cli",
     }
     audit.record(session, "pack.installed", target=f"pack/{result.name}", detail=detail)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@main.command("worker")
+@click.option(
+    "--queues",
+    default="default",
+    show_default=True,
+    help="comma-separated RQ queues to work on, in order of priority",
+)
+@click.option("--burst", is_flag=True, help="run what is due now, relay the outbox, then exit")
+@with_app
+def worker_command(queues: str, burst: bool) -> None:
+    """Run jobs (RQ with TRELLIS_REDIS_URL, else from the database), relay the outbox,
+    re-queue jobs of dead workers and enqueue scheduled jobs. Stop with Ctrl-C / SIGTERM."""
+    from trellis.platform.runtime.jobs.definitions import JOB_NAME
+    from trellis.platform.runtime.jobs.worker import run_worker
+
+    _require_database()
+    names = [name.strip() for name in queues.split(",") if name.strip()]
+    bad = [name for name in names if not JOB_NAME.match(name)]
+    if not names or bad:
+        raise CommandError(f"--queues: not queue names: {', '.join(bad) or repr(queues)}")
+    mode = "RQ on " + _safe_redis_url() if current_app.config.get("REDIS_URL") else "no Redis"
+    click.echo(f"worker on {', '.join(names)} ({mode}){' in burst mode' if burst else ''}")
+    run_worker(current_app._get_current_object(), names, burst=burst)  # type: ignore[attr-defined]
+
+
+def _safe_redis_url() -> str:
+    """The Redis URL without its password, to print."""
+    parts = urlsplit(current_app.config["REDIS_URL"])
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+@main.group("job")
+def job_group() -> None:
+    """Background jobs: show, list, retry."""
+
+
+@job_group.command("show")
+@click.argument("job_id", metavar="ID", type=int)
+@with_app
+def job_show(job_id: int) -> None:
+    """Show a job: its status, attempts, progress, result or error."""
+    from trellis.platform.runtime.jobs.service import get_job
+
+    _require_database()
+    try:
+        with db.session() as session:
+            job = get_job(session, job_id)
+    except TrellisError as exc:
+        _fail(exc)
+    for label, value in _job_lines(job):
+        click.echo(f"{label + ':':<10} {value}")
+
+
+def _job_lines(job: Any) -> list[tuple[str, str]]:
+    lines = [
+        ("job", f"{job.id} {job.name}"),
+        ("status", job.status),
+        ("queue", job.queue),
+        ("key", job.key or "-"),
+        ("attempts", f"{job.attempts} of {job.max_attempts}"),
+        ("progress", _progress_text(job)),
+        ("created", _moment(job.created_at)),
+        ("run at", _moment(job.run_at)),
+        ("started", _moment(job.started_at)),
+        ("finished", _moment(job.finished_at)),
+        ("payload", json.dumps(job.payload, ensure_ascii=False)),
+    ]
+    if job.result is not None:
+        lines.append(("result", json.dumps(job.result, ensure_ascii=False)))
+    if job.error:
+        lines.append(("error", job.error.strip().splitlines()[-1]))
+    return lines
+
+
+def _progress_text(job: Any) -> str:
+    """``42 / 100 (42%) message``, ``42 message`` without a total, ``-`` before any report."""
+    if job.progress_done is None:
+        return "-"
+    text = str(job.progress_done)
+    if job.progress_total:
+        percent = min(100, round(100 * job.progress_done / job.progress_total))
+        text += f" / {job.progress_total} ({percent}%)"
+    return f"{text} {job.progress_message}".rstrip()
+
+
+@job_group.command("list")
+@click.option("--failed", is_flag=True, help="only the failed jobs")
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "running", "done", "failed"]),
+    default=None,
+    help="only jobs in this status",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@with_app
+def job_list(failed: bool, status: str | None, limit: int) -> None:
+    """List jobs, newest first."""
+    from trellis.platform.runtime.jobs.service import list_jobs
+
+    _require_database()
+    with db.session() as session:
+        rows = list_jobs(session, status="failed" if failed else status, limit=limit)
+    if not rows:
+        click.echo("no jobs")
+        return
+    headers = ["id", "name", "status", "attempts", "progress", "created", "error"]
+    _echo_table(headers, (_job_row(job) for job in rows))
+
+
+def _job_row(job: Any) -> list[str]:
+    error = job.error.strip().splitlines()[-1][:60] if job.error else ""
+    attempts = f"{job.attempts}/{job.max_attempts}"
+    return [
+        str(job.id),
+        job.name,
+        job.status,
+        attempts,
+        _progress_text(job),
+        _moment(job.created_at),
+        error,
+    ]
+
+
+@job_group.command("retry")
+@click.argument("job_id", metavar="ID", type=int)
+@with_app
+def job_retry(job_id: int) -> None:
+    """Queue a failed job again, with a fresh set of attempts."""
+    from trellis.platform.runtime.jobs.service import retry_job
+
+    _require_database()
+    try:
+        with db.session() as session:
+            job = retry_job(session, job_id)
+            audit.record(
+                session,
+                "job.retried",
+                target=f"job/{job_id}",
+                detail={"name": job.name, "via": "cli"},
+            )
+            session.commit()
+    except TrellisError as exc:
+        _fail(exc)
+    click.echo(f"job {job_id} queued again")
 
 
 # --- serve -------------------------------------------------------------------------------

@@ -14,6 +14,12 @@
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
+| TRELLIS_JOB_MODULES | modules defining jobs, imported by app and worker (a,b) | none |
+| TRELLIS_JOB_LEASE_SECONDS | a running job's (or claimed event's) hold without news | 60 |
+| TRELLIS_JOB_REPUSH_SECONDS | a due job not picked up this long is pushed to RQ again | 60 |
+| TRELLIS_RETRY_BASE_SECONDS | first back-off of a failed job or delivery (doubles) | 5 |
+| TRELLIS_OUTBOX_MAX_ATTEMPTS | deliveries tried before an outbox event is marked failed | 20 |
+| TRELLIS_WORKER_POLL_SECONDS | the worker's relay, sweeper and scheduler tick | 1 |
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_STORAGE_URL": None,
     "RATE_LIMIT_KEY_PREFIX": "trellis",
     "BASE_URL": None,
+    "JOB_MODULES": "",
+    "JOB_LEASE_SECONDS": 60,
+    "JOB_REPUSH_SECONDS": 60,
+    "RETRY_BASE_SECONDS": 5,
+    "OUTBOX_MAX_ATTEMPTS": 20,
+    "WORKER_POLL_SECONDS": 1,
 }
 
 

@@ -83,6 +83,12 @@ class StaleRecord(Conflict):
     code = "stale_version"
 
 
+class NotRetryable(Conflict):
+    """Only a failed job can be retried."""
+
+    code = "not_retryable"
+
+
 class ReferencedRecord(Conflict):
     """A record other records still point at cannot be deleted."""
 

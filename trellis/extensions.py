@@ -31,6 +31,9 @@ class Database:
     def init_app(cls, app: Flask) -> Database:
         """Give ``app`` a database of its own, from its ``DATABASE_URL``."""
         database = cls(app.config["DATABASE_URL"], echo=app.config["SQL_ECHO"])
+        # Each session knows its app, so work queued to run after its commit (jobs, the
+        # outbox) finds the app's settings even where no app context is pushed.
+        database.sessionmaker.configure(info={"trellis.app": app})
         app.extensions["trellis.db"] = database
         return database
 
@@ -42,6 +45,12 @@ class Database:
     def session(self) -> Session:
         """A new ORM session on this database; the caller commits and closes it."""
         return self.sessionmaker()
+
+    def write_session(self) -> Session:
+        """A session whose transactions take SQLite's write lock when they begin (lazily, at
+        the first statement), for work outside a request that will write (jobs, the relay).
+        """
+        return self.sessionmaker(bind=self.engine.execution_options(trellis_write=True))
 
 
 def database_of(app: Flask) -> Database:

@@ -157,6 +157,7 @@ def test_every_endpoint_needs_a_valid_token(
         "user_id": 1,
         "token_id": 1,
         "view_id": 1,
+        "job_id": 1,
         "field_name": "website",
     }
     checked = 0

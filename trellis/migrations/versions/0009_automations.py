@@ -4,7 +4,7 @@ Automation documents (versioned like roles: a head row and immutable versions) a
 run history, whose ``run_key`` keeps a scheduled run to once across workers.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 11:00:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -7,6 +7,7 @@ time (see ``storage``) and live in their own ``MetaData``.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -345,3 +346,83 @@ class StoredFile(Base):
     original_name: Mapped[str] = mapped_column(sa.String(255))
     created_by: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life: waiting, being run, finished, or given up on."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(Base):
+    """One unit of background work (``runtime/jobs``): the row is the job's truth.
+
+    RQ only carries the id; whoever runs the job first claims the row (``queued`` →
+    ``running``, one conditional UPDATE), so a job pushed twice still runs once. ``key``
+    makes enqueueing idempotent (``cron:<schedule>:<slot>``, ``import:<id>``…).
+    ``lease_until`` is pushed forward while the job runs; a running job whose lease has
+    passed belonged to a worker that died, and is queued again.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_status_run_at", "status", "run_at"),
+        sa.Index("ix_jobs_created_by_id", "created_by", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    queue: Mapped[str] = mapped_column(sa.String(40), default="default")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default=JobStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    run_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    pushed_at: Mapped[dt.datetime | None]
+    lease_until: Mapped[dt.datetime | None]
+    claim: Mapped[str | None] = mapped_column(sa.String(36))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    progress_done: Mapped[int | None] = mapped_column(sa.BigInteger)
+    progress_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    progress_message: Mapped[str] = mapped_column(sa.String(300), default="")
+    result: Mapped[Any | None] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_by: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OutboxStatus(StrEnum):
+    """An outbox event is waiting (or being retried), delivered, or given up on."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class OutboxEntry(Base):
+    """An event that must not be lost, written in the transaction of the change it tells of.
+
+    The relay delivers it at least once; ``event_id`` stays the same on every attempt so
+    receivers can drop repeats. Claiming an entry moves ``next_attempt_at`` past the
+    delivery lease, so an entry whose relay died is simply due again later.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (sa.Index("ix_outbox_events_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(60))
+    target: Mapped[str | None] = mapped_column(sa.String(300))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(sa.String(10), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]

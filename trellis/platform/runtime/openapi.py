@@ -110,6 +110,7 @@ def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
     paths: dict[str, Any] = {
         **_identity_paths(),
         **_view_paths(),
+        **_job_paths(),
         **(_admin_paths() if permissions.is_admin else {}),
     }
     schemas: dict[str, Any] = copy.deepcopy(platform_schemas())
@@ -279,6 +280,40 @@ def _identity_paths() -> dict[str, Any]:
                 "identity",
                 {"204": {"description": "Revoked (revoking again changes nothing)"}},
                 summary="Revoke one of the caller's tokens",
+            ),
+        },
+    }
+
+
+def _job_paths() -> dict[str, Any]:
+    """Background jobs: the caller's own (every job for administrators, who retry them)."""
+    job = _shape(shapes.JobSchema)
+    listing = _operation(
+        "list_jobs",
+        "jobs",
+        {"200": _ok("Jobs, newest first", _shape(shapes.JobPageSchema))},
+        summary="Background jobs the caller started (administrators: every job)",
+    )
+    return {
+        "/jobs": {
+            "get": {
+                **listing,
+                "parameters": copy.deepcopy(_query_parameters(shapes.JobQuerySchema)),
+            }
+        },
+        "/jobs/{id}": {
+            "parameters": [_int_param("id")],
+            "get": _operation(
+                "get_job", "jobs", {"200": _ok("The job", job)}, summary="A job and its progress"
+            ),
+        },
+        "/jobs/{id}/retry": {
+            "parameters": [_int_param("id")],
+            "post": _operation(
+                "retry_job",
+                "jobs",
+                {"200": _ok("Queued again", job), "409": ERROR},
+                summary="Queue a failed job again (administrators only)",
             ),
         },
     }

@@ -238,12 +238,23 @@ def init_app(app: Flask) -> None:
         automations,
         files,
         identity,
+        jobs,
         metadata,
         records,
         roles,
         views,
     )
 
-    del audit_log, automations, files, identity, metadata, records, roles, views  # their routes
+    del (
+        audit_log,
+        automations,
+        files,
+        identity,
+        jobs,
+        metadata,
+        records,
+        roles,
+        views,
+    )  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)

@@ -485,6 +485,62 @@ class AuditQuerySchema(Body):
     limit = fields.Integer(validate=value_range(min=1, max=500), load_default=100)
 
 
+# --- jobs ------------------------------------------------------------------------------------
+
+
+class JobProgressSchema(Shape):
+    """How far a running job says it is: ``done`` of ``total`` (null: unknown), a message."""
+
+    done = fields.Integer(allow_none=True)
+    total = fields.Integer(allow_none=True)
+    message = fields.String()
+
+
+class JobSchema(Shape):
+    """A background job: what it runs, its state, attempts, progress and outcome."""
+
+    id = fields.Integer()
+    name = fields.String()
+    queue = fields.String()
+    key = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": ["queued", "running", "done", "failed"]})
+    attempts = fields.Integer()
+    max_attempts = fields.Integer()
+    payload = fields.Dict()
+    progress = fields.Nested(JobProgressSchema)
+    result = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True, metadata={"description": "the last attempt's error"})
+    created_by = fields.Integer(allow_none=True)
+    created_at = Moment()
+    run_at = Moment(metadata={"description": "not before (a retry waits for its back-off)"})
+    started_at = Moment(allow_none=True)
+    finished_at = Moment(allow_none=True)
+
+
+class JobPageSchema(Shape):
+    """The answer of ``GET /jobs``: ``{"items": [job, …]}``, newest first."""
+
+    items = fields.List(fields.Nested(JobSchema), metadata={"description": "newest first"})
+
+
+class JobQuerySchema(Body):
+    """The query string of ``GET /jobs``."""
+
+    status = fields.String(validate=OneOf(["queued", "running", "done", "failed"]))
+    before = fields.Integer(validate=ID_RANGE, metadata={"description": "jobs older than id"})
+    limit = fields.Integer(validate=value_range(min=1, max=500), load_default=50)
+
+
+def job_source(job: Any) -> dict[str, Any]:
+    """A ``jobs`` row as ``JobSchema`` dumps it (progress as one nested object)."""
+    progress = {
+        "done": job.progress_done,
+        "total": job.progress_total,
+        "message": job.progress_message or "",
+    }
+    return row_source(job, progress=progress)
+
+
 # --- saved list views --------------------------------------------------------------------------
 
 _VIEW_COLUMNS = "field names in the order shown (id, created_at and updated_at too); empty: the"
@@ -617,6 +673,9 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     AutomationRunPageSchema,
     AuditEventSchema,
     AuditPageSchema,
+    JobProgressSchema,
+    JobSchema,
+    JobPageSchema,
     ViewDefinitionSchema,
     ViewSchema,
     ViewPageSchema,

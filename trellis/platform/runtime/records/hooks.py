@@ -17,6 +17,7 @@ hooks after the hooks for every object.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class WriteEvent:
 
 HookFunction = Callable[[WriteEvent], None]
 _AFTER_COMMIT_KEY = "trellis.after_commit"
+_COLLECTED_KEY = "trellis.after_commit.collected"
 _LISTENING_KEY = "trellis.after_commit.listening"
 
 
@@ -127,21 +129,49 @@ hooks = HookRegistry()
 
 
 def _queue_after_commit(session: Session, function: HookFunction, event: WriteEvent) -> None:
+    after_commit(session, functools.partial(function, event), f"{function!r} for {event.meta.name}")
+
+
+def after_commit(session: Session, callback: Callable[[], None], what: str = "") -> None:
+    """Call ``callback`` once ``session``'s transaction commits; drop it on a rollback.
+
+    The one after-commit mechanism: record hooks and the jobs queue both use it. A failing
+    callback is logged, not raised, since the change has already happened.
+    """
     if not session.info.get(_LISTENING_KEY):
         # Once per session, never removed: a listener cannot leave while it is being called.
         sa.event.listen(session, "after_commit", _run_after_commit)
         sa.event.listen(session, "after_rollback", _drop_after_commit)
         session.info[_LISTENING_KEY] = True
-    session.info.setdefault(_AFTER_COMMIT_KEY, []).append((function, event))
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append((callback, what or repr(callback)))
+
+
+def collect_until_commit(
+    session: Session, key: str, callback: Callable[[list[Any]], None]
+) -> list[Any]:
+    """A list that gathers items during ``session``'s transaction (jobs to push, events to
+    relay); once it commits, ``callback`` gets them in one call. A rollback drops them.
+
+    The same ``key`` in the same transaction returns the same list, so a bulk write of a
+    thousand records still leads to one follow-up, not a thousand.
+    """
+    collected: dict[str, list[Any]] = session.info.setdefault(_COLLECTED_KEY, {})
+    if key not in collected:
+        items: list[Any] = []
+        collected[key] = items
+        after_commit(session, functools.partial(callback, items), key)
+    return collected[key]
 
 
 def _run_after_commit(session: Session) -> None:
-    for function, event in session.info.pop(_AFTER_COMMIT_KEY, []):
+    session.info.pop(_COLLECTED_KEY, None)
+    for callback, what in session.info.pop(_AFTER_COMMIT_KEY, []):
         try:
-            function(event)
+            callback()
         except Exception:  # the change is committed; a failing follow-up must not undo it
-            log.exception("after-commit hook %r failed for %s", function, event.meta.name)
+            log.exception("after-commit callback %s failed", what)
 
 
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT_KEY, None)
+    session.info.pop(_COLLECTED_KEY, None)

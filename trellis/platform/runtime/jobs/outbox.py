@@ -1,0 +1,246 @@
+"""The outbox: events that must not be lost, written with the change they tell of.
+
+``emit`` adds an ``outbox_events`` row in the caller's transaction, so the event exists
+exactly when the change does. A relay delivers it through the deliverer registered for its
+kind (``@outbox.deliverer("webhook")``), at least once: a delivery whose outcome was not
+recorded (a crash, a timeout) is made again, with the same ``event_id``, so receivers
+de-duplicate on it. A failed delivery is retried with exponential back-off and jitter up to
+``TRELLIS_OUTBOX_MAX_ATTEMPTS`` times, then the event is marked ``failed`` (kept, listed).
+
+The relay needs no Redis: it claims due rows from the database (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, so several relays share the work). Redis only wakes it early: after a
+commit that emitted events, one push on a Redis list. If Redis is down the relay polls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+import sqlalchemy as sa
+
+from trellis.extensions import database_of
+from trellis.platform.runtime.jobs.definitions import backoff_seconds
+from trellis.platform.runtime.models import OutboxEntry, OutboxStatus, as_utc, utcnow
+from trellis.platform.runtime.records.hooks import collect_until_commit
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+OUTBOX = cast("sa.Table", OutboxEntry.__table__)
+WAKE_KEY = "trellis:outbox:wake"  # a Redis list the relay blocks on between polls
+CLAIM_BATCH = 10  # small, so a batch is delivered well within its lease
+_EMITTED_KEY = "trellis.outbox.emitted"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxEvent:
+    """One event as a deliverer sees it; ``attempt`` counts from 1."""
+
+    id: int
+    event_id: str
+    kind: str
+    target: str | None
+    payload: dict[str, Any]
+    attempt: int
+    created_at: dt.datetime
+
+
+class DeliveryFailed(Exception):
+    """Raised by a deliverer that has recorded a failure itself (a delivery log row): its
+    session is then committed, and the event retried later. Any other error rolls it back.
+    """
+
+
+Deliverer = Callable[["Session", OutboxEvent], None]
+_deliverers: dict[str, Deliverer] = {}
+
+
+def deliverer(kind: str) -> Callable[[Deliverer], Deliverer]:
+    """Register the decorated ``function(session, event)`` as the deliverer of ``kind``.
+
+    The relay calls it at least once per event, in a session it commits when the function
+    returns (with the event marked delivered) and rolls back when it raises.
+    """
+
+    def register(function: Deliverer) -> Deliverer:
+        _deliverers[kind] = function
+        return function
+
+    return register
+
+
+def emit(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    event_id: str | None = None,
+    target: str | None = None,
+) -> str:
+    """Write an outbox event in the caller's transaction; its stable event id (a UUID).
+
+    Passing the ``event_id`` of an event already written is refused by the unique index
+    (one change, one event): callers pass one only to tie the event to an id of their own.
+    """
+    from trellis.platform.runtime.jobs.queue import app_of
+
+    event_id = event_id or str(uuid.uuid4())
+    now = utcnow()
+    session.execute(
+        sa.insert(OUTBOX).values(
+            event_id=event_id,
+            kind=kind,
+            target=target,
+            payload=payload,
+            status=OutboxStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    app = app_of(session)
+    collect_until_commit(session, _EMITTED_KEY, lambda events: _emitted(app, events)).append(
+        event_id
+    )
+    return event_id
+
+
+def _emitted(app: Flask, event_ids: list[str]) -> None:
+    """After a commit that emitted events: wake a relay (Redis), or relay them here."""
+    from trellis.platform.runtime.jobs.queue import POLLING_KEY, redis_connection, uses_redis
+
+    if app.extensions.get(POLLING_KEY):
+        return  # a worker: its relay loop is polling
+    if not uses_redis(app):
+        relay_due(app, limit=max(len(event_ids), CLAIM_BATCH))
+        return
+    try:
+        client = redis_connection(app)
+        pipeline = client.pipeline()
+        pipeline.lpush(WAKE_KEY, len(event_ids))
+        pipeline.ltrim(WAKE_KEY, 0, 99)
+        pipeline.execute()
+    except redis.RedisError as exc:  # the relay polls; the events are safe in the table
+        log.info("outbox relay not woken (Redis: %s); it will find the events by polling", exc)
+
+
+def relay_due(app: Flask, limit: int = 100, now: dt.datetime | None = None) -> int:
+    """Deliver up to ``limit`` due events, oldest first; how many were delivered."""
+    delivered = 0
+    remaining = limit
+    while remaining > 0:
+        batch = claim_due(app, min(remaining, CLAIM_BATCH), now)
+        if not batch:
+            break
+        remaining -= len(batch)
+        delivered += sum(deliver(app, event) for event in batch)
+    return delivered
+
+
+def claim_due(app: Flask, limit: int, now: dt.datetime | None = None) -> list[OutboxEvent]:
+    """Take up to ``limit`` due events for this relay: their next attempt moves past the
+    lease, so another relay skips them, and a relay that dies lets them come due again.
+    """
+    now = now or utcnow()
+    lease_end = now + dt.timedelta(seconds=app.config["JOB_LEASE_SECONDS"])
+    due = (
+        sa.select(OUTBOX.c.id)
+        .where(OUTBOX.c.status == OutboxStatus.PENDING, OUTBOX.c.next_attempt_at <= now)
+        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id.in_(due.scalar_subquery()))
+        .values(attempts=OUTBOX.c.attempts + 1, next_attempt_at=lease_end)
+        .returning(*OUTBOX.c)
+    )
+    database = database_of(app)
+    with database.engine.execution_options(trellis_write=True).begin() as connection:
+        rows = connection.execute(statement).all()
+    return sorted(
+        (
+            OutboxEvent(
+                id=row.id,
+                event_id=row.event_id,
+                kind=row.kind,
+                target=row.target,
+                payload=row.payload or {},
+                attempt=row.attempts,
+                created_at=as_utc(row.created_at),
+            )
+            for row in rows
+        ),
+        key=lambda event: event.id,
+    )
+
+
+def deliver(app: Flask, event: OutboxEvent) -> bool:
+    """Deliver one claimed event through its kind's deliverer; whether it was delivered."""
+    session = database_of(app).write_session()
+    try:
+        function = _deliverers.get(event.kind)
+        if function is None:
+            raise LookupError(
+                f"no deliverer is registered for outbox events of kind {event.kind!r}"
+            )
+        with app.app_context():
+            function(session, event)
+        session.execute(
+            _claimed(event).values(
+                status=OutboxStatus.DELIVERED, delivered_at=utcnow(), last_error=None
+            )
+        )
+        session.commit()
+        return True
+    except DeliveryFailed as exc:
+        _retry_later(app, session, event, str(exc))
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        _retry_later(app, session, event, "".join(traceback.format_exception(exc))[-4000:])
+        session.commit()
+    finally:
+        session.close()
+    return False
+
+
+def _claimed(event: OutboxEvent) -> sa.Update:
+    """An UPDATE of the event that applies only while it is still pending."""
+    return sa.update(OUTBOX).where(OUTBOX.c.id == event.id, OUTBOX.c.status == OutboxStatus.PENDING)
+
+
+def _retry_later(app: Flask, session: Session, event: OutboxEvent, error: str) -> None:
+    log.info(
+        "outbox event %s (%s) attempt %s failed: %s",
+        event.event_id,
+        event.kind,
+        event.attempt,
+        error.strip().splitlines()[-1:],
+    )
+    if event.attempt >= app.config["OUTBOX_MAX_ATTEMPTS"]:
+        values: dict[str, Any] = {"status": OutboxStatus.FAILED}
+    else:
+        delay = backoff_seconds(event.attempt, app.config["RETRY_BASE_SECONDS"])
+        values = {"next_attempt_at": utcnow() + dt.timedelta(seconds=delay)}
+    session.execute(_claimed(event).values(last_error=error, **values))
+
+
+def retry_failed(session: Session, event_id: str) -> bool:
+    """Make a failed event due again, with a fresh count of attempts; whether it was failed."""
+    changed = session.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.event_id == event_id, OUTBOX.c.status == OutboxStatus.FAILED)
+        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow())
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
