@@ -188,3 +188,62 @@ def test_cron_slot_runs_each_selected_record_once(
     assert [(r["record_id"], r["outcome"], r["trigger"]) for r in runs] == [
         (ended["id"], "done", "schedule")
     ]
+
+
+# --- through the jobs runtime: the scheduler's ticks, its jobs, racing schedulers ---------
+
+
+def tick(app: Flask, moment: dt.datetime) -> None:
+    from trellis.platform.runtime.jobs import scheduler
+
+    scheduler.tick(app, now=moment)
+
+
+def test_scheduler_ticks_run_date_automations_once(
+    app: Flask, database: Database, objects: Api
+) -> None:
+    assert objects.post("/automations", REMIND).status_code == 201
+    create(objects, "delivery", {"title": "tick", "due_on": "2026-12-10", "active": True})
+    tick(app, dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC))  # 4 days before: not yet
+    assert notes(objects) == []
+    moment = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    barrier = threading.Barrier(2)
+
+    def scheduler() -> None:  # two schedulers ticking the same minute at once
+        barrier.wait(timeout=30)
+        tick(app, moment)
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    tick(app, moment + dt.timedelta(minutes=1))  # the next minute finds it done
+    tick(app, moment + dt.timedelta(days=1))  # and so does the next day
+    assert notes(objects) == ["remind tick"]
+    with database.session() as session:
+        keys = session.scalars(sa.select(AutomationRun.run_key)).all()
+    assert len(keys) == 1 and keys[0].endswith(":2026-12-07")
+
+
+def test_scheduler_runs_cron_automations_per_slot(
+    app: Flask, database: Database, objects: Api
+) -> None:
+    nightly = {
+        "x-name": "nightly_note",
+        "x-label": {"en": "Nightly note", "zh-CN": "每晚记录"},
+        "object": "delivery",
+        "trigger": {"on": "schedule", "cron": "0 2 * * *"},
+        "condition": "active",
+        "actions": [{"type": "create_record", "object": "note",
+                     "values": {"text": {"expression": "CONCAT('night ', title)"}}}],
+    }  # fmt: skip
+    assert objects.post("/automations", nightly).status_code == 201
+    create(objects, "delivery", {"title": "a", "active": True})
+    create(objects, "delivery", {"title": "b", "active": False})
+    two = dt.datetime(2026, 12, 3, 2, 0, 30, tzinfo=dt.UTC)
+    tick(app, two)
+    tick(app, two + dt.timedelta(seconds=20))  # the same slot
+    assert notes(objects) == ["night a"]
+    tick(app, two + dt.timedelta(days=1))  # the next night
+    assert notes(objects) == ["night a", "night a"]

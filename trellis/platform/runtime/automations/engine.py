@@ -54,12 +54,16 @@ _INSTALLED = False
 
 
 def install() -> None:
-    """Register the write hooks, once per process."""
+    """Register the write hooks and the scheduled automations' jobs, once per process."""
     global _INSTALLED
     if _INSTALLED:
         return
     hooks.register(Hook.BEFORE_VALIDATE, before_save)
     hooks.register(Hook.AFTER_WRITE, after_save)
+    # The scheduled automations' jobs and schedules, registered on import.
+    from trellis.platform.runtime.automations import background
+
+    del background
     _INSTALLED = True
 
 
