@@ -282,6 +282,7 @@ def init_app(app: Flask) -> None:
         designer_access,
         designer_history,
         designer_layout,
+        designer_rules,
         objects,
         record_compute,
         records,
@@ -290,7 +291,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del automations, record_compute
+    del automations, designer_rules, record_compute
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

@@ -417,8 +417,8 @@ def lock_rollup_parents(
         for object_name, record_id in sorted(wanted):
             parent = unit.registry.get(object_name)
             statement = parent.statement(("rollup_lock",), partial(_lock_statement, parent))
-            row = unit.session.execute(statement, {"id": record_id}).first()
-            if row is not None and row.deleted_at is None:
+            locked = unit.session.execute(statement, {"id": record_id}).first()
+            if locked is not None and locked.deleted_at is None:
                 held.setdefault(object_name, set()).add(record_id)
 
 
@@ -440,7 +440,7 @@ def locked_live(session: Any, object_name: str) -> set[int]:
     entry = session.info.get(LOCKED_KEY)
     if entry is None or entry[0] is not session.get_transaction():
         return set()
-    return entry[1].get(object_name, set())  # type: ignore[no-any-return]
+    return entry[1].get(object_name, set())
 
 
 # --- validation ------------------------------------------------------------------------
