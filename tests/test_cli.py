@@ -237,6 +237,7 @@ def test_pack_install_by_name_is_idempotent(trellis: Run, sqlite_url: str) -> No
     assert "pack channel_pack" in first.stdout
     assert "created 4, updated 0, unchanged 0 object(s)" in first.stdout
     assert "created 5, updated 0, unchanged 0 role(s)" in first.stdout
+    assert "created 5, updated 0, unchanged 0 automation(s)" in first.stdout
     assert "demo record" not in first.stdout and "demo user" not in first.stdout
     assert count(sqlite_url, "obj_dealer") == 0
     versions = count(sqlite_url, "meta_object_versions")

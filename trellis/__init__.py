@@ -39,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from trellis import admin_ui
     from trellis.extensions import Database
     from trellis.platform.runtime import api, files, jobs
+    from trellis.platform.runtime.automations import engine as automations
 
     # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
     app.before_request(_refuse_undecodable_query)
@@ -46,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     files.init_app(app)
     jobs.init_app(app)
     api.init_app(app)
+    automations.install()  # the record-write hooks, once per process
     admin_ui.init_app(app)
     # Tokens need no CSRF check; session writes to the API are checked by the API itself.
     admin_ui.csrf.exempt(api.bp)

@@ -352,16 +352,21 @@ def _install(path_or_name: str, demo: bool) -> InstallResult:
         registry.invalidate()
         _fail(exc)
 
-    def tally(names: list[str], roles: bool) -> int:
-        return sum(name.startswith("role ") == roles for name in names)
+    def kind_of(name: str) -> str:  # "role x", "automation y"; an object is its bare name
+        prefix = name.partition(" ")[0]
+        return prefix if prefix in ("role", "automation") and " " in name else "object"
+
+    def tally(names: list[str], kind: str) -> int:
+        return sum(kind_of(name) == kind for name in names)
 
     counts = {
-        kind: f"created {tally(result.created, roles)}, updated {tally(result.updated, roles)}, "
-        f"unchanged {tally(result.unchanged, roles)} {kind}(s)"
-        for kind, roles in (("object", False), ("role", True))
+        kind: f"created {tally(result.created, kind)}, updated {tally(result.updated, kind)}, "
+        f"unchanged {tally(result.unchanged, kind)} {kind}(s)"
+        for kind in ("object", "role", "automation")
     }
     click.echo(
-        f"pack {result.name} {result.version}: {counts['object']}; {counts['role']}"
+        f"pack {result.name} {result.version}: {counts['object']}; {counts['role']}; "
+        f"{counts['automation']}"
         + (f", {result.demo_records} demo record(s)" if result.demo_records else "")
         + (f", {len(result.demo_users)} demo user(s)" if result.demo_users else "")
     )

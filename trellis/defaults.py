@@ -28,3 +28,8 @@ EXPRESSION_MAX_HOPS = 2  # lookups a field path follows (dealer.parent.name)
 EXPRESSION_DIVISION_SCALE = 10  # decimal places a division keeps (rounded half away from zero)
 EXPRESSION_ROUND_MAX_DIGITS = 10  # ROUND(x, n): n from 0 to this
 EXPRESSION_CACHE_SIZE = 2048  # compiled expressions kept per process
+
+# Automations: docs/automations.md
+AUTOMATION_MAX_DEPTH = 5  # automations a write may set off one inside another (the loop guard)
+AUTOMATION_DATE_CATCH_UP_DAYS = 7  # a date trigger missed while no scheduler ran still fires
+AUTOMATION_SCHEDULE_EVERY = "* * * * *"  # how often the scheduler looks for due automations

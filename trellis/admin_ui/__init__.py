@@ -278,6 +278,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     i18n.init_app(app)
     from trellis.admin_ui.views import (
+        automations,
         designer_access,
         designer_history,
         designer_layout,
@@ -293,7 +294,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del designer_rules, imports, record_compute, webhooks
+    del automations, designer_rules, imports, record_compute, webhooks
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

@@ -212,6 +212,47 @@ class RoleVersion(DocumentVersion):
     summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 
+class AutomationHead(DocumentHead):
+    """An automation: which version of its document is current."""
+
+    __tablename__ = "automations"
+
+
+class AutomationVersion(DocumentVersion):
+    """An immutable version of an automation document."""
+
+    __tablename__ = "automation_versions"
+    __table_args__ = (sa.UniqueConstraint("automation_name", "version"),)
+
+    automation_name: Mapped[str] = mapped_column(
+        sa.ForeignKey("automations.name", ondelete="CASCADE")
+    )
+
+
+class AutomationRun(Base):
+    """One run of an automation on one record (or of a schedule): when, which record, the
+    outcome (``done``, ``failed``, ``stopped`` by the loop guard) and the error.
+
+    Written in the transaction of what set the run off: a write that rolls back leaves
+    no run behind, since nothing ran. ``run_key`` keeps a scheduled run to once across
+    workers (``auto:<name>:<record id>:<date>``).
+    """
+
+    __tablename__ = "automation_runs"
+    __table_args__ = (sa.Index("ix_automation_runs_automation", "automation_name", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    automation_name: Mapped[str] = mapped_column(sa.String(40))
+    automation_version: Mapped[int]
+    object_name: Mapped[str] = mapped_column(sa.String(40))
+    record_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    trigger: Mapped[str] = mapped_column(sa.String(20))
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    run_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class UserRole(Base):
     """One role held by one user; deleting either side deletes the row."""
 

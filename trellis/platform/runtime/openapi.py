@@ -25,6 +25,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
+from trellis.platform.metadata.automations import automation_meta_schema
 from trellis.platform.metadata.fieldtypes import ALL_OPS
 from trellis.platform.metadata.permissions import Operation, role_meta_schema
 from trellis.platform.runtime.api import schemas as shapes
@@ -157,8 +158,12 @@ def _spec() -> tuple[APISpec, MarshmallowPlugin]:
 
 
 def _role_document(_converter: Any, field: fields.Field, **_kwargs: Any) -> dict[str, Any]:
-    """A role document field refers to the role meta-schema."""
-    return _ref(component("RoleDocument")) if isinstance(field, shapes.RoleDocument) else {}
+    """A role (automation) document field refers to the role (automation) meta-schema."""
+    if isinstance(field, shapes.RoleDocument):
+        return _ref(component("RoleDocument"))
+    if isinstance(field, shapes.AutomationDocument):
+        return _ref(component("AutomationDocument"))
+    return {}
 
 
 @cache
@@ -167,6 +172,8 @@ def platform_schemas() -> dict[str, Any]:
     spec, _ = _spec()
     role = {k: v for k, v in role_meta_schema().items() if k != "$schema"}
     spec.components.schema(component("RoleDocument"), role)
+    automation = {k: v for k, v in automation_meta_schema().items() if k != "$schema"}
+    spec.components.schema(component("AutomationDocument"), automation)
     for schema in shapes.DOCUMENTED:
         spec.components.schema(component(schema), schema=schema)
     spec.components.schema(
@@ -413,6 +420,7 @@ def _admin_paths() -> dict[str, Any]:
         **_metadata_paths(),
         **_user_paths(),
         **_role_paths(),
+        **_automation_paths(),
         **_audit_paths(),
         **_webhook_paths(),
     }
@@ -584,6 +592,82 @@ def _user_paths() -> dict[str, Any]:
                 {"200": _ok("Changed", user), **refused},
                 summary="Change a user (is_active false revokes their tokens)",
                 body=_shape(shapes.UserUpdateSchema),
+            ),
+        },
+    }
+
+
+def _automation_paths() -> dict[str, Any]:
+    automation = _shape(shapes.AutomationSchema)
+    document = _ref(component("AutomationDocument"))
+    name = _name_param("name", "automation name")
+    tag = "automations"
+    return {
+        "/automations": {
+            "get": _operation(
+                "list_automations",
+                tag,
+                {"200": _ok("Every automation's document", _shape(shapes.AutomationPageSchema))},
+                summary="List automations",
+            ),
+            "post": _operation(
+                "create_automation",
+                tag,
+                {"201": _ok("Created as version 1", automation), "409": ERROR, "422": ERROR},
+                summary="Create an automation (422: each problem at its JSON pointer)",
+                body=document,
+            ),
+        },
+        "/automations/{name}": {
+            "parameters": [name],
+            "get": _operation(
+                "get_automation",
+                tag,
+                {"200": _ok("The current version", automation)},
+                summary="An automation",
+            ),
+            "put": _operation(
+                "update_automation",
+                tag,
+                {
+                    "200": _ok("The new version", _shape(shapes.AutomationChangeSchema)),
+                    "422": ERROR,
+                },
+                summary="Change an automation (an identical document writes no version)",
+                body=document,
+            ),
+            "delete": _operation(
+                "delete_automation",
+                tag,
+                {"200": _ok("Deleted with its versions", {"type": "object"})},
+                summary="Delete an automation (its run history stays)",
+            ),
+        },
+        "/automations/{name}/versions": {
+            "parameters": [name],
+            "get": _operation(
+                "list_automation_versions",
+                tag,
+                {"200": _ok("Versions, newest first", _shape(shapes.AutomationVersionPageSchema))},
+                summary="An automation's versions",
+            ),
+        },
+        "/automations/{name}/versions/{version}/restore": {
+            "parameters": [name, _int_param("version")],
+            "post": _operation(
+                "restore_automation_version",
+                tag,
+                {"200": _ok("Restored as a new version", automation), "422": ERROR},
+                summary="Make an old version current again, as a new version",
+            ),
+        },
+        "/automations/{name}/runs": {
+            "parameters": [name],
+            "get": _operation(
+                "list_automation_runs",
+                tag,
+                {"200": _ok("The latest runs", _shape(shapes.AutomationRunPageSchema))},
+                summary="An automation's run history (when, record, outcome, error)",
             ),
         },
     }

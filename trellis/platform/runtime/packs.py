@@ -19,11 +19,12 @@ from trellis.exceptions import PackError, TrellisError
 from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import CONDITION_KEYWORDS
 from trellis.platform.metadata.names import is_valid_name
+from trellis.platform.runtime.automations import AutomationService, pack_hooks
 from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
-from trellis.platform.runtime.versioning import bump_revision
+from trellis.platform.runtime.versioning import DocumentStore, bump_revision
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -94,7 +95,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         problems.append({"field": "name", "message": N_("must be a lower snake_case name")})
     if not isinstance(manifest.get("version"), str):
         problems.append({"field": "version", "message": N_("must be a version string")})
-    for key in ("objects", "roles", "demo"):
+    for key in ("objects", "roles", "automations", "demo"):
         value = manifest.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append({"field": key, "message": N_("must be a list of file paths")})
@@ -143,20 +144,16 @@ def install_pack(
     _install_in_rounds(session, registry, service, without_rules, result)
     _install_in_rounds(session, registry, service, documents, result)
     roles = RoleService(session, registry, author_id)
-    for relative in manifest.get("roles", []):
-        document = _read_json(folder, relative)
-        name = document.get("x-name") if isinstance(document, dict) else None
-        try:
-            if isinstance(name, str) and name in roles.names():
-                outcome = roles.update(name, document)
-                (result.updated if outcome.created else result.unchanged).append(f"role {name}")
-            else:
-                roles.create(document)
-                result.created.append(f"role {name}")
-        except TrellisError as exc:
-            raise PackError(_in(relative, exc), exc.details) from None
+    _install_documents(roles, folder, manifest.get("roles", []), "role", result)
+    # Hooks first: an automation naming a hook is checked against those registered.
+    hooks_file = _load_hooks(folder, manifest["name"])
+    automations = AutomationService(session, registry, author_id)
+    files = automation_files(folder, manifest)
+    _install_documents(automations, folder, files, "automation", result)
     # The object names, as installed: the app shell groups its navigation by pack.
     manifest = {**manifest, "installed_objects": object_names}
+    if hooks_file is not None:  # where every other process imports the pack's hooks from
+        manifest["hooks_file"] = hooks_file
     row = session.get(InstalledPack, manifest["name"])
     if row is None:
         row = InstalledPack(name=manifest["name"], version=manifest["version"], manifest=manifest)
@@ -177,6 +174,44 @@ def install_pack(
         row.demo_loaded = True
     session.flush()
     return result
+
+
+def _load_hooks(folder: Path, pack_name: str) -> str | None:
+    """Import the pack's optional ``hooks.py`` (its named actions); its path, if it has one."""
+    path = folder / pack_hooks.HOOKS_FILE
+    if not path.is_file():
+        return None
+    pack_hooks.load(pack_name, path)
+    return str(path.resolve())
+
+
+def automation_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The pack's automation files: those ``pack.json`` lists, else ``automations/*.json``."""
+    if "automations" in manifest:
+        return list(manifest["automations"])
+    return sorted(str(path.relative_to(folder)) for path in (folder / "automations").glob("*.json"))
+
+
+def _install_documents(
+    service: DocumentStore[Any],
+    folder: Path,
+    files: list[str],
+    noun: str,
+    result: InstallResult,
+) -> None:
+    """Create or update each document (roles, automations) of the pack's ``files``."""
+    for relative in files:
+        document = _read_json(folder, relative)
+        name = document.get("x-name") if isinstance(document, dict) else None
+        try:
+            if isinstance(name, str) and name in service.names():
+                outcome = service.update(name, document)
+                (result.updated if outcome.created else result.unchanged).append(f"{noun} {name}")
+            else:
+                service.create(document)
+                result.created.append(f"{noun} {name}")
+        except TrellisError as exc:
+            raise PackError(_in(relative, exc), exc.details) from None
 
 
 def _structure_only(document: Any) -> Any:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from trellis.exceptions import NotFound, ValidationFailed
 from trellis.platform.messages import N_, schema_message
+from trellis.platform.metadata.automations import Automation
 from trellis.platform.metadata.definition import ObjectDefinition, load_definition
 from trellis.platform.metadata.fieldtypes import FieldType
 from trellis.platform.metadata.names import SYSTEM_COLUMNS
@@ -26,7 +27,7 @@ from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
 from trellis.platform.runtime.models import InstalledPack, MetaRevision
 from trellis.platform.runtime.storage import build_table
-from trellis.platform.runtime.versioning import OBJECTS, ROLES, current_documents
+from trellis.platform.runtime.versioning import AUTOMATIONS, OBJECTS, ROLES, current_documents
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -163,6 +164,7 @@ class MetaRegistry:
         self._revision: int | None = None
         self._objects: dict[str, ObjectMeta] = {}
         self._roles: dict[str, dict[str, Any]] = {}
+        self._automations: dict[str, Automation] = {}
         self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
         self._packs: list[tuple[str, dict[str, Any]]] = []
         self.metadata = sa.MetaData()
@@ -197,6 +199,10 @@ class MetaRegistry:
             ]
         )
         roles = {name: doc for name, _, doc in current_documents(session, ROLES)}
+        automations = {
+            name: Automation(name, version, doc)
+            for name, version, doc in current_documents(session, AUTOMATIONS)
+        }
         packs = [
             (name, dict(manifest))
             for name, manifest in session.execute(
@@ -208,6 +214,7 @@ class MetaRegistry:
         with self._lock:
             self._objects = objects
             self._roles = roles
+            self._automations = automations
             self._packs = packs
             self._permissions = {}
             self.metadata = (
@@ -242,6 +249,14 @@ class MetaRegistry:
     def role_documents(self) -> dict[str, dict[str, Any]]:
         """The current role documents by name (a copy of the mapping, not of each document)."""
         return dict(self._roles)
+
+    def automations(self, object_name: str | None = None) -> list[Automation]:
+        """The current automations (of one object, when named), by name."""
+        return [
+            a
+            for a in self._automations.values()
+            if object_name is None or a.object_name == object_name
+        ]
 
     def permissions(self, role_names: tuple[str, ...], is_admin: bool) -> Permissions:
         """The combined rights of these roles (cached until the next revision)."""

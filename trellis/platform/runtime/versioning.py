@@ -1,5 +1,5 @@
-"""The one versioned-document store: object definitions and roles (and, as they come,
-workflows and automations) are kept, changed, listed and restored the same way.
+"""The one versioned-document store: object definitions, roles and automations (and, as
+they come, workflows) are kept, changed, listed and restored the same way.
 
 A kind of document has a head row (``DocumentHead``: its name and current version) and
 immutable version rows (``DocumentVersion``: the document, its diff from the version
@@ -42,6 +42,8 @@ from trellis.platform.messages import N_
 from trellis.platform.metadata.diff import Diff, diff_definitions, diff_documents
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import (
+    AutomationHead,
+    AutomationVersion,
     DocumentHead,
     DocumentVersion,
     MetaObject,
@@ -84,10 +86,18 @@ OBJECTS = DocumentKind(
     rename_error=BadRequest,
 )
 ROLES = DocumentKind("role", "/roles", Role, RoleVersion, "role_name", diff_documents)
+AUTOMATIONS = DocumentKind(
+    "automation",
+    "/automations",
+    AutomationHead,
+    AutomationVersion,
+    "automation_name",
+    diff_documents,
+)
 
 
 # Each kind's name as its refusals say it ("object 'dealer' already exists").
-_NOUNS = {"object": N_("object"), "role": N_("role")}
+_NOUNS = {"object": N_("object"), "role": N_("role"), "automation": N_("automation")}
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,7 @@ def init_app(app: Flask) -> None:
     """Register the API: its blueprint, with every resource module's views."""
     from trellis.platform.runtime.api import (
         audit_log,
+        automations,
         files,
         identity,
         imports,
@@ -249,6 +250,7 @@ def init_app(app: Flask) -> None:
 
     del (
         audit_log,
+        automations,
         files,
         identity,
         jobs,

@@ -387,6 +387,72 @@ class RoleVersionPageSchema(Shape):
     items = fields.List(fields.Nested(RoleVersionSchema), metadata={"description": "newest first"})
 
 
+# --- automations ------------------------------------------------------------------------------
+
+
+class AutomationDocument(fields.Raw):
+    """An automation document, as stored; the automation meta-schema describes it."""
+
+
+class AutomationSchema(Shape):
+    """An automation as ``/automations/<name>`` answers it: name, version and document."""
+
+    name = fields.String()
+    version = fields.Integer()
+    automation = AutomationDocument()
+
+
+class AutomationChangeSchema(AutomationSchema):
+    """The answer of ``PUT /automations/<name>``: whether a version was written."""
+
+    changed = fields.Boolean(metadata={"description": "false: identical, no version written"})
+
+
+class AutomationPageSchema(Shape):
+    """The answer of ``GET /automations``: ``{"items": [automation document, …]}``."""
+
+    items = fields.List(AutomationDocument())
+
+
+class AutomationVersionSchema(Shape):
+    """One stored version of an automation: who and when, what changed, the document."""
+
+    version = fields.Integer()
+    author_id = fields.Integer(allow_none=True)
+    created_at = Moment()
+    summary = fields.String(metadata={"description": "what changed, in one line"})
+    diff = fields.Dict(allow_none=True)
+    restored_from = fields.Integer(allow_none=True)
+    automation = AutomationDocument(attribute="document")
+
+
+class AutomationVersionPageSchema(Shape):
+    """The answer of ``GET /automations/<name>/versions``."""
+
+    items = fields.List(
+        fields.Nested(AutomationVersionSchema), metadata={"description": "newest first"}
+    )
+
+
+class AutomationRunSchema(Shape):
+    """One run of an automation: when, on which record, the outcome and the error."""
+
+    id = fields.Integer()
+    at = fields.String()
+    version = fields.Integer()
+    object = fields.String()
+    record_id = fields.Integer(allow_none=True)
+    trigger = fields.String()
+    outcome = fields.String(metadata={"description": "done, failed or stopped (loop guard)"})
+    error = fields.String(allow_none=True)
+
+
+class AutomationRunPageSchema(Shape):
+    """The answer of ``GET /automations/<name>/runs``: the latest runs, newest first."""
+
+    items = fields.List(fields.Nested(AutomationRunSchema))
+
+
 # --- the audit trail ---------------------------------------------------------------------------
 
 
@@ -744,6 +810,13 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     RolePageSchema,
     RoleVersionSchema,
     RoleVersionPageSchema,
+    AutomationSchema,
+    AutomationChangeSchema,
+    AutomationPageSchema,
+    AutomationVersionSchema,
+    AutomationVersionPageSchema,
+    AutomationRunSchema,
+    AutomationRunPageSchema,
     AuditEventSchema,
     AuditPageSchema,
     JobProgressSchema,

@@ -21,7 +21,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from trellis.platform.runtime.identity import Caller
-    from trellis.platform.runtime.registry import ObjectMeta
+    from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ class WriteEvent:
     ``values`` are the record's JSON values as they will be stored (for an update: the
     stored record with the change applied); a ``BEFORE_VALIDATE`` hook may change them.
     ``old`` is the stored record before an update, delete or restore; ``changes`` maps
-    each changed field to ``[old, new]`` once the row is written.
+    each changed field to ``[old, new]`` once the row is written. ``notes`` is the same
+    dict at every moment of one record's write: what a hook decided early (the
+    automations a write set off) for its later moments. ``registry`` is the metadata the
+    write runs under.
     """
 
     meta: ObjectMeta
@@ -72,6 +75,8 @@ class WriteEvent:
     record_id: int | None = None
     old: dict[str, Any] | None = None
     changes: dict[str, list[Any]] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    registry: MetaRegistry | None = None
 
 
 HookFunction = Callable[[WriteEvent], None]

@@ -102,6 +102,7 @@ class Draft:
     old: Record | None = None  # an update's stored record
     error: TrellisError | None = None
     record: Record | None = None  # the written record, as JSON
+    notes: dict[str, Any] = field(default_factory=dict)  # the hooks' (``WriteEvent.notes``)
 
     @property
     def ok(self) -> bool:
@@ -273,6 +274,8 @@ def event_of(unit: WriteUnit, draft: Draft) -> WriteEvent:
         caller=unit.caller,
         record_id=draft.record_id,
         old=draft.old,
+        notes=draft.notes,
+        registry=unit.registry,
     )
 
 
