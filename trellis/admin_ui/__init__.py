@@ -44,6 +44,7 @@ from trellis.admin_ui.forms import (
 from trellis.admin_ui.pages import (
     designer_links,
     designer_tabs,
+    moment_text,
     navigation,
     navigation_html,
     signed_in,
@@ -251,6 +252,7 @@ BACKGROUND_ENDPOINTS = frozenset(
         "ui.field_preview",
         "ui.view_menu",
         "ui.lookup_options",
+        "ui.job_progress",
     }
 )
 
@@ -281,6 +283,7 @@ def init_app(app: Flask) -> None:
         designer_access,
         designer_history,
         designer_layout,
+        jobs,
         objects,
         record_compute,
         records,
@@ -289,7 +292,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del record_compute
+    del jobs, record_compute
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,
@@ -304,6 +307,7 @@ def init_app(app: Flask) -> None:
         rich_types=RICH_TYPES,
         user_choices=user_choices,
     )
+    app.jinja_env.filters["moment"] = moment_text
     app.before_request(open_page)
     app.teardown_request(close_page)
     app.register_blueprint(bp)
