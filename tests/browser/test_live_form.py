@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import NewPage, Site, screenshot, sign_in
+from tests.browser.test_channel_scenarios import choose, control
 from tests.ui.conftest import PASSWORD
 from tests.ui.test_live_form import add_ticket_object
 
@@ -71,3 +72,26 @@ def test_a_field_appears_and_disappears_with_its_visible_if_rule(
     page.locator("[name=severity]").fill("2")
     escalation.wait_for(state="hidden")
     page.wait_for_function("document.querySelector('[data-field=reason] .req') === null")
+
+
+def test_an_order_over_the_dealers_credit_is_told_as_it_is_typed(
+    new_page: NewPage, channel_site: Site
+) -> None:
+    """The credit rule runs in the preview: the message appears under the total once the
+    lines take the dealer over its available credit, and goes when the order is a draft."""
+    base = channel_site.url
+    page = new_page()
+    sign_in(page, base, ADMIN, PASSWORD)
+    page.goto(base + "/o/sales_order/new")
+    choose(page, control(page, "Dealer"), "华东", "华东星辰电器有限公司")
+    page.locator("select[name=status]").select_option("submitted")
+    page.get_by_role("button", name="+ Add line").click()
+    row = page.locator("#grid-lines tbody tr").nth(0)
+    row.locator("[name=lines-0-unit_price]").fill("1000000000")
+    row.locator("[name=lines-0-quantity]").press_sequentially("9", delay=30)
+    problem = page.locator('[data-field="total_amount"] [data-live-problem]')
+    problem.wait_for(state="visible")
+    assert "over its credit limit" in problem.inner_text()
+    screenshot(page, "order-live-credit-rule")
+    page.locator("select[name=status]").select_option("draft")
+    problem.wait_for(state="detached")

@@ -50,7 +50,7 @@ def test_the_preview_points_at_a_typo_and_a_refused_save_says_it_under_the_input
         "/setup/objects/order_line/field-preview",
         query_string={"name": "twice", "type": "formula", "x-formula": "quantity * 2"},
     ).get_data(as_text=True)
-    assert "The formula reads well." in fine
+    assert "Formula: reads well." in fine
     before = _version(pack_app, "order_line")
     answer = _post(
         client,

@@ -93,6 +93,38 @@ def test_the_preview_needs_the_forms_rights_and_a_csrf_token(
     assert pack_app.test_client().post("/o/sales_order/compute").status_code in (302, 400)
 
 
+def test_the_preview_tells_an_order_over_the_dealers_credit_as_saving_would(
+    sign_in: SignIn, pack_app: Flask
+) -> None:
+    """The credit rule reads the dealer's open exposure, a roll-up over its orders: the
+    preview counts the order being typed into it, as the save would."""
+    dealer = dealer_id(pack_app, "D-0101")
+    with database_of(pack_app).session() as session:
+        limit, exposure = session.execute(
+            sa.text("SELECT credit_limit, open_exposure FROM obj_dealer WHERE id = :d"),
+            {"d": dealer},
+        ).one()
+    available = float(limit) - float(exposure or 0)
+    assert available > 1000
+    client = sign_in(ADMIN, language="zh-CN")
+    page = client.get("/o/sales_order/new").get_data(as_text=True)
+    form = {**_order_form(pack_app, csrf_of(page)), "status": "submitted"}
+    form["lines-2-quantity"], form["lines-2-unit_price"] = "1", "1000"
+    within = client.post("/o/sales_order/compute", data=form).get_json()
+    assert within["problems"] == {}
+    form["lines-2-unit_price"] = str(available)  # the 28.35 of line 0 tips it over
+    over = client.post("/o/sales_order/compute", data=form).get_json()
+    assert set(over["problems"]) == {"total_amount"}
+    assert over["problems"]["total_amount"].startswith("此订单使")
+    assert "可用额度为 " in over["problems"]["total_amount"]
+    form["status"] = "draft"  # a draft does not count against the credit
+    assert client.post("/o/sales_order/compute", data=form).get_json()["problems"] == {}
+    before = _counts(pack_app)
+    saved = client.post("/o/sales_order/new", data={**form, "status": "submitted"})
+    assert saved.status_code == 422 and "此订单使" in saved.get_data(as_text=True)
+    assert _counts(pack_app) == before
+
+
 def test_conditional_rules_come_back_as_field_states(sign_in: SignIn, pack_app: Flask) -> None:
     add_ticket_object(pack_app)
     client = sign_in(ADMIN, language="en")

@@ -283,6 +283,7 @@ def init_app(app: Flask) -> None:
         designer_access,
         designer_history,
         designer_layout,
+        designer_rules,
         jobs,
         objects,
         record_compute,
@@ -292,7 +293,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del jobs, record_compute
+    del designer_rules, jobs, record_compute
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

@@ -19,10 +19,26 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 
 from trellis.admin_ui.forms import input_text, parse_value
-from trellis.admin_ui.i18n import told
+from trellis.admin_ui.i18n import pick, told
 from trellis.platform.messages import Message
+from trellis.platform.metadata.computed import (
+    POSITIONED,
+    computed_problems,
+    rollup_accepts,
+    rollup_source,
+    rollup_value_kind,
+)
 from trellis.platform.metadata.definition import SCHEMA_DIALECT
-from trellis.platform.metadata.fieldtypes import COMMON_KEYWORDS, FieldSpec, get_type, type_names
+from trellis.platform.metadata.fieldtypes import (
+    COMMON_KEYWORDS,
+    CONDITION_KEYWORDS,
+    ROLLUP_FUNCTIONS,
+    FieldSpec,
+    get_type,
+    type_names,
+)
+
+Documents = dict[str, dict[str, Any]]
 
 # The two languages of labels, as (input suffix, label key).
 LANGUAGES = (("en", "en"), ("zh", "zh-CN"))
@@ -48,7 +64,7 @@ TYPE_SETTINGS: dict[str, tuple[str, ...]] = {
     "autonumber": ("x-format",),
     "json": ("schema",),
     "formula": ("result", "x-formula", "x-scale"),
-    "rollup": ("x-scale",),
+    "rollup": ("rollup", "x-scale"),
     "richtext": ("maxLength", "minLength"),
     "user": ("x-on-delete",),
     "file": ("x-max-bytes", "x-accept"),
@@ -94,6 +110,24 @@ DEFAULT_TYPES = frozenset(
 )
 # Kept from the current field when its type stays (the form does not show them).
 KEPT_KEYWORDS = ("title", "description")
+# A roll-up's inputs: the parts of ``x-rollup`` (the ``rollup`` setting), by input name.
+ROLLUP_INPUTS = {
+    "rollup-of": "of",
+    "rollup-function": "function",
+    "rollup-field": "field",
+    "rollup-filter": "filter",
+}
+# A roll-up's JSON ``type`` by what it gives (a COUNT: whole numbers).
+ROLLUP_RESULTS: dict[str, list[str]] = {
+    "count": ["integer", "null"],
+    "number": ["number", "null"],
+    "date": ["string", "null"],
+}
+CONDITION_LABELS = {
+    "x-required-if": _l("Required when…"),
+    "x-readonly-if": _l("Read-only when…"),
+    "x-visible-if": _l("Visible when…"),
+}
 
 TYPE_LABELS = {
     "text": _l("Text"),
@@ -233,6 +267,14 @@ class FieldForm:
         """Whether the form offers a default value for this type."""
         return self.type in DEFAULT_TYPES
 
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The condition keywords the form offers: visible-when for every field, required-
+        and read-only-when only where a write may set the field (not formulas, roll-ups)."""
+        if self.type in TYPE_SETTINGS and get_type(self.type).writable:
+            return CONDITION_KEYWORDS
+        return ("x-visible-if",)
+
     def error(self, key: str) -> str | None:
         """The problem shown under input ``key``, if any."""
         return self.errors.get(key)
@@ -263,6 +305,12 @@ def field_form_of(name: str, schema: dict[str, Any], required: bool) -> FieldFor
         inputs["default"] = _default_text(type_name, schema)
     if type_name == "formula":
         inputs["result"] = formula_result_of(schema)
+    if type_name == "rollup":
+        spec = schema.get("x-rollup", {})
+        inputs.update({key: str(spec.get(part, "")) for key, part in ROLLUP_INPUTS.items()})
+    for keyword in CONDITION_KEYWORDS:
+        if keyword in schema:
+            inputs[keyword] = str(schema[keyword])
     if type_name == "json":
         extra = {k: v for k, v in schema.items() if k not in COMMON_KEYWORDS and k != "type"}
         inputs["schema"] = json.dumps(extra, ensure_ascii=False, indent=2) if extra else ""
@@ -279,6 +327,7 @@ def read_field_form(form: MultiDict[str, str], name: str | None = None) -> Field
     if type_name not in TYPE_SETTINGS:
         type_name = "text"
     keys = ["label-en", "label-zh", "help-en", "help-zh", *TYPE_SETTINGS[type_name]]
+    keys += [*CONDITION_KEYWORDS, *(ROLLUP_INPUTS if type_name == "rollup" else ())]
     if type_name in DEFAULT_TYPES:
         keys.append("default")
     inputs = {key: form.get(key, "") for key in keys if key != "values"}
@@ -303,9 +352,12 @@ def read_field_form(form: MultiDict[str, str], name: str | None = None) -> Field
     return FieldForm(chosen, type_name, inputs, flags, required, options)
 
 
-def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
+def field_schema(
+    form: FieldForm, old: dict[str, Any] | None, rolls_up: str | None = None
+) -> dict[str, Any]:
     """The field's new schema: the form's settings, and what the form does not show kept
-    from ``old`` while the type stays. Inputs that cannot be read get an error on ``form``."""
+    from ``old`` while the type stays. Inputs that cannot be read get an error on ``form``.
+    ``rolls_up``: what a roll-up's child field gives (``rollup_kind``), for its ``type``."""
     type_name = form.type
     field_type = get_type(type_name)
     same_type = old is not None and old.get("x-type") == type_name
@@ -336,6 +388,8 @@ def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
         elif key == "result":
             result = form.inputs.get("result") or "number"
             schema.update(copy.deepcopy(FORMULA_RESULTS.get(result, FORMULA_RESULTS["number"])))
+        elif key == "rollup":
+            _rollup_into(form, schema, rolls_up)
         else:
             value = _setting(form, key)
             if value is not None:
@@ -346,11 +400,90 @@ def field_schema(form: FieldForm, old: dict[str, Any] | None) -> dict[str, Any]:
         default = _default_value(form)
         if default is not None:
             schema["default"] = default
+    for keyword in form.conditions:
+        text = form.inputs.get(keyword, "").strip()
+        if text:
+            schema[keyword] = text
     if same_type and old is not None:
-        for keyword in KEPT_KEYWORDS:
+        # Conditions the form does not offer for this type (set through the API) stay too.
+        hidden = [k for k in CONDITION_KEYWORDS if k not in form.conditions]
+        for keyword in (*KEPT_KEYWORDS, *hidden):
             if keyword in old:
                 schema.setdefault(keyword, copy.deepcopy(old[keyword]))
     return schema
+
+
+def _rollup_into(form: FieldForm, schema: dict[str, Any], rolls_up: str | None) -> None:
+    """``x-rollup`` from its inputs (the empty ones left out, the field too for a COUNT) and
+    the ``type`` its function and child field give."""
+    spec = {
+        part: form.inputs.get(key, "").strip()
+        for key, part in ROLLUP_INPUTS.items()
+        if form.inputs.get(key, "").strip()
+    }
+    if spec.get("function") == "COUNT":
+        spec.pop("field", None)
+    schema["x-rollup"] = spec
+    result = "count" if spec.get("function") == "COUNT" else rolls_up or "number"
+    schema["type"] = list(ROLLUP_RESULTS[result])
+
+
+def rollup_kind(form: FieldForm, document: dict[str, Any], documents: Documents) -> str | None:
+    """What the child field a roll-up form names gives (``"number"``, ``"date"``), if known."""
+    child = rollup_child(document, documents, form.inputs.get("rollup-of", ""))
+    prop = documents.get(child or "", {}).get("properties", {}).get(form.inputs.get("rollup-field"))
+    return rollup_value_kind(prop) if isinstance(prop, dict) else None
+
+
+def rollup_child(document: dict[str, Any], documents: Documents, of: str) -> str | None:
+    """The object whose records ``of`` names (None: it names none)."""
+    if not of:
+        return None
+    source = rollup_source(document, {**documents, document["x-name"]: document}, of)
+    return source[0] if source else None
+
+
+def rollup_sources(document: dict[str, Any], documents: Documents) -> list[tuple[str, str]]:
+    """What a roll-up of ``document`` may aggregate, as (``of``, label): the master-detail
+    lines by their related name, then every lookup pointing here as ``object.field``."""
+    name = document["x-name"]
+    lines: list[tuple[str, str]] = []
+    lookups: list[tuple[str, str]] = []
+    for child, child_doc in sorted({**documents, name: document}.items()):
+        child_label = pick(child_doc.get("x-label"), child)
+        for field_name, prop in child_doc.get("properties", {}).items():
+            if prop.get("x-target") != name:
+                continue
+            label = f"{child_label} → {pick(prop.get('x-label'), field_name)}"
+            if prop.get("x-type") == "master_detail" and prop.get("x-related-name"):
+                lines.append((prop["x-related-name"], f"{label} ({prop['x-related-name']})"))
+            elif prop.get("x-type") == "lookup":
+                lookups.append((f"{child}.{field_name}", f"{label} ({child}.{field_name})"))
+    return lines + lookups
+
+
+def rollup_functions() -> list[tuple[str, str]]:
+    """The roll-up functions, each with what it does."""
+    says = {
+        "SUM": _l("Sum"),
+        "COUNT": _l("Count"),
+        "MIN": _l("Smallest"),
+        "MAX": _l("Largest"),
+        "AVG": _l("Average"),
+    }
+    return [(function, f"{function} — {says[function]}") for function in ROLLUP_FUNCTIONS]
+
+
+def rollup_fields(child_doc: dict[str, Any], function: str) -> list[tuple[str, str]]:
+    """The child fields ``function`` may aggregate: numbers for SUM and AVG, numbers and
+    dates for MIN and MAX, none for COUNT."""
+    if function not in ROLLUP_FUNCTIONS or function == "COUNT":
+        return []
+    return [
+        (name, pick(prop.get("x-label"), name))
+        for name, prop in child_doc.get("properties", {}).items()
+        if rollup_accepts(function, prop)
+    ]
 
 
 def _setting(form: FieldForm, key: str) -> Any:
@@ -474,6 +607,13 @@ def _field_input(form: FieldForm, rest: str, text: Any, creating: bool) -> str:
             return keyword if keyword in form.settings else ""
         return "name" if creating else ""
     key = parts[0]
+    if key in form.conditions:
+        return key
+    if key == "x-rollup":
+        part = parts[1] if len(parts) > 1 else _missing(text) or "field"
+        return f"rollup-{part}" if part in ROLLUP_INPUTS.values() else "rollup-field"
+    if form.type == "rollup" and key == "type":
+        return "rollup-function"
     if key in ("x-label", "x-help"):
         prefix = "label" if key == "x-label" else "help"
         return f"{prefix}-zh" if parts[1:2] == ["zh-CN"] else f"{prefix}-en"
@@ -515,8 +655,8 @@ FIRST_FIELD = "first_field"
 
 
 @dataclass
-class ObjectForm:
-    """The object settings form as typed, with its problems by input."""
+class InputsForm:
+    """A designer form as typed (every input's text), with its problems by input."""
 
     inputs: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
@@ -534,6 +674,10 @@ class ObjectForm:
             self.errors.setdefault(key, message)
         else:
             self.problems.append(message)
+
+
+class ObjectForm(InputsForm):
+    """The object settings form as typed, with its problems by input."""
 
 
 OBJECT_INPUTS = (
@@ -651,3 +795,185 @@ def _object_input(pointer: str, text: Any, creating: bool) -> str:
     if key == "required" and creating:
         return FIRST_FIELD
     return ""
+
+
+# --- expressions checked as typed -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpressionInput:
+    """An input holding an expression: its name, its label, the JSON pointer saving would
+    blame, and the text typed."""
+
+    key: str
+    label: str
+    pointer: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ExpressionCheck:
+    """An expression input as saving would judge it: its first problem (None: it reads
+    well) and, when the problem has a place, the line it is on and the caret's column."""
+
+    key: str
+    label: str
+    message: str | None = None
+    line: int | None = None
+    column: int | None = None
+    line_text: str | None = None
+
+
+def check_expressions(
+    document: dict[str, Any], documents: Documents, inputs: list[ExpressionInput]
+) -> list[ExpressionCheck]:
+    """Each input with text checked by the save-time checks (``computed_problems``) of
+    ``document`` — the definition with the form's expressions in it — against ``documents``
+    (the other objects), so what is shown while typing is what a save would refuse.
+    ``document`` must satisfy the meta-schema's shape for what it computes."""
+    typed = [item for item in inputs if item.text.strip()]
+    if not typed:
+        return []
+    found = computed_problems(document, {**documents, document["x-name"]: document})
+    checks = []
+    for item in typed:
+        problem = next(((m, p) for at, m, p in found if at == item.pointer), None)
+        if problem is None:
+            checks.append(ExpressionCheck(item.key, item.label))
+            continue
+        message, position = problem
+        if position is None:
+            checks.append(ExpressionCheck(item.key, item.label, told(message)))
+            continue
+        line, lines = position["line"], item.text.split("\n")
+        # The caret and "Line, column" show where: the problem alone, not its position again.
+        if getattr(message, "msgid", "") == POSITIONED:
+            message = message.params["problem"]
+        checks.append(
+            ExpressionCheck(
+                item.key,
+                item.label,
+                told(message),
+                line,
+                position["column"],
+                lines[line - 1] if line <= len(lines) else "",
+            )
+        )
+    return checks
+
+
+def field_expressions(form: FieldForm, schema: dict[str, Any]) -> list[ExpressionInput]:
+    """The expression inputs of a field form: its formula or roll-up filter, its conditions."""
+    at = f"/properties/{_pointer_part(form.name or 'field')}"
+    inputs = []
+    if form.type == "formula":
+        text = str(schema.get("x-formula", ""))
+        inputs.append(ExpressionInput("x-formula", str(_l("Formula")), f"{at}/x-formula", text))
+    if form.type == "rollup":
+        text = str(schema.get("x-rollup", {}).get("filter", ""))
+        pointer = f"{at}/x-rollup/filter"
+        label = str(_l("Only the records where"))
+        inputs.append(ExpressionInput("rollup-filter", label, pointer, text))
+    for keyword in form.conditions:
+        text = str(schema.get(keyword, ""))
+        inputs.append(
+            ExpressionInput(keyword, str(CONDITION_LABELS[keyword]), f"{at}/{keyword}", text)
+        )
+    return inputs
+
+
+def checkable_field(form: FieldForm, schema: dict[str, Any]) -> dict[str, Any]:
+    """The field as the checks may read it: a formula without its expression or a roll-up
+    without what it rolls up (the meta-schema refuses both) stands in as text with the
+    field's conditions, so its conditions are still checked."""
+    incomplete = (form.type == "formula" and not schema.get("x-formula")) or (
+        form.type == "rollup" and not {"of", "function"} <= set(schema.get("x-rollup", {}))
+    )
+    if not incomplete:
+        return schema
+    kept = {k: v for k, v in schema.items() if k in CONDITION_KEYWORDS}
+    return {"x-type": "text", "type": ["string", "null"], **kept}
+
+
+# --- validation rules -------------------------------------------------------------------
+
+RULE_INPUTS = ("name", "when", "assert", "message-en", "message-zh", "field")
+
+
+class RuleForm(InputsForm):
+    """A validation rule's form (``x-rules`` item) as typed, with its problems by input."""
+
+
+def rule_form_of(rule: dict[str, Any]) -> RuleForm:
+    """The form of a stored rule."""
+    inputs = {key: str(rule.get(key, "")) for key in ("name", "when", "assert", "field")}
+    return RuleForm({**inputs, **label_inputs("message", rule.get("message"))})
+
+
+def read_rule_form(form: MultiDict[str, str]) -> RuleForm:
+    """The rule form a request sent: every known input, stripped; others are ignored."""
+    return RuleForm({key: form.get(key, "").strip() for key in RULE_INPUTS})
+
+
+def rule_of(form: RuleForm) -> dict[str, Any]:
+    """The ``x-rules`` item the form gives (empty inputs left out, for the service to say
+    which it needs)."""
+    rule: dict[str, Any] = {
+        key: form.inputs[key] for key in ("name", "when", "assert") if form.inputs.get(key)
+    }
+    message = labels_from(MultiDict(form.inputs), "message")
+    if message:
+        rule["message"] = message
+    if form.inputs.get("field"):
+        rule["field"] = form.inputs["field"]
+    return rule
+
+
+def rule_expressions(form: RuleForm, index: int) -> list[ExpressionInput]:
+    """The expression inputs of a rule form: when, assert, and the messages' placeholders."""
+    at = f"/x-rules/{index}"
+    labels = {
+        "when": _l("Applies when"),
+        "assert": _l("Must hold"),
+        "message-en": _l("Message (English)"),
+        "message-zh": _l("Message (中文)"),
+    }
+    pointers = {"message-en": f"{at}/message/en", "message-zh": f"{at}/message/zh-CN"}
+    return [
+        ExpressionInput(key, str(label), pointers.get(key, f"{at}/{key}"), form.inputs.get(key, ""))
+        for key, label in labels.items()
+    ]
+
+
+def with_rule(document: dict[str, Any], rule: dict[str, Any], index: int | None) -> int:
+    """Put ``rule`` in ``document``'s rules, at ``index`` (None: last); its index."""
+    rules = document.setdefault("x-rules", [])
+    if index is None:
+        rules.append(rule)
+        return len(rules) - 1
+    rules[index] = rule
+    return index
+
+
+def place_rule_problems(
+    form: RuleForm, details: list[dict[str, Any]], index: int, message: str
+) -> None:
+    """Each refusal detail about rule ``index`` under its input; the rest at the top."""
+    at = f"/x-rules/{index}"
+    for detail in details:
+        pointer, raw = str(detail.get("field", "")), detail.get("message")
+        text = told(raw)
+        key = ""
+        if pointer == at:
+            missing = _missing(raw)
+            key = "message-en" if missing == "message" else missing or ""
+        elif pointer.startswith(at + "/"):
+            parts = [_unescape(p) for p in pointer[len(at) + 1 :].split("/")]
+            if parts[0] == "message":
+                key = "message-zh" if parts[1:2] == ["zh-CN"] else "message-en"
+            elif parts[0] in RULE_INPUTS:
+                key = parts[0]
+        key = key if key in RULE_INPUTS else ""
+        form.add_error(key, text if key or not pointer else f"{pointer}: {text}")
+    if not details:
+        form.add_error("", told(message))

@@ -155,6 +155,7 @@ TAB_ORDER = [
     "ui.object_settings",
     "ui.object_fields",
     "ui.object_layout",
+    "ui.object_rules",
     "ui.object_history",
     "ui.role_edit",
     "ui.role_history",

@@ -165,6 +165,42 @@ def test_a_formula_through_a_lookup_follows_its_target(api: Api, app: Flask) -> 
     assert api.get(f"/records/member/{one['id']}").get_json()["double"] == 400
 
 
+def test_a_formula_two_lookups_away_follows_both_hops(api: Api, app: Flask) -> None:
+    """``club.tier.rate``: a change of the tier and a member's club moving to another tier
+    both reach the member, in the same call."""
+    assert api.post("/objects", definition("tier", {"rate": field("currency")})).status_code == 201
+    club = definition("club", {"tier": field("lookup", **{"x-target": "tier"})})
+    assert api.post("/objects", club).status_code == 201
+    member = definition(
+        "member",
+        {
+            "club": field("lookup", **{"x-target": "club"}),
+            "spend": field("currency"),
+            "bonus": field(
+                "formula", type=["number", "null"], **{"x-formula": "spend * club.tier.rate"}
+            ),
+        },
+    )
+    assert api.post("/objects", member).status_code == 201
+    low = api.post("/records/tier", {"rate": 0.1}).get_json()["id"]
+    high = api.post("/records/tier", {"rate": 0.5}).get_json()["id"]
+    one_club = api.post("/records/club", {"tier": low}).get_json()["id"]
+    other_club = api.post("/records/club", {"tier": low}).get_json()["id"]
+    member_ids = [
+        api.post("/records/member", {"club": c, "spend": 100}).get_json()["id"]
+        for c in (one_club, one_club, other_club)
+    ]
+    bonuses = lambda: [  # noqa: E731
+        api.get(f"/records/member/{m}").get_json()["bonus"] for m in member_ids
+    ]
+    assert bonuses() == [10, 10, 10]
+    assert api.patch(f"/records/tier/{low}", {"version": 1, "rate": 0.2}).status_code == 200
+    assert bonuses() == [20, 20, 20]
+    assert api.patch(f"/records/club/{one_club}", {"version": 1, "tier": high}).status_code == 200
+    assert bonuses() == [50, 50, 20]
+    assert column(app, "obj_member", "bonus", member_ids[2]) == Decimal("20.00")
+
+
 # --- roll-ups ------------------------------------------------------------------------------
 
 
@@ -187,6 +223,24 @@ def test_an_orders_total_rolls_up_its_lines_through_every_change(api: Api, pack:
         "/records/sales_order", {"dealer": dealer, "status": "draft", "order_date": "2026-12-01"}
     ).get_json()
     assert empty["total_amount"] == 0
+
+
+def test_a_line_for_a_deleted_order_is_refused_and_moves_nothing(api: Api, pack: Flask) -> None:
+    """The up-front lock of the order doubles as the line's reference check only while the
+    order is live: a deleted one is refused as any missing lookup target is."""
+    dealer = new_dealer(api, "D-DEL", None)
+    created = order(api, dealer, [(1, 10)]).get_json()
+    assert api.delete(f"/records/sales_order/{created['id']}").status_code == 204
+    line = {
+        "sales_order": created["id"],
+        "product": product_id(api),
+        "quantity": 2,
+        "unit_price": 5,
+    }
+    answer = api.post("/records/order_line", line)
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["error"]["details"][0]["field"] == "sales_order"
+    assert column(pack, "obj_sales_order", "total_amount", created["id"]) == Decimal("10.00")
 
 
 def test_open_exposure_rolls_up_a_dealers_counting_orders(api: Api, pack: Flask) -> None:

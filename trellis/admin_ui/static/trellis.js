@@ -116,7 +116,23 @@
       const box = form.querySelector('[data-field="' + CSS.escape(pair[0]) + '"]');
       if (box) applyState(box, pair[1]);
     });
+    showProblems(form, answer.problems || {});
   });
+  // The rules the record breaks as typed: under their field (or above the form's fields
+  // when the rule names none), replaced by each answer; saving still decides.
+  function showProblems(form, problems) {
+    form.querySelectorAll("[data-live-problem]").forEach(function (old) { old.remove(); });
+    Object.entries(problems).forEach(function (pair) {
+      const box = pair[0] ? form.querySelector('[data-field="' + CSS.escape(pair[0]) + '"]') : null;
+      const note = document.createElement(box ? "small" : "p");
+      note.className = box ? "error live-problem" : "flash error live-problem";
+      note.dataset.liveProblem = "";
+      note.setAttribute("role", "status");
+      note.textContent = pair[1];
+      if (box) box.append(note);
+      else form.querySelector("[data-compute]").after(note);
+    });
+  }
   function applyState(box, state) {
     if (box.tagName === "TD") box.style.visibility = state.visible ? "" : "hidden";
     else box.hidden = !state.visible;

@@ -22,6 +22,9 @@ from trellis.admin_ui.designer import (
     FORMULA_RESULT_LABELS,
     FieldForm,
     ObjectForm,
+    check_expressions,
+    checkable_field,
+    field_expressions,
     field_form_of,
     field_schema,
     new_object_form,
@@ -31,6 +34,11 @@ from trellis.admin_ui.designer import (
     place_object_problems,
     read_field_form,
     read_object_form,
+    rollup_child,
+    rollup_fields,
+    rollup_functions,
+    rollup_kind,
+    rollup_sources,
     type_choices,
     type_label,
 )
@@ -38,7 +46,6 @@ from trellis.admin_ui.forms import FormField
 from trellis.admin_ui.i18n import pick, told
 from trellis.admin_ui.pages import DESIGNERS, OBJECT_TABS, admin_only, installed_packs
 from trellis.exceptions import NotFound, ReferencedDocument, TrellisError
-from trellis.platform.metadata.computed import computed_problems
 from trellis.platform.metadata.fieldtypes import FieldSpec, get_type
 from trellis.platform.runtime.records.pipeline import format_number
 
@@ -248,7 +255,7 @@ def field_edit(name: str, field_name: str) -> Any:
 def _save_field(
     meta: ObjectMeta, form: FieldForm, old: dict[str, Any] | None, creating: bool
 ) -> Any:
-    schema = field_schema(form, old)
+    schema = field_schema(form, old, _rolls_up(meta, form))
     if form.errors or form.problems:
         return _field_page(meta, form, creating, status=422)
     document = _document(meta)
@@ -331,11 +338,30 @@ def _field_page(meta: ObjectMeta, form: FieldForm, creating: bool, status: int =
         form=form,
         creating=creating,
         types=type_choices(),
-        targets=_targets(),
         preview=_preview(meta, form),
-        formula_results=_formula_results(),
+        **_settings_choices(meta, form),
     )
     return page, status
+
+
+def _settings_choices(meta: ObjectMeta, form: FieldForm) -> dict[str, Any]:
+    """What the type's settings offer to choose from: targets, formula results, and for a
+    roll-up what it may aggregate, the functions and the child fields that fit."""
+    choices: dict[str, Any] = {"targets": _targets(), "formula_results": _formula_results()}
+    if form.type == "rollup":
+        document, documents = meta.definition.document, registry().documents()
+        child = rollup_child(document, documents, form.inputs.get("rollup-of", ""))
+        function = form.inputs.get("rollup-function", "")
+        choices["rollup_sources"] = rollup_sources(document, documents)
+        choices["rollup_functions"] = rollup_functions()
+        choices["rollup_fields"] = rollup_fields(documents[child], function) if child else []
+    return choices
+
+
+def _rolls_up(meta: ObjectMeta, form: FieldForm) -> str | None:
+    if form.type != "rollup":
+        return None
+    return rollup_kind(form, meta.definition.document, registry().documents())
 
 
 def _formula_results() -> list[tuple[str, str]]:
@@ -356,11 +382,7 @@ def field_settings(name: str) -> Any:
     meta = registry().get(name)
     form = read_field_form(request.args)
     return render_template(
-        "ui/setup/_field_settings.html",
-        meta=meta,
-        form=form,
-        targets=_targets(),
-        formula_results=_formula_results(),
+        "ui/setup/_field_settings.html", meta=meta, form=form, **_settings_choices(meta, form)
     )
 
 
@@ -374,49 +396,35 @@ def field_preview(name: str) -> Any:
 
 
 def _preview(meta: ObjectMeta, form: FieldForm) -> dict[str, Any]:
-    """The ``FormField`` the record form would render (or why it cannot be shown yet)."""
+    """The ``FormField`` the record form would render (or why it cannot be shown yet), and
+    the field's expressions checked as saving would check them."""
     scratch = FieldForm(
         form.name, form.type, dict(form.inputs), set(form.flags), form.required, list(form.options)
     )
     schema = field_schema(
-        scratch, meta.fields[form.name].schema if form.name in meta.fields else None
+        scratch,
+        meta.fields[form.name].schema if form.name in meta.fields else None,
+        _rolls_up(meta, form),
     )
+    checks = _expression_checks(meta, form, schema)
     spec = FieldSpec(form.name or "field", get_type(form.type), schema, form.required)
     if spec.target is not None and registry().find(spec.target) is None:
-        return {"field": None, "note": _("Choose the object it points at.")}
+        return {"field": None, "note": _("Choose the object it points at."), "checks": checks}
     if spec.target is None and form.type in ("lookup", "master_detail"):
-        return {"field": None, "note": _("Choose the object it points at.")}
+        return {"field": None, "note": _("Choose the object it points at."), "checks": checks}
+    if form.type == "rollup" and not {"of", "function"} <= set(schema["x-rollup"]):
+        note = _("Choose what it rolls up and the function.")
+        return {"field": None, "note": note, "checks": checks}
     value = schema.get("default")
     if form.type == "autonumber" and "{0" in str(schema.get("x-format", "")):
         value = format_number(str(schema["x-format"]), 1, dt.datetime.now(dt.UTC))
     readonly = form.type == "autonumber" or "readonly" in form.flags
-    return {
-        "field": FormField(spec, value, readonly=readonly),
-        "note": None,
-        "formula": _formula_check(meta, form.name or "field", schema),
-    }
+    return {"field": FormField(spec, value, readonly=readonly), "note": None, "checks": checks}
 
 
-def _formula_check(meta: ObjectMeta, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-    """A formula as typed, checked against the object as saving would check it: its first
-    problem with the line it is on and the column of the character (None: no formula)."""
-    text = schema.get("x-formula")
-    if schema.get("x-type") != "formula" or not isinstance(text, str) or not text.strip():
-        return None
+def _expression_checks(meta: ObjectMeta, form: FieldForm, schema: dict[str, Any]) -> list[Any]:
+    """The field's formula, roll-up filter and conditions checked in the object with the
+    field as typed (``check_expressions``)."""
     document = copy.deepcopy(meta.definition.document)
-    document["properties"][name] = schema
-    documents = {**registry().documents(), meta.name: document}
-    pointer = f"/properties/{name.replace('~', '~0').replace('/', '~1')}/x-formula"
-    for at, message, position in computed_problems(document, documents):
-        if at != pointer:
-            continue
-        if position is None:
-            return {"message": told(message), "line_text": None}
-        line = position["line"]
-        return {
-            "message": told(message),
-            "line": line,
-            "column": position["column"],
-            "line_text": text.split("\n")[line - 1] if line <= text.count("\n") + 1 else "",
-        }
-    return {"message": None}
+    document["properties"][form.name or "field"] = checkable_field(form, schema)
+    return check_expressions(document, registry().documents(), field_expressions(form, schema))

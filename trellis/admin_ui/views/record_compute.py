@@ -15,6 +15,7 @@ from flask import jsonify, request
 from trellis.admin_ui import bp
 from trellis.admin_ui.context import records, registry, rollback
 from trellis.admin_ui.forms import display, editable_fields, parse_record
+from trellis.admin_ui.i18n import told
 from trellis.admin_ui.pages import signed_in
 from trellis.admin_ui.views.records import _lines_from_form, _meta, _writable
 from trellis.exceptions import TrellisError
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 @signed_in
 def record_compute(object_name: str, record_id: int | None = None) -> Any:
     """The form's computed values and field states, keyed by input name:
-    ``{"values": {name: text shown}, "fields": {name: {"visible", "required", "readonly"}}}``.
+    ``{"values": {name: text shown}, "fields": {name: {"visible", "required", "readonly"}},
+    "problems": {name: the rules it breaks now, in the user's language}}``.
 
     The same rights as the form it serves (create, or update of a record the user may
     read: else 403 / 404); CSRF-checked like every POST.
@@ -84,15 +86,14 @@ def _answer(
         lines[(child_name, spec.name)] = (child, items)
         indexes[(child_name, spec.name)] = (related, numbers)
     result = preview(service.unit, meta, payload, stored, lines)
-    values: dict[str, str] = {}
-    fields: dict[str, dict[str, bool]] = {}
-    _collect(meta, hidden, result, "", values, fields)
+    answer: dict[str, dict[str, Any]] = {"values": {}, "fields": {}, "problems": {}}
+    _collect(meta, hidden, result, "", answer)
     for key, (related, numbers) in indexes.items():
         child = lines[key][0]
         child_hidden = service.access.hidden(child)
         for number, computed in zip(numbers, result.lines[key], strict=True):
-            _collect(child, child_hidden, computed, f"{related}-{number}-", values, fields)
-    return {"values": values, "fields": fields}
+            _collect(child, child_hidden, computed, f"{related}-{number}-", answer)
+    return answer
 
 
 def _collect(
@@ -100,20 +101,26 @@ def _collect(
     hidden: frozenset[str],
     result: Preview,
     prefix: str,
-    values: dict[str, str],
-    fields: dict[str, dict[str, bool]],
+    answer: dict[str, dict[str, Any]],
 ) -> None:
-    """One record's part of the answer: only the fields the user may see."""
+    """One record's part of the answer: only the fields the user may see. A broken rule
+    is shown on its field, or on the form (key ``""``) when it names none or a hidden one."""
     for name, value in result.values.items():
         if name not in hidden:
-            values[prefix + name] = display(meta.fields[name], value)
+            answer["values"][prefix + name] = display(meta.fields[name], value)
     for name, state in result.states.items():
         if name not in hidden:
-            fields[prefix + name] = {
+            answer["fields"][prefix + name] = {
                 "visible": state.visible,
                 "required": state.required,
                 "readonly": state.readonly,
             }
+    for problem in result.problems:
+        name = problem["field"] if problem["field"] not in hidden else ""
+        key = prefix + name if name else ""
+        text = told(problem["message"])
+        shown = answer["problems"].get(key)
+        answer["problems"][key] = f"{shown} {text}" if shown else text
 
 
 def _readable_lookups(

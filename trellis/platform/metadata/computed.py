@@ -64,10 +64,15 @@ def compile_at(
     return compile_expression(text, doc, objects, allow_old=allow_old)
 
 
+# A refused expression's message: the problem, then where it is (a page showing the place
+# with a caret shows ``problem`` alone).
+POSITIONED = N_("%(problem)s (character %(offset)s: line %(line)s, column %(column)s)")
+
+
 def expression_problem(pointer: str, error: ExpressionError) -> tuple[str, Message, dict[str, int]]:
     """A refused expression as (pointer, message, position)."""
     message = N_(
-        "%(problem)s (character %(offset)s: line %(line)s, column %(column)s)",
+        POSITIONED,
         problem=error.message,
         offset=error.offset,
         line=error.line,
@@ -159,6 +164,25 @@ def rollup_source(
     return None
 
 
+def rollup_value_kind(child_prop: dict[str, Any]) -> str | None:
+    """What a child field gives a roll-up: ``"number"``, ``"date"`` (dates and date-times,
+    or formulas giving them) or ``None`` (nothing a roll-up aggregates but by COUNT)."""
+    kind = str(child_prop.get("x-type"))
+    computed = computed_type(child_prop)
+    if kind in _NUMERIC or computed in (INTEGER, DECIMAL):
+        return "number"
+    if kind in ("date", "datetime") or computed in (DATE, DATETIME):
+        return "date"
+    return None
+
+
+def rollup_accepts(function: str, child_prop: dict[str, Any]) -> bool:
+    """Whether ``function`` may aggregate the child field: numbers for all, dates for MIN/MAX
+    (COUNT takes no field)."""
+    kind = rollup_value_kind(child_prop)
+    return kind == "number" or (kind == "date" and function in ("MIN", "MAX"))
+
+
 def _rollup_problems(
     at: str, prop: dict[str, Any], doc: dict[str, Any], objects: dict[str, dict[str, Any]]
 ) -> Iterator[Found]:
@@ -195,9 +219,8 @@ def _rollup_problems(
         else:
             kind = str(child_prop.get("x-type"))
             computed = computed_type(child_prop)
-            numeric = kind in _NUMERIC or computed in (INTEGER, DECIMAL)
-            dated = kind in ("date", "datetime") or computed in (DATE, DATETIME)
-            if not numeric and not (function in ("MIN", "MAX") and dated):
+            numeric = rollup_value_kind(child_prop) == "number"
+            if not rollup_accepts(function, child_prop):
                 yield (
                     f"{at}/x-rollup/field",
                     N_("%(function)s needs a number field", function=function),
@@ -250,7 +273,9 @@ def _rule_problems(
             try:
                 compile_at(match.group(1), doc, objects, allow_old=True)
             except ExpressionError as exc:
-                yield expression_problem(f"{at}/message/{_escape(language)}", exc)
+                # Placed in the message, so the character counts from its start.
+                within = ExpressionError(exc.message, match.start(1) + exc.offset, text)
+                yield expression_problem(f"{at}/message/{_escape(language)}", within)
 
 
 def _cycle_problems(doc: dict[str, Any], objects: dict[str, dict[str, Any]]) -> Iterator[Found]:

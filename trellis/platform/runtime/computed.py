@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 PENDING_KEY = "trellis.computed.pending"
+LOCKED_KEY = "trellis.computed.locked"  # (transaction, {object: live ids locked})
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ class Plan:
     rules: list[Rule] = field(default_factory=list)
     feeds: list[Rollup] = field(default_factory=list)  # roll-ups this object's records feed
     own_rollups: list[Rollup] = field(default_factory=list)  # roll-up fields of this object
-    readers: list[tuple[str, str, str, frozenset[str]]] = field(default_factory=list)
-    # (object, formula, its lookup to this object, the fields of ours it reads)
+    readers: list[tuple[str, str, tuple[str, ...], frozenset[str]]] = field(default_factory=list)
+    # (object, formula, its lookup path to this object, the fields of ours it reads)
 
     @property
     def empty(self) -> bool:
@@ -182,9 +183,9 @@ def _build(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
             if spec.type.name != "formula":
                 continue
             formula = _compile(registry, other, spec.schema["x-formula"])
-            for lookup, target_fields in _one_hop_reads(other, formula).items():
-                if other.fields[lookup].target == meta.name:
-                    plan.readers.append((other.name, name, lookup, frozenset(target_fields)))
+            for (path, target), target_fields in _lookup_reads(registry, other, formula).items():
+                if target == meta.name:
+                    plan.readers.append((other.name, name, path, frozenset(target_fields)))
     return plan
 
 
@@ -201,12 +202,22 @@ def _message_parts(
     return parts
 
 
-def _one_hop_reads(meta: ObjectMeta, formula: CompiledExpression) -> dict[str, set[str]]:
-    reads: dict[str, set[str]] = {}
+def _lookup_reads(
+    registry: MetaRegistry, meta: ObjectMeta, formula: CompiledExpression
+) -> dict[tuple[tuple[str, ...], str], set[str]]:
+    """What a formula reads of other records: (lookup path, the object it ends at) → the
+    fields read there. ``dealer.region.name`` reads ``region`` of the dealer (path
+    ``dealer``) and ``name`` of the region (path ``dealer.region``)."""
+    reads: dict[tuple[tuple[str, ...], str], set[str]] = {}
     for path in formula.paths:
         parts = path.split(".")
-        if len(parts) == 2 and parts[0] in meta.fields and meta.fields[parts[0]].target:
-            reads.setdefault(parts[0], set()).add(parts[1])
+        current = meta
+        for depth in range(1, len(parts)):
+            spec = current.fields.get(parts[depth - 1])
+            if spec is None or not spec.target:
+                break
+            current = registry.get(spec.target)
+            reads.setdefault((tuple(parts[:depth]), current.name), set()).add(parts[depth])
     return reads
 
 
@@ -401,11 +412,35 @@ def lock_rollup_parents(
                 )
                 if row is not None:
                     current.append((parent, dict(row)))
+    held = _held(unit.session)
     for wanted in reversed(levels):
         for object_name, record_id in sorted(wanted):
             parent = unit.registry.get(object_name)
             statement = parent.statement(("rollup_lock",), partial(_lock_statement, parent))
-            unit.session.execute(statement, {"id": record_id})
+            locked = unit.session.execute(statement, {"id": record_id}).first()
+            if locked is not None and locked.deleted_at is None:
+                held.setdefault(object_name, set()).add(record_id)
+
+
+def _held(session: Any) -> dict[str, set[int]]:
+    """The live records this transaction has locked for its roll-ups, by object."""
+    transaction = session.get_transaction()
+    entry = session.info.get(LOCKED_KEY)
+    if entry is None or entry[0] is not transaction:
+        entry = session.info[LOCKED_KEY] = (transaction, {})
+    held: dict[str, set[int]] = entry[1]
+    return held
+
+
+def locked_live(session: Any, object_name: str) -> set[int]:
+    """The ``object_name`` records this transaction holds ``FOR UPDATE`` (roll-up
+    parents, locked up front) and found live: the reference check of a lookup to one of
+    them needs no shared lock and no query of its own, since a concurrent delete waits for
+    this transaction anyway."""
+    entry = session.info.get(LOCKED_KEY)
+    if entry is None or entry[0] is not session.get_transaction():
+        return set()
+    return entry[1].get(object_name, set())
 
 
 # --- validation ------------------------------------------------------------------------
@@ -499,9 +534,9 @@ def after_write(
         _move(unit, rollup, old, new)
     if plan.readers and old is not None and new is not None:
         changed = {n for n in meta.fields if old.get(n) != new.get(n)}
-        stale = {(name, lookup) for name, _f, lookup, reads in plan.readers if changed & reads}
-        for object_name, lookup in sorted(stale):  # once per reader, whatever it reads
-            _recompute_readers(unit, object_name, lookup, record_id)
+        stale = {(name, path) for name, _f, path, reads in plan.readers if changed & reads}
+        for object_name, path in sorted(stale):  # once per reader and path, whatever it reads
+            _recompute_readers(unit, object_name, path, record_id)
 
 
 def _pending(unit: WriteUnit) -> dict[tuple[str, int], dict[str, Any] | None]:
@@ -579,7 +614,11 @@ def _add_statement(meta: ObjectMeta, rollup: Rollup) -> Any:
 
 def _lock_statement(meta: ObjectMeta) -> Any:
     table = meta.table
-    return sa.select(table.c.id).where(table.c.id == sa.bindparam("id")).with_for_update()
+    return (
+        sa.select(table.c.id, table.c.deleted_at)
+        .where(table.c.id == sa.bindparam("id"))
+        .with_for_update()
+    )
 
 
 def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
@@ -642,14 +681,24 @@ def _rolled(
     after_write(unit, meta, record_id, old, new)
 
 
-def _recompute_readers(unit: WriteUnit, object_name: str, lookup: str, target_id: int) -> None:
-    """Formulas reading a changed record through ``lookup``: recomputed on each reader."""
+def _recompute_readers(
+    unit: WriteUnit, object_name: str, path: tuple[str, ...], target_id: int
+) -> None:
+    """Formulas reading a changed record through a lookup path (one or two hops):
+    recomputed on each reader."""
     meta = unit.registry.get(object_name)
     table = meta.table
-    rows = (
-        unit.session.execute(
-            sa.select(table).where(table.c[lookup] == target_id, table.c.deleted_at.is_(None))
+    if len(path) == 1:
+        reaches = table.c[path[0]] == target_id
+    else:  # the readers whose first hop points at a record whose second hop is the target
+        middle = unit.registry.get(meta.fields[path[0]].target or "").table
+        reaches = table.c[path[0]].in_(
+            sa.select(middle.c.id).where(
+                middle.c[path[1]] == target_id, middle.c.deleted_at.is_(None)
+            )
         )
+    rows = (
+        unit.session.execute(sa.select(table).where(reaches, table.c.deleted_at.is_(None)))
         .mappings()
         .all()
     )
@@ -793,6 +842,7 @@ class Preview:
     values: dict[str, Any] = field(default_factory=dict)
     states: dict[str, FieldState] = field(default_factory=dict)
     lines: dict[tuple[str, str], list[Preview]] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)  # broken rules, as on save
 
 
 Line = tuple[dict[str, Any], dict[str, Any] | None]  # (values typed, values stored)
@@ -860,12 +910,49 @@ def preview(
             readonly=locked is not None
             and _true(locked, old if old is not None else values, unit, resolver),
         )
+    if plan.rules:
+        after = _as_if_written(unit, plan, values, old, resolver)
+        for rule in plan.rules:
+            problem = _broken(rule, values, old, unit, after if rule.later else resolver)
+            if problem is not None:
+                result.problems.append(problem)
     return result
+
+
+def _as_if_written(
+    unit: WriteUnit,
+    plan: Plan,
+    values: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    resolver: Callable[[str, int, str], Any],
+) -> Callable[[str, int, str], Any]:
+    """A resolver that reads the SUM and COUNT roll-ups this record feeds as they would
+    be once it is saved (stored value + its change), so a rule reading them (a dealer's
+    open exposure) is judged in the preview as it will be on save. MIN, MAX and AVG, and
+    roll-ups further up, read as stored."""
+    moved: dict[tuple[str, int, str], Decimal] = {}
+    for rollup in plan.feeds:
+        if not rollup.by_delta:
+            continue
+        for values_of, sign in ((old, -1), (values, 1)):
+            parent, amount = _contribution(unit, rollup, values_of)
+            if parent is not None and amount is not None:
+                key = (rollup.parent, int(parent), rollup.field)
+                moved[key] = moved.get(key, Decimal(0)) + sign * _dec(amount)
+    if not any(moved.values()):
+        return resolver
+
+    def resolve(object_name: str, record_id: int, name: str) -> Any:
+        value = resolver(object_name, record_id, name)
+        delta = moved.get((object_name, int(record_id), name))
+        return value if not delta else _dec(value) + delta
+
+    return resolve
 
 
 def live(registry: MetaRegistry, meta: ObjectMeta) -> bool:
     """Whether a form of the object has anything to preview as it is typed: formulas,
-    conditional rules or roll-ups of its own or of its master-detail lines."""
+    conditional rules, validation rules or roll-ups of its own or of its lines."""
     plans = [plan_of(registry, meta)]
     plans += [plan_of(registry, registry.get(child)) for child, _spec in meta.children]
-    return any(p.formulas or p.conditions or p.own_rollups for p in plans)
+    return any(p.formulas or p.conditions or p.own_rollups or p.rules for p in plans)
