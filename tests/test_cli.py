@@ -763,7 +763,9 @@ def test_user_create_takes_a_partner_with_a_partner_scoped_role(trellis: Run) ->
 
 # --- the command itself ------------------------------------------------------------------
 
-TRELLIS_COMMANDS = {"demo", "export", "import", "init", "pack", "serve", "token", "user"}
+TRELLIS_COMMANDS = {
+    "demo", "export", "import", "init", "job", "pack", "serve", "token", "user", "worker"
+}  # fmt: skip
 
 
 def commands_in(help_text: str) -> set[str]:

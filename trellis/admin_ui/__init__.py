@@ -44,6 +44,7 @@ from trellis.admin_ui.forms import (
 from trellis.admin_ui.pages import (
     designer_links,
     designer_tabs,
+    moment_text,
     navigation,
     navigation_html,
     signed_in,
@@ -251,6 +252,7 @@ BACKGROUND_ENDPOINTS = frozenset(
         "ui.field_preview",
         "ui.view_menu",
         "ui.lookup_options",
+        "ui.job_progress",
     }
 )
 
@@ -284,6 +286,7 @@ def init_app(app: Flask) -> None:
         designer_layout,
         designer_rules,
         imports,
+        jobs,
         notifications,
         objects,
         record_compute,
@@ -294,7 +297,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del automations, designer_rules, imports, record_compute, webhooks
+    del automations, designer_rules, imports, jobs, record_compute, webhooks
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,
@@ -311,6 +314,7 @@ def init_app(app: Flask) -> None:
         unread_notifications=notifications.unread_notifications,
     )
     del notifications
+    app.jinja_env.filters["moment"] = moment_text
     app.before_request(open_page)
     app.teardown_request(close_page)
     app.register_blueprint(bp)

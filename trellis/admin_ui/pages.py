@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
 from collections.abc import Callable
 from functools import wraps
@@ -13,6 +14,7 @@ from markupsafe import Markup
 from trellis.admin_ui.i18n import pick
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime.access import Access
+from trellis.platform.runtime.models import as_utc
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -170,3 +172,10 @@ def designer_tabs(kind: str) -> list[tuple[str, str]]:
     tabs = OBJECT_TABS if kind == "object" else ROLE_TABS
     ordered = sorted(tabs, key=lambda tab: TAB_ORDER.index(tab[0]) if tab[0] in TAB_ORDER else 99)
     return [(endpoint, label()) for endpoint, label in ordered]
+
+
+def moment_text(moment: dt.datetime | None) -> str:
+    """A stored moment as the pages show it (``|moment``): ``2026-12-03 11:05:09 UTC``."""
+    if moment is None:
+        return "—"
+    return as_utc(moment).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
