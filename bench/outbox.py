@@ -18,7 +18,9 @@ relay's own overhead, not a receiver's. The ratio is Trellis events/s ÷ baselin
 
 ``write_cost`` measures the added cost of work hooked on a record write (records created
 per second through the API with and without it); this benchmark runs it for "one outbox
-event per write". The automation benchmarks extend it with an automation's hooks.
+event per write" (``write_cost_ratio``) and for one automation on create — a condition, a
+field set before the save and a webhook event after it (``automation_cost_ratio``; each
+note it saw must come out tagged).
 
     python bench/outbox.py [--quick] [--db postgresql|sqlite] [--events N] [--writes N]
 """
@@ -35,7 +37,26 @@ import sqlalchemy as sa
 from _common import database, definition, expect, field, log, trellis_app
 
 BATCH = 100  # events per emitting transaction
-NOTE = definition("bench_note", {"title": field("text", "Title", type="string", maxLength=120)})
+NOTE = definition(
+    "bench_note",
+    {
+        "title": field("text", "Title", type="string", maxLength=120),
+        "tag": field("text", "Tag", type=["string", "null"], maxLength=120),
+    },
+)
+# What a typical automation does on a write: a condition, a field set before the save, and
+# a webhook event after it (to the webhooks subscribed: none here, so only its own cost).
+AUTOMATION = {
+    "x-name": "bench_tag_notes",
+    "x-label": {"en": "Tag notes", "zh-CN": "标记便笺"},
+    "object": "bench_note",
+    "trigger": {"on": "create"},
+    "condition": "LEN(title) > 0",
+    "actions": [
+        {"type": "set_fields", "values": {"tag": {"expression": "UPPER(title)"}}},
+        {"type": "webhook", "event": "note.created"},
+    ],
+}
 
 
 def emit_events(app: Any, count: int, kind: str) -> None:
@@ -155,6 +176,26 @@ def outbox_event_per_write() -> Callable[[], None]:
     return lambda: hooks.unregister(Hook.AFTER_WRITE, emit)
 
 
+def one_automation(app: Any, token: str) -> Callable[[], Callable[[], None]]:
+    """An installer of ``AUTOMATION`` through the API (its uninstaller deletes it)."""
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def install() -> Callable[[], None]:
+        expect(client.post("/api/v1/automations", json=AUTOMATION, headers=headers), 201, "add")
+
+        def uninstall() -> None:
+            expect(
+                client.delete("/api/v1/automations/bench_tag_notes", headers=headers),
+                200,
+                "delete automation",
+            )
+
+        return uninstall
+
+    return install
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -191,12 +232,22 @@ def main() -> None:
         app.extensions["trellis.jobs.polling"] = True
         plain, hooked = write_cost(app, token, outbox_event_per_write, writes)
         log(f"record creates: {plain:,.0f}/s plain, {hooked:,.0f}/s with an outbox event")
+        bare, automated = write_cost(app, token, one_automation(app, token), writes)
+        log(f"record creates: {bare:,.0f}/s plain, {automated:,.0f}/s with an automation")
+        tagged = (
+            database_of(app)
+            .engine.connect()
+            .execute(sa.text("SELECT count(*) FROM obj_bench_note WHERE tag = UPPER(title)"))
+            .scalar()
+        )
+        if tagged != 4 * writes:
+            raise SystemExit(f"bench: error: the automation tagged {tagged} of {4 * writes} notes")
         engine.dispose()
 
     log(
         f"RESULT outbox ratio={trellis_rate / hand_rate:.2f} events={events} db={args.db} "
         f"trellis_per_s={trellis_rate:.0f} baseline_per_s={hand_rate:.0f} "
-        f"write_cost_ratio={hooked / plain:.2f}"
+        f"write_cost_ratio={hooked / plain:.2f} automation_cost_ratio={automated / bare:.2f}"
     )
 
 
