@@ -201,6 +201,37 @@ def test_a_formula_two_lookups_away_follows_both_hops(api: Api, app: Flask) -> N
     assert column(app, "obj_member", "bonus", member_ids[2]) == Decimal("20.00")
 
 
+def test_currency_travels_as_a_json_string_or_a_number_exactly(
+    api: Api, app: Flask, db_url: str
+) -> None:
+    """An amount may be sent as a JSON string ("2.50") or a number; either is an exact
+    Decimal from there on (stored NUMERIC, formulas in Decimal). A string that is not an
+    amount is refused as any wrong type is."""
+    memo = definition(
+        "memo",
+        {
+            "qty": field("integer"),
+            "price": field("currency"),
+            "amt": field("formula", type=["number", "null"], **{"x-formula": "qty * price"}),
+        },
+    )
+    assert api.post("/objects", memo).status_code == 201
+    as_text = api.post("/records/memo", {"qty": 3, "price": "0.10"})
+    assert as_text.status_code == 201, as_text.get_json()
+    assert as_text.get_json()["amt"] == 0.3 and as_text.get_json()["price"] == 0.1
+    huge = api.post("/records/memo", {"qty": 1, "price": "123456789012345678.99"})
+    assert huge.status_code == 201, huge.get_json()
+    if db_url.startswith("postgresql"):  # SQLite keeps NUMERIC as a double (15 digits)
+        assert column(app, "obj_memo", "price", huge.get_json()["id"]) == Decimal(
+            "123456789012345678.99"
+        )  # exact in the database (the JSON answer is a number: docs/expressions.md)
+    changed = api.patch(f"/records/memo/{as_text.get_json()['id']}", {"version": 1, "price": "2.5"})
+    assert changed.status_code == 200 and changed.get_json()["amt"] == 7.5
+    refused = api.post("/records/memo", {"qty": 1, "price": "2,50"})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["details"][0]["field"] == "price"
+
+
 # --- roll-ups ------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -137,7 +138,22 @@ def deserialise(draft: Draft) -> None:
     payload = dict(draft.raw)
     draft.children = pop_children(draft.meta, payload)
     refuse_platform_keys(draft.meta, payload, allow_children=True)
+    exact_amounts(draft.meta, payload)
     draft.payload = payload
+
+
+def exact_amounts(meta: ObjectMeta, payload: dict[str, Any]) -> None:
+    """Currency amounts sent as JSON strings ("1234.50") become exact Decimals; a string
+    that is not an amount is left for validation to refuse."""
+    for name, value in payload.items():
+        if isinstance(value, str) and AMOUNT.fullmatch(value):
+            spec = meta.fields.get(name)
+            if spec is not None and spec.type.name == "currency":
+                payload[name] = Decimal(value)
+
+
+# A currency amount sent as a JSON string: digits, an optional fraction, bounded.
+AMOUNT = re.compile(r"[+-]?\d{1,30}(\.\d{1,12})?")
 
 
 def pop_children(
@@ -301,7 +317,9 @@ def validate(draft: Draft, unit: WriteUnit) -> None:
         if draft.old is None
         else {**field_values(draft.meta, draft.old), **draft.payload}
     )
-    draft.meta.validate({k: v for k, v in merged.items() if v is not None})
+    draft.meta.validate(
+        {k: float(v) if isinstance(v, Decimal) else v for k, v in merged.items() if v is not None}
+    )  # an amount sent as a string is checked as the number it is (exact from here on)
     computed.check(draft, unit)
     if unit.hooks.has(Hook.VALIDATE, draft.meta.name):
         unit.hooks.run(Hook.VALIDATE, event_of(unit, draft))

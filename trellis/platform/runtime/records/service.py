@@ -326,6 +326,7 @@ class RecordService:
                 [{"field": "version", "message": N_("is required (a whole number)")}],
             )
         pipeline.refuse_platform_keys(meta, payload, allow_children=False)
+        pipeline.exact_amounts(meta, payload)
         self.access.require(meta, Operation.UPDATE)
         row = self._active_row(meta, record_id, Operation.READ)
         pipeline.require_in_scope(self.unit, meta, [record_id], Operation.UPDATE)
