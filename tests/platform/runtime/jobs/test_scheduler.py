@@ -26,11 +26,14 @@ DAY = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def nightly(database: Database) -> Iterator[jobs.Schedule]:
+def nightly(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[jobs.Schedule]:
+    """The test's schedule, alone: the platform's own schedules and sources (the
+    automations' date scan, cron automations) are set aside while it runs."""
     create_effects_table(database)
+    monkeypatch.setattr(scheduler, "_schedules", {})
+    monkeypatch.setattr(scheduler, "_sources", [])
     schedule = jobs.periodic("tests.nightly", cron="0 2 * * *", job="tests.cron_effect")
     yield schedule
-    scheduler._schedules.pop(schedule.name)
 
 
 def cron_keys(database: Database) -> list[str]:

@@ -22,7 +22,7 @@ from trellis.platform.runtime.identity.caller import (
     role_names_column,
     role_tuple,
 )
-from trellis.platform.runtime.models import User
+from trellis.platform.runtime.models import Notification, User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -55,13 +55,16 @@ def authenticate_session(session: Session, user_id: Any, stamp: Any) -> Identity
     )
 
 
-def authenticate_session_user(session: Session, user_id: Any, stamp: Any) -> tuple[Identity, User]:
-    """``authenticate_session`` and the ``User`` itself (for pages), still in one query."""
+def authenticate_session_user(
+    session: Session, user_id: Any, stamp: Any
+) -> tuple[Identity, User, int]:
+    """``authenticate_session``, the ``User`` itself and their unread notifications (for
+    a page: its name, language and bell), still in one query."""
     _check_user_id(user_id)
     row = session.execute(_user_identity_statement(), {"user_id": user_id}).first()
     if row is None:
         raise AuthenticationRequired("the session is not valid; sign in again")
-    user, role_names, revision = row
+    user, role_names, revision, unread = row
     identity = _identity(
         user_id,
         user.email,
@@ -74,7 +77,7 @@ def authenticate_session_user(session: Session, user_id: Any, stamp: Any) -> tup
         role_names,
         revision,
     )
-    return identity, user
+    return identity, user, int(unread or 0)
 
 
 def identity_of_user(session: Session, user_id: int) -> Identity:
@@ -144,6 +147,12 @@ def _identity_statement() -> sa.Select[Any]:
 @cache
 def _user_identity_statement() -> sa.Select[Any]:
     """The same, with the whole ``User`` row: a page shows the user's name and language."""
-    return sa.select(User, role_names_column(), revision_column()).where(
+    unread = (
+        sa.select(sa.func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == User.id, Notification.read_at.is_(None))
+        .scalar_subquery()
+    )
+    return sa.select(User, role_names_column(), revision_column(), unread).where(
         User.id == sa.bindparam("user_id")
     )
