@@ -1,7 +1,7 @@
 """Packs: folders of metadata and demo data, installed in one transaction (DESIGN §8).
 
 A pack folder holds ``pack.json`` — name, version, label, dependencies, the object
-files in install order, demo data files — and the files it names. Installing is
+files in install order, roles, workflows, demo data files — and the files it names. Installing is
 idempotent: an unchanged definition writes nothing, a changed one becomes a new
 version through the same service as the API, and demo data loads once.
 """
@@ -23,7 +23,9 @@ from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.models import InstalledPack, utcnow
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
-from trellis.platform.runtime.versioning import bump_revision
+from trellis.platform.runtime.versioning import DocumentStore, bump_revision
+from trellis.platform.runtime.workflow import seeding
+from trellis.platform.runtime.workflow.documents import WorkflowService
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -94,7 +96,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         problems.append({"field": "name", "message": N_("must be a lower snake_case name")})
     if not isinstance(manifest.get("version"), str):
         problems.append({"field": "version", "message": N_("must be a version string")})
-    for key in ("objects", "roles", "demo"):
+    for key in ("objects", "roles", "workflows", "demo"):
         value = manifest.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append({"field": key, "message": N_("must be a list of file paths")})
@@ -142,19 +144,14 @@ def install_pack(
     without_rules = [(relative, _without_rules(document)) for relative, document in staged]
     _install_in_rounds(session, registry, service, without_rules, result)
     _install_in_rounds(session, registry, service, documents, result)
-    roles = RoleService(session, registry, author_id)
-    for relative in manifest.get("roles", []):
-        document = _read_json(folder, relative)
-        name = document.get("x-name") if isinstance(document, dict) else None
-        try:
-            if isinstance(name, str) and name in roles.names():
-                outcome = roles.update(name, document)
-                (result.updated if outcome.created else result.unchanged).append(f"role {name}")
-            else:
-                roles.create(document)
-                result.created.append(f"role {name}")
-        except TrellisError as exc:
-            raise PackError(_in(relative, exc), exc.details) from None
+    # Roles before workflows: a transition names the roles that may fire it.
+    stores: list[tuple[str, DocumentStore[Any]]] = [
+        ("roles", RoleService(session, registry, author_id)),
+        ("workflows", WorkflowService(session, registry, author_id)),
+    ]
+    for key, store in stores:
+        for relative in manifest.get(key, []):
+            _install_document(store, folder, relative, result)
     # The object names, as installed: the app shell groups its navigation by pack.
     manifest = {**manifest, "installed_objects": object_names}
     row = session.get(InstalledPack, manifest["name"])
@@ -170,13 +167,34 @@ def install_pack(
         registry.ensure_current(session)
         records = RecordService(session, registry)  # the system, with every right
         refs: dict[str, int] = {}
-        for relative in manifest.get("demo", []):
-            data = _read_json(folder, relative)
-            result.demo_records += load_demo_data(records, data, relative, refs)
-            result.demo_users += load_demo_users(session, registry, data, relative, refs)
+        # Demo records may start in any state of their workflow (orders along the whole
+        # lifecycle); every other write starts a record in the initial state.
+        with seeding(session):
+            for relative in manifest.get("demo", []):
+                data = _read_json(folder, relative)
+                result.demo_records += load_demo_data(records, data, relative, refs)
+                result.demo_users += load_demo_users(session, registry, data, relative, refs)
         row.demo_loaded = True
     session.flush()
     return result
+
+
+def _install_document(
+    store: DocumentStore[Any], folder: Path, relative: str, result: InstallResult
+) -> None:
+    """Create a pack's role or workflow, or make it a new version when it changed."""
+    document = _read_json(folder, relative)
+    name = document.get("x-name") if isinstance(document, dict) else None
+    noun = store.kind.name
+    try:
+        if isinstance(name, str) and name in store.names():
+            outcome = store.update(name, document)
+            (result.updated if outcome.created else result.unchanged).append(f"{noun} {name}")
+        else:
+            store.create(document)
+            result.created.append(f"{noun} {name}")
+    except TrellisError as exc:
+        raise PackError(_in(relative, exc), exc.details) from None
 
 
 def _structure_only(document: Any) -> Any:

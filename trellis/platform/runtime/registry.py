@@ -26,7 +26,8 @@ from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
 from trellis.platform.runtime.models import InstalledPack, MetaRevision
 from trellis.platform.runtime.storage import build_table
-from trellis.platform.runtime.versioning import OBJECTS, ROLES, current_documents
+from trellis.platform.runtime.versioning import OBJECTS, ROLES, WORKFLOWS, current_documents
+from trellis.platform.workflow import Workflow, parse_workflow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -46,6 +47,8 @@ class ObjectMeta:
     record_schema: dict[str, Any]
     children: list[tuple[str, FieldSpec]] = field(default_factory=list)
     referrers: list[tuple[str, FieldSpec]] = field(default_factory=list)
+    # The state machine over one of its fields (at most one per object), if any.
+    workflow: Workflow | None = None
     _full: Any = None
     _statements: dict[Any, Any] = field(default_factory=dict, repr=False)
 
@@ -163,6 +166,7 @@ class MetaRegistry:
         self._revision: int | None = None
         self._objects: dict[str, ObjectMeta] = {}
         self._roles: dict[str, dict[str, Any]] = {}
+        self._workflows: dict[str, tuple[int, dict[str, Any]]] = {}
         self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
         self._packs: list[tuple[str, dict[str, Any]]] = []
         self.metadata = sa.MetaData()
@@ -197,6 +201,13 @@ class MetaRegistry:
             ]
         )
         roles = {name: doc for name, _, doc in current_documents(session, ROLES)}
+        workflows = {
+            name: (version, doc) for name, version, doc in current_documents(session, WORKFLOWS)
+        }
+        for version, doc in workflows.values():
+            meta = objects.get(str(doc.get("object")))
+            if meta is not None:
+                meta.workflow = parse_workflow(doc, version)
         packs = [
             (name, dict(manifest))
             for name, manifest in session.execute(
@@ -208,6 +219,7 @@ class MetaRegistry:
         with self._lock:
             self._objects = objects
             self._roles = roles
+            self._workflows = workflows
             self._packs = packs
             self._permissions = {}
             self.metadata = (
@@ -242,6 +254,10 @@ class MetaRegistry:
     def role_documents(self) -> dict[str, dict[str, Any]]:
         """The current role documents by name (a copy of the mapping, not of each document)."""
         return dict(self._roles)
+
+    def workflow_documents(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The current workflow documents by name, each with its version."""
+        return dict(self._workflows)
 
     def permissions(self, role_names: tuple[str, ...], is_admin: bool) -> Permissions:
         """The combined rights of these roles (cached until the next revision)."""

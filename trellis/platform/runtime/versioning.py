@@ -1,5 +1,5 @@
-"""The one versioned-document store: object definitions and roles (and, as they come,
-workflows and automations) are kept, changed, listed and restored the same way.
+"""The one versioned-document store: object definitions, roles and workflows (and, as
+they come, automations) are kept, changed, listed and restored the same way.
 
 A kind of document has a head row (``DocumentHead``: its name and current version) and
 immutable version rows (``DocumentVersion``: the document, its diff from the version
@@ -49,6 +49,8 @@ from trellis.platform.runtime.models import (
     MetaRevision,
     Role,
     RoleVersion,
+    Workflow,
+    WorkflowVersion,
     utcnow,
 )
 
@@ -84,10 +86,13 @@ OBJECTS = DocumentKind(
     rename_error=BadRequest,
 )
 ROLES = DocumentKind("role", "/roles", Role, RoleVersion, "role_name", diff_documents)
+WORKFLOWS = DocumentKind(
+    "workflow", "/workflows", Workflow, WorkflowVersion, "workflow_name", diff_documents
+)
 
 
 # Each kind's name as its refusals say it ("object 'dealer' already exists").
-_NOUNS = {"object": N_("object"), "role": N_("role")}
+_NOUNS = {"object": N_("object"), "role": N_("role"), "workflow": N_("workflow")}
 
 
 @dataclass(frozen=True)

@@ -241,8 +241,9 @@ def init_app(app: Flask) -> None:
         records,
         roles,
         views,
+        workflows,
     )
 
-    del audit_log, files, identity, metadata, records, roles, views  # imported for their routes
+    del audit_log, files, identity, metadata, records, roles, views, workflows  # their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)
