@@ -286,10 +286,11 @@ def init_app(app: Flask) -> None:
         records,
         saved_views,
         shell,
+        workflows,
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del record_compute
+    del record_compute, workflows
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,
