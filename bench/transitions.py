@@ -125,7 +125,9 @@ def main() -> None:
 
         def update(record_id: int, round_no: int) -> None:
             payload = {"version": versions[record_id], "note": f"round {round_no}"}
-            record = write(lambda s: RecordService(s, registry).update("bench_ticket", record_id, payload))
+            record = write(
+                lambda s: RecordService(s, registry).update("bench_ticket", record_id, payload)
+            )
             versions[record_id] = record["version"]
 
         ratios = []

@@ -187,7 +187,11 @@ def _state(app: Flask) -> dict[str, Any]:
 def test_install_creates_objects_and_demo_data(app: Flask, database: Database) -> None:
     result = _install(app)
     assert (result.name, result.version) == ("channel_pack", manifest()["version"])
-    assert result.created == OBJECTS + ROLES + WORKFLOWS and result.updated == [] and result.unchanged == []
+    assert (
+        result.created == OBJECTS + ROLES + WORKFLOWS
+        and result.updated == []
+        and result.unchanged == []
+    )
     assert result.demo_records == len(demo_records())
 
     registry: MetaRegistry = app.extensions["trellis.registry"]
@@ -298,7 +302,9 @@ def test_the_registry_knows_the_installed_packs_and_sees_a_changed_manifest(
     data["label"] = {"en": "Channels", "zh-CN": "渠道"}
     (folder / "pack.json").write_text(json.dumps(data), encoding="utf-8")
     result = _install(app, folder)
-    assert result.unchanged == OBJECTS + ROLES + WORKFLOWS  # no definition changed, the manifest did
+    assert (
+        result.unchanged == OBJECTS + ROLES + WORKFLOWS
+    )  # no definition changed, the manifest did
     with database.session() as session:
         assert session.scalar(sa.select(MetaRevision.revision)) == installed + 1
         other.ensure_current(session)

@@ -61,8 +61,10 @@ class _Inputs(HTMLParser):
             self.values[name] = found.get("value") or ""
         elif tag == "select" and name:
             self._select = name
-        elif tag == "option" and self._select and (
-            "selected" in found or self._select not in self.values
+        elif (
+            tag == "option"
+            and self._select
+            and ("selected" in found or self._select not in self.values)
         ):
             self.values[self._select] = found.get("value") or ""
 

@@ -29,10 +29,10 @@ def layers(workflow: Workflow) -> dict[str, int]:
     column = {workflow.initial_name: 0}
     queue = deque([workflow.initial_name])
     while queue:
-        state = queue.popleft()
-        for transition in workflow.transitions_from(state):
+        here = queue.popleft()
+        for transition in workflow.transitions_from(here):
             if transition.target not in column:
-                column[transition.target] = column[state] + 1
+                column[transition.target] = column[here] + 1
                 queue.append(transition.target)
     last = max(column.values(), default=0) + 1
     for state in workflow.states:
@@ -83,6 +83,10 @@ def _edge(
     start: tuple[int, int], end: tuple[int, int], transition: Transition, language: str
 ) -> str:
     (x1, y1), (x2, y2) = start, end
+    ax: float
+    ay: float
+    bx: float
+    by: float
     label = escape(_pick(transition.label, language))
     if x2 > x1:  # forward: right edge to left edge
         ax, ay, bx, by = x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2

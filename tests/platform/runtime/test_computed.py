@@ -231,7 +231,12 @@ def test_a_line_for_a_deleted_order_is_refused_and_moves_nothing(api: Api, pack:
     dealer = new_dealer(api, "D-DEL", None)
     created = order(api, dealer, [(1, 10)]).get_json()
     assert api.delete(f"/records/sales_order/{created['id']}").status_code == 204
-    line = {"sales_order": created["id"], "product": product_id(api), "quantity": 2, "unit_price": 5}
+    line = {
+        "sales_order": created["id"],
+        "product": product_id(api),
+        "quantity": 2,
+        "unit_price": 5,
+    }
     answer = api.post("/records/order_line", line)
     assert answer.status_code == 422, answer.get_json()
     assert answer.get_json()["error"]["details"][0]["field"] == "sales_order"

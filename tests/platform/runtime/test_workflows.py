@@ -220,9 +220,7 @@ def test_documents_are_checked(app: Flask, api: Api) -> None:
         "/transitions/2/actions/0/type",
         "/states/1/locked/0",
     }
-    guard = next(
-        d for d in response.get_json()["error"]["details"] if d["field"].endswith("guard")
-    )
+    guard = next(d for d in response.get_json()["error"]["details"] if d["field"].endswith("guard"))
     assert "offset" in guard and "column" in guard
     plain = as_user(app, database_of(app), "admin@example.com")
     del plain

@@ -30,13 +30,13 @@ from trellis.admin_ui.diagram import render_svg
 from trellis.admin_ui.i18n import current_language, pick, told
 from trellis.admin_ui.pages import DESIGNERS, admin_only, signed_in
 from trellis.exceptions import TrellisError
-from trellis.platform.workflow import Category, CommentRule, parse_workflow
 from trellis.platform.runtime.workflow.documents import WorkflowService
 from trellis.platform.runtime.workflow.transitions import TransitionService
+from trellis.platform.workflow import Category, CommentRule, parse_workflow
 
 if TYPE_CHECKING:
-    from trellis.platform.runtime.registry import ObjectMeta
     from trellis.platform.runtime.records.serialise import Record
+    from trellis.platform.runtime.registry import ObjectMeta
 
 DESIGNERS.append(("ui.workflow_list", lambda: _("Workflows")))
 BLANK_ROWS = 2  # empty rows the form offers for a new state or transition
@@ -159,8 +159,9 @@ def _edit(name: str | None) -> Any:
             if exc.status not in REFUSALS:
                 raise
             rollback()
-            problems = [{"field": d.get("field", ""), "message": told(d["message"])}
-                        for d in exc.details] or [{"field": "", "message": told(exc.message)}]  # fmt: skip
+            problems = [
+                {"field": d.get("field", ""), "message": told(d["message"])} for d in exc.details
+            ] or [{"field": "", "message": told(exc.message)}]
             status = 422
     diagram = None
     try:
@@ -213,7 +214,10 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
     dropped; a transition keeps the actions it had (they are edited as JSON)."""
     document: dict[str, Any] = {
         "x-name": form.get("x_name", previous.get("x-name", "")).strip(),
-        "x-label": {"en": form.get("label_en", "").strip(), "zh-CN": form.get("label_zh", "").strip()},
+        "x-label": {
+            "en": form.get("label_en", "").strip(),
+            "zh-CN": form.get("label_zh", "").strip(),
+        },
         "object": form.get("object", "").strip(),
         "status_field": form.get("status_field", "").strip(),
         "states": [],
@@ -227,7 +231,10 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
             continue
         state: dict[str, Any] = {
             "name": state_name,
-            "label": {"en": form.get(key + "en", "").strip(), "zh-CN": form.get(key + "zh", "").strip()},
+            "label": {
+                "en": form.get(key + "en", "").strip(),
+                "zh-CN": form.get(key + "zh", "").strip(),
+            },
             "category": form.get(key + "category", "in_progress"),
         }
         locked = _split(form.get(key + "locked", ""))
@@ -244,7 +251,10 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
         sources = _split(form.get(key + "from", ""))
         transition: dict[str, Any] = {
             "name": transition_name,
-            "label": {"en": form.get(key + "en", "").strip(), "zh-CN": form.get(key + "zh", "").strip()},
+            "label": {
+                "en": form.get(key + "en", "").strip(),
+                "zh-CN": form.get(key + "zh", "").strip(),
+            },
             "from": sources,
             "to": form.get(key + "to", "").strip(),
             "comment": form.get(key + "comment", "none"),

@@ -223,9 +223,7 @@ class WorkflowVersion(DocumentVersion):
     __tablename__ = "workflow_versions"
     __table_args__ = (sa.UniqueConstraint("workflow_name", "version"),)
 
-    workflow_name: Mapped[str] = mapped_column(
-        sa.ForeignKey("workflows.name", ondelete="CASCADE")
-    )
+    workflow_name: Mapped[str] = mapped_column(sa.ForeignKey("workflows.name", ondelete="CASCADE"))
     summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 

@@ -325,7 +325,9 @@ def _state_problems(
         for position, locked in enumerate(state.get("locked", [])):
             if locked not in properties:
                 problems.append(
-                    Problem(f"{at}/locked/{position}", N_("%(name)s is not a field", name=repr(locked)))
+                    Problem(
+                        f"{at}/locked/{position}", N_("%(name)s is not a field", name=repr(locked))
+                    )
                 )
     initials = [i for i, s in enumerate(document["states"]) if s.get("initial")]
     if len(initials) > 1:
@@ -383,7 +385,9 @@ def _transition_problems(
                     Problem(f"{at}/roles/{position}", N_("unknown role %(name)s", name=repr(role)))
                 )
         if "guard" in transition:
-            problems.extend(_guard_problems(f"{at}/guard", transition["guard"], definition, objects))
+            problems.extend(
+                _guard_problems(f"{at}/guard", transition["guard"], definition, objects)
+            )
         for position, action in enumerate(transition.get("actions", [])):
             problems.extend(
                 _action_problems(f"{at}/actions/{position}", action, document, properties)
@@ -435,7 +439,9 @@ def _action_problems(
                 Problem(f"{at}/fields/{name}", N_("the status moves with the transition itself"))
             )
         elif not isinstance(prop, dict):
-            problems.append(Problem(f"{at}/fields/{name}", N_("%(name)s is not a field", name=repr(name))))
+            problems.append(
+                Problem(f"{at}/fields/{name}", N_("%(name)s is not a field", name=repr(name)))
+            )
         elif prop.get("x-type") in ("formula", "rollup", "autonumber") or prop.get("readOnly"):
             problems.append(Problem(f"{at}/fields/{name}", N_("is read-only")))
     return problems
@@ -447,7 +453,9 @@ def _map_problems(document: dict[str, Any]) -> list[Problem]:
     for old, new in document.get("x-state-map", {}).items():
         at = f"/x-state-map/{old}"
         if old in states:
-            problems.append(Problem(at, N_("%(name)s is still a state; map only removed ones", name=repr(old))))
+            problems.append(
+                Problem(at, N_("%(name)s is still a state; map only removed ones", name=repr(old)))
+            )
         if new not in states:
             problems.append(Problem(at, N_("%(name)s is not a state", name=repr(new))))
     return problems

@@ -130,7 +130,7 @@ def list_transitions(object_name: str, record_id: int) -> Any:
     """``GET /records/<object>/<id>/transitions``: those the caller may fire now; 404 for
     an object without a workflow or a record the caller may not read."""
     service = _transitions()
-    meta, workflow = service.workflow_of(object_name)
+    _meta, workflow = service.workflow_of(object_name)
     items = service.available(object_name, record_id)
     record = service.records.get(object_name, record_id, include_children=False)
     state = workflow.state(record.get(workflow.status_field))

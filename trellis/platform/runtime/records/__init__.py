@@ -23,6 +23,6 @@ __all__ = [
 ]
 
 # Workflows hold every write to their rules through a hook; registered with the package.
-from trellis.platform.runtime.workflow import guard as _workflow_guard  # noqa: E402
+from trellis.platform.runtime.workflow import guard as _workflow_guard
 
 del _workflow_guard

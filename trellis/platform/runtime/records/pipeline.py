@@ -378,8 +378,10 @@ def live_ids(
         if visible is None and not unit.access.allowed(target, Operation.READ):
             return set()
     dialect = unit.dialect
-    if visible is None and dialect == "postgresql" and ids <= computed.locked_live(
-        unit.session, target_name
+    if (
+        visible is None
+        and dialect == "postgresql"
+        and ids <= computed.locked_live(unit.session, target_name)
     ):
         return set(ids)  # locked FOR UPDATE and found live by this transaction already
     statement = target.statement(("live_ids", dialect), lambda: _live_ids(target.table, dialect))

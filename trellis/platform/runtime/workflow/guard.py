@@ -93,9 +93,7 @@ def hold_to_workflow(event: WriteEvent) -> None:
             {"field": name, "message": N_("is locked while the record is %(state)s", state=state)}
         )
     if details:
-        raise ValidationFailed(
-            N_("the record's workflow does not allow this change"), details
-        )
+        raise ValidationFailed(N_("the record's workflow does not allow this change"), details)
 
 
 def _changed(event: WriteEvent, name: str) -> bool:

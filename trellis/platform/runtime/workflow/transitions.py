@@ -198,7 +198,12 @@ def _comment(comment: Any) -> str | None:
     if len(comment) > MAX_COMMENT:
         raise TransitionRefused(
             N_("the comment is too long"),
-            [{"field": "comment", "message": N_("at most %(limit)s characters", limit=MAX_COMMENT)}],
+            [
+                {
+                    "field": "comment",
+                    "message": N_("at most %(limit)s characters", limit=MAX_COMMENT),
+                }
+            ],
         )
     return comment.strip() or None
 
@@ -215,4 +220,3 @@ def _refusal(refusal: Refusal, message: str, transition: Transition | None) -> E
     labels = transition.guard_message if transition is not None else None
     shown = Localized(labels) if labels else message
     return TransitionRefused(shown, [{"field": "guard", "message": shown}])
-
