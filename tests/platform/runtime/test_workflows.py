@@ -110,6 +110,16 @@ def test_guard_comment_and_stale_version(app: Flask, database: Database, api: Ap
 
 
 @pytest.mark.usefixtures("pack")
+def test_the_credit_rule_refuses_a_submit_over_the_limit(api: Api) -> None:
+    dealer = api.post("/records/dealer", {"name": "Small", "code": "S-1", "credit_limit": 5})
+    order = new_draft(api, dealer.get_json()["id"])  # one line of 10: over a limit of 5
+    refused = fire(api, order, "submit")
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["error"]["details"][0]["rule"] == "within_credit_limit"
+    assert api.get(f"/records/sales_order/{order['id']}").get_json()["status"] == "draft"
+
+
+@pytest.mark.usefixtures("pack")
 def test_scope_decides_who_may_fire(app: Flask, database: Database, api: Api) -> None:
     north = as_user(app, database, "north.admin@example.com")
     east = as_user(app, database, "east.admin@example.com")

@@ -565,10 +565,13 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
 
 
 def _writable(service: RecordService, meta: ObjectMeta) -> set[str]:
+    """The fields a form lets the user type into: not a workflow's status (only its
+    transitions, the record page's buttons, move it)."""
+    status = meta.workflow.status_field if meta.workflow else None
     return {
         name
         for name, spec in meta.fields.items()
-        if spec.writable and service.access.field_access(meta, name) == "write"
+        if spec.writable and name != status and service.access.field_access(meta, name) == "write"
     }
 
 
