@@ -102,3 +102,36 @@ def test_the_designer_saves_the_form_and_draws_the_diagram(
     assert "v2" in history and "v1" in history
     dealer = sign_in("east.admin@example.com", language="en")
     assert dealer.get("/setup/workflows").status_code == 403
+
+
+def test_the_form_cannot_move_the_status_nor_change_a_locked_field(
+    pack_app: Flask, sign_in: SignIn
+) -> None:
+    submitted = ids_of(pack_app, "sales_order", status="submitted")[0]
+    admin = sign_in(ADMIN, language="en")
+    form = admin.get(f"/o/sales_order/{submitted}/edit").get_data(as_text=True)
+    assert 'name="status"' not in form  # the status is the transitions' to move
+    version = re.search(r'name="version" value="(\d+)"', form)
+    dealer = re.search(r'name="dealer" value="(\d+)"', form)
+    ordered = re.search(r'name="order_date"[^>]* value="([0-9-]+)"', form)
+    assert version and dealer and ordered
+    data = {
+        "csrf_token": csrf_of(form),
+        "version": version.group(1),
+        "dealer": dealer.group(1),
+        "order_date": ordered.group(1),
+        "currency": "CNY",
+        "status": "paid",  # sent anyway: not a field the form writes
+        "internal_notes": "checked",
+    }
+    saved = admin.post(f"/o/sales_order/{submitted}/edit", data=data)
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:500]
+    assert submitted in ids_of(pack_app, "sales_order", status="submitted")
+    fresh = admin.get(f"/o/sales_order/{submitted}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', fresh)
+    assert version
+    locked = {**data, "csrf_token": csrf_of(fresh), "version": version.group(1),
+              "order_date": "2020-01-01"}  # fmt: skip
+    refused = admin.post(f"/o/sales_order/{submitted}/edit", data=locked)
+    assert refused.status_code == 422
+    assert "is locked while the record is submitted" in refused.get_data(as_text=True)
