@@ -2,7 +2,7 @@
 
 States are put in columns by their distance from the initial state (a breadth-first walk
 over the transitions; states it never reaches go in a last column), stacked in document
-order within a column. Each transition is a line with an arrow and its label; a move back
+order within a column; cancelled states go in a row below, under the states leading there. Each transition is a line with an arrow and its label; a move back
 to an earlier column is drawn as a curve below the boxes, so it does not hide the forward
 ones. Every text is escaped; the drawing has no script.
 """
@@ -13,9 +13,9 @@ from collections import deque
 
 from markupsafe import Markup, escape
 
-from trellis.platform.workflow import Transition, Workflow
+from trellis.platform.workflow import Category, Transition, Workflow
 
-BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 150, 44, 70, 36, 20
+BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 150, 44, 100, 36, 20
 COLOURS = {
     "draft": ("#eef1f4", "#52606d"),
     "in_progress": ("#e3f2fd", "#1565c0"),
@@ -43,15 +43,34 @@ def layers(workflow: Workflow) -> dict[str, int]:
 def render_svg(workflow: Workflow, language: str = "en") -> Markup:
     """The diagram as an ``<svg>`` element (labels in ``language``, English otherwise)."""
     column = layers(workflow)
+    # Cancelled states are reached from many: they sit in a row of their own below the
+    # main line, under the middle of the states that lead to them.
+    ends = [s.name for s in workflow.states if s.category is Category.CANCELLED]
+    for end in ends:
+        sources = [
+            column[source]
+            for t in workflow.transitions
+            if t.target == end
+            for source in t.sources
+            if source not in ends
+        ]
+        if sources:
+            column[end] = round(sum(sources) / len(sources))
     rows: dict[int, int] = {}
     place: dict[str, tuple[int, int]] = {}
     for state in workflow.states:
+        if state.name in ends:
+            continue
         col = column[state.name]
         row = rows.get(col, 0)
         rows[col] = row + 1
         place[state.name] = (PAD + col * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y))
+    bottom = max(rows.values(), default=0) + 1  # one empty row for the curves of moves back
+    for end in ends:
+        place[end] = (PAD + column[end] * (BOX_W + GAP_X), PAD + bottom * (BOX_H + GAP_Y))
+    rows[-1] = bottom + 1
     width = PAD * 2 + (max(column.values(), default=0) + 1) * (BOX_W + GAP_X) - GAP_X
-    height = PAD * 2 + max(rows.values(), default=1) * (BOX_H + GAP_Y) + 60
+    height = PAD * 2 + max(rows.values(), default=1) * (BOX_H + GAP_Y)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="workflow-diagram" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
@@ -88,7 +107,11 @@ def _edge(
     bx: float
     by: float
     label = escape(_pick(transition.label, language))
-    if x2 > x1:  # forward: right edge to left edge
+    if y2 > y1 + BOX_H:  # down to a cancelled state: bottom edge to top edge
+        ax, ay, bx, by = x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2
+        path = f"M{ax},{ay} L{bx},{by}"
+        tx, ty = (ax + bx) / 2, (ay + by) / 2
+    elif x2 > x1:  # forward: right edge to left edge
         ax, ay, bx, by = x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2
         path = f"M{ax},{ay} L{bx},{by}"
         tx, ty = (ax + bx) / 2, (ay + by) / 2 - 6

@@ -206,7 +206,7 @@ class MetaRegistry:
         }
         for version, doc in workflows.values():
             meta = objects.get(str(doc.get("object")))
-            if meta is not None:
+            if meta is not None and _still_fits(meta, doc):
                 meta.workflow = parse_workflow(doc, version)
         packs = [
             (name, dict(manifest))
@@ -272,6 +272,18 @@ class MetaRegistry:
     def documents(self) -> dict[str, dict[str, Any]]:
         """The current object definitions by name, as stored (the documents are not copied)."""
         return {name: meta.definition.document for name, meta in self._objects.items()}
+
+
+def _still_fits(meta: ObjectMeta, document: dict[str, Any]) -> bool:
+    """Whether the object still has the workflow's status field with every state as an
+    option. A definition changed since the workflow was saved may have dropped them; the
+    workflow then holds no write (it is shown as it is until an administrator fixes it),
+    rather than refusing every write of the object."""
+    spec = meta.fields.get(str(document.get("status_field")))
+    if spec is None or spec.type.name != "picklist":
+        return False
+    options = set(spec.schema.get("enum", []))
+    return all(state.get("name") in options for state in document.get("states", []))
 
 
 def build_objects(definitions: list[tuple[ObjectDefinition, int]]) -> dict[str, ObjectMeta]:

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 
 from trellis.exceptions import IncompatibleChange, InvalidDefinition
 from trellis.platform.messages import N_
+from trellis.platform.metadata.definition import Problem
 from trellis.platform.metadata.diff import DocumentDiff
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.versioning import WORKFLOWS, Change, DocumentStore
 from trellis.platform.runtime.workflow.guard import moving
 from trellis.platform.workflow import migrate_states, parse_workflow, validate_workflow
-from trellis.platform.workflow.document import Problem
 
 NAMED_RECORDS = 10  # how many records a refusal names before "and N more"
 
