@@ -2,9 +2,10 @@
 
 States are put in columns by their distance from the initial state (a breadth-first walk
 over the transitions; states it never reaches go in a last column), stacked in document
-order within a column; cancelled states go in a row below, under the states leading there. Each transition is a line with an arrow and its label; a move back
-to an earlier column is drawn as a curve below the boxes, so it does not hide the forward
-ones. Every text is escaped; the drawing has no script.
+order within a column; cancelled states go in a row below, under the states leading
+there. Each transition is a line with an arrow and its label; a move back to an earlier
+column is a curve below the boxes, so it does not hide the forward ones. Every text is
+escaped; the drawing has no script.
 """
 
 from __future__ import annotations
