@@ -758,9 +758,8 @@ def test_sibling_dealers_never_see_each_other(world: World) -> None:
         ]
         # Later states lock the dealer (the workflow's rule, checked first): a draft shows
         # the reference check; without one, the lock refuses it all the same.
-        drafts = [
-            i for i in mine["sales_order"] if snap.records["sales_order"][i]["status"] == "draft"
-        ]
+        orders = snap.records["sales_order"]
+        drafts = [i for i in mine["sales_order"] if orders[i]["status"] == "draft"]
         my_order = min(drafts or mine["sales_order"])
         error = error_of(
             me.api.patch(
