@@ -380,7 +380,7 @@ def test_detail_shows_lines_related_records_and_history(sign_in: SignIn, pack_ap
     page = client.get(f"/o/dealer/{east}").get_data(as_text=True)
     assert "Orders (Dealer)" in page  # the orders that look this dealer up
     assert "Dealers (Parent dealer)" in page or "Parent" in page
-    # An order whose notes its state leaves open (the workflow locks them once received).
+    # An order in an early state: later ones lock more of its fields (the workflow).
     order_id = next(
         found
         for status in ("draft", "submitted", "approved", "confirmed", "shipped")
