@@ -107,6 +107,19 @@ class DuplicateValue(Conflict):
     code = "duplicate"
 
 
+class TransitionNotAllowed(Conflict):
+    """A workflow transition that does not leave the record's current state (409)."""
+
+    code = "transition_not_allowed"
+
+
+class TransitionRefused(TrellisError):
+    """A transition whose guard is false or whose required comment is missing (422)."""
+
+    status = 422
+    code = "transition_refused"
+
+
 class InvalidDefinition(TrellisError):
     """An object definition refused by the meta-schema or by the platform's rules."""
 

@@ -62,10 +62,11 @@ def demo_records() -> list[dict[str, Any]]:
 
 ROLES = ["role " + Path(p).stem for p in manifest()["roles"]]
 AUTOMATIONS = ["automation " + Path(p).stem for p in automation_files(PACK, manifest())]
+WORKFLOWS = ["workflow order_flow", "workflow dealer_onboarding"]
 
 
 def objects_only(names: list[str]) -> list[str]:
-    return [n for n in names if not n.startswith(("role ", "automation "))]
+    return [n for n in names if not n.startswith(("role ", "automation ", "workflow "))]
 
 
 def test_manifest() -> None:
@@ -188,7 +189,7 @@ def _state(app: Flask) -> dict[str, Any]:
 def test_install_creates_objects_and_demo_data(app: Flask, database: Database) -> None:
     result = _install(app)
     assert (result.name, result.version) == ("channel_pack", manifest()["version"])
-    assert result.created == OBJECTS + ROLES + AUTOMATIONS
+    assert result.created == OBJECTS + ROLES + WORKFLOWS + AUTOMATIONS
     assert result.updated == [] and result.unchanged == []
     assert result.demo_records == len(demo_records())
 
@@ -272,7 +273,7 @@ def test_install_is_idempotent(app: Flask) -> None:
     before = _state(app)
     again = _install(app)
     assert again.created == [] and again.updated == []
-    assert again.unchanged == OBJECTS + ROLES + AUTOMATIONS
+    assert again.unchanged == OBJECTS + ROLES + WORKFLOWS + AUTOMATIONS
     assert again.demo_records == 0
     assert _state(app) == before
 
@@ -300,7 +301,9 @@ def test_the_registry_knows_the_installed_packs_and_sees_a_changed_manifest(
     data["label"] = {"en": "Channels", "zh-CN": "渠道"}
     (folder / "pack.json").write_text(json.dumps(data), encoding="utf-8")
     result = _install(app, folder)
-    assert result.unchanged == OBJECTS + ROLES + AUTOMATIONS  # only the manifest changed
+    assert (
+        result.unchanged == OBJECTS + ROLES + WORKFLOWS + AUTOMATIONS
+    )  # only the manifest changed
     with database.session() as session:
         assert session.scalar(sa.select(MetaRevision.revision)) == installed + 1
         other.ensure_current(session)

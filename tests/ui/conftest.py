@@ -15,6 +15,7 @@ from trellis.extensions import database_of
 from trellis.platform.runtime.identity import UserService
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.packs import install_pack, resolve_pack
+from trellis.platform.runtime.workflow.documents import WorkflowService
 
 PASSWORD = "a long test password"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -33,6 +34,16 @@ def install_channel_pack(app: Flask) -> None:
         for user_id in session.scalars(sa.select(User.id)):
             users.update(user_id, {"password": PASSWORD})
         session.commit()
+
+
+def drop_workflow(app: Flask, name: str) -> None:
+    """Delete a pack's workflow: tests of rules that read the status write it as a plain
+    field (what moves the status is tests/platform/runtime/test_workflows.py's subject)."""
+    registry = app.extensions["trellis.registry"]
+    with database_of(app).session() as session:
+        WorkflowService(session, registry, None).delete(name)
+        session.commit()
+    registry.invalidate()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.ui.conftest import SignIn, csrf_of, dealer_id, ids_of
+from tests.ui.conftest import SignIn, csrf_of, dealer_id, drop_workflow, ids_of
 from trellis.extensions import database_of
 from trellis.platform.runtime.objects import ObjectService
 
@@ -98,6 +98,7 @@ def test_the_preview_tells_an_order_over_the_dealers_credit_as_saving_would(
 ) -> None:
     """The credit rule reads the dealer's open exposure, a roll-up over its orders: the
     preview counts the order being typed into it, as the save would."""
+    drop_workflow(pack_app, "order_flow")  # the order is saved as submitted straight away
     dealer = dealer_id(pack_app, "D-0101")
     with database_of(pack_app).session() as session:
         limit, exposure = session.execute(

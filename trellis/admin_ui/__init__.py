@@ -294,10 +294,11 @@ def init_app(app: Flask) -> None:
         saved_views,
         shell,
         webhooks,
+        workflows,
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del automations, designer_rules, imports, jobs, record_compute, webhooks
+    del automations, designer_rules, imports, jobs, record_compute, webhooks, workflows
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,

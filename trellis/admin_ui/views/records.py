@@ -29,6 +29,7 @@ from trellis.admin_ui.forms import (
 )
 from trellis.admin_ui.i18n import current_language, pick, told
 from trellis.admin_ui.pages import cached_fragment, signed_in
+from trellis.admin_ui.views.workflows import workflow_panel
 from trellis.exceptions import (
     DuplicateValue,
     InvalidQuery,
@@ -452,6 +453,7 @@ def record_detail(object_name: str, record_id: int) -> Any:
         can_update=service.access.allowed(meta, Operation.UPDATE),
         can_delete=service.access.allowed(meta, Operation.DELETE),
         users=_user_names(service, [record]),
+        workflow=workflow_panel(meta, record),
     )
 
 
@@ -472,6 +474,8 @@ def _history(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
         "update": _("changed"),
         "delete": _("deleted"),
         "restore": _("restored"),
+        "transition": _("moved by a transition"),
+        "state_mapped": _("moved to a new workflow version"),
     }
     for entry in entries:
         entry["who"] = names.get(entry["changed_by"], _("system"))
@@ -561,7 +565,10 @@ def _related(service: RecordService, meta: ObjectMeta, record_id: int) -> list[d
 
 
 def _writable(service: RecordService, meta: ObjectMeta) -> set[str]:
-    return service.access.writable(meta)
+    """The fields a form lets the user type into: not a workflow's status (only its
+    transitions, the record page's buttons, move it)."""
+    status = meta.workflow.status_field if meta.workflow else None
+    return {name for name in service.access.writable(meta) if name != status}
 
 
 def _form_sections(

@@ -257,7 +257,7 @@ def _dec(value: Any) -> Decimal:
     return to_decimal(value) or Decimal(0)
 
 
-def _resolver(unit: WriteUnit) -> Callable[[str, int, str], Any]:
+def record_resolver(unit: WriteUnit) -> Callable[[str, int, str], Any]:
     """Reads a field of another record (paths through lookups), each row once a call."""
     rows: dict[tuple[str, int], Any] = {}
 
@@ -278,7 +278,8 @@ def _resolver(unit: WriteUnit) -> Callable[[str, int, str], Any]:
     return resolve
 
 
-def _user(unit: WriteUnit) -> dict[str, Any] | None:
+def expression_user(unit: WriteUnit) -> dict[str, Any] | None:
+    """``$user`` as expressions read it (``None`` for the system)."""
     caller = unit.caller
     if caller is None:
         return None
@@ -310,7 +311,7 @@ def _json(meta: ObjectMeta, name: str, value: Any) -> Any:
 
 def _true(expression: CompiledExpression, values: Mapping[str, Any], unit: WriteUnit,
           resolver: Any, old: Mapping[str, Any] | None = None) -> bool:  # fmt: skip
-    return expression(values, resolver, _user(unit), old) is True
+    return expression(values, resolver, expression_user(unit), old) is True
 
 
 # --- before validation -----------------------------------------------------------------
@@ -332,7 +333,7 @@ def prepare(draft: Draft, unit: WriteUnit) -> None:
         return
     stored = {n: draft.old.get(n) for n in meta.fields} if draft.old is not None else {}
     merged = {**stored, **draft.payload}
-    resolver = _resolver(unit)
+    resolver = record_resolver(unit)
     values = python_values(meta, merged)
     for name, conditions in plan.conditions.items():
         visible = conditions.get("x-visible-if")
@@ -455,7 +456,7 @@ def check(draft: Draft, unit: WriteUnit) -> None:
         return
     stored = {n: draft.old.get(n) for n in meta.fields} if draft.old is not None else None
     merged = {**(stored or {}), **draft.payload}
-    resolver = _resolver(unit)
+    resolver = record_resolver(unit)
     values = python_values(meta, merged)
     old = python_values(meta, stored) if stored is not None else None
     details: list[dict[str, Any]] = []
@@ -488,7 +489,7 @@ def _broken(
     rule: Rule, values: Mapping[str, Any], old: Mapping[str, Any] | None, unit: WriteUnit,
     resolver: Any,
 ) -> dict[str, Any] | None:  # fmt: skip
-    user = _user(unit)
+    user = expression_user(unit)
     if rule.when is not None and rule.when(values, resolver, user, old) is not True:
         return None
     if rule.check(values, resolver, user, old) is True:
@@ -553,7 +554,7 @@ def _contribution(
     if values is None or values.get(rollup.link) is None:
         return None, None
     parent = values[rollup.link]
-    if rollup.filter is not None and not _true(rollup.filter, values, unit, _resolver(unit)):
+    if rollup.filter is not None and not _true(rollup.filter, values, unit, record_resolver(unit)):
         return parent, None
     if rollup.function == "COUNT":
         return parent, 1
@@ -637,7 +638,7 @@ def _recompute(unit: WriteUnit, rollup: Rollup, parent_id: int) -> None:
         for row in rows
         if rollup.value
         and row[rollup.value] is not None
-        and (rollup.filter is None or _true(rollup.filter, dict(row), unit, _resolver(unit)))
+        and (rollup.filter is None or _true(rollup.filter, dict(row), unit, record_resolver(unit)))
     ]
     result = _aggregate(rollup.function, values)
     spec = meta.fields[rollup.field]
@@ -677,7 +678,7 @@ def _rolled(
     plan = plan_of(unit.registry, meta)
     if plan.formulas:
         new = dict(new)
-        _stored_formulas(unit.session, meta, plan, record_id, new, _resolver(unit))
+        _stored_formulas(unit.session, meta, plan, record_id, new, record_resolver(unit))
     after_write(unit, meta, record_id, old, new)
 
 
@@ -703,7 +704,7 @@ def _recompute_readers(
         .all()
     )
     plan = plan_of(unit.registry, meta)
-    resolver = _resolver(unit)
+    resolver = record_resolver(unit)
     for row in rows:  # every formula of the reader is brought up to date together
         values = dict(row)
         if _stored_formulas(unit.session, meta, plan, int(row["id"]), values, resolver):
@@ -732,7 +733,7 @@ def finish(unit: WriteUnit) -> None:
         )
         if row is None:
             continue
-        resolver = _resolver(unit)
+        resolver = record_resolver(unit)
         for rule in rules:
             problem = _broken(rule, dict(row), old or {}, unit, resolver)
             if problem is not None:
@@ -788,7 +789,7 @@ def _backfill_one(session: Any, registry: MetaRegistry, object_name: str) -> Non
         groups: dict[int, list[Any]] = {}
         for row in rows:
             if rollup.filter is not None and not _true(
-                rollup.filter, dict(row), unit, _resolver(unit)
+                rollup.filter, dict(row), unit, record_resolver(unit)
             ):
                 continue
             value = 1 if rollup.function == "COUNT" else row[rollup.value] if rollup.value else None
@@ -817,7 +818,7 @@ def _backfill_one(session: Any, registry: MetaRegistry, object_name: str) -> Non
                 sa.update(table).where(table.c.id == record_id).values({rollup.field: stored})
             )
     if plan.formulas:
-        resolver = _resolver(unit)
+        resolver = record_resolver(unit)
         for row in session.execute(sa.select(table)).mappings().all():
             _stored_formulas(session, meta, plan, int(row["id"]), dict(row), resolver)
 
@@ -862,7 +863,7 @@ def preview(
     plan = plan_of(unit.registry, meta)
     result = Preview()
     merged = {**(stored or {}), **payload}
-    resolver = _resolver(unit)
+    resolver = record_resolver(unit)
     values = python_values(meta, merged)
     old = python_values(meta, dict(stored)) if stored is not None else None
     for name, conditions in plan.conditions.items():

@@ -167,6 +167,8 @@ class RecordHistory(Base):
     action: Mapped[str] = mapped_column(sa.String(16))
     version: Mapped[int]
     changes: Mapped[dict[str, Any]]
+    # What else the write was: a transition's name, from and to states, and comment.
+    detail: Mapped[dict[str, Any] | None]
     changed_by: Mapped[int | None] = mapped_column(sa.BigInteger)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -251,6 +253,22 @@ class AutomationRun(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     run_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Workflow(DocumentHead):
+    """A workflow (a state machine over an object's status): its current version."""
+
+    __tablename__ = "workflows"
+
+
+class WorkflowVersion(DocumentVersion):
+    """An immutable version of a workflow document."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (sa.UniqueConstraint("workflow_name", "version"),)
+
+    workflow_name: Mapped[str] = mapped_column(sa.ForeignKey("workflows.name", ondelete="CASCADE"))
+    summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 
 class UserRole(Base):

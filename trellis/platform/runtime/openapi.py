@@ -30,6 +30,7 @@ from trellis.platform.metadata.fieldtypes import ALL_OPS
 from trellis.platform.metadata.permissions import Operation, role_meta_schema
 from trellis.platform.runtime.api import schemas as shapes
 from trellis.platform.runtime.imports.sheets import XLSX_MIME
+from trellis.platform.workflow import workflow_meta_schema
 
 if TYPE_CHECKING:
     from trellis.platform.metadata.permissions import Permissions
@@ -158,11 +159,13 @@ def _spec() -> tuple[APISpec, MarshmallowPlugin]:
 
 
 def _role_document(_converter: Any, field: fields.Field, **_kwargs: Any) -> dict[str, Any]:
-    """A role (automation) document field refers to the role (automation) meta-schema."""
+    """A role, automation or workflow document field refers to its meta-schema."""
     if isinstance(field, shapes.RoleDocument):
         return _ref(component("RoleDocument"))
     if isinstance(field, shapes.AutomationDocument):
         return _ref(component("AutomationDocument"))
+    if isinstance(field, shapes.WorkflowDocument):
+        return _ref(component("WorkflowDocument"))
     return {}
 
 
@@ -174,6 +177,8 @@ def platform_schemas() -> dict[str, Any]:
     spec.components.schema(component("RoleDocument"), role)
     automation = {k: v for k, v in automation_meta_schema().items() if k != "$schema"}
     spec.components.schema(component("AutomationDocument"), automation)
+    workflow = {k: v for k, v in workflow_meta_schema().items() if k != "$schema"}
+    spec.components.schema(component("WorkflowDocument"), workflow)
     for schema in shapes.DOCUMENTED:
         spec.components.schema(component(schema), schema=schema)
     spec.components.schema(
@@ -421,6 +426,7 @@ def _admin_paths() -> dict[str, Any]:
         **_user_paths(),
         **_role_paths(),
         **_automation_paths(),
+        **_workflow_paths(),
         **_audit_paths(),
         **_webhook_paths(),
     }
@@ -726,6 +732,118 @@ def _role_paths() -> dict[str, Any]:
     }
 
 
+def _workflow_paths() -> dict[str, Any]:
+    workflow, document = _shape(shapes.WorkflowSchema), _ref(component("WorkflowDocument"))
+    name = _name_param("name", "workflow name")
+    return {
+        "/workflows": {
+            "get": _operation(
+                "list_workflows",
+                "workflows",
+                {
+                    "200": _ok(
+                        "Every workflow's current document", _shape(shapes.WorkflowPageSchema)
+                    )
+                },
+                summary="List workflows",
+            ),
+            "post": _operation(
+                "create_workflow",
+                "workflows",
+                {"201": _ok("Created as version 1", workflow), "409": ERROR, "422": ERROR},
+                summary="Create a workflow (records in states it lacks are refused, or mapped)",
+                body=document,
+            ),
+        },
+        "/workflows/{name}": {
+            "parameters": [name],
+            "get": _operation(
+                "get_workflow",
+                "workflows",
+                {"200": _ok("The current version", workflow)},
+                summary="A workflow",
+            ),
+            "put": _operation(
+                "update_workflow",
+                "workflows",
+                {"200": _ok("The new version", _shape(shapes.WorkflowChangeSchema)), "422": ERROR},
+                summary="Change a workflow; removed states in use are mapped by x-state-map",
+                body=document,
+            ),
+            "delete": _operation(
+                "delete_workflow",
+                "workflows",
+                {"204": {"description": "Deleted"}},
+                summary="Delete a workflow (the status becomes a plain field)",
+            ),
+        },
+        "/workflows/{name}/versions": {
+            "parameters": [name],
+            "get": _operation(
+                "list_workflow_versions",
+                "workflows",
+                {"200": _ok("Versions, newest first", _shape(shapes.WorkflowVersionPageSchema))},
+                summary="A workflow's versions",
+            ),
+        },
+        "/workflows/{name}/versions/{version}/restore": {
+            "parameters": [name, _int_param("version")],
+            "post": _operation(
+                "restore_workflow_version",
+                "workflows",
+                {"200": _ok("Restored as a new version", workflow), "422": ERROR},
+                summary="Make an old version current again, as a new version",
+            ),
+        },
+    }
+
+
+def _transition_paths(meta: ObjectMeta, base: str, record_id: dict[str, Any]) -> dict[str, Any]:
+    """A workflow's transitions of one record: those the caller may fire, and firing one."""
+    workflow = meta.workflow
+    if workflow is None:
+        return {}
+    names = [t.name for t in workflow.transitions]
+    transition = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": names},
+    }
+    return {
+        f"/records/{meta.name}/{{id}}/transitions": {
+            "parameters": [record_id],
+            "get": {
+                "operationId": f"transitions{base}",
+                "tags": [meta.name],
+                "summary": f"The transitions of workflow {workflow.name} the caller may fire now",
+                "responses": {
+                    "200": _ok(
+                        "The state and the transitions", _shape(shapes.TransitionPageSchema)
+                    ),
+                    **STANDARD_ERRORS,
+                },
+            },
+        },
+        f"/records/{meta.name}/{{id}}/transitions/{{name}}": {
+            "parameters": [record_id, transition],
+            "post": {
+                "operationId": f"fireTransition{base}",
+                "tags": [meta.name],
+                "summary": "Fire a transition (403 not allowed, 409 not from this state or "
+                "stale, 422 guard false or comment missing)",
+                "requestBody": {"required": False, **_json(_shape(shapes.TransitionBodySchema))},
+                "responses": {
+                    "200": _ok("Fired", _shape(shapes.TransitionResultSchema)),
+                    "409": ERROR,
+                    "422": ERROR,
+                    **STANDARD_ERRORS,
+                },
+            },
+        },
+    }
+
+
 def _audit_paths() -> dict[str, Any]:
     operation = _operation(
         "list_audit",
@@ -921,6 +1039,7 @@ def _allowed_paths(
         paths.pop(f"{base}/import/preview")
     if not allowed[Operation.UPDATE]:
         paths[f"{base}/{{id}}"].pop("patch")
+        paths.pop(f"{base}/{{id}}/transitions/{{name}}", None)
     for path in [p for p in paths if p.startswith(f"{base}/{{id}}/files/")]:
         access = permissions.field_access(meta.name, path.rsplit("/", 1)[-1])
         if access == "hidden":
@@ -1076,6 +1195,7 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
             },
         },
         **_file_paths(meta, base, record_id, record),
+        **_transition_paths(meta, base, record_id),
     }
 
 

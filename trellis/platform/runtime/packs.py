@@ -1,7 +1,7 @@
 """Packs: folders of metadata and demo data, installed in one transaction (DESIGN §8).
 
 A pack folder holds ``pack.json`` — name, version, label, dependencies, the object
-files in install order, demo data files — and the files it names. Installing is
+files in install order, roles, workflows, demo data files — and the files it names. Installing is
 idempotent: an unchanged definition writes nothing, a changed one becomes a new
 version through the same service as the API, and demo data loads once.
 """
@@ -25,6 +25,8 @@ from trellis.platform.runtime.models import InstalledPack, utcnow
 from trellis.platform.runtime.objects import ObjectService
 from trellis.platform.runtime.records import RecordService
 from trellis.platform.runtime.versioning import DocumentStore, bump_revision
+from trellis.platform.runtime.workflow import seeding
+from trellis.platform.runtime.workflow.documents import WorkflowService
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -95,7 +97,7 @@ def load_manifest(folder: Path) -> dict[str, Any]:
         problems.append({"field": "name", "message": N_("must be a lower snake_case name")})
     if not isinstance(manifest.get("version"), str):
         problems.append({"field": "version", "message": N_("must be a version string")})
-    for key in ("objects", "roles", "automations", "demo"):
+    for key in ("objects", "roles", "workflows", "automations", "demo"):
         value = manifest.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append({"field": key, "message": N_("must be a list of file paths")})
@@ -145,6 +147,9 @@ def install_pack(
     _install_in_rounds(session, registry, service, documents, result)
     roles = RoleService(session, registry, author_id)
     _install_documents(roles, folder, manifest.get("roles", []), "role", result)
+    # Roles before workflows: a transition names the roles that may fire it.
+    workflows = WorkflowService(session, registry, author_id)
+    _install_documents(workflows, folder, manifest.get("workflows", []), "workflow", result)
     # Hooks first: an automation naming a hook is checked against those registered.
     hooks_file = _load_hooks(folder, manifest["name"])
     automations = AutomationService(session, registry, author_id)
@@ -167,10 +172,13 @@ def install_pack(
         registry.ensure_current(session)
         records = RecordService(session, registry)  # the system, with every right
         refs: dict[str, int] = {}
-        for relative in manifest.get("demo", []):
-            data = _read_json(folder, relative)
-            result.demo_records += load_demo_data(records, data, relative, refs)
-            result.demo_users += load_demo_users(session, registry, data, relative, refs)
+        # Demo records may start in any state of their workflow (orders along the whole
+        # lifecycle); every other write starts a record in the initial state.
+        with seeding(session):
+            for relative in manifest.get("demo", []):
+                data = _read_json(folder, relative)
+                result.demo_records += load_demo_data(records, data, relative, refs)
+                result.demo_users += load_demo_users(session, registry, data, relative, refs)
         row.demo_loaded = True
     session.flush()
     return result
@@ -199,7 +207,7 @@ def _install_documents(
     noun: str,
     result: InstallResult,
 ) -> None:
-    """Create or update each document (roles, automations) of the pack's ``files``."""
+    """Create or update each document (roles, workflows, automations) of the pack's ``files``."""
     for relative in files:
         document = _read_json(folder, relative)
         name = document.get("x-name") if isinstance(document, dict) else None

@@ -27,7 +27,14 @@ from trellis.platform.metadata.patterns import fast_validator, full_validator
 from trellis.platform.metadata.permissions import Permissions, combine
 from trellis.platform.runtime.models import InstalledPack, MetaRevision
 from trellis.platform.runtime.storage import build_table
-from trellis.platform.runtime.versioning import AUTOMATIONS, OBJECTS, ROLES, current_documents
+from trellis.platform.runtime.versioning import (
+    AUTOMATIONS,
+    OBJECTS,
+    ROLES,
+    WORKFLOWS,
+    current_documents,
+)
+from trellis.platform.workflow import Workflow, parse_workflow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -47,6 +54,8 @@ class ObjectMeta:
     record_schema: dict[str, Any]
     children: list[tuple[str, FieldSpec]] = field(default_factory=list)
     referrers: list[tuple[str, FieldSpec]] = field(default_factory=list)
+    # The state machine over one of its fields (at most one per object), if any.
+    workflow: Workflow | None = None
     _full: Any = None
     _statements: dict[Any, Any] = field(default_factory=dict, repr=False)
 
@@ -165,6 +174,7 @@ class MetaRegistry:
         self._objects: dict[str, ObjectMeta] = {}
         self._roles: dict[str, dict[str, Any]] = {}
         self._automations: dict[str, Automation] = {}
+        self._workflows: dict[str, tuple[int, dict[str, Any]]] = {}
         self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
         self._packs: list[tuple[str, dict[str, Any]]] = []
         self.metadata = sa.MetaData()
@@ -203,6 +213,13 @@ class MetaRegistry:
             name: Automation(name, version, doc)
             for name, version, doc in current_documents(session, AUTOMATIONS)
         }
+        workflows = {
+            name: (version, doc) for name, version, doc in current_documents(session, WORKFLOWS)
+        }
+        for version, doc in workflows.values():
+            meta = objects.get(str(doc.get("object")))
+            if meta is not None and _still_fits(meta, doc):
+                meta.workflow = parse_workflow(doc, version)
         packs = [
             (name, dict(manifest))
             for name, manifest in session.execute(
@@ -215,6 +232,8 @@ class MetaRegistry:
             self._objects = objects
             self._roles = roles
             self._automations = automations
+
+            self._workflows = workflows
             self._packs = packs
             self._permissions = {}
             self.metadata = (
@@ -258,6 +277,10 @@ class MetaRegistry:
             if object_name is None or a.object_name == object_name
         ]
 
+    def workflow_documents(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The current workflow documents by name, each with its version."""
+        return dict(self._workflows)
+
     def permissions(self, role_names: tuple[str, ...], is_admin: bool) -> Permissions:
         """The combined rights of these roles (cached until the next revision)."""
         key = (role_names, is_admin)
@@ -271,6 +294,18 @@ class MetaRegistry:
     def documents(self) -> dict[str, dict[str, Any]]:
         """The current object definitions by name, as stored (the documents are not copied)."""
         return {name: meta.definition.document for name, meta in self._objects.items()}
+
+
+def _still_fits(meta: ObjectMeta, document: dict[str, Any]) -> bool:
+    """Whether the object still has the workflow's status field with every state as an
+    option. A definition changed since the workflow was saved may have dropped them; the
+    workflow then holds no write (it is shown as it is until an administrator fixes it),
+    rather than refusing every write of the object."""
+    spec = meta.fields.get(str(document.get("status_field")))
+    if spec is None or spec.type.name != "picklist":
+        return False
+    options = set(spec.schema.get("enum", []))
+    return all(state.get("name") in options for state in document.get("states", []))
 
 
 def build_objects(definitions: list[tuple[ObjectDefinition, int]]) -> dict[str, ObjectMeta]:

@@ -1,5 +1,5 @@
-"""The one versioned-document store: object definitions, roles and automations (and, as
-they come, workflows) are kept, changed, listed and restored the same way.
+"""The one versioned-document store: object definitions, roles, automations and
+workflows are kept, changed, listed and restored the same way.
 
 A kind of document has a head row (``DocumentHead``: its name and current version) and
 immutable version rows (``DocumentVersion``: the document, its diff from the version
@@ -51,6 +51,8 @@ from trellis.platform.runtime.models import (
     MetaRevision,
     Role,
     RoleVersion,
+    Workflow,
+    WorkflowVersion,
     utcnow,
 )
 
@@ -94,10 +96,18 @@ AUTOMATIONS = DocumentKind(
     "automation_name",
     diff_documents,
 )
+WORKFLOWS = DocumentKind(
+    "workflow", "/workflows", Workflow, WorkflowVersion, "workflow_name", diff_documents
+)
 
 
 # Each kind's name as its refusals say it ("object 'dealer' already exists").
-_NOUNS = {"object": N_("object"), "role": N_("role"), "automation": N_("automation")}
+_NOUNS = {
+    "object": N_("object"),
+    "role": N_("role"),
+    "automation": N_("automation"),
+    "workflow": N_("workflow"),
+}
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,7 @@ def init_app(app: Flask) -> None:
         roles,
         views,
         webhooks,
+        workflows,
     )
 
     del (
@@ -261,6 +262,7 @@ def init_app(app: Flask) -> None:
         roles,
         views,
         webhooks,
+        workflows,
     )  # imported for their routes
     app.extensions["trellis.registry"] = MetaRegistry()
     app.register_blueprint(bp)

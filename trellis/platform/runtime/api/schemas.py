@@ -453,6 +453,102 @@ class AutomationRunPageSchema(Shape):
     items = fields.List(fields.Nested(AutomationRunSchema))
 
 
+# --- workflows ---------------------------------------------------------------------------------
+
+
+class WorkflowDocument(fields.Raw):
+    """A workflow document, as stored; the workflow meta-schema describes it."""
+
+
+class WorkflowSchema(Shape):
+    """A workflow as ``/workflows/<name>`` answers it: name, current version and document."""
+
+    name = fields.String()
+    version = fields.Integer()
+    workflow = WorkflowDocument()
+
+
+class WorkflowChangeSchema(WorkflowSchema):
+    """The answer of ``PUT /workflows/<name>``: the workflow, and whether it changed."""
+
+    changed = fields.Boolean(metadata={"description": "false: identical, no version written"})
+
+
+class WorkflowPageSchema(Shape):
+    """The answer of ``GET /workflows``: ``{"items": [{name, version, workflow}, …]}``."""
+
+    items = fields.List(fields.Nested(WorkflowSchema))
+
+
+class WorkflowVersionSchema(Shape):
+    """One stored version of a workflow: who and when, what changed, and the document."""
+
+    version = fields.Integer()
+    author_id = fields.Integer(allow_none=True)
+    created_at = Moment()
+    summary = fields.String(metadata={"description": "what changed, in one line"})
+    diff = fields.Dict(allow_none=True)
+    restored_from = fields.Integer(allow_none=True)
+    workflow = WorkflowDocument(attribute="document")
+
+
+class WorkflowVersionPageSchema(Shape):
+    """The answer of ``GET /workflows/<name>/versions``."""
+
+    items = fields.List(
+        fields.Nested(WorkflowVersionSchema), metadata={"description": "newest first"}
+    )
+
+
+class TransitionBodySchema(Body):
+    """The body of ``POST /records/<object>/<id>/transitions/<name>`` (it may be empty)."""
+
+    comment = fields.String(
+        allow_none=True, validate=Length(max=2000), metadata={"description": "why"}
+    )
+    version = fields.Integer(
+        allow_none=True,
+        strict=True,
+        metadata={"description": "the version read; a record changed since is 409"},
+    )
+
+
+class TransitionOptionSchema(Shape):
+    """A transition the caller may fire now."""
+
+    name = fields.String()
+    label = fields.Dict(keys=fields.String(), values=fields.String())
+    to = fields.String()
+    comment = fields.String(metadata={"description": "none, optional or required"})
+
+
+class TransitionPageSchema(Shape):
+    """The answer of ``GET /records/<object>/<id>/transitions``."""
+
+    workflow = fields.String()
+    state = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(TransitionOptionSchema))
+
+
+class TransitionDoneSchema(Shape):
+    """What a transition did: its name, states and comment."""
+
+    workflow = fields.String()
+    workflow_version = fields.Integer()
+    transition = fields.String()
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String()
+    comment = fields.String(allow_none=True)
+
+
+class TransitionResultSchema(Shape):
+    """The answer of a fired transition: the record as it now is, and the transition."""
+
+    record = fields.Dict()
+    transition = fields.Nested(TransitionDoneSchema)
+
+
 # --- the audit trail ---------------------------------------------------------------------------
 
 
@@ -817,6 +913,16 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     AutomationVersionPageSchema,
     AutomationRunSchema,
     AutomationRunPageSchema,
+    WorkflowSchema,
+    WorkflowChangeSchema,
+    WorkflowPageSchema,
+    WorkflowVersionSchema,
+    WorkflowVersionPageSchema,
+    TransitionBodySchema,
+    TransitionOptionSchema,
+    TransitionPageSchema,
+    TransitionDoneSchema,
+    TransitionResultSchema,
     AuditEventSchema,
     AuditPageSchema,
     JobProgressSchema,

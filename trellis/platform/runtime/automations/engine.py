@@ -83,7 +83,7 @@ def evaluate(
     """An expression of the object's, over one record's JSON values (lookups followed)."""
     key = (meta.name, meta.version, registry.revision)
     expression = compiled(text, key, meta.definition.document, registry.documents())
-    return expression(computed.python_values(meta, values), computed._resolver(unit))
+    return expression(computed.python_values(meta, values), computed.record_resolver(unit))
 
 
 def _fired(

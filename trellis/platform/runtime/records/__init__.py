@@ -21,3 +21,8 @@ __all__ = [
     "hooks",
     "serialise",
 ]
+
+# Workflows hold every write to their rules through a hook; registered with the package.
+from trellis.platform.runtime.workflow import guard as _workflow_guard
+
+del _workflow_guard

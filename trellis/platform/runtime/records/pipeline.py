@@ -756,13 +756,16 @@ def history_row(
     unit: WriteUnit,
     meta: ObjectMeta,
     record_id: int | None,
-    action: Action,
+    action: str,
     version: int,
     changes: dict[str, Any],
     at: dt.datetime,
+    *,
+    detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One ``record_history`` row: who changed what, when, to which version."""
-    return {
+    """One ``record_history`` row: who changed what, when, to which version (and, for a
+    transition, its ``detail``; rows without one leave the column out, NULL)."""
+    row = {
         "object_name": meta.name,
         "record_id": record_id,
         "action": str(action),
@@ -771,6 +774,9 @@ def history_row(
         "changed_by": unit.user_id,
         "changed_at": at,
     }
+    if detail is not None:
+        row["detail"] = detail
+    return row
 
 
 def write_history(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -229,6 +229,7 @@ class RecordService:
                 },
                 "changed_by": row.changed_by,
                 "changed_at": iso(row.changed_at),
+                **({"detail": row.detail} if row.detail else {}),
             }
             for row in rows
         ]
@@ -314,8 +315,22 @@ class RecordService:
 
     # --- update ----------------------------------------------------------------------
 
-    def update(self, object_name: str, record_id: int, payload: Any) -> Record:
-        """Change the fields a payload names, from the version it says it read."""
+    def update(
+        self,
+        object_name: str,
+        record_id: int,
+        payload: Any,
+        *,
+        workflow_fields: Collection[str] = (),
+        history: tuple[str, dict[str, Any]] | None = None,
+    ) -> Record:
+        """Change the fields a payload names, from the version it says it read.
+
+        A workflow's transition (``runtime/workflow``) names the fields it sets itself in
+        ``workflow_fields`` — the status, its actions' fields — which the caller's field
+        access does not restrict (the transition's own rules decided), and its history
+        row as ``(action, detail)``.
+        """
         computed.discard(self.unit)
         meta = self.registry.get(object_name)
         payload = _require_object(payload)
@@ -330,7 +345,7 @@ class RecordService:
         self.access.require(meta, Operation.UPDATE)
         row = self._active_row(meta, record_id, Operation.READ)
         pipeline.require_in_scope(self.unit, meta, [record_id], Operation.UPDATE)
-        self.access.require_writable(meta, list(payload))
+        self.access.require_writable(meta, [k for k in payload if k not in workflow_fields])
         pipeline.audit_bypass(self.unit, meta, Operation.UPDATE, record_id)
         if row["version"] != expected:
             raise _stale(meta, record_id, row["version"], expected)
@@ -376,7 +391,14 @@ class RecordService:
             self.unit,
             [
                 pipeline.history_row(
-                    self.unit, meta, record_id, Action.UPDATE, expected + 1, changes, now
+                    self.unit,
+                    meta,
+                    record_id,
+                    history[0] if history else Action.UPDATE,
+                    expected + 1,
+                    changes,
+                    now,
+                    detail=history[1] if history else None,
                 )
             ],
         )
