@@ -338,6 +338,10 @@ def pack_install(path_or_name: str, demo: bool) -> None:
         click.echo("the demo users have random passwords: set one with `trellis user set-password`")
 
 
+# What a pack install reports, in this order ("role order_flow" is a role, "dealer" an object).
+KINDS = ("object", "role", "workflow", "automation")
+
+
 def _install(path_or_name: str, demo: bool) -> InstallResult:
     _require_database()
     registry = _registry()
@@ -354,7 +358,7 @@ def _install(path_or_name: str, demo: bool) -> InstallResult:
 
     def kind_of(name: str) -> str:  # "role x", "automation y"; an object is its bare name
         prefix = name.partition(" ")[0]
-        return prefix if prefix in ("role", "automation") and " " in name else "object"
+        return prefix if prefix in KINDS[1:] and " " in name else "object"
 
     def tally(names: list[str], kind: str) -> int:
         return sum(kind_of(name) == kind for name in names)
@@ -362,11 +366,11 @@ def _install(path_or_name: str, demo: bool) -> InstallResult:
     counts = {
         kind: f"created {tally(result.created, kind)}, updated {tally(result.updated, kind)}, "
         f"unchanged {tally(result.unchanged, kind)} {kind}(s)"
-        for kind in ("object", "role", "automation")
+        for kind in KINDS
     }
     click.echo(
-        f"pack {result.name} {result.version}: {counts['object']}; {counts['role']}; "
-        f"{counts['automation']}"
+        f"pack {result.name} {result.version}: "
+        + "; ".join(counts[kind] for kind in KINDS)
         + (f", {result.demo_records} demo record(s)" if result.demo_records else "")
         + (f", {len(result.demo_users)} demo user(s)" if result.demo_users else "")
     )

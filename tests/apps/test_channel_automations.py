@@ -76,12 +76,9 @@ def test_erp_sync_runs_for_new_and_changed_dealers_and_confirmed_orders(
     assert [rid for rid, _ in runs_of(database, "erp_sync_changed_dealer")] == [record["id"]]
     order = create(pack, "sales_order", {"dealer": record["id"], "status": "draft",
                                          "order_date": "2026-12-01"})  # fmt: skip
-    for status in ("submitted", "approved", "confirmed", "shipped"):
-        current = fetch(pack, "sales_order", order["id"])
-        response = pack.patch(
-            f"/records/sales_order/{order['id']}", {"status": status, "version": current["version"]}
-        )
-        assert response.status_code == 200, response.get_json()
+    line(pack, order["id"], 100)  # an order is submitted with lines
+    for transition in ("submit", "approve", "confirm", "ship"):  # only transitions move it
+        fire(pack, order["id"], transition)
     assert [rid for rid, _ in runs_of(database, "erp_sync_confirmed_order")] == [order["id"]]
 
 
@@ -92,11 +89,14 @@ def line(api: Api, order_id: int, amount: int) -> None:
     create(api, "order_line", body)
 
 
-def submit(api: Api, order_id: int, status: str = "submitted") -> None:
-    current = fetch(api, "sales_order", order_id)
-    body = {"status": status, "version": current["version"]}
-    response = api.patch(f"/records/sales_order/{order_id}", body)
+def fire(api: Api, order_id: int, transition: str) -> None:
+    """Move an order along its workflow (the status is not written directly)."""
+    response = api.post(f"/records/sales_order/{order_id}/transitions/{transition}", {})
     assert response.status_code == 200, response.get_json()
+
+
+def submit(api: Api, order_id: int, transition: str = "submit") -> None:
+    fire(api, order_id, transition)
 
 
 def test_exposure_alert_fires_once_per_crossing(pack: Api, database: Database) -> None:
@@ -111,7 +111,7 @@ def test_exposure_alert_fires_once_per_crossing(pack: Api, database: Database) -
     line(pack, big["id"], 450)
     submit(pack, big["id"])  # exposure 950: past 90 % — the edge
     assert [rid for rid, _ in runs_of(database, "credit_exposure_alert")] == [big["id"]]
-    submit(pack, big["id"], "approved")  # still over the line: no second alert
+    submit(pack, big["id"], "approve")  # still over the line: no second alert
     assert len(runs_of(database, "credit_exposure_alert")) == 1
     assert fetch(pack, "dealer", record["id"])["open_exposure"] == 950
 
