@@ -5,11 +5,12 @@ and disappears as the value it depends on changes."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from tests.browser.conftest import NewPage, Site, screenshot, sign_in
-from tests.browser.test_channel_scenarios import choose, control
-from tests.ui.conftest import PASSWORD
+from tests.ui.conftest import PASSWORD, dealer_id
 from tests.ui.test_live_form import add_ticket_object
+from trellis.extensions import database_of
 
 ADMIN = "admin@example.com"
 
@@ -77,21 +78,29 @@ def test_a_field_appears_and_disappears_with_its_visible_if_rule(
 def test_an_order_over_the_dealers_credit_is_told_as_it_is_typed(
     new_page: NewPage, channel_site: Site
 ) -> None:
-    """The credit rule runs in the preview: the message appears under the total once the
-    lines take the dealer over its available credit, and goes when the order is a draft."""
-    base = channel_site.url
+    """The credit rule runs in the preview: editing a submitted order (only a transition
+    sets the status), the message appears under the total once an added line takes the
+    dealer over its available credit, and goes when the line is removed."""
+    base, app = channel_site.url, channel_site.app
+    with database_of(app).session() as session:
+        order_id = session.scalar(
+            sa.text(
+                "SELECT id FROM obj_sales_order WHERE status = 'submitted' AND dealer = :d"
+                " AND deleted_at IS NULL ORDER BY id LIMIT 1"
+            ),
+            {"d": dealer_id(app, "D-0101")},
+        )
+    assert order_id is not None
     page = new_page()
     sign_in(page, base, ADMIN, PASSWORD)
-    page.goto(base + "/o/sales_order/new")
-    choose(page, control(page, "Dealer"), "华东", "华东星辰电器有限公司")
-    page.locator("select[name=status]").select_option("submitted")
+    page.goto(f"{base}/o/sales_order/{order_id}/edit")
     page.get_by_role("button", name="+ Add line").click()
-    row = page.locator("#grid-lines tbody tr").nth(0)
-    row.locator("[name=lines-0-unit_price]").fill("1000000000")
-    row.locator("[name=lines-0-quantity]").press_sequentially("9", delay=30)
+    row = page.locator("#grid-lines tbody tr").last
+    row.locator("[name$=-unit_price]").fill("1000000000")
+    row.locator("[name$=-quantity]").press_sequentially("9", delay=30)
     problem = page.locator('[data-field="total_amount"] [data-live-problem]')
     problem.wait_for(state="visible")
     assert "over its credit limit" in problem.inner_text()
     screenshot(page, "order-live-credit-rule")
-    page.locator("select[name=status]").select_option("draft")
+    row.locator("[data-remove-line]").click()
     problem.wait_for(state="detached")

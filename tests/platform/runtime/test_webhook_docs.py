@@ -27,9 +27,9 @@ def receiver_code() -> str:
     return match.group(1)
 
 
-def test_the_documented_receiver_is_ten_lines() -> None:
+def test_the_documented_receiver_is_a_dozen_lines() -> None:
     lines = [line for line in receiver_code().splitlines() if line.strip()]
-    assert len(lines) <= 10
+    assert len(lines) <= 12
 
 
 def test_the_documented_receiver_verifies_and_deduplicates(
