@@ -113,6 +113,18 @@ class TransitionNotAllowed(Conflict):
     code = "transition_not_allowed"
 
 
+class AwaitingApproval(Conflict):
+    """The record awaits approval: it is read-only until decided or recalled (409)."""
+
+    code = "awaiting_approval"
+
+
+class ApprovalConflict(Conflict):
+    """The approval task or request is not in a state that allows this (409)."""
+
+    code = "approval_conflict"
+
+
 class TransitionRefused(TrellisError):
     """A transition whose guard is false or whose required comment is missing (422)."""
 

@@ -548,3 +548,120 @@ class Notification(Base):
     record_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     read_at: Mapped[dt.datetime | None]
+
+
+class ApprovalRequest(Base):
+    """One submission of a record for approval, and where it stands.
+
+    At most one is ``pending`` per record (a partial unique index). Decisions lock this row
+    ``FOR UPDATE`` first, so the votes of one request are counted one at a time.
+    """
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        sa.Index(
+            "uq_approval_requests_pending",
+            "object_name",
+            "record_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index("ix_approval_requests_record", "object_name", "record_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    object_name: Mapped[str] = mapped_column(sa.String(40))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    workflow_name: Mapped[str] = mapped_column(sa.String(40))
+    workflow_version: Mapped[int]
+    transition: Mapped[str] = mapped_column(sa.String(40))
+    # pending, approved, rejected, returned (to the submitter), recalled
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    step_index: Mapped[int | None]
+    step_name: Mapped[str | None] = mapped_column(sa.String(40))
+    round: Mapped[int] = mapped_column(default=0)
+    submitter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+
+
+class ApprovalTask(Base):
+    """One approver's part in one step of a request.
+
+    A step's tasks form *lanes* (``lane``): one approver each, or several deciding in
+    ``seq`` order (依次, 加签). ``on_behalf_of_id`` is whom the approver stands in for (an
+    out-of-office delegate, an escalation).
+    """
+
+    __tablename__ = "approval_tasks"
+    __table_args__ = (
+        sa.Index("ix_approval_tasks_inbox", "approver_id", "status", "id"),
+        sa.Index("ix_approval_tasks_due", "status", "due_at"),
+        sa.Index("ix_approval_tasks_request", "request_id", "step_index", "round"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("approval_requests.id", ondelete="CASCADE")
+    )
+    step_index: Mapped[int]
+    step_name: Mapped[str] = mapped_column(sa.String(40))
+    round: Mapped[int] = mapped_column(default=0)
+    lane: Mapped[int] = mapped_column(default=0)
+    seq: Mapped[int] = mapped_column(default=0)
+    approver_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    on_behalf_of_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[dt.datetime | None]
+    # The deadline's action ran (a reminder is sent once); an escalation restarts the clock.
+    deadline_done: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    escalations: Mapped[int] = mapped_column(default=0, server_default="0")
+    decided_at: Mapped[dt.datetime | None]
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    # A rejection's destination: "end", "submitter" or an earlier step's name.
+    reject_to: Mapped[str | None] = mapped_column(sa.String(40))
+
+
+class ApprovalEvent(Base):
+    """The history of a request: every submission, decision, handover, added signer,
+    escalation, reminder, recall and outcome; who (``actor_id``, none: the system), on
+    behalf of whom, the comment and attachments (stored file ids in ``detail``)."""
+
+    __tablename__ = "approval_events"
+    __table_args__ = (sa.Index("ix_approval_events_request", "request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("approval_requests.id", ondelete="CASCADE")
+    )
+    task_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("approval_tasks.id", ondelete="SET NULL")
+    )
+    step_name: Mapped[str | None] = mapped_column(sa.String(40))
+    action: Mapped[str] = mapped_column(sa.String(20))
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    on_behalf_of_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OutOfOffice(Base):
+    """A user away from ``starts_on`` to ``ends_on`` (inclusive): the approval tasks that
+    reach them then go to ``delegate_id``, on their behalf."""
+
+    __tablename__ = "out_of_office"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    delegate_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    starts_on: Mapped[dt.date]
+    ends_on: Mapped[dt.date]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

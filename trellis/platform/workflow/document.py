@@ -37,6 +37,13 @@ from trellis.platform.metadata.computed import compile_at, expression_problem
 from trellis.platform.metadata.definition import Problem, _pointer
 from trellis.platform.metadata.fieldtypes import LABEL_SCHEMA
 from trellis.platform.metadata.names import NAME_PATTERN
+from trellis.platform.workflow.approval import (
+    ApprovalFlow,
+    approval_schema,
+    flow_expressions,
+    flow_problems,
+    parse_flow,
+)
 
 # Records that have no status yet are mapped by this key of ``x-state-map``.
 NO_STATE = ""
@@ -114,6 +121,7 @@ def workflow_meta_schema() -> dict[str, Any]:
             "guard_message": BILINGUAL,
             "comment": {"enum": [c.value for c in CommentRule]},
             "actions": {"type": "array", "items": action, "maxItems": 20},
+            "approval": approval_schema(),
         },
         "required": ["name", "label", "from", "to"],
         "additionalProperties": False,
@@ -179,6 +187,8 @@ class Transition:
     guard_message: dict[str, str] | None = None
     comment: CommentRule = CommentRule.NONE
     actions: tuple[Action, ...] = ()
+    # Firing it submits the record for this approval (``platform/workflow/approval.py``).
+    approval: ApprovalFlow | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,17 @@ class Workflow:
         found = self.state(state)
         return found.locked if found is not None else frozenset()
 
+    def flow_pending_in(self, state: str | None) -> ApprovalFlow | None:
+        """The approval whose requests wait in ``state``, if any."""
+        return next(
+            (t.approval for t in self.transitions if t.approval and t.target == state), None
+        )
+
+    @property
+    def has_approvals(self) -> bool:
+        """Whether any transition submits for approval."""
+        return any(t.approval for t in self.transitions)
+
     @property
     def state_names(self) -> list[str]:
         """Every state's name, in order."""
@@ -243,6 +264,7 @@ def parse_workflow(document: dict[str, Any], version: int = 0) -> Workflow:
                 Action(ActionType(a["type"]), dict(a.get("fields", {})))
                 for a in t.get("actions", [])
             ),
+            approval=parse_flow(t) if "approval" in t else None,
         )
         for t in document["transitions"]
     )
@@ -392,6 +414,42 @@ def _transition_problems(
             problems.extend(
                 _action_problems(f"{at}/actions/{position}", action, document, properties)
             )
+        if "approval" in transition:
+            problems.extend(_approval_problems(f"{at}/approval", transition, document, definition,
+                                               objects, roles))  # fmt: skip
+    return problems
+
+
+def _approval_problems(
+    at: str,
+    transition: dict[str, Any],
+    document: dict[str, Any],
+    definition: dict[str, Any],
+    objects: dict[str, dict[str, Any]],
+    roles: set[str] | frozenset[str],
+) -> list[Problem]:
+    named = {t["name"]: t for t in document["transitions"]}
+    found = flow_problems(at, transition, named, definition.get("properties", {}), roles)
+    problems = [Problem(pointer, message) for pointer, message in found]
+    pending = transition["to"]
+    others = [
+        t["name"]
+        for t in document["transitions"]
+        if t is not transition and "approval" in t and t["to"] == pending
+    ]
+    if others:
+        problems.append(
+            Problem(
+                f"{at}",
+                N_(
+                    "%(other)s already submits for approval into %(state)s",
+                    other=repr(others[0]),
+                    state=repr(pending),
+                ),
+            )
+        )
+    for pointer, text in flow_expressions(at, transition):
+        problems.extend(_guard_problems(pointer, text, definition, objects))
     return problems
 
 

@@ -234,6 +234,7 @@ def commit() -> None:
 def init_app(app: Flask) -> None:
     """Register the API: its blueprint, with every resource module's views."""
     from trellis.platform.runtime.api import (
+        approvals,
         audit_log,
         automations,
         files,
@@ -250,6 +251,7 @@ def init_app(app: Flask) -> None:
     )
 
     del (
+        approvals,
         audit_log,
         automations,
         files,

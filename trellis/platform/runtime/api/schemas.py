@@ -1023,3 +1023,153 @@ _WHAT = {
     "webhook": N_("webhook"),
     "preferences": N_("preferences"),
 }
+
+
+# --- approvals ---------------------------------------------------------------------------------
+
+
+class ApprovalSubmitSchema(Body):
+    """The body of ``POST /records/<object>/<id>/approval`` and ``…/approval/recall``."""
+
+    comment = fields.String(allow_none=True, validate=Length(max=2000))
+    version = fields.Integer(
+        allow_none=True,
+        strict=True,
+        metadata={"description": "the version read; a record changed since is 409"},
+    )
+
+
+class ApprovalDecisionSchema(Body):
+    """The body of ``POST /approvals/<task>/approve|reject|handover|add_signer``."""
+
+    comment = fields.String(allow_none=True, validate=Length(max=2000))
+    to = fields.String(
+        allow_none=True,
+        validate=Length(max=40),
+        metadata={"description": 'reject: "end" (default), "submitter" or an earlier step'},
+    )
+    user = fields.Raw(
+        allow_none=True,
+        metadata={"description": "handover, add_signer: the user's id or e-mail"},
+    )
+    position = fields.String(
+        allow_none=True,
+        validate=one_of(["before", "after"]),
+        metadata={"description": "add_signer: before or after oneself (default after)"},
+    )
+    attachments = fields.List(
+        fields.Integer(strict=True),
+        allow_none=True,
+        metadata={"description": "ids of files stored on the record"},
+    )
+
+
+class ApprovalPersonSchema(Schema):
+    """A user as approvals show them."""
+
+    id = fields.Integer()
+    name = fields.String()
+    email = fields.String(allow_none=True)
+
+
+class ApprovalRequestSchema(Schema):
+    """A request's head: where it stands and who submitted it."""
+
+    id = fields.Integer()
+    status = fields.String(
+        metadata={"description": "pending, approved, rejected, returned or recalled"}
+    )
+    step = fields.String(allow_none=True)
+    round = fields.Integer()
+    submitter = fields.Nested(ApprovalPersonSchema, allow_none=True)
+    submitted_at = fields.String()
+    decided_at = fields.String(allow_none=True)
+    recallable = fields.Boolean()
+
+
+class ApprovalStepSchema(Schema):
+    """A step of the flow and where the request is in it."""
+
+    name = fields.String()
+    label = fields.Dict(keys=fields.String(), values=fields.String())
+    mode = fields.String()
+    state = fields.String(metadata={"description": "done, current or ahead"})
+    editable = fields.List(fields.String())
+
+
+class ApprovalTaskSchema(Schema):
+    """One approver's task."""
+
+    id = fields.Integer()
+    step = fields.String()
+    round = fields.Integer()
+    lane = fields.Integer()
+    seq = fields.Integer()
+    approver = fields.Nested(ApprovalPersonSchema)
+    on_behalf_of = fields.Nested(ApprovalPersonSchema, allow_none=True)
+    status = fields.String(
+        metadata={"description": "pending, waiting, approved, rejected or cancelled"}
+    )
+    due_at = fields.String(allow_none=True)
+    decided_at = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    mine = fields.Boolean()
+
+
+class ApprovalEventSchema(Schema):
+    """One entry of a request's history."""
+
+    at = fields.String()
+    action = fields.String()
+    step = fields.String(allow_none=True)
+    task = fields.Integer(allow_none=True)
+    by = fields.Nested(ApprovalPersonSchema, allow_none=True)
+    on_behalf_of = fields.Nested(ApprovalPersonSchema, allow_none=True)
+    comment = fields.String(allow_none=True)
+    detail = fields.Dict()
+
+
+class ApprovalStateSchema(Schema):
+    """``GET /records/<object>/<id>/approval``: the latest request, its steps, tasks and
+    history."""
+
+    object = fields.String()
+    id = fields.Integer()
+    approvable = fields.Boolean()
+    request = fields.Nested(ApprovalRequestSchema, allow_none=True)
+    steps = fields.List(fields.Nested(ApprovalStepSchema))
+    tasks = fields.List(fields.Nested(ApprovalTaskSchema))
+    history = fields.List(fields.Nested(ApprovalEventSchema))
+
+
+class InboxItemSchema(Schema):
+    """One pending task of the caller."""
+
+    id = fields.Integer()
+    object = fields.String()
+    object_label = fields.Dict(keys=fields.String(), values=fields.String())
+    record_id = fields.Integer()
+    title = fields.String()
+    step = fields.String()
+    step_label = fields.Dict(keys=fields.String(), values=fields.String())
+    due_at = fields.String(allow_none=True)
+    assigned_at = fields.String()
+    submitted_at = fields.String()
+    submitter = fields.Nested(ApprovalPersonSchema, allow_none=True)
+    on_behalf_of = fields.Nested(ApprovalPersonSchema, allow_none=True)
+
+
+class InboxPageSchema(Schema):
+    """``GET /approvals/inbox``: a page of the caller's pending tasks."""
+
+    items = fields.List(fields.Nested(InboxItemSchema))
+    count = fields.Integer(metadata={"description": "all the caller's pending tasks"})
+    next_after = fields.Integer(allow_none=True, metadata={"description": "the next page's after"})
+
+
+class OutOfOfficeSchema(Body):
+    """``PUT /approvals/out-of-office``: who takes one's tasks, from and until when."""
+
+    delegate = fields.Raw(required=True, metadata={"description": "user id or e-mail"})
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True)

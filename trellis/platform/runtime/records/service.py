@@ -431,6 +431,9 @@ class RecordService:
         self.access.require(meta, Operation.DELETE)
         row = self._active_row(meta, record_id, Operation.READ)
         pipeline.require_in_scope(self.unit, meta, [record_id], Operation.DELETE)
+        from trellis.platform.runtime.workflow.pending import refuse_pending_delete
+
+        refuse_pending_delete(self.session, self.registry, meta, record_id, row)
         pipeline.audit_bypass(self.unit, meta, Operation.DELETE, record_id)
         if expected_version is not None and row["version"] != expected_version:
             raise _stale(meta, record_id, row["version"], expected_version)

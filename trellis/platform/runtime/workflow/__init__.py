@@ -4,6 +4,7 @@ pure engine's (``trellis.platform.workflow``)."""
 
 from __future__ import annotations
 
+from trellis.platform.runtime.workflow import pending  # registers its hook
 from trellis.platform.runtime.workflow.guard import moving, seeding
 
-__all__ = ["moving", "seeding"]
+__all__ = ["moving", "pending", "seeding"]

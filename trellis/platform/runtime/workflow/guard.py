@@ -96,6 +96,11 @@ def hold_to_workflow(event: WriteEvent) -> None:
         raise ValidationFailed(N_("the record's workflow does not allow this change"), details)
 
 
+def changed_fields(event: WriteEvent) -> list[str]:
+    """The fields of the object an update changes (as their types compare values)."""
+    return [name for name in event.meta.fields if _changed(event, name)]
+
+
 def _changed(event: WriteEvent, name: str) -> bool:
     """Whether the write changes the field, comparing values as their type stores them
     (``100`` and ``"100.00"`` are one amount)."""

@@ -29,6 +29,7 @@ from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import computed
 from trellis.platform.runtime.records import RecordService, pipeline
 from trellis.platform.runtime.workflow.guard import moving
+from trellis.platform.runtime.workflow.pending import awaiting, pending_request
 from trellis.platform.workflow import Refusal, Transition, Workflow, available, decide
 from trellis.platform.workflow.document import ActionType
 
@@ -64,6 +65,8 @@ class TransitionService:
         row = self._row(meta, record_id, lock=False)
         if not self._may_update(meta, record_id):
             return []
+        if workflow.has_approvals and pending_request(self.session, meta.name, record_id):
+            return []  # only the approval's outcome moves a record awaiting approval
         state = row[workflow.status_field]
         return [
             t
@@ -78,8 +81,13 @@ class TransitionService:
         name: str,
         comment: str | None = None,
         expected_version: int | None = None,
+        *,
+        system: bool = False,
     ) -> dict[str, Any]:
         """Apply transition ``name`` to the record; the caller commits.
+
+        ``system``: the platform fires it (an approval's outcome): from its state, without
+        roles, guard or comment rule; nothing a request sends can set it.
 
         403 without the right (roles, or the record outside the caller's update scope);
         404 for an unknown record or transition; 409 when it does not leave the current
@@ -91,6 +99,12 @@ class TransitionService:
         row = self._row(meta, record_id, lock=True)
         self.records.access.require(meta, Operation.UPDATE)
         pipeline.require_in_scope(self.records.unit, meta, [record_id], Operation.UPDATE)
+        if (
+            not system
+            and workflow.has_approvals
+            and pending_request(self.session, meta.name, record_id) is not None
+        ):
+            raise awaiting(meta, record_id)
         if expected_version is not None and row["version"] != expected_version:
             raise StaleRecord(
                 N_(
@@ -108,9 +122,11 @@ class TransitionService:
             name,
             state,
             self._roles(),
-            self._is_admin(),
-            comment,
-            lambda guard: self._guard_passes(meta, row, guard),
+            self._is_admin() or system,
+            comment if not system else comment or "-",
+            (lambda _guard: True)
+            if system
+            else (lambda guard: self._guard_passes(meta, row, guard)),
         )
         if decision.refusal is not None:
             raise _refusal(decision.refusal, decision.message or "", decision.transition)
@@ -137,6 +153,13 @@ class TransitionService:
                 workflow_fields=frozenset(payload),
                 history=("transition", detail),
             )
+            if transition.approval is not None:
+                from trellis.platform.runtime.workflow.approvals import ApprovalService
+
+                ApprovalService(self.session, self.registry, self.caller).open(
+                    meta, workflow, transition.approval, record_id, comment
+                )
+                record = self.records.get(meta.name, record_id)
         return {"record": record, "transition": detail}
 
     # --- helpers -------------------------------------------------------------------
