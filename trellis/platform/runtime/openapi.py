@@ -113,6 +113,7 @@ def _build(registry: MetaRegistry, permissions: Permissions) -> dict[str, Any]:
         **_identity_paths(),
         **_view_paths(),
         **_notification_paths(),
+        **_approval_paths(),
         **_job_paths(),
         **_import_paths(),
         **(_admin_paths() if permissions.is_admin else {}),
@@ -488,6 +489,118 @@ def _notification_paths() -> dict[str, Any]:
                 summary="Choose whether the caller also gets notifications by e-mail",
                 body=_shape(shapes.NotificationPreferencesInputSchema),
             ),
+        },
+    }
+
+
+def _approval_paths() -> dict[str, Any]:
+    """The caller's approval inbox, deciding their tasks, and their out-of-office delegate."""
+    state = _ok("The record's approval state", _shape(shapes.ApprovalStateSchema))
+    delegate = {
+        "type": "object",
+        "properties": {"out_of_office": {"type": ["object", "null"]}},
+    }
+    inbox_parameters = [
+        {"name": "object", "in": "query", "schema": {"type": "string"}},
+        {"name": "overdue", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                     "maximum": 200}},
+        {"name": "after", "in": "query", "schema": {"type": "integer"},
+         "description": "the last task id of the previous page"},
+    ]  # fmt: skip
+    action = {
+        "name": "action",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": ["approve", "reject", "handover", "add_signer"]},
+    }
+    return {
+        "/approvals/inbox": {
+            "get": {
+                **_operation(
+                    "approval_inbox",
+                    "approvals",
+                    {"200": _ok("Pending tasks, oldest first", _shape(shapes.InboxPageSchema))},
+                    summary="The caller's pending approval tasks",
+                ),
+                "parameters": inbox_parameters,
+            }
+        },
+        "/approvals/{task}/{action}": {
+            "parameters": [_int_param("task"), action],
+            "post": {
+                **_operation(
+                    "act_on_approval_task",
+                    "approvals",
+                    {"200": state, "409": ERROR, "422": ERROR},
+                    summary="Approve, reject (to the end, the submitter or an earlier step), "
+                    "hand over or add a signer (403 not the caller's task, 409 not open)",
+                ),
+                "requestBody": {
+                    "required": False,
+                    **_json(_shape(shapes.ApprovalDecisionSchema)),
+                },
+            },
+        },
+        "/approvals/out-of-office": {
+            "get": _operation(
+                "get_out_of_office",
+                "approvals",
+                {"200": _ok("The delegate and dates, or null", delegate)},
+                summary="The caller's out-of-office delegate",
+            ),
+            "put": _operation(
+                "set_out_of_office",
+                "approvals",
+                {"200": _ok("Saved", delegate), "422": ERROR},
+                summary="Who takes the caller's approval tasks, from and until when",
+                body=_shape(shapes.OutOfOfficeSchema),
+            ),
+            "delete": _operation(
+                "clear_out_of_office",
+                "approvals",
+                {"200": _ok("Cleared", delegate)},
+                summary="Back in the office",
+            ),
+        },
+    }
+
+
+def _record_approval_paths(
+    meta: ObjectMeta, base: str, record_id: dict[str, Any]
+) -> dict[str, Any]:
+    """Submitting a record of an object whose workflow has an approval, and recalling it."""
+    workflow = meta.workflow
+    if workflow is None or not workflow.has_approvals:
+        return {}
+    state = _ok("The record's approval state", _shape(shapes.ApprovalStateSchema))
+    body = {"required": False, **_json(_shape(shapes.ApprovalSubmitSchema))}
+    return {
+        f"/records/{meta.name}/{{id}}/approval": {
+            "parameters": [record_id],
+            "get": {
+                "operationId": f"approval{base}",
+                "tags": [meta.name],
+                "summary": "The latest approval request: steps, tasks and history",
+                "responses": {"200": state, **STANDARD_ERRORS},
+            },
+            "post": {
+                "operationId": f"submitApproval{base}",
+                "tags": [meta.name],
+                "summary": "Submit for approval (409 when nothing submits from this state)",
+                "requestBody": body,
+                "responses": {"201": state, "409": ERROR, "422": ERROR, **STANDARD_ERRORS},
+            },
+        },
+        f"/records/{meta.name}/{{id}}/approval/recall": {
+            "parameters": [record_id],
+            "post": {
+                "operationId": f"recallApproval{base}",
+                "tags": [meta.name],
+                "summary": "Recall before anyone has acted (403 not the submitter, 409 too late)",
+                "requestBody": body,
+                "responses": {"200": state, "409": ERROR, **STANDARD_ERRORS},
+            },
         },
     }
 
@@ -1040,6 +1153,8 @@ def _allowed_paths(
     if not allowed[Operation.UPDATE]:
         paths[f"{base}/{{id}}"].pop("patch")
         paths.pop(f"{base}/{{id}}/transitions/{{name}}", None)
+        paths.get(f"{base}/{{id}}/approval", {}).pop("post", None)
+        paths.pop(f"{base}/{{id}}/approval/recall", None)
     for path in [p for p in paths if p.startswith(f"{base}/{{id}}/files/")]:
         access = permissions.field_access(meta.name, path.rsplit("/", 1)[-1])
         if access == "hidden":
@@ -1196,6 +1311,7 @@ def _record_paths(meta: ObjectMeta) -> dict[str, Any]:
         },
         **_file_paths(meta, base, record_id, record),
         **_transition_paths(meta, base, record_id),
+        **_record_approval_paths(meta, base, record_id),
     }
 
 

@@ -1064,7 +1064,7 @@ class ApprovalDecisionSchema(Body):
     )
 
 
-class ApprovalPersonSchema(Schema):
+class ApprovalPersonSchema(Shape):
     """A user as approvals show them."""
 
     id = fields.Integer()
@@ -1072,7 +1072,7 @@ class ApprovalPersonSchema(Schema):
     email = fields.String(allow_none=True)
 
 
-class ApprovalRequestSchema(Schema):
+class ApprovalRequestSchema(Shape):
     """A request's head: where it stands and who submitted it."""
 
     id = fields.Integer()
@@ -1087,7 +1087,7 @@ class ApprovalRequestSchema(Schema):
     recallable = fields.Boolean()
 
 
-class ApprovalStepSchema(Schema):
+class ApprovalStepSchema(Shape):
     """A step of the flow and where the request is in it."""
 
     name = fields.String()
@@ -1097,7 +1097,7 @@ class ApprovalStepSchema(Schema):
     editable = fields.List(fields.String())
 
 
-class ApprovalTaskSchema(Schema):
+class ApprovalTaskSchema(Shape):
     """One approver's task."""
 
     id = fields.Integer()
@@ -1116,7 +1116,7 @@ class ApprovalTaskSchema(Schema):
     mine = fields.Boolean()
 
 
-class ApprovalEventSchema(Schema):
+class ApprovalEventSchema(Shape):
     """One entry of a request's history."""
 
     at = fields.String()
@@ -1129,7 +1129,7 @@ class ApprovalEventSchema(Schema):
     detail = fields.Dict()
 
 
-class ApprovalStateSchema(Schema):
+class ApprovalStateSchema(Shape):
     """``GET /records/<object>/<id>/approval``: the latest request, its steps, tasks and
     history."""
 
@@ -1142,7 +1142,7 @@ class ApprovalStateSchema(Schema):
     history = fields.List(fields.Nested(ApprovalEventSchema))
 
 
-class InboxItemSchema(Schema):
+class InboxItemSchema(Shape):
     """One pending task of the caller."""
 
     id = fields.Integer()
@@ -1159,7 +1159,7 @@ class InboxItemSchema(Schema):
     on_behalf_of = fields.Nested(ApprovalPersonSchema, allow_none=True)
 
 
-class InboxPageSchema(Schema):
+class InboxPageSchema(Shape):
     """``GET /approvals/inbox``: a page of the caller's pending tasks."""
 
     items = fields.List(fields.Nested(InboxItemSchema))
@@ -1173,3 +1173,19 @@ class OutOfOfficeSchema(Body):
     delegate = fields.Raw(required=True, metadata={"description": "user id or e-mail"})
     starts_on = fields.Date(required=True)
     ends_on = fields.Date(required=True)
+
+
+DOCUMENTED = (
+    *DOCUMENTED,
+    ApprovalSubmitSchema,
+    ApprovalDecisionSchema,
+    ApprovalPersonSchema,
+    ApprovalRequestSchema,
+    ApprovalStepSchema,
+    ApprovalTaskSchema,
+    ApprovalEventSchema,
+    ApprovalStateSchema,
+    InboxItemSchema,
+    InboxPageSchema,
+    OutOfOfficeSchema,
+)
