@@ -354,3 +354,28 @@ def test_two_approvers_racing(app: Flask, database: Database, people: dict[str, 
             {"r": record},
         ).scalar()
     assert count == 2  # submit and approve, once each
+
+
+def test_automations_trigger_on_workflow_events(people: dict[str, Api]) -> None:
+    admin, sam, boss = people["admin"], people["sam"], people["boss"]
+    put_flow(admin, [step("manager", [{"manager": 1}])])
+    ids: dict[str, int] = people["ids"]  # type: ignore[assignment]
+    for name, trigger in [
+        ("on_approved", {"on": "workflow", "events": ["approved"]}),
+        ("on_entered", {"on": "workflow", "events": ["entered_state"], "states": ["pending"]}),
+    ]:
+        body = {
+            "x-name": name,
+            "x-label": LABEL,
+            "object": "expense",
+            "trigger": trigger,
+            "actions": [{"type": "notify", "users": {"ids": [ids["kim"]]},
+                         "message": {"en": name, "zh-CN": name}}],
+        }  # fmt: skip
+        created = admin.post("/automations", body)
+        assert created.status_code == 201, created.get_json()
+    record = new_expense(sam)
+    assert submit(sam, record).status_code == 201
+    assert act(boss, my_task(boss, record), "approve").status_code == 200
+    titles = [n["title"]["en"] for n in people["kim"].get("/notifications").get_json()["items"]]
+    assert titles.count("on_entered") == 1 and titles.count("on_approved") == 1

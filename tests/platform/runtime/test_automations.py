@@ -324,7 +324,18 @@ def test_depth_limit_stops_a_chain_of_new_records(objects: Api) -> None:
             },
             "/actions/0/users/fields/0",
         ),
-        ({"actions": [{"type": "start_approval", "flow": "credit"}]}, "/actions/0/type"),
+        (
+            {
+                "trigger": {"on": "workflow", "events": ["approved"]},
+                "actions": [{"type": "start_approval", "flow": "credit"}],
+            },
+            "/actions/0/type",
+        ),
+        (
+            {"trigger": {"on": "workflow", "events": ["approved"], "states": ["x"]}},
+            "/trigger/states",
+        ),
+        ({"trigger": {"on": "workflow", "events": ["nonsense"]}}, "/trigger/events/0"),
         ({"x-name": "Bad Name"}, "/x-name"),
         ({"surprise": 1}, ""),
     ],

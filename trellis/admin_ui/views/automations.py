@@ -246,6 +246,13 @@ def trigger_text(trigger: dict[str, Any]) -> str:
         if days > 0:
             return _("%(days)d day(s) after %(field)s", days=days, field=field)
         return _("on the day of %(field)s", field=field)
+    if kind == TriggerKind.WORKFLOW:
+        events = ", ".join(trigger.get("events", []))
+        states = trigger.get("states")
+        if states:
+            return _("on workflow events %(events)s (states %(states)s)", events=events,
+                     states=", ".join(states))  # fmt: skip
+        return _("on workflow events %(events)s", events=events)
     return str(kind)
 
 
@@ -266,7 +273,7 @@ def action_text(action: dict[str, Any]) -> str:
     if kind == ActionKind.HOOK:
         return _("run the pack hook %(name)s", name=action.get("name", ""))
     if kind == ActionKind.START_APPROVAL:
-        return _("start the approval flow %(flow)s", flow=action.get("flow", ""))
+        return _("submit for approval by %(flow)s", flow=action.get("flow", ""))
     return str(kind)
 
 

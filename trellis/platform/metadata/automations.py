@@ -46,6 +46,19 @@ class TriggerKind(StrEnum):
     CONDITION_TRUE = "condition_true"  # the trigger's condition turned true (an edge)
     SCHEDULE = "schedule"  # a cron schedule, over the records its condition selects
     DATE = "date"  # relative to a date field of each record
+    WORKFLOW = "workflow"  # a workflow or approval event of the record
+
+
+class WorkflowEvent(StrEnum):
+    """The workflow and approval events an automation may trigger on."""
+
+    ENTERED_STATE = "entered_state"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+    RECALLED = "recalled"
+    ESCALATED = "escalated"
 
 
 # Triggers that fire on a record's write (the others are run by the scheduler).
@@ -138,6 +151,19 @@ def automation_meta_schema() -> dict[str, Any]:
                     "offset_days": {"type": "integer", "minimum": -365, "maximum": 365},
                 },
                 ["field", "offset_days"],
+            ),
+            _trigger(
+                TriggerKind.WORKFLOW,
+                {
+                    "events": {
+                        "type": "array",
+                        "items": {"enum": [e.value for e in WorkflowEvent]},
+                        "minItems": 1,
+                        "uniqueItems": True,
+                    },
+                    "states": _NAMES,
+                },
+                ["events"],
             ),
         ],
     }
@@ -271,6 +297,9 @@ def _trigger_problems(
         problem = cron_problem(trigger["cron"])
         if problem is not None:
             yield Problem("/trigger/cron", N_("not a cron schedule: %(reason)s", reason=problem))
+    elif kind is TriggerKind.WORKFLOW:
+        if "states" in trigger and WorkflowEvent.ENTERED_STATE not in trigger["events"]:
+            yield Problem("/trigger/states", N_("states narrow the entered_state event only"))
     elif kind is TriggerKind.DATE:
         name = trigger["field"]
         if fields.get(name, {}).get("x-type") not in ("date", "datetime"):
@@ -332,10 +361,10 @@ def _action_problems(
             yield Problem(
                 f"{at}/name", N_("no pack hook is named %(name)s", name=repr(action["name"]))
             )
-    elif kind is ActionKind.START_APPROVAL:
+    elif kind is ActionKind.START_APPROVAL and trigger is TriggerKind.WORKFLOW:
         yield Problem(
             f"{at}/type",
-            N_("approval flows are not available yet; an automation cannot start one"),
+            N_("an automation on workflow events cannot start an approval (it would loop)"),
         )
 
 

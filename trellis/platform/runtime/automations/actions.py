@@ -124,8 +124,23 @@ def run(
             )
     elif kind is ActionKind.WEBHOOK:
         _capability("webhooks").publish(session, action["event"], meta.name, record)
-    else:  # START_APPROVAL: refused when saved, until approval flows exist
-        raise BadRequest(N_("approval flows are not available yet; an automation cannot start one"))
+    else:  # START_APPROVAL: fire the named transition, which submits the record
+        from trellis.platform.runtime.workflow.transitions import TransitionService
+
+        if record_id is None:
+            raise BadRequest(N_("an approval starts for a record"))
+        service = TransitionService(session, registry, None)
+        _meta, workflow = service.workflow_of(meta.name)
+        transition = workflow.transition(action["flow"])
+        if transition is None or transition.approval is None:
+            raise BadRequest(
+                N_(
+                    "%(name)s is not a transition of %(workflow)s that submits for approval",
+                    name=repr(action["flow"]),
+                    workflow=workflow.name,
+                )
+            )
+        service.fire(meta.name, record_id, transition.name)
 
 
 def recipients(session: Session, users: dict[str, Any], record: dict[str, Any]) -> list[int]:

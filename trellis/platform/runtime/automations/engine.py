@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from trellis import defaults
 from trellis.exceptions import TrellisError
 from trellis.platform.expressions import compiled
@@ -39,6 +41,7 @@ from trellis.platform.metadata.automations import (
 from trellis.platform.runtime import audit, computed
 from trellis.platform.runtime.automations import actions, runs
 from trellis.platform.runtime.records.hooks import Action, Hook, WriteEvent, hooks
+from trellis.platform.runtime.records.serialise import serialise
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -288,3 +291,40 @@ def guarded(session: Session, automation: Automation, record_id: int | None) -> 
         yield True
     finally:
         chain.pop()
+
+
+def workflow_event(
+    session: Session,
+    registry: MetaRegistry,
+    object_name: str,
+    record_id: int,
+    event: str,
+    state: str | None = None,
+) -> None:
+    """Run the automations of the object that trigger on workflow ``event`` (a
+    ``WorkflowEvent``: entered_state with the ``state`` entered, submitted, approved,
+    rejected, returned, recalled, escalated), in the caller's transaction; each run is
+    recorded like any other (a failing action leaves the transition standing)."""
+    wanted = [
+        a
+        for a in registry.automations(object_name)
+        if a.active
+        and a.kind is TriggerKind.WORKFLOW
+        and event in a.trigger["events"]
+        and (event != "entered_state" or "states" not in a.trigger or state in a.trigger["states"])
+    ]
+    if not wanted:
+        return
+    meta = registry.get(object_name)
+    row = session.execute(sa.select(meta.table).where(meta.table.c.id == record_id)).mappings()
+    found = row.first()
+    if found is None:
+        return
+    record = serialise(meta, found)
+    unit = actions.system_records(session, registry).unit
+    for automation in wanted:
+        condition = automation.condition
+        if condition is not None and evaluate(registry, meta, condition, record, unit) is not True:
+            continue
+        run_actions(session, registry, automation, automation.actions, record_id, dict(record),
+                    TriggerKind.WORKFLOW.value)  # fmt: skip

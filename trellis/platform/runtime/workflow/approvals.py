@@ -21,6 +21,7 @@ from trellis.exceptions import ApprovalConflict, Forbidden, NotFound, Validation
 from trellis.platform.expressions import compiled
 from trellis.platform.messages import N_
 from trellis.platform.runtime import computed
+from trellis.platform.runtime.automations.engine import workflow_event
 from trellis.platform.runtime.models import (
     ApprovalEvent,
     ApprovalRequest,
@@ -153,6 +154,7 @@ class ApprovalService:
         if cc:
             self._notify(cc, _CC, meta, record_id, values)
             self._event(request_id, None, None, "cc", None, None, None, {"users": cc})
+        workflow_event(self.session, self.registry, meta.name, record_id, "submitted")
         self._advance(request_id, meta, flow, values, None)
         return request_id
 
@@ -421,6 +423,7 @@ class ApprovalService:
             self._event(request["id"], task["id"], step.name, "escalated", None, None, None,
                         {"from": task["approver_id"], "to": target})  # fmt: skip
             self._notify([target], _ARRIVED, meta, record_id)
+            workflow_event(self.session, self.registry, meta.name, record_id, "escalated")
             return
         decision = "approve" if deadline.action is DeadlineAction.APPROVE else "reject"
         status = TaskStatus.APPROVED if decision == "approve" else TaskStatus.REJECTED
@@ -759,6 +762,7 @@ class ApprovalService:
         TransitionService(self.session, self.registry, None).fire(
             meta.name, request["record_id"], transition, comment, system=True
         )
+        workflow_event(self.session, self.registry, meta.name, request["record_id"], outcome)
         if outcome == "recalled":
             return
         values = self._values(meta, request["record_id"])

@@ -27,6 +27,7 @@ from trellis.platform.expressions import compiled
 from trellis.platform.messages import N_, Localized
 from trellis.platform.metadata.permissions import Operation
 from trellis.platform.runtime import computed
+from trellis.platform.runtime.automations.engine import workflow_event
 from trellis.platform.runtime.records import RecordService, pipeline
 from trellis.platform.runtime.workflow.guard import moving
 from trellis.platform.runtime.workflow.pending import awaiting, pending_request
@@ -153,6 +154,8 @@ class TransitionService:
                 workflow_fields=frozenset(payload),
                 history=("transition", detail),
             )
+            workflow_event(self.session, self.registry, meta.name, record_id, "entered_state",
+                           transition.target)  # fmt: skip
             if transition.approval is not None:
                 from trellis.platform.runtime.workflow.approvals import ApprovalService
 
