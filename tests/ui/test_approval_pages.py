@@ -68,9 +68,9 @@ class Site:
         return answer.get_data(as_text=True)
 
 
-@pytest.fixture
-def site(app: Flask, database: Database, api: Api) -> Site:
-    """sam submits; boss is sam's manager (step 1); b1, b2 sit on the board (step 2)."""
+def build_site(app: Flask, api: Api, board: bool = True) -> Site:
+    """sam submits; boss is sam's manager (step 1); b1, b2 sit on the board (step 2, left
+    out when ``board`` is false)."""
     assert api.post("/objects", expense()).status_code == 201
     for role in ("clerk", "board", "nobody"):
         body = {
@@ -89,12 +89,12 @@ def site(app: Flask, database: Database, api: Api) -> Site:
         created = api.post("/users", body)
         assert created.status_code == 201, created.get_json()
         ids[name] = created.get_json()["id"]
-    flow = workflow(
-        [
-            step("manager", [{"manager": 1}], deadline={"hours": 4, "action": "remind"}),
-            step("board", [{"role": "board"}], mode="all"),
-        ]
-    )
+    steps = [step("manager", [{"manager": 1}], deadline={"hours": 4, "action": "remind"})]
+    if board:
+        steps.append(step("board", [{"role": "board"}], mode="all"))
+    for item, zh in zip(steps, ("经理审批", "董事会审批"), strict=False):
+        item["label"]["zh-CN"] = zh
+    flow = workflow(steps)
     names = {"draft": ("Draft", "草稿"), "pending": ("Pending", "审批中"),
              "approved": ("Approved", "已通过"), "rejected": ("Rejected", "已驳回"),
              "submit": ("Submit", "提交"), "approve": ("Approve", "通过"),
@@ -104,6 +104,12 @@ def site(app: Flask, database: Database, api: Api) -> Site:
         item["label"] = {"en": en, "zh-CN": zh}
     assert api.post("/workflows", flow).status_code == 201
     return Site(app, api, ids)
+
+
+@pytest.fixture
+def site(app: Flask, api: Api) -> Site:
+    """The expense object with its two-step flow and its people."""
+    return build_site(app, api)
 
 
 def tasks_of(html: str) -> list[int]:
@@ -415,7 +421,7 @@ def test_the_designer_edits_a_transitions_approval(site: Site) -> None:
     document = site.api.get("/workflows/expense_flow").get_json()["workflow"]
     approval = next(t for t in document["transitions"] if t["name"] == "submit")["approval"]
     assert [s["name"] for s in approval["steps"]] == ["manager", "board", "finance"]
-    assert approval["steps"][0]["label"] == {"en": "Line manager", "zh-CN": "manager"}
+    assert approval["steps"][0]["label"] == {"en": "Line manager", "zh-CN": "经理审批"}
     assert approval["steps"][1]["quorum"] == {"count": 1} and approval["recalled"] == "rework"
     assert approval["steps"][2] == {
         "name": "finance",
