@@ -280,6 +280,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     i18n.init_app(app)
     from trellis.admin_ui.views import (
+        approvals,
         automations,
         designer_access,
         designer_history,
@@ -294,11 +295,13 @@ def init_app(app: Flask) -> None:
         saved_views,
         shell,
         webhooks,
+        workflow_approval,
         workflows,
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
     del automations, designer_rules, imports, jobs, record_compute, webhooks, workflows
+    del workflow_approval
     app.jinja_env.globals.update(
         navigation=navigation,
         navigation_html=navigation_html,
@@ -313,8 +316,9 @@ def init_app(app: Flask) -> None:
         rich_types=RICH_TYPES,
         user_choices=user_choices,
         unread_notifications=notifications.unread_notifications,
+        pending_approvals=approvals.pending_approvals,
     )
-    del notifications
+    del notifications, approvals
     app.jinja_env.filters["moment"] = moment_text
     app.before_request(open_page)
     app.teardown_request(close_page)

@@ -46,7 +46,7 @@ def open_page() -> None:
         # SQLite: take the write lock up front (BEGIN IMMEDIATE) so writers queue.
         db_session.connection(execution_options={"trellis_write": True})
     try:
-        identity, user, unread = authenticate_session_user(
+        identity, user, unread, pending = authenticate_session_user(
             db_session, user_id, session.get("stamp")
         )
     except AuthenticationRequired:
@@ -55,6 +55,7 @@ def open_page() -> None:
     registry().ensure_current(db_session, identity.revision)
     g.user = user
     g.unread_notifications = unread  # the bell's count, read with the user
+    g.pending_approvals = pending  # the approvals badge, in the same query
     g.caller = caller_of(identity)
 
 

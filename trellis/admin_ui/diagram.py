@@ -41,8 +41,10 @@ def layers(workflow: Workflow) -> dict[str, int]:
     return column
 
 
-def render_svg(workflow: Workflow, language: str = "en") -> Markup:
-    """The diagram as an ``<svg>`` element (labels in ``language``, English otherwise)."""
+def render_svg(workflow: Workflow, language: str = "en", approval_mark: str = "approval") -> Markup:
+    """The diagram as an ``<svg>`` element (labels in ``language``, English otherwise). A
+    transition that submits for approval is drawn dashed, with ``approval_mark`` (the
+    word in the reader's language) in a badge after its label."""
     column = layers(workflow)
     # Cancelled states are reached from many: they sit in a row of their own below the
     # main line, under the middle of the states that lead to them.
@@ -83,7 +85,12 @@ def render_svg(workflow: Workflow, language: str = "en") -> Markup:
     for transition in workflow.transitions:
         for source in transition.sources:
             if source in place and transition.target in place:
-                parts.append(_edge(place[source], place[transition.target], transition, language))
+                parts.append(
+                    _edge(
+                        place[source], place[transition.target], transition, language,
+                        approval_mark,
+                    )
+                )  # fmt: skip
     for state in workflow.states:
         x, y = place[state.name]
         fill, stroke = COLOURS.get(str(state.category), COLOURS["draft"])
@@ -100,7 +107,11 @@ def render_svg(workflow: Workflow, language: str = "en") -> Markup:
 
 
 def _edge(
-    start: tuple[int, int], end: tuple[int, int], transition: Transition, language: str
+    start: tuple[int, int],
+    end: tuple[int, int],
+    transition: Transition,
+    language: str,
+    approval_mark: str = "approval",
 ) -> str:
     (x1, y1), (x2, y2) = start, end
     ax: float
@@ -121,12 +132,23 @@ def _edge(
         dip = max(ay, by) + 40
         path = f"M{ax},{ay} C{ax},{dip} {bx},{dip} {bx},{by}"
         tx, ty = (ax + bx) / 2, dip - 6
+    if transition.approval is None:
+        return (
+            f'<g class="transition" data-transition="{escape(transition.name)}">'
+            f'<path d="{path}" fill="none" stroke="#52606d" stroke-width="1.2" '
+            f'marker-end="url(#arrow)"/>'
+            f'<text x="{tx}" y="{ty}" text-anchor="middle" font-size="11" fill="#323f4b">'
+            f"{label}</text></g>"
+        )
+    # Submits for approval: a dashed edge, and the label followed by a small badge.
     return (
-        f'<g class="transition" data-transition="{escape(transition.name)}">'
-        f'<path d="{path}" fill="none" stroke="#52606d" stroke-width="1.2" '
-        f'marker-end="url(#arrow)"/>'
+        f'<g class="transition approval" data-transition="{escape(transition.name)}" '
+        f'data-approval="{len(transition.approval.steps)}">'
+        f'<path d="{path}" fill="none" stroke="#2f80ed" stroke-width="1.6" '
+        f'stroke-dasharray="6 4" marker-end="url(#arrow)"/>'
         f'<text x="{tx}" y="{ty}" text-anchor="middle" font-size="11" fill="#323f4b">'
-        f"{label}</text></g>"
+        f'{label} <tspan class="approval-badge" fill="#2f80ed" font-weight="bold">'
+        f"[{escape(approval_mark)}]</tspan></text></g>"
     )
 
 

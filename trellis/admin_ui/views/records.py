@@ -29,6 +29,7 @@ from trellis.admin_ui.forms import (
 )
 from trellis.admin_ui.i18n import current_language, pick, told
 from trellis.admin_ui.pages import cached_fragment, signed_in
+from trellis.admin_ui.views.approvals import approval_panel, edit_blocked
 from trellis.admin_ui.views.workflows import workflow_panel
 from trellis.exceptions import (
     DuplicateValue,
@@ -454,6 +455,7 @@ def record_detail(object_name: str, record_id: int) -> Any:
         can_delete=service.access.allowed(meta, Operation.DELETE),
         users=_user_names(service, [record]),
         workflow=workflow_panel(meta, record),
+        approval=approval_panel(meta, record),
     )
 
 
@@ -773,6 +775,7 @@ def _render_form(
         stale=stale,
         display=display,
         compute_url=_compute_url(meta, record_id),
+        awaiting=record_id is not None and edit_blocked(meta, record_id),
     )
     return page, status
 

@@ -165,7 +165,7 @@ def _edit(name: str | None) -> Any:
             status = 422
     diagram = None
     try:
-        diagram = render_svg(parse_workflow(document), current_language())
+        diagram = render_svg(parse_workflow(document), current_language(), _("approval"))
     except (KeyError, TypeError, ValueError, StopIteration, IndexError):
         diagram = None  # an unsaved, incomplete document has no drawing yet
     return (
@@ -211,7 +211,8 @@ def _split(text: str) -> list[str]:
 
 def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
     """The workflow document the designer's form describes. Rows without a name are
-    dropped; a transition keeps the actions it had (they are edited as JSON)."""
+    dropped; a transition keeps its approval (edited on its own page,
+    ``views/workflow_approval.py``) by its name."""
     document: dict[str, Any] = {
         "x-name": form.get("x_name", previous.get("x-name", "")).strip(),
         "x-label": {
@@ -222,6 +223,11 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
         "status_field": form.get("status_field", "").strip(),
         "states": [],
         "transitions": [],
+    }
+    approvals = {
+        t.get("name"): t["approval"]
+        for t in previous.get("transitions", [])
+        if isinstance(t, dict) and "approval" in t
     }
     initial = form.get("initial")
     for index in range(int(form.get("state_rows", "0") or 0)):
@@ -271,6 +277,8 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
                 transition["actions"] = json.loads(actions)
             except ValueError:
                 transition["actions"] = actions  # the meta-schema refuses it, at its pointer
+        if transition_name in approvals:
+            transition["approval"] = approvals[transition_name]
         document["transitions"].append(transition)
     mapping = form.get("state_map", "").strip()
     if mapping:
@@ -284,7 +292,9 @@ def document_from_form(form: Any, previous: dict[str, Any]) -> dict[str, Any]:
 def workflow_diagram(name: str) -> Any:
     """The workflow's current diagram as an SVG image."""
     latest = _workflows().versions(name)[0]
-    svg = render_svg(parse_workflow(latest.document, latest.version), current_language())
+    svg = render_svg(
+        parse_workflow(latest.document, latest.version), current_language(), _("approval")
+    )
     return Response(str(svg), mimetype="image/svg+xml")
 
 

@@ -22,7 +22,7 @@ from trellis.platform.runtime.identity.caller import (
     role_names_column,
     role_tuple,
 )
-from trellis.platform.runtime.models import Notification, User
+from trellis.platform.runtime.models import ApprovalTask, Notification, User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -57,14 +57,15 @@ def authenticate_session(session: Session, user_id: Any, stamp: Any) -> Identity
 
 def authenticate_session_user(
     session: Session, user_id: Any, stamp: Any
-) -> tuple[Identity, User, int]:
-    """``authenticate_session``, the ``User`` itself and their unread notifications (for
-    a page: its name, language and bell), still in one query."""
+) -> tuple[Identity, User, int, int]:
+    """``authenticate_session``, the ``User`` itself, their unread notifications and their
+    pending approval tasks (for a page: its name, language, bell and approvals badge),
+    still in one query."""
     _check_user_id(user_id)
     row = session.execute(_user_identity_statement(), {"user_id": user_id}).first()
     if row is None:
         raise AuthenticationRequired("the session is not valid; sign in again")
-    user, role_names, revision, unread = row
+    user, role_names, revision, unread, pending = row
     identity = _identity(
         user_id,
         user.email,
@@ -77,7 +78,7 @@ def authenticate_session_user(
         role_names,
         revision,
     )
-    return identity, user, int(unread or 0)
+    return identity, user, int(unread or 0), int(pending or 0)
 
 
 def identity_of_user(session: Session, user_id: int) -> Identity:
@@ -146,13 +147,21 @@ def _identity_statement() -> sa.Select[Any]:
 
 @cache
 def _user_identity_statement() -> sa.Select[Any]:
-    """The same, with the whole ``User`` row: a page shows the user's name and language."""
+    """The same, with the whole ``User`` row: a page shows the user's name and language, the
+    bell its unread count and the approvals badge the user's pending tasks (both counts read
+    by index in the same query)."""
     unread = (
         sa.select(sa.func.count())
         .select_from(Notification)
         .where(Notification.user_id == User.id, Notification.read_at.is_(None))
         .scalar_subquery()
     )
-    return sa.select(User, role_names_column(), revision_column(), unread).where(
+    pending = (
+        sa.select(sa.func.count())
+        .select_from(ApprovalTask)
+        .where(ApprovalTask.approver_id == User.id, ApprovalTask.status == "pending")
+        .scalar_subquery()
+    )
+    return sa.select(User, role_names_column(), revision_column(), unread, pending).where(
         User.id == sa.bindparam("user_id")
     )

@@ -491,6 +491,7 @@ class ApprovalService:
             "request": {
                 "id": request["id"],
                 "status": request["status"],
+                "transition": request["transition"],
                 "step": request["step_name"],
                 "round": request["round"],
                 "submitter": _person(request["submitter_id"], users),
