@@ -40,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from trellis.extensions import Database
     from trellis.platform.runtime import api, files, jobs
     from trellis.platform.runtime.automations import engine as automations
+    from trellis.platform.runtime.workflow import deadlines  # approvals' deadline schedule
 
     # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
     app.before_request(_refuse_undecodable_query)
@@ -48,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     jobs.init_app(app)
     api.init_app(app)
     automations.install()  # the record-write hooks, once per process
+    del deadlines  # imported for the job and schedule it registers
     admin_ui.init_app(app)
     # Tokens need no CSRF check; session writes to the API are checked by the API itself.
     admin_ui.csrf.exempt(api.bp)

@@ -712,7 +712,17 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         _require_database()
         db.engine.dispose()  # no pooled connection may cross the fork
 
-    run_gunicorn(create_app, gunicorn_settings(host, port, workers, threads))
+    settings = gunicorn_settings(host, port, workers, threads)
+    # Without Redis no worker may run: each web process ticks the scheduler itself.
+    settings["post_worker_init"] = _start_embedded_scheduler
+    run_gunicorn(create_app, settings)
+
+
+def _start_embedded_scheduler(worker: Any) -> None:
+    """gunicorn's hook in a new web process: the embedded mode's scheduler thread."""
+    from trellis.platform.runtime.jobs import embedded
+
+    embedded.start(worker.wsgi)
 
 
 def gunicorn_settings(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:

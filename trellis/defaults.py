@@ -33,3 +33,5 @@ EXPRESSION_CACHE_SIZE = 2048  # compiled expressions kept per process
 AUTOMATION_MAX_DEPTH = 5  # automations a write may set off one inside another (the loop guard)
 AUTOMATION_DATE_CATCH_UP_DAYS = 7  # a date trigger missed while no scheduler ran still fires
 AUTOMATION_SCHEDULE_EVERY = "* * * * *"  # how often the scheduler looks for due automations
+APPROVAL_DEADLINES_EVERY = "* * * * *"  # how often approval deadlines are acted on
+EMBEDDED_TICK_SECONDS = 15  # without Redis, how often each web process ticks the scheduler

@@ -43,11 +43,11 @@ def order_in(api: Api, status: str) -> dict[str, Any]:
     return page["items"][0]
 
 
-def new_draft(api: Api, dealer: int, with_line: bool = True) -> dict[str, Any]:
+def new_draft(api: Api, dealer: int, with_line: bool = True, price: float = 10) -> dict[str, Any]:
     product = api.get("/records/product?limit=1").get_json()["items"][0]["id"]
     body: dict[str, Any] = {"dealer": dealer, "order_date": "2026-12-01"}
     if with_line:
-        body["lines"] = [{"product": product, "quantity": 1, "unit_price": 10}]
+        body["lines"] = [{"product": product, "quantity": 1, "unit_price": price}]
     response = api.post("/records/sales_order", body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
@@ -63,17 +63,20 @@ def test_the_order_lifecycle_by_role(app: Flask, database: Database, api: Api) -
     channel = as_user(app, database, "channel@example.com")
     finance = as_user(app, database, "finance@example.com")
     dealer = dealer_admin.get("/me").get_json()["partner"]
-    order = new_draft(dealer_admin, dealer)
+    # Over the dealer's auto-approval limit (50,000): the channel manager approves.
+    order = new_draft(dealer_admin, dealer, price=60000)
     assert order["status"] == "draft"
     listed = dealer_admin.get(f"/records/sales_order/{order['id']}/transitions").get_json()
     assert listed["state"] == "draft" and listed["category"] == "draft"
     assert [t["name"] for t in listed["items"]] == ["submit", "cancel"]
     assert fire(dealer_admin, order, "submit", {"comment": "please"}).status_code == 200
-    # The dealer may not approve its own order: 403, nothing changes.
-    refused = fire(dealer_admin, order, "approve")
-    assert refused.status_code == 403
-    assert fire(finance, order, "confirm").status_code == 409  # not from submitted
-    assert fire(channel, order, "approve").status_code == 200
+    # While the approval is pending nobody moves it by hand (409), the dealer included.
+    assert fire(dealer_admin, order, "approve").status_code == 409
+    assert fire(finance, order, "confirm").status_code == 409
+    assert fire(channel, order, "approve").status_code == 409  # the approval's to fire now
+    state = channel.get(f"/records/sales_order/{order['id']}/approval").get_json()
+    (task,) = [t["id"] for t in state["tasks"] if t["mine"]]
+    assert channel.post(f"/approvals/{task}/approve", {}).status_code == 200
     assert fire(channel, order, "approve").status_code == 409  # twice: already approved
     assert fire(finance, order, "confirm").status_code == 200
     assert fire(finance, order, "ship").status_code == 200

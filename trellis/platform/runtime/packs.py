@@ -31,6 +31,7 @@ from trellis.platform.runtime.workflow.documents import WorkflowService
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from trellis.platform.runtime.identity.caller import Caller
     from trellis.platform.runtime.registry import MetaRegistry
 
 BUILTIN_PACKS = Path(__file__).resolve().parents[2] / "apps"
@@ -47,6 +48,7 @@ class InstallResult:
     unchanged: list[str] = field(default_factory=list)
     demo_records: int = 0
     demo_users: list[dict[str, Any]] = field(default_factory=list)
+    demo_approvals: int = 0
 
 
 def resolve_pack(path_or_name: str) -> Path:
@@ -179,6 +181,11 @@ def install_pack(
                 data = _read_json(folder, relative)
                 result.demo_records += load_demo_data(records, data, relative, refs)
                 result.demo_users += load_demo_users(session, registry, data, relative, refs)
+        # Then, as the demo's own users, the approvals in flight: submitted (and decided)
+        # through the approval service like any request, so the inboxes are not empty.
+        for relative in manifest.get("demo", []):
+            data = _read_json(folder, relative)
+            result.demo_approvals += load_demo_approvals(session, registry, data, relative, refs)
         row.demo_loaded = True
     session.flush()
     return result
@@ -387,6 +394,88 @@ def load_demo_users(
             ) from None
         created.append({"email": user.email, "password": password, "roles": entry.get("roles", [])})
     return created
+
+
+def load_demo_approvals(
+    session: Session, registry: MetaRegistry, data: Any, source: str, refs: dict[str, int]
+) -> int:
+    """Submit demo records for approval as their ``submitted_by`` user, then approve their
+    tasks as each of ``approved_by`` in turn: ``{"approvals": [{"object", "record":
+    {"$ref": …}, "submitted_by": e-mail, "approved_by": [e-mail, …]}]}``."""
+    from trellis.platform.runtime.workflow.approvals import ApprovalService
+
+    entries = data.get("approvals", []) if isinstance(data, dict) else []
+    if not isinstance(entries, list):
+        raise PackError(N_("%(file)s: approvals must be a list", file=source))
+    registry.ensure_current(session)
+    for index, entry in enumerate(entries):
+        try:
+            object_name = str(entry["object"])
+            record_id = int(_resolve_refs(entry["record"], refs))
+            submitter = _demo_caller(session, registry, str(entry["submitted_by"]))
+            ApprovalService(session, registry, submitter).submit(object_name, record_id)
+            for email in entry.get("approved_by", []):
+                caller = _demo_caller(session, registry, str(email))
+                service = ApprovalService(session, registry, caller)
+                tasks = service.state(object_name, record_id)["tasks"]
+                mine = [t for t in tasks if t["mine"] and t["status"] == "pending"]
+                if not mine:
+                    raise PackError(
+                        N_(
+                            "%(file)s approval %(index)s: %(user)s has no task to approve",
+                            file=source,
+                            index=index,
+                            user=email,
+                        )
+                    )
+                service.decide(mine[0]["id"], "approve")
+        except (KeyError, TypeError, ValueError):
+            raise PackError(
+                N_(
+                    "%(file)s approval %(index)s needs 'object', 'record' and 'submitted_by'",
+                    file=source,
+                    index=index,
+                )
+            ) from None
+        except PackError:
+            raise
+        except TrellisError as exc:
+            raise PackError(
+                N_(
+                    "%(file)s approval %(index)s: %(message)s",
+                    file=source,
+                    index=index,
+                    message=exc.message,
+                ),
+                exc.details,
+            ) from None
+    return len(entries)
+
+
+def _demo_caller(session: Session, registry: MetaRegistry, email: str) -> Caller:
+    """A demo user as the caller of a service (their roles and partner, as signed in)."""
+    import sqlalchemy as sa
+
+    from trellis.platform.runtime.identity.caller import Caller, Identity
+    from trellis.platform.runtime.models import User, UserRole
+
+    user = session.scalar(sa.select(User).where(sa.func.lower(User.email) == email.lower()))
+    if user is None:
+        raise PackError(N_("no demo user %(email)s", email=email))
+    roles = tuple(
+        sorted(session.scalars(sa.select(UserRole.role_name).where(UserRole.user_id == user.id)))
+    )
+    identity = Identity(
+        user_id=user.id,
+        email=user.email,
+        is_admin=user.is_admin,
+        partner_id=user.partner_id,
+        roles=roles,
+        revision=registry.revision or 0,
+    )
+    return Caller.of(
+        identity, registry.permissions(roles, user.is_admin), registry.permissions(roles, False)
+    )
 
 
 def _in(relative: str, exc: TrellisError) -> str:

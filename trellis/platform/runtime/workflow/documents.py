@@ -10,7 +10,7 @@ mapped refuses the change, naming up to ten of its records and how many more.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -99,6 +99,7 @@ class WorkflowService(DocumentStore[DocumentDiff]):
                 ),
                 [self._stranded(table, status, state) for state in migration.unmapped],
             )
+        self._keep_requests(change.document, workflow, meta.name)
         records = RecordService(self.session, self.registry)
         for old, new in migration.moves.items():
             chosen = status.is_(None) if old is None else status == old
@@ -115,6 +116,77 @@ class WorkflowService(DocumentStore[DocumentDiff]):
                         {"version": version, workflow.status_field: new},
                         history=("state_mapped", detail),
                     )
+
+    def _keep_requests(self, document: dict[str, Any], workflow: Any, object_name: str) -> None:
+        """Pending approval requests follow the new version by step name: each keeps its
+        step (and its tasks their steps) at the step's new position. A version that drops
+        a request's approval, or a step it waits at or went through (a rejection may
+        return there), is refused naming the records."""
+        from trellis.platform.runtime.models import ApprovalRequest, ApprovalTask
+
+        requests = cast("sa.Table", ApprovalRequest.__table__)
+        tasks = cast("sa.Table", ApprovalTask.__table__)
+        pending = self.session.execute(
+            sa.select(requests.c.id, requests.c.record_id, requests.c.transition,
+                      requests.c.step_name)
+            .where(requests.c.object_name == object_name, requests.c.status == "pending")
+            .order_by(requests.c.record_id)
+        ).all()  # fmt: skip
+        stranded: dict[tuple[str, str], list[int]] = {}
+        keep: list[tuple[int, Any]] = []
+        positions = {t.get("name"): i for i, t in enumerate(document.get("transitions", []))}
+        for request_id, record_id, transition_name, step_name in pending:
+            transition = workflow.transition(transition_name)
+            flow = transition.approval if transition is not None else None
+            if flow is None:
+                where = f"/transitions/{positions.get(transition_name, 0)}/approval"
+                stranded.setdefault((where, transition_name), []).append(record_id)
+                continue
+            visited = set(
+                self.session.scalars(
+                    sa.select(tasks.c.step_name).where(tasks.c.request_id == request_id)
+                )
+            ) | {step_name}
+            missing = sorted(n for n in visited if n and flow.step(n) is None)
+            for name in missing:
+                where = f"/transitions/{positions[transition_name]}/approval/steps"
+                stranded.setdefault((where, name), []).append(record_id)
+            if not missing:
+                keep.append((request_id, flow))
+        if stranded:
+            raise IncompatibleChange(
+                N_(
+                    "approvals of %(object)s are pending on what this version drops; decide "
+                    "or recall them first",
+                    object=object_name,
+                ),
+                [
+                    {
+                        "field": where,
+                        "message": N_(
+                            "%(count)s pending approval(s) need %(name)s: records %(ids)s",
+                            count=len(ids),
+                            name=repr(name),
+                            ids=", ".join(str(i) for i in ids[:NAMED_RECORDS])
+                            + (f" (+{len(ids) - NAMED_RECORDS})" if len(ids) > NAMED_RECORDS
+                               else ""),
+                        ),
+                    }
+                    for (where, name), ids in stranded.items()
+                ],
+            )  # fmt: skip
+        for request_id, flow in keep:
+            for index, step in enumerate(flow.steps):
+                self.session.execute(
+                    sa.update(requests)
+                    .where(requests.c.id == request_id, requests.c.step_name == step.name)
+                    .values(step_index=index)
+                )
+                self.session.execute(
+                    sa.update(tasks)
+                    .where(tasks.c.request_id == request_id, tasks.c.step_name == step.name)
+                    .values(step_index=index)
+                )
 
     def _stranded(self, table: sa.Table, column: Any, state: str | None) -> dict[str, str]:
         """The refusal detail of a state in use that the new version drops unmapped."""

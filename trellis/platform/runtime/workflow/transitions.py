@@ -103,6 +103,7 @@ class TransitionService:
         if (
             not system
             and workflow.has_approvals
+            and workflow.transition(name) is not None  # an unknown one is 404 below
             and pending_request(self.session, meta.name, record_id) is not None
         ):
             raise awaiting(meta, record_id)
