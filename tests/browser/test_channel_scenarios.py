@@ -378,7 +378,7 @@ def test_a_dealer_on_a_phone_sees_their_network_only(new_page: NewPage, channel_
     dealers = app.extensions["trellis.registry"].get("dealer").table
     with channel_site.database.session() as session:
         names = set(session.scalars(sa.select(dealers.c.name).where(dealers.c.parent == east)))
-    assert len(names) == 3
+    assert len(names) == 4  # three sub-dealers and an applicant under review
     shown = set(subs.locator("table.records tbody tr td:first-child a").all_inner_texts())
     assert {name.strip() for name in shown} == names
     assert page.locator("aside.side").is_hidden()  # the navigation folds into the ☰ menu
