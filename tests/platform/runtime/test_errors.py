@@ -162,6 +162,8 @@ def test_every_endpoint_needs_a_valid_token(
         "job_id": 1,
         "field_name": "website",
         "import_id": 1,
+        "task_id": 1,
+        "action": "approve",
     }
     checked = 0
     for rule in rules:
