@@ -22,7 +22,6 @@ and metadata revision.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -101,12 +100,10 @@ class Plan:
         return [rule for rule in self.rules if rule.later]
 
 
-_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Plan]] = weakref.WeakKeyDictionary()
-
-
 def plan_of(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
-    """The object's plan at the registry's revision (built on first use)."""
-    plans = _PLANS.setdefault(registry, {})
+    """The object's plan at the registry's revision (built on first use; kept with the
+    registry, as it is asked for several times per record written)."""
+    plans: dict[tuple[Any, ...], Plan] = registry.derived.setdefault("computed.plans", {})
     key = (registry.revision, meta.name, meta.version)
     found = plans.get(key)
     if found is None:

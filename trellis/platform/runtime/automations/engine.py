@@ -58,13 +58,20 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    hooks.register(Hook.BEFORE_VALIDATE, before_save)
-    hooks.register(Hook.AFTER_WRITE, after_save)
+    hooks.register(Hook.BEFORE_VALIDATE, before_save, applies=has_write_automations)
+    hooks.register(Hook.AFTER_WRITE, after_save, applies=has_write_automations)
     # The scheduled automations' jobs and schedules, registered on import.
     from trellis.platform.runtime.automations import background
 
     del background
     _INSTALLED = True
+
+
+def has_write_automations(meta: ObjectMeta, registry: MetaRegistry | None) -> bool:
+    """Whether writes of ``meta`` may set off an automation (the hooks' ``applies``)."""
+    return registry is not None and any(
+        a.active and a.kind in WRITE_TRIGGERS for a in registry.automations(meta.name)
+    )
 
 
 def _candidates(event: WriteEvent) -> list[Automation]:
@@ -167,8 +174,10 @@ def before_save(event: WriteEvent) -> None:
 def after_save(event: WriteEvent) -> None:
     """Run the fired automations' other actions, each in a savepoint, and record each run;
     decide the edge triggers (whose actions all run now: ``set_fields`` as an update)."""
-    decided: dict[str, str] | None = event.notes.get(_NOTES_KEY)
     candidates = _candidates(event)
+    if not candidates:  # the usual write: no automation of its object to decide or run
+        return
+    decided: dict[str, str] | None = event.notes.get(_NOTES_KEY)
     if decided is None:  # a delete: nothing was decided before it
         decided = {a.name: "fired" for a in _fired(event, candidates, event.values)}
         edges: list[Automation] = []

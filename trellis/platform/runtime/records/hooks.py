@@ -80,6 +80,7 @@ class WriteEvent:
 
 
 HookFunction = Callable[[WriteEvent], None]
+Applies = Callable[["ObjectMeta", "MetaRegistry | None"], bool]
 _AFTER_COMMIT_KEY = "trellis.after_commit"
 _COLLECTED_KEY = "trellis.after_commit.collected"
 _LISTENING_KEY = "trellis.after_commit.listening"
@@ -90,12 +91,27 @@ class HookRegistry:
 
     def __init__(self) -> None:
         self._hooks: dict[tuple[Hook, str | None], list[HookFunction]] = defaultdict(list)
+        self._applies: dict[HookFunction, Applies] = {}
+        self.generation = 0  # moves at every (un)registration: what a caller kept is stale
 
     def register(
-        self, hook: Hook, function: HookFunction, object_name: str | None = None
+        self,
+        hook: Hook,
+        function: HookFunction,
+        object_name: str | None = None,
+        *,
+        applies: Applies | None = None,
     ) -> HookFunction:
-        """Call ``function`` at ``hook`` for writes of ``object_name`` (or of every object)."""
+        """Call ``function`` at ``hook`` for writes of ``object_name`` (or of every object).
+
+        ``applies(meta, registry)`` says, from the metadata alone, whether the function
+        has anything to do for writes of an object (the automation engine: the object has
+        automations); where it says no, the write path neither calls the function nor
+        builds its event."""
         self._hooks[(Hook(hook), object_name)].append(function)
+        if applies is not None:
+            self._applies[function] = applies
+        self.generation += 1
         return function
 
     def unregister(
@@ -105,6 +121,9 @@ class HookRegistry:
         functions = self._hooks.get((Hook(hook), object_name), [])
         if function in functions:
             functions.remove(function)
+        if not any(function in registered for registered in self._hooks.values()):
+            self._applies.pop(function, None)
+        self.generation += 1
 
     def functions(self, hook: Hook, object_name: str) -> list[HookFunction]:
         """The functions to call, for every object first, then for this one."""
@@ -114,13 +133,29 @@ class HookRegistry:
         """Whether any function is registered (so the pipeline can skip building events)."""
         return bool(self._hooks.get((hook, None)) or self._hooks.get((hook, object_name)))
 
-    def run(self, hook: Hook, event: WriteEvent) -> None:
-        """Call the hook's functions now, in order; ``AFTER_COMMIT`` ones are queued instead."""
+    def wanted(
+        self, hook: Hook, meta: ObjectMeta, registry: MetaRegistry | None
+    ) -> list[HookFunction]:
+        """The functions to call for a write of ``meta`` under ``registry``: those
+        registered whose ``applies`` (if any) holds."""
+        found = self.functions(hook, meta.name)
+        if not self._applies:
+            return found
+        applies = self._applies
+        return [f for f in found if f not in applies or applies[f](meta, registry)]
+
+    def run(
+        self, hook: Hook, event: WriteEvent, functions: list[HookFunction] | None = None
+    ) -> None:
+        """Call the hook's functions (``wanted``, unless given) now, in order;
+        ``AFTER_COMMIT`` ones are queued instead."""
+        if functions is None:
+            functions = self.wanted(hook, event.meta, event.registry)
         if hook is Hook.AFTER_COMMIT:
-            for function in self.functions(hook, event.meta.name):
+            for function in functions:
                 _queue_after_commit(event.session, function, event)
             return
-        for function in self.functions(hook, event.meta.name):
+        for function in functions:
             function(event)
 
 
