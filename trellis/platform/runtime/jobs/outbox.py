@@ -8,8 +8,10 @@ de-duplicate on it. A failed delivery is retried with exponential back-off and j
 ``TRELLIS_OUTBOX_MAX_ATTEMPTS`` times, then the event is marked ``failed`` (kept, listed).
 
 The relay needs no Redis: it claims due rows from the database (``FOR UPDATE SKIP LOCKED``
-on PostgreSQL, so several relays share the work). Redis only wakes it early: after a
-commit that emitted events, one push on a Redis list. If Redis is down the relay polls.
+on PostgreSQL, so several relays share the work), a batch at a time, and delivers the
+batch in one session whose commit marks every event it delivered (a deliverer's writes,
+a delivery log, commit with it). Redis only wakes it early: after a commit that emitted
+events, one push on a Redis list. If Redis is down the relay polls.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -38,7 +41,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = cast("sa.Table", OutboxEntry.__table__)
 WAKE_KEY = "trellis:outbox:wake"  # a Redis list the relay blocks on between polls
-CLAIM_BATCH = 10  # small, so a batch is delivered well within its lease
+CLAIM_BATCH = 10  # events claimed, and delivered in one session, at a time
+BATCH_COMMIT_SECONDS = 0.5  # PostgreSQL: how long a batch's deliveries may share a commit
 _EMITTED_KEY = "trellis.outbox.emitted"
 
 
@@ -68,8 +72,11 @@ _deliverers: dict[str, Deliverer] = {}
 def deliverer(kind: str) -> Callable[[Deliverer], Deliverer]:
     """Register the decorated ``function(session, event)`` as the deliverer of ``kind``.
 
-    The relay calls it at least once per event, in a session it commits when the function
-    returns (with the event marked delivered) and rolls back when it raises.
+    The relay calls it at least once per event, in a savepoint of the relay's session:
+    what it wrote is committed with the event marked delivered when it returns (or raises
+    ``DeliveryFailed``), and rolled back when it raises anything else. The events of one
+    batch may share that commit: when a relay dies before it, they are all delivered
+    again (with the same event ids) after the lease.
     """
 
     def register(function: Deliverer) -> Deliverer:
@@ -134,21 +141,30 @@ def _emitted(app: Flask, event_ids: list[str]) -> None:
 
 
 def relay_due(app: Flask, limit: int = 100, now: dt.datetime | None = None) -> int:
-    """Deliver up to ``limit`` due events, oldest first; how many were delivered."""
+    """Deliver up to ``limit`` due events, oldest first; how many were delivered. Every
+    batch is claimed and delivered on one connection, checked out (and pinged) once."""
     delivered = 0
     remaining = limit
-    while remaining > 0:
-        batch = claim_due(app, min(remaining, CLAIM_BATCH), now)
-        if not batch:
-            break
-        remaining -= len(batch)
-        delivered += sum(deliver(app, event) for event in batch)
+    with database_of(app).engine.connect() as connection:
+        connection.execution_options(trellis_write=True)
+        while remaining > 0:
+            batch = claim_due(app, min(remaining, CLAIM_BATCH), now, connection)
+            if not batch:
+                break
+            remaining -= len(batch)
+            delivered += deliver_batch(app, batch, connection)
     return delivered
 
 
-def claim_due(app: Flask, limit: int, now: dt.datetime | None = None) -> list[OutboxEvent]:
+def claim_due(
+    app: Flask,
+    limit: int,
+    now: dt.datetime | None = None,
+    connection: sa.Connection | None = None,
+) -> list[OutboxEvent]:
     """Take up to ``limit`` due events for this relay: their next attempt moves past the
     lease, so another relay skips them, and a relay that dies lets them come due again.
+    The claim is committed at once (on ``connection``, if given).
     """
     now = now or utcnow()
     lease_end = now + dt.timedelta(seconds=app.config["JOB_LEASE_SECONDS"])
@@ -165,9 +181,12 @@ def claim_due(app: Flask, limit: int, now: dt.datetime | None = None) -> list[Ou
         .values(attempts=OUTBOX.c.attempts + 1, next_attempt_at=lease_end)
         .returning(*OUTBOX.c)
     )
-    database = database_of(app)
-    with database.engine.execution_options(trellis_write=True).begin() as connection:
-        rows = connection.execute(statement).all()
+    if connection is None:
+        with database_of(app).engine.execution_options(trellis_write=True).begin() as own:
+            rows = own.execute(statement).all()
+    else:
+        with connection.begin():
+            rows = connection.execute(statement).all()
     return sorted(
         (
             OutboxEvent(
@@ -185,34 +204,87 @@ def claim_due(app: Flask, limit: int, now: dt.datetime | None = None) -> list[Ou
     )
 
 
-def deliver(app: Flask, event: OutboxEvent) -> bool:
-    """Deliver one claimed event through its kind's deliverer; whether it was delivered."""
-    session = database_of(app).write_session()
+def deliver_batch(
+    app: Flask, events: list[OutboxEvent], connection: sa.Connection | None = None
+) -> int:
+    """Deliver claimed events, in order, in one session; how many were delivered.
+
+    Each deliverer runs in a savepoint: its writes are kept when it returns, or raises
+    ``DeliveryFailed``, and undone alone when it raises anything else. The events
+    delivered are marked in one UPDATE, with the session's commit. On PostgreSQL the
+    batch shares that commit as long as it takes less than ``BATCH_COMMIT_SECONDS``
+    (then the session commits and goes on); on SQLite every event commits on its own,
+    since the session holds the database's one write lock meanwhile. A batch still
+    running at half its lease hands the events it has not tried back (due now), so
+    another relay never takes over an event this one is about to deliver.
+    """
+    started = time.monotonic()
+    hand_back_at = started + app.config["JOB_LEASE_SECONDS"] / 2
+    database = database_of(app)
+    session = (
+        database.write_session() if connection is None else database.sessionmaker(bind=connection)
+    )
+    shared = session.get_bind().dialect.name == "postgresql"
+    delivered: list[int] = []
+    count = 0
+    try:
+        with app.app_context():
+            opened = time.monotonic()
+            for index, event in enumerate(events):
+                if time.monotonic() > hand_back_at:
+                    _hand_back(session, events[index:])
+                    break
+                if _attempt(app, session, event):
+                    delivered.append(event.id)
+                if not shared or time.monotonic() - opened > BATCH_COMMIT_SECONDS:
+                    count += _commit(session, delivered)
+                    delivered, opened = [], time.monotonic()
+            count += _commit(session, delivered)
+    finally:
+        session.close()
+    return count
+
+
+def _attempt(app: Flask, session: Session, event: OutboxEvent) -> bool:
+    """One deliverer call in a savepoint; its outcome recorded in the session."""
+    savepoint = session.begin_nested()
     try:
         function = _deliverers.get(event.kind)
         if function is None:
             raise LookupError(
                 f"no deliverer is registered for outbox events of kind {event.kind!r}"
             )
-        with app.app_context():
-            function(session, event)
-        session.execute(
-            _claimed(event).values(
-                status=OutboxStatus.DELIVERED, delivered_at=utcnow(), last_error=None
-            )
-        )
-        session.commit()
-        return True
+        function(session, event)
     except DeliveryFailed as exc:
+        savepoint.commit()
         _retry_later(app, session, event, str(exc))
-        session.commit()
+        return False
     except Exception as exc:
-        session.rollback()
+        savepoint.rollback()
         _retry_later(app, session, event, "".join(traceback.format_exception(exc))[-4000:])
-        session.commit()
-    finally:
-        session.close()
-    return False
+        return False
+    savepoint.commit()
+    return True
+
+
+def _commit(session: Session, delivered: list[int]) -> int:
+    """Mark ``delivered`` (still pending: claimed by this relay) and commit; how many."""
+    if delivered:
+        session.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id.in_(delivered), OUTBOX.c.status == OutboxStatus.PENDING)
+            .values(status=OutboxStatus.DELIVERED, delivered_at=utcnow(), last_error=None)
+        )
+    session.commit()
+    return len(delivered)
+
+
+def _hand_back(session: Session, events: list[OutboxEvent]) -> None:
+    """Claimed events not tried: due again now, their claim's attempt not counted."""
+    for event in events:
+        session.execute(
+            _claimed(event).values(attempts=event.attempt - 1, next_attempt_at=utcnow())
+        )
 
 
 def _claimed(event: OutboxEvent) -> sa.Update:
