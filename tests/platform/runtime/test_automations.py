@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 from tests.conftest import Api
 from tests.factories import definition, field
@@ -215,6 +216,50 @@ def test_a_failing_action_is_recorded_and_the_write_stands(objects: Api) -> None
     history = objects.get("/automations/bad_task/runs").get_json()["items"]
     assert [(r["record_id"], r["outcome"]) for r in history] == [(record["id"], "failed")]
     assert "dealer" in history[0]["error"]
+
+
+def test_a_run_that_fails_halfway_leaves_nothing_behind(objects: Api) -> None:
+    """Its first action's record is rolled back with the second's refusal (a savepoint)."""
+    good = {"type": "create_record", "object": "task", "values": {"subject": "first"}}
+    bad = {"type": "create_record", "object": "task", "values": {"dealer": 999999}}
+    save(objects, automation("half_task", {"on": "create"}, [good, bad]))
+    record = create(objects, "dealer", {"name": "Acme"})
+    assert objects.get("/records/task").get_json()["items"] == []
+    assert runs("half_task") == [(record["id"], "failed")]
+
+
+def test_a_lone_webhook_action_needs_no_savepoint(app: Flask, objects: Api) -> None:
+    """Publishing cannot half-apply: a write whose automation only publishes opens no
+    savepoint, and reads the webhooks only once per metadata revision."""
+    app.config["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    hook = {"name": "ERP", "url": "http://127.0.0.1:9/hook", "events": ["erp.sync"]}
+    assert objects.post("/webhooks", hook).status_code == 201
+    save(objects, automation("sync", {"on": "create"}, [{"type": "webhook", "event": "erp.sync"}]))
+    sent: list[str] = []
+    savepoints: list[str | None] = []
+
+    def record_statement(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    def record_savepoint(_c: Any, name: str | None) -> None:
+        savepoints.append(name)
+
+    app.extensions["trellis.jobs.polling"] = True  # the events stay in the outbox here
+    try:
+        create(objects, "dealer", {"name": "Warm-up"})  # the webhooks read for this revision
+        sa.event.listen(db.engine, "before_cursor_execute", record_statement)
+        sa.event.listen(db.engine, "savepoint", record_savepoint)
+        try:
+            record = create(objects, "dealer", {"name": "Acme"})
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record_statement)
+            sa.event.remove(db.engine, "savepoint", record_savepoint)
+    finally:
+        app.extensions.pop("trellis.jobs.polling")
+    assert savepoints == []
+    assert not [s for s in sent if "FROM webhooks" in s]
+    assert len([s for s in sent if s.startswith("INSERT INTO outbox_events")]) == 1
+    assert runs("sync")[-1] == (record["id"], "done")
 
 
 def test_set_fields_must_pass_validation(objects: Api) -> None:

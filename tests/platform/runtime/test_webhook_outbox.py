@@ -110,6 +110,47 @@ def test_a_500_and_a_timeout_are_retried_with_the_same_event_id(
     assert {i["event_id"] for i in items} == {event_id}
 
 
+def test_publishing_reads_the_webhooks_once_per_metadata_revision(
+    app: Flask, api: Api, database: Database, receiver: Receiver
+) -> None:
+    """With the registry, the webhooks are read once per revision; changing one (through
+    the service) moves the revision, so the next publish reads them again."""
+    webhook = make_webhook(api, receiver)
+    registry = app.extensions["trellis.registry"]
+    reads: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM webhooks" in statement:
+            reads.append(statement)
+
+    sa.event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        with database.session() as session:
+            registry.ensure_current(session)
+            for _ in range(3):
+                assert (
+                    len(
+                        webhooks.publish(
+                            session, "record.created", "dealer", {"id": 1}, registry=registry
+                        )
+                    )
+                    == 1
+                )
+            assert len(reads) == 1
+            session.rollback()
+        assert api.patch(f"/webhooks/{webhook['id']}", {"active": False}).status_code == 200
+        reads.clear()
+        with database.session() as session:
+            registry.ensure_current(session)
+            assert (
+                webhooks.publish(session, "record.created", "dealer", {"id": 1}, registry=registry)
+                == []
+            )
+            assert len(reads) == 1
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", count)
+
+
 def test_nothing_is_published_for_a_change_that_rolls_back(
     app: Flask, api: Api, database: Database, receiver: Receiver
 ) -> None:

@@ -123,7 +123,9 @@ def run(
                 email=bool(action.get("email", False)),
             )
     elif kind is ActionKind.WEBHOOK:
-        _capability("webhooks").publish(session, action["event"], meta.name, record)
+        _capability("webhooks").publish(
+            session, action["event"], meta.name, record, registry=registry
+        )
     else:  # START_APPROVAL: refused when saved, until approval flows exist
         raise BadRequest(N_("approval flows are not available yet; an automation cannot start one"))
 

@@ -7,7 +7,8 @@ Two record-pipeline hooks (``records/hooks.py``) run every automation of a write
   ``set_fields`` actions to the values about to be validated and saved;
 - ``AFTER_WRITE`` runs their other actions in the write's transaction, each automation
   inside a savepoint: one that fails is rolled back alone and recorded as failed, and the
-  write stands. A delete (which has no ``BEFORE_VALIDATE``) decides here.
+  write stands (a run of one action that cannot half-apply, a webhook, needs none). A
+  delete (which has no ``BEFORE_VALIDATE``) decides here.
 
 What an automation writes goes through the record service as the system (every right,
 ``created_by`` empty): it is an administrator's metadata acting, not the user whose
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from trellis import defaults
@@ -31,6 +32,7 @@ from trellis.exceptions import TrellisError
 from trellis.platform.expressions import compiled
 from trellis.platform.metadata.automations import (
     WRITE_TRIGGERS,
+    ActionKind,
     Automation,
     TriggerKind,
     changed_fields,
@@ -230,25 +232,41 @@ def run_actions(
     trigger: str,
     run_key: str | None = None,
 ) -> str:
-    """Run ``to_run`` (actions of ``automation``) on one record in a savepoint; record the
-    run (``done``, ``failed`` or ``stopped``) and return its outcome."""
+    """Run ``to_run`` (actions of ``automation``) on one record in a savepoint (unless
+    ``_needs_savepoint`` says no); record the run (``done``, ``failed`` or ``stopped``)
+    and return its outcome."""
     with guarded(session, automation, record_id) as allowed:
         if not allowed:
             runs.record(session, automation, record_id, trigger, runs.STOPPED, key=run_key)
             return runs.STOPPED
         error: str | None = None
+        apart = _needs_savepoint(to_run)
         try:
-            with session.begin_nested(), _outer_checks_kept(session):
+            with session.begin_nested() if apart else nullcontext(), _outer_checks_kept(session):
                 for action in to_run:
                     actions.run(session, registry, automation, action, record_id, record)
         except TrellisError as exc:
             error = _describe(exc)
         except Exception as exc:  # a pack hook's own code; logged, recorded, the write stands
+            if not apart:
+                raise  # nothing to roll back to: the write fails, as on any database error
             log.exception("automation %s failed on %s %s", automation.name, trigger, record_id)
             error = repr(exc)
     outcome = runs.DONE if error is None else runs.FAILED
     runs.record(session, automation, record_id, trigger, outcome, error=error, key=run_key)
     return outcome
+
+
+# An action that refuses before it writes anything, and then only writes rows no check can
+# refuse (outbox events): alone in a run, it cannot half-apply.
+_ALL_OR_NOTHING = frozenset({ActionKind.WEBHOOK})
+
+
+def _needs_savepoint(to_run: list[dict[str, Any]]) -> bool:
+    """Whether a run's actions need a savepoint, so that a failing one leaves nothing
+    behind: not for one action that cannot half-apply (publishing to webhooks), which
+    saves the two round trips of a write's usual automation."""
+    return not (len(to_run) == 1 and ActionKind(to_run[0]["type"]) in _ALL_OR_NOTHING)
 
 
 def _describe(exc: TrellisError) -> str:
