@@ -336,6 +336,85 @@ def test_depth_limit_stops_a_chain_of_new_records(objects: Api) -> None:
     assert [o for _r, o in runs("breed")].count("stopped") == 1
 
 
+# --- roll-ups moved by other records' writes -------------------------------------------
+
+
+def ledger(api: Api) -> Api:
+    """An account whose ``balance`` sums its entries (a lookup roll-up, as a dealer's
+    open exposure sums its orders)."""
+    account = definition("account", {"name": field("text", "Name"), "flag": field("text")})
+    define(api, account)
+    entries = {
+        "account": field("lookup", "Account", **{"x-target": "account"}),
+        "amount": field("currency", "Amount"),
+    }
+    define(api, definition("entry", entries))
+    account["properties"]["balance"] = field(
+        "rollup",
+        type=["number", "null"],
+        **{"x-rollup": {"of": "entry.account", "function": "SUM", "field": "amount"}},
+    )
+    assert api.put("/objects/account", account).status_code == 200
+    return api
+
+
+def entry(api: Api, account: dict[str, Any], amount: float) -> dict[str, Any]:
+    return create(api, "entry", {"account": account["id"], "amount": amount})
+
+
+def test_a_rollup_moved_by_a_child_sets_off_the_parents_automations(api: Api) -> None:
+    """An entry written moves its account's balance: the account's condition-true (an
+    edge: once per crossing), field-changed and update automations see it, in the
+    entry's transaction; a bulk write of three entries tells the account once."""
+    ledger(api)
+    save(
+        api,
+        automation("crossed", {"on": "condition_true", "condition": "balance > 100"},
+                   [set_flag("over")], object="account"),
+    )  # fmt: skip
+    save(api, automation("moved", {"on": "field_changed", "fields": ["balance"]},
+                         [{"type": "create_record", "object": "entry", "values": {}}],
+                         object="account", condition="balance > 0"))  # fmt: skip
+    save(api, automation("touched", {"on": "update"}, [set_flag("touched")],
+                         object="account", condition="ISBLANK(flag)"))  # fmt: skip
+    account = create(api, "account", {"name": "Acme"})
+    assert runs("crossed") == runs("moved") == runs("touched") == []
+    entry(api, account, 60)
+    assert runs("crossed") == [] and runs("moved") == [(account["id"], "done")]
+    assert runs("touched") == [(account["id"], "done")]
+    assert fetch(api, "account", account["id"])["flag"] == "touched"
+    entry(api, account, 50)  # 110: past the line
+    assert runs("crossed") == [(account["id"], "done")]
+    stored = fetch(api, "account", account["id"])
+    assert (stored["balance"], stored["flag"]) == (110, "over")
+    entry(api, account, 30)  # still over: no second alert
+    assert len(runs("crossed")) == 1 and len(runs("moved")) == 3
+    other = create(api, "account", {"name": "Bulk"})
+    bulk = [{"account": other["id"], "amount": a} for a in (1, 2, 3)]
+    assert api.post("/records/entry/bulk", bulk).status_code == 201
+    assert [r for r in runs("moved") if r[0] == other["id"]] == [(other["id"], "done")]
+    assert fetch(api, "account", other["id"])["balance"] == 6
+
+
+def test_a_rollup_automation_that_moves_its_own_rollup_is_stopped(api: Api) -> None:
+    """An account automation whose action writes an entry of the same account moves the
+    balance again: the loop guard stops it there, with its audit event."""
+    ledger(api)
+    save(api, automation("echo", {"on": "field_changed", "fields": ["balance"]},
+                         [{"type": "create_record", "object": "entry",
+                           "values": {"account": {"expression": "id"}, "amount": 1}}],
+                         object="account", condition="balance > 0"))  # fmt: skip
+    account = create(api, "account", {"name": "Acme"})
+    entry(api, account, 5)
+    assert fetch(api, "account", account["id"])["balance"] == 6  # 5, and the echo's 1
+    assert runs("echo") == [(account["id"], "stopped"), (account["id"], "done")]
+    with db.session() as session:
+        stopped = session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "automation.loop_stopped")
+        ).all()
+    assert [(e.target, e.detail["reason"]) for e in stopped] == [("automation/echo", "repeated")]
+
+
 # --- documents ------------------------------------------------------------------------
 
 

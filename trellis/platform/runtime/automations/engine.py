@@ -8,7 +8,11 @@ Two record-pipeline hooks (``records/hooks.py``) run every automation of a write
 - ``AFTER_WRITE`` runs their other actions in the write's transaction, each automation
   inside a savepoint: one that fails is rolled back alone and recorded as failed, and the
   write stands (a run of one action that cannot half-apply, a webhook, needs none). A
-  delete (which has no ``BEFORE_VALIDATE``) decides here.
+  delete (which has no ``BEFORE_VALIDATE``) decides here;
+- ``RECOMPUTED`` (``computed.tell_moved``): a record whose roll-ups or formulas another
+  record's write moved — an order line added moves its order's total and the dealer's
+  exposure — decides its update, field-changed and condition-true automations on the
+  values before and after, at the end of that write's call, and runs them.
 
 What an automation writes goes through the record service as the system (every right,
 ``created_by`` empty): it is an administrator's metadata acting, not the user whose
@@ -62,6 +66,7 @@ def install() -> None:
         return
     hooks.register(Hook.BEFORE_VALIDATE, before_save, applies=has_write_automations)
     hooks.register(Hook.AFTER_WRITE, after_save, applies=has_write_automations)
+    hooks.register(Hook.RECOMPUTED, after_recompute, applies=has_write_automations)
     # The scheduled automations' jobs and schedules, registered on import.
     from trellis.platform.runtime.automations import background
 
@@ -210,7 +215,23 @@ def after_save(event: WriteEvent) -> None:
             dict(event.values),
             automation.kind.value,
         )
-    for automation in edges:
+    _run_all(event, edges)
+
+
+def after_recompute(event: WriteEvent) -> None:
+    """A record's roll-ups or formulas moved by other records' writes (its lines, in the
+    same call): its ``update``, ``field_changed`` and ``condition_true`` automations decide
+    on the values before and after, as for an update of its own, and run every action
+    now (``set_fields`` as an update through the record service, as a scheduled run)."""
+    candidates = _candidates(event)
+    if candidates:
+        _run_all(event, _fired(event, candidates, event.values))
+
+
+def _run_all(event: WriteEvent, fired: list[Automation]) -> None:
+    """Every action of each of ``fired`` on the event's record, now (after its save)."""
+    assert event.registry is not None
+    for automation in fired:
         run_actions(
             event.session,
             event.registry,
@@ -242,7 +263,7 @@ def run_actions(
         error: str | None = None
         apart = _needs_savepoint(to_run)
         try:
-            with session.begin_nested() if apart else nullcontext(), _outer_checks_kept(session):
+            with session.begin_nested() if apart else nullcontext(), computed.set_aside(session):
                 for action in to_run:
                     actions.run(session, registry, automation, action, record_id, record)
         except TrellisError as exc:
@@ -274,20 +295,6 @@ def _describe(exc: TrellisError) -> str:
         f"{d.get('field')}: {d.get('message')}" for d in exc.details if isinstance(d, dict)
     )
     return f"{exc.message} ({details})" if details else str(exc.message)
-
-
-@contextmanager
-def _outer_checks_kept(session: Session) -> Iterator[None]:
-    """The checks the write that set the automation off still has to make (rules that read
-    roll-ups, ``computed.finish``) survive the automation's own writes, which start and
-    finish their own."""
-    outer = session.info.pop(computed.PENDING_KEY, None)
-    try:
-        yield
-    finally:
-        if outer:
-            left = session.info.pop(computed.PENDING_KEY, None) or {}
-            session.info[computed.PENDING_KEY] = {**left, **outer}
 
 
 @contextmanager

@@ -9,7 +9,12 @@ for all of them, and the pipeline calls it:
 - ``VALIDATE``: check the record; raise ``ValidationFailed`` (or another ``TrellisError``);
 - ``AFTER_WRITE``: the row is written, in the same transaction (roll-ups, outbox rows);
 - ``AFTER_COMMIT``: the transaction has committed (enqueue jobs). Never runs after a
-  rollback; an error here is logged, not raised, since the change has already happened.
+  rollback; an error here is logged, not raised, since the change has already happened;
+- ``RECOMPUTED``: another record's write moved this record's stored values — a roll-up
+  over its lines, a formula reading a record it looks up — in the same transaction. Once
+  per record and service call, at its end, as an ``UPDATE`` event from the values before
+  the first move to those after the last (``changes``: the fields that moved). Records
+  the call created, or deleted, are not told.
 
 A hook receives a ``WriteEvent``. Hooks run in the order they were registered, object
 hooks after the hooks for every object.
@@ -43,6 +48,7 @@ class Hook(StrEnum):
     VALIDATE = "validate"
     AFTER_WRITE = "after_write"
     AFTER_COMMIT = "after_commit"
+    RECOMPUTED = "recomputed"
 
 
 class Action(StrEnum):

@@ -607,6 +607,7 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
     ids = _insert_returning_ids(unit, meta, rows, system)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
+    computed.note_created(unit, meta, ids)
     _link_hierarchy(unit, meta, drafts)
     require_in_scope(unit, meta, ids, Operation.CREATE)
     if not computed.plan_of(unit.registry, meta).empty:
