@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 import sqlalchemy as sa
 
+from trellis.exceptions import NotFound, NotRetryable
 from trellis.extensions import database_of
+from trellis.platform.messages import N_
 from trellis.platform.runtime.jobs.definitions import backoff_seconds
 from trellis.platform.runtime.models import OutboxEntry, OutboxStatus, as_utc, utcnow
 from trellis.platform.runtime.records.hooks import collect_until_commit
@@ -98,8 +101,6 @@ def emit(
     Passing the ``event_id`` of an event already written is refused by the unique index
     (one change, one event): callers pass one only to tie the event to an id of their own.
     """
-    from trellis.platform.runtime.jobs.queue import app_of
-
     event_id = event_id or str(uuid.uuid4())
     now = utcnow()
     session.execute(
@@ -114,11 +115,18 @@ def emit(
             created_at=now,
         )
     )
+    _relay_after_commit(session, event_id)
+    return event_id
+
+
+def _relay_after_commit(session: Session, event_id: str) -> None:
+    """Once ``session`` commits, wake a relay for ``event_id`` (or relay it here)."""
+    from trellis.platform.runtime.jobs.queue import app_of
+
     app = app_of(session)
     collect_until_commit(session, _EMITTED_KEY, lambda events: _emitted(app, events)).append(
         event_id
     )
-    return event_id
 
 
 def _emitted(app: Flask, event_ids: list[str]) -> None:
@@ -301,7 +309,8 @@ def _retry_later(app: Flask, session: Session, event: OutboxEvent, error: str) -
         error.strip().splitlines()[-1:],
     )
     if event.attempt >= app.config["OUTBOX_MAX_ATTEMPTS"]:
-        values: dict[str, Any] = {"status": OutboxStatus.FAILED}
+        # A failed event is never due: its next attempt's moment says when it was given up.
+        values: dict[str, Any] = {"status": OutboxStatus.FAILED, "next_attempt_at": utcnow()}
     else:
         delay = backoff_seconds(event.attempt, app.config["RETRY_BASE_SECONDS"])
         values = {"next_attempt_at": utcnow() + dt.timedelta(seconds=delay)}
@@ -309,10 +318,74 @@ def _retry_later(app: Flask, session: Session, event: OutboxEvent, error: str) -
 
 
 def retry_failed(session: Session, event_id: str) -> bool:
-    """Make a failed event due again, with a fresh count of attempts; whether it was failed."""
+    """Make a failed event due again, with a fresh count of attempts; whether it was failed.
+    Once the caller commits, a relay is woken for it (or it is relayed in this process)."""
     changed = session.execute(
         sa.update(OUTBOX)
         .where(OUTBOX.c.event_id == event_id, OUTBOX.c.status == OutboxStatus.FAILED)
         .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow())
     )
-    return bool(changed.rowcount)  # type: ignore[attr-defined]
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        return False
+    _relay_after_commit(session, event_id)
+    return True
+
+
+# --- reading events (the Setup page and the API) ----------------------------------------
+
+# What the Setup page and the API list: events given up on (``failed``), and those whose
+# last attempt failed and that wait for their back-off (``retrying``: still pending).
+LISTED = ("failed", "retrying")
+EVENT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def list_events(
+    session: Session,
+    *,
+    state: str = "failed",
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[OutboxEntry]:
+    """The ``failed`` or ``retrying`` events (``LISTED``), newest first, older than
+    ``before_id`` (the page's cursor), at most ``limit``."""
+    if state == "failed":
+        condition = OutboxEntry.status == OutboxStatus.FAILED
+    elif state == "retrying":
+        condition = sa.and_(
+            OutboxEntry.status == OutboxStatus.PENDING, OutboxEntry.last_error.is_not(None)
+        )
+    else:
+        raise ValueError(f"not a listed state: {state!r}")
+    query = sa.select(OutboxEntry).where(condition).order_by(OutboxEntry.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(OutboxEntry.id < before_id)
+    return list(session.scalars(query))
+
+
+def get_event(session: Session, event_id: str) -> OutboxEntry:
+    """The event ``event_id`` (a UUID, checked before it reaches SQL); else ``NotFound``."""
+    found = (
+        session.scalars(sa.select(OutboxEntry).where(OutboxEntry.event_id == event_id)).first()
+        if isinstance(event_id, str) and EVENT_ID.match(event_id)
+        else None
+    )
+    if found is None:
+        raise NotFound(N_("no outbox event %(id)s", id=str(event_id)[:40]))
+    return found
+
+
+def retry_event(session: Session, event_id: str) -> OutboxEntry:
+    """``retry_failed`` for one event, which must exist (``NotFound``) and have failed
+    (``NotRetryable`` otherwise: two retries at once queue it once); it is relayed after
+    the caller commits."""
+    entry = get_event(session, event_id)
+    if not retry_failed(session, event_id):
+        raise NotRetryable(
+            N_(
+                "event %(id)s is %(status)s: only a failed event can be retried",
+                id=event_id,
+                status=entry.status,
+            )
+        )
+    session.refresh(entry)
+    return entry
