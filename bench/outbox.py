@@ -6,8 +6,9 @@ transaction, on a fresh database. Then two relays drain them, one after the othe
 over its own copy of the events:
 
 * Trellis — ``jobs.outbox.relay_due``: claims due rows ten at a time (``FOR UPDATE SKIP
-  LOCKED`` on PostgreSQL) moving their next attempt past the lease, calls the kind's
-  deliverer in a session of its own and marks each delivered in that session's commit;
+  LOCKED`` on PostgreSQL) moving their next attempt past the lease (committed), then calls
+  the kind's deliverer for each in a savepoint of one session and marks the batch's
+  delivered events in one UPDATE, with that session's commit;
 * baseline (hand-written) — what a competent developer writes for one table: a loop of
   ``SELECT … WHERE status = 'pending' ORDER BY id LIMIT 10 FOR UPDATE SKIP LOCKED``,
   the deliverer called, and one ``UPDATE … SET status = 'delivered'`` per batch, in one

@@ -15,7 +15,7 @@ from tests.conftest import Api
 from tests.platform.runtime.helpers import create, fetch
 from trellis.extensions import Database
 from trellis.platform.runtime.automations import schedule
-from trellis.platform.runtime.models import AutomationRun
+from trellis.platform.runtime.models import AutomationRun, Notification
 from trellis.platform.runtime.packs import (
     BUILTIN_PACKS,
     automation_files,
@@ -122,10 +122,37 @@ def test_exposure_alert_fires_once_per_crossing(pack: Api, database: Database) -
                                        "order_date": "2026-12-02"})  # fmt: skip
     line(pack, big["id"], 450)
     submit(pack, big["id"])  # exposure 950: past 90 % — the edge
-    assert [rid for rid, _ in runs_of(database, "credit_exposure_alert")] == [big["id"]]
+    assert runs_of(database, "credit_exposure_alert") == [(record["id"], "done")]
     approve(pack, big["id"])  # still over the line: no second alert
     assert len(runs_of(database, "credit_exposure_alert")) == 1
     assert fetch(pack, "dealer", record["id"])["open_exposure"] == 950
+
+
+def test_an_order_line_added_past_the_line_alerts_once(pack: Api, database: Database) -> None:
+    """The alert is the dealer's: a line added to an open order moves the order's total
+    and the dealer's exposure (roll-ups), and that alone sets it off — once, not again
+    while the exposure stays over the line."""
+    manager = {"email": "cm@example.com", "password": "a long password 1",
+               "roles": ["channel_manager"]}  # fmt: skip
+    assert pack.post("/users", manager).status_code == 201
+    record = dealer(pack, "EXP-2", credit_limit=1000)
+    order = create(pack, "sales_order", {"dealer": record["id"], "status": "draft",
+                                         "order_date": "2026-12-01"})  # fmt: skip
+    line(pack, order["id"], 100)
+    submit(pack, order["id"])  # exposure 100
+    assert runs_of(database, "credit_exposure_alert") == []
+    line(pack, order["id"], 850)  # 950: the line alone crosses 90 %
+    assert runs_of(database, "credit_exposure_alert") == [(record["id"], "done")]
+    with database.session() as session:
+        told = session.scalars(
+            sa.select(Notification).where(Notification.object_name == "dealer")
+        ).all()
+    assert {(n.record_id, n.title["en"]) for n in told} == {
+        (record["id"], "A dealer's open exposure passed 90 % of its credit limit")
+    }
+    line(pack, order["id"], 10)  # 960: still over, no second alert
+    assert len(runs_of(database, "credit_exposure_alert")) == 1
+    assert fetch(pack, "dealer", record["id"])["open_exposure"] == 960
 
 
 def test_nightly_deactivation_of_ended_contracts(app: Flask, database: Database, pack: Api) -> None:

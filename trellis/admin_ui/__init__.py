@@ -290,6 +290,7 @@ def init_app(app: Flask) -> None:
         jobs,
         notifications,
         objects,
+        outbox,
         record_compute,
         records,
         saved_views,
@@ -300,7 +301,7 @@ def init_app(app: Flask) -> None:
     )
 
     del designer_access, designer_history, designer_layout, objects, records, saved_views, shell
-    del automations, designer_rules, imports, jobs, record_compute, webhooks, workflows
+    del automations, designer_rules, imports, jobs, outbox, record_compute, webhooks, workflows
     del workflow_approval
     app.jinja_env.globals.update(
         navigation=navigation,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 from tests.conftest import Api
 from tests.factories import definition, field
@@ -217,6 +218,50 @@ def test_a_failing_action_is_recorded_and_the_write_stands(objects: Api) -> None
     assert "dealer" in history[0]["error"]
 
 
+def test_a_run_that_fails_halfway_leaves_nothing_behind(objects: Api) -> None:
+    """Its first action's record is rolled back with the second's refusal (a savepoint)."""
+    good = {"type": "create_record", "object": "task", "values": {"subject": "first"}}
+    bad = {"type": "create_record", "object": "task", "values": {"dealer": 999999}}
+    save(objects, automation("half_task", {"on": "create"}, [good, bad]))
+    record = create(objects, "dealer", {"name": "Acme"})
+    assert objects.get("/records/task").get_json()["items"] == []
+    assert runs("half_task") == [(record["id"], "failed")]
+
+
+def test_a_lone_webhook_action_needs_no_savepoint(app: Flask, objects: Api) -> None:
+    """Publishing cannot half-apply: a write whose automation only publishes opens no
+    savepoint, and reads the webhooks only once per metadata revision."""
+    app.config["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    hook = {"name": "ERP", "url": "http://127.0.0.1:9/hook", "events": ["erp.sync"]}
+    assert objects.post("/webhooks", hook).status_code == 201
+    save(objects, automation("sync", {"on": "create"}, [{"type": "webhook", "event": "erp.sync"}]))
+    sent: list[str] = []
+    savepoints: list[str | None] = []
+
+    def record_statement(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    def record_savepoint(_c: Any, name: str | None) -> None:
+        savepoints.append(name)
+
+    app.extensions["trellis.jobs.polling"] = True  # the events stay in the outbox here
+    try:
+        create(objects, "dealer", {"name": "Warm-up"})  # the webhooks read for this revision
+        sa.event.listen(db.engine, "before_cursor_execute", record_statement)
+        sa.event.listen(db.engine, "savepoint", record_savepoint)
+        try:
+            record = create(objects, "dealer", {"name": "Acme"})
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record_statement)
+            sa.event.remove(db.engine, "savepoint", record_savepoint)
+    finally:
+        app.extensions.pop("trellis.jobs.polling")
+    assert savepoints == []
+    assert not [s for s in sent if "FROM webhooks" in s]
+    assert len([s for s in sent if s.startswith("INSERT INTO outbox_events")]) == 1
+    assert runs("sync")[-1] == (record["id"], "done")
+
+
 def test_set_fields_must_pass_validation(objects: Api) -> None:
     save(
         objects,
@@ -289,6 +334,85 @@ def test_depth_limit_stops_a_chain_of_new_records(objects: Api) -> None:
     tasks = objects.get("/records/task").get_json()["items"]
     assert len(tasks) == 1 + 5  # the root, then AUTOMATION_MAX_DEPTH generations
     assert [o for _r, o in runs("breed")].count("stopped") == 1
+
+
+# --- roll-ups moved by other records' writes -------------------------------------------
+
+
+def ledger(api: Api) -> Api:
+    """An account whose ``balance`` sums its entries (a lookup roll-up, as a dealer's
+    open exposure sums its orders)."""
+    account = definition("account", {"name": field("text", "Name"), "flag": field("text")})
+    define(api, account)
+    entries = {
+        "account": field("lookup", "Account", **{"x-target": "account"}),
+        "amount": field("currency", "Amount"),
+    }
+    define(api, definition("entry", entries))
+    account["properties"]["balance"] = field(
+        "rollup",
+        type=["number", "null"],
+        **{"x-rollup": {"of": "entry.account", "function": "SUM", "field": "amount"}},
+    )
+    assert api.put("/objects/account", account).status_code == 200
+    return api
+
+
+def entry(api: Api, account: dict[str, Any], amount: float) -> dict[str, Any]:
+    return create(api, "entry", {"account": account["id"], "amount": amount})
+
+
+def test_a_rollup_moved_by_a_child_sets_off_the_parents_automations(api: Api) -> None:
+    """An entry written moves its account's balance: the account's condition-true (an
+    edge: once per crossing), field-changed and update automations see it, in the
+    entry's transaction; a bulk write of three entries tells the account once."""
+    ledger(api)
+    save(
+        api,
+        automation("crossed", {"on": "condition_true", "condition": "balance > 100"},
+                   [set_flag("over")], object="account"),
+    )  # fmt: skip
+    save(api, automation("moved", {"on": "field_changed", "fields": ["balance"]},
+                         [{"type": "create_record", "object": "entry", "values": {}}],
+                         object="account", condition="balance > 0"))  # fmt: skip
+    save(api, automation("touched", {"on": "update"}, [set_flag("touched")],
+                         object="account", condition="ISBLANK(flag)"))  # fmt: skip
+    account = create(api, "account", {"name": "Acme"})
+    assert runs("crossed") == runs("moved") == runs("touched") == []
+    entry(api, account, 60)
+    assert runs("crossed") == [] and runs("moved") == [(account["id"], "done")]
+    assert runs("touched") == [(account["id"], "done")]
+    assert fetch(api, "account", account["id"])["flag"] == "touched"
+    entry(api, account, 50)  # 110: past the line
+    assert runs("crossed") == [(account["id"], "done")]
+    stored = fetch(api, "account", account["id"])
+    assert (stored["balance"], stored["flag"]) == (110, "over")
+    entry(api, account, 30)  # still over: no second alert
+    assert len(runs("crossed")) == 1 and len(runs("moved")) == 3
+    other = create(api, "account", {"name": "Bulk"})
+    bulk = [{"account": other["id"], "amount": a} for a in (1, 2, 3)]
+    assert api.post("/records/entry/bulk", bulk).status_code == 201
+    assert [r for r in runs("moved") if r[0] == other["id"]] == [(other["id"], "done")]
+    assert fetch(api, "account", other["id"])["balance"] == 6
+
+
+def test_a_rollup_automation_that_moves_its_own_rollup_is_stopped(api: Api) -> None:
+    """An account automation whose action writes an entry of the same account moves the
+    balance again: the loop guard stops it there, with its audit event."""
+    ledger(api)
+    save(api, automation("echo", {"on": "field_changed", "fields": ["balance"]},
+                         [{"type": "create_record", "object": "entry",
+                           "values": {"account": {"expression": "id"}, "amount": 1}}],
+                         object="account", condition="balance > 0"))  # fmt: skip
+    account = create(api, "account", {"name": "Acme"})
+    entry(api, account, 5)
+    assert fetch(api, "account", account["id"])["balance"] == 6  # 5, and the echo's 1
+    assert runs("echo") == [(account["id"], "stopped"), (account["id"], "done")]
+    with db.session() as session:
+        stopped = session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "automation.loop_stopped")
+        ).all()
+    assert [(e.target, e.detail["reason"]) for e in stopped] == [("automation/echo", "repeated")]
 
 
 # --- documents ------------------------------------------------------------------------

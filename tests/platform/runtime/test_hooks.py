@@ -89,3 +89,33 @@ def test_a_validate_hook_refuses_and_after_commit_never_runs(
         api.post("/records/dealer/bulk", [{"name": "ok"}, {"name": "y", "level": "bronze"}]), 422
     )
     assert Hook.AFTER_COMMIT not in [h for h, *_ in registered]
+
+
+def test_a_hook_whose_applies_says_no_is_not_called(api: Api) -> None:
+    """``applies(meta, registry)`` decides from the metadata whether a hook has work for an
+    object's writes; where it says no, the write path does not call it (nor build its
+    event), and a new registration is seen by the next write."""
+    define(api, dealer_definition())
+    called: list[str] = []
+    wanted = {"dealer": False}
+
+    def count(event: WriteEvent) -> None:
+        called.append(str(event.values.get("name")))
+
+    hooks.register(
+        Hook.AFTER_WRITE, count, applies=lambda meta, _registry: wanted.get(meta.name, False)
+    )
+    try:
+        create(api, "dealer", {"name": "skipped"})
+        assert called == []
+        wanted["dealer"] = True
+        hooks.unregister(Hook.AFTER_WRITE, count)
+        hooks.register(
+            Hook.AFTER_WRITE, count, applies=lambda meta, _registry: wanted.get(meta.name, False)
+        )
+        create(api, "dealer", {"name": "seen"})
+        assert called == ["seen"]
+    finally:
+        hooks.unregister(Hook.AFTER_WRITE, count)
+    create(api, "dealer", {"name": "after"})
+    assert called == ["seen"]

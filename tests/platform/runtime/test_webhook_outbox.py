@@ -14,6 +14,8 @@ from flask import Flask
 
 from tests.conftest import ADMIN_EMAIL, Api
 from tests.factories import dealer_definition
+from tests.platform.runtime.helpers import error_of
+from tests.platform.runtime.jobs.helpers import api_as, plain_user
 from tests.platform.runtime.smtp_server import running_smtp_server
 from tests.platform.runtime.webhook_receiver import Receiver, running_receiver
 from trellis.extensions import Database
@@ -110,6 +112,47 @@ def test_a_500_and_a_timeout_are_retried_with_the_same_event_id(
     assert {i["event_id"] for i in items} == {event_id}
 
 
+def test_publishing_reads_the_webhooks_once_per_metadata_revision(
+    app: Flask, api: Api, database: Database, receiver: Receiver
+) -> None:
+    """With the registry, the webhooks are read once per revision; changing one (through
+    the service) moves the revision, so the next publish reads them again."""
+    webhook = make_webhook(api, receiver)
+    registry = app.extensions["trellis.registry"]
+    reads: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM webhooks" in statement:
+            reads.append(statement)
+
+    sa.event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        with database.session() as session:
+            registry.ensure_current(session)
+            for _ in range(3):
+                assert (
+                    len(
+                        webhooks.publish(
+                            session, "record.created", "dealer", {"id": 1}, registry=registry
+                        )
+                    )
+                    == 1
+                )
+            assert len(reads) == 1
+            session.rollback()
+        assert api.patch(f"/webhooks/{webhook['id']}", {"active": False}).status_code == 200
+        reads.clear()
+        with database.session() as session:
+            registry.ensure_current(session)
+            assert (
+                webhooks.publish(session, "record.created", "dealer", {"id": 1}, registry=registry)
+                == []
+            )
+            assert len(reads) == 1
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", count)
+
+
 def test_nothing_is_published_for_a_change_that_rolls_back(
     app: Flask, api: Api, database: Database, receiver: Receiver
 ) -> None:
@@ -146,3 +189,45 @@ def test_a_notification_email_goes_through_the_outbox_to_a_real_smtp_server(
     [message] = inbox.messages
     assert message["To"] == ADMIN_EMAIL and message["Subject"] == "Credit limit passed"
     assert [(e.kind, e.status) for e in entries(database)] == [("email", "delivered")]
+
+
+def test_the_outbox_api_lists_failed_events_and_retries_one(
+    app: Flask, api: Api, database: Database, receiver: Receiver
+) -> None:
+    """``/outbox`` (administrators): failed and retrying events; a retry is relayed after
+    its commit, so a receiver that is back gets the event, with the same id."""
+    make_webhook(api, receiver)
+    receiver.script = [500, 500]
+    app.config["OUTBOX_MAX_ATTEMPTS"] = 1
+    with database.session() as session:
+        [failed] = webhooks.publish(session, "record.created", "dealer", {"id": 1})
+        session.commit()
+    app.config["OUTBOX_MAX_ATTEMPTS"] = 3
+    with database.session() as session:
+        [retrying] = webhooks.publish(session, "record.created", "dealer", {"id": 2})
+        session.commit()
+
+    [item] = api.get("/outbox").get_json()["items"]
+    assert (item["event_id"], item["status"], item["kind"], item["type"]) == (
+        failed, "failed", "webhook", "record.created",
+    )  # fmt: skip
+    assert item["attempts"] == 1 and "HTTP 500" in item["last_error"]
+    assert item["failed_at"] is not None and item["next_attempt_at"] is None
+    [waiting] = api.get("/outbox", query_string={"status": "retrying"}).get_json()["items"]
+    assert waiting["event_id"] == retrying and waiting["next_attempt_at"] is not None
+    assert api.get(f"/outbox/{failed}").get_json()["payload"]["record"] == {"id": 1}
+    error_of(api.get("/outbox", query_string={"status": "delivered"}), 400)
+    error_of(api.get("/outbox/not-a-uuid"), 404)
+    error_of(api.get("/outbox/00000000-0000-0000-0000-000000000000"), 404)
+
+    retried = api.post(f"/outbox/{failed}/retry")
+    assert retried.status_code == 200
+    assert retried.get_json()["status"] == "delivered"
+    assert [event["id"] for event in receiver.taken] == [failed]
+    error_of(api.post(f"/outbox/{failed}/retry"), 409, "not_retryable")
+    assert api.get("/outbox").get_json()["items"] == []
+
+    _user_id, token = plain_user(database)
+    clerk = api_as(api, token)
+    error_of(clerk.get("/outbox"), 403)
+    error_of(clerk.post(f"/outbox/{retrying}/retry"), 403)

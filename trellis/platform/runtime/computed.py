@@ -14,7 +14,10 @@ imports, pack installs, automations):
   changed field through a lookup are recomputed; records whose roll-ups moved are noted;
 - ``finish`` (end of the service call): the rules that read roll-ups are checked on the
   stored rows, after every roll-up of the call has moved; a failure refuses the whole
-  call (the caller rolls back).
+  call (the caller rolls back). Then each record whose stored values the call moved this
+  way (its roll-ups, a formula reading another record) is told to the ``RECOMPUTED``
+  hooks, once, with its values before the first move and after the last: the record's
+  own automations see a change its lines made (``automations.engine``).
 
 Plans (compiled expressions, who feeds which roll-up) are built once per object version
 and metadata revision.
@@ -22,8 +25,8 @@ and metadata revision.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -43,7 +46,21 @@ if TYPE_CHECKING:
     from trellis.platform.runtime.registry import MetaRegistry, ObjectMeta
 
 PENDING_KEY = "trellis.computed.pending"
+MOVED_KEY = "trellis.computed.moved"  # a call's ``Moved`` records, told at ``finish``
 LOCKED_KEY = "trellis.computed.locked"  # (transaction, {object: live ids locked})
+# What a call keeps for its ``finish``: an automation's own writes (calls of their own)
+# must neither consume nor drop them (``set_aside``).
+_CALL_KEYS = (PENDING_KEY, MOVED_KEY)
+
+
+@dataclass
+class Moved:
+    """The records a call moved by roll-ups or formula readers: each one's row before the
+    first move and after the last; and the records the call created (their create is
+    their event: they are not told again)."""
+
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    created: set[tuple[str, int]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -101,12 +118,10 @@ class Plan:
         return [rule for rule in self.rules if rule.later]
 
 
-_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Plan]] = weakref.WeakKeyDictionary()
-
-
 def plan_of(registry: MetaRegistry, meta: ObjectMeta) -> Plan:
-    """The object's plan at the registry's revision (built on first use)."""
-    plans = _PLANS.setdefault(registry, {})
+    """The object's plan at the registry's revision (built on first use; kept with the
+    registry, as it is asked for several times per record written)."""
+    plans: dict[tuple[Any, ...], Plan] = registry.derived.setdefault("computed.plans", {})
     key = (registry.revision, meta.name, meta.version)
     found = plans.get(key)
     if found is None:
@@ -679,7 +694,45 @@ def _rolled(
     if plan.formulas:
         new = dict(new)
         _stored_formulas(unit.session, meta, plan, record_id, new, record_resolver(unit))
+    _note_moved(unit, meta, record_id, old, new)
     after_write(unit, meta, record_id, old, new)
+
+
+def _told(unit: WriteUnit, meta: ObjectMeta) -> bool:
+    """Whether moves of ``meta``'s records are told to anyone (``RECOMPUTED`` hooks)."""
+    from trellis.platform.runtime.records.hooks import Hook
+
+    return bool(unit.hook_functions(Hook.RECOMPUTED, meta))
+
+
+def _moved(unit: WriteUnit) -> Moved:
+    moved: Moved = unit.session.info.setdefault(MOVED_KEY, Moved())
+    return moved
+
+
+def _note_moved(
+    unit: WriteUnit,
+    meta: ObjectMeta,
+    record_id: int,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+) -> None:
+    """Keep a moved record's first row before and latest row after, for ``finish``."""
+    if not _told(unit, meta):
+        return
+    rows = _moved(unit).rows
+    key = (meta.name, record_id)
+    if key in rows:
+        rows[key][1] = dict(new)
+    else:
+        rows[key] = [dict(old), dict(new)]
+
+
+def note_created(unit: WriteUnit, meta: ObjectMeta, ids: list[int]) -> None:
+    """Records this call creates: a move of their roll-ups by their own lines, in the same
+    call, is part of their create, not a change to tell."""
+    if _told(unit, meta):
+        _moved(unit).created.update((meta.name, record_id) for record_id in ids)
 
 
 def _recompute_readers(
@@ -708,6 +761,7 @@ def _recompute_readers(
     for row in rows:  # every formula of the reader is brought up to date together
         values = dict(row)
         if _stored_formulas(unit.session, meta, plan, int(row["id"]), values, resolver):
+            _note_moved(unit, meta, int(row["id"]), dict(row), values)
             after_write(unit, meta, int(row["id"]), dict(row), values)
 
 
@@ -715,7 +769,46 @@ def _recompute_readers(
 
 
 def finish(unit: WriteUnit) -> None:
-    """The rules that read roll-ups, on the stored rows of every record the call moved."""
+    """The rules that read roll-ups, on the stored rows of every record the call moved;
+    then the moved records told to the ``RECOMPUTED`` hooks (``tell_moved``)."""
+    _check_later_rules(unit)
+    tell_moved(unit)
+
+
+def tell_moved(unit: WriteUnit) -> None:
+    """Each record the call moved (not created, not deleted), once, to the ``RECOMPUTED``
+    hooks: an update from its row before the first move to its row after the last, as
+    JSON, with the changed fields. Taken off the session first, so what the hooks write
+    (calls of their own) is told by their own ``finish``."""
+    from trellis.platform.runtime.records.hooks import Action, Hook, WriteEvent
+    from trellis.platform.runtime.records.serialise import serialise
+
+    moved: Moved | None = unit.session.info.pop(MOVED_KEY, None)
+    if moved is None:
+        return
+    for (object_name, record_id), (before, after) in moved.rows.items():
+        if (object_name, record_id) in moved.created or after.get("deleted_at") is not None:
+            continue
+        meta = unit.registry.get(object_name)
+        old, new = serialise(meta, before), serialise(meta, after)
+        changes = {n: [old.get(n), new.get(n)] for n in meta.fields if old.get(n) != new.get(n)}
+        if not changes:
+            continue
+        event = WriteEvent(
+            meta=meta,
+            action=Action.UPDATE,
+            values=new,
+            session=unit.session,
+            caller=unit.caller,
+            record_id=record_id,
+            old=old,
+            changes=changes,
+            registry=unit.registry,
+        )
+        unit.hooks.run(Hook.RECOMPUTED, event, unit.hook_functions(Hook.RECOMPUTED, meta))
+
+
+def _check_later_rules(unit: WriteUnit) -> None:
     pending = unit.session.info.pop(PENDING_KEY, None)
     if not pending:
         return
@@ -743,8 +836,27 @@ def finish(unit: WriteUnit) -> None:
 
 
 def discard(unit: WriteUnit) -> None:
-    """Forget the checks a refused call noted (its changes are being rolled back)."""
-    unit.session.info.pop(PENDING_KEY, None)
+    """Forget what a refused call noted for its end (its changes are being rolled back)."""
+    for key in _CALL_KEYS:
+        unit.session.info.pop(key, None)
+
+
+@contextmanager
+def set_aside(session: Any) -> Iterator[None]:
+    """What the call under way keeps for its ``finish`` (rules to check, moved records to
+    tell) survives calls made inside it — an automation's own writes, which start and
+    finish their own. Rules those calls left unchecked are checked with the outer ones;
+    moves they left untold (a call that failed, rolled back) are dropped."""
+    outer = {key: session.info.pop(key) for key in _CALL_KEYS if key in session.info}
+    try:
+        yield
+    finally:
+        left = session.info.pop(PENDING_KEY, None) or {}
+        session.info.pop(MOVED_KEY, None)
+        if PENDING_KEY in outer or left:
+            session.info[PENDING_KEY] = {**left, **outer.get(PENDING_KEY, {})}
+        if MOVED_KEY in outer:
+            session.info[MOVED_KEY] = outer[MOVED_KEY]
 
 
 # --- whole tables ----------------------------------------------------------------------

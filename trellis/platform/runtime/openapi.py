@@ -328,6 +328,44 @@ def _job_paths() -> dict[str, Any]:
     }
 
 
+def _outbox_paths() -> dict[str, Any]:
+    """The outbox's failed events (administrators only), by their event id."""
+    event = _shape(shapes.OutboxEventDetailSchema)
+    event_id = _name_param("event_id", "the event's id (a UUID, as in Trellis-Event-Id)")
+    listing = _operation(
+        "list_outbox_events",
+        "outbox",
+        {"200": _ok("Events, newest first", _shape(shapes.OutboxPageSchema))},
+        summary="Outbox events given up on (failed), or retrying after a failure",
+    )
+    return {
+        "/outbox": {
+            "get": {
+                **listing,
+                "parameters": copy.deepcopy(_query_parameters(shapes.OutboxQuerySchema)),
+            }
+        },
+        "/outbox/{event_id}": {
+            "parameters": [event_id],
+            "get": _operation(
+                "get_outbox_event",
+                "outbox",
+                {"200": _ok("The event", event)},
+                summary="An outbox event, with its payload",
+            ),
+        },
+        "/outbox/{event_id}/retry": {
+            "parameters": [event_id],
+            "post": _operation(
+                "retry_outbox_event",
+                "outbox",
+                {"200": _ok("Due again (relayed after the commit)", event), "409": ERROR},
+                summary="Make a failed event due again, with a fresh count of attempts",
+            ),
+        },
+    }
+
+
 def _view_paths() -> dict[str, Any]:
     """Saved list views: every caller's own, and those shared with their roles."""
     view = _shape(shapes.ViewSchema)
@@ -430,6 +468,7 @@ def _admin_paths() -> dict[str, Any]:
         **_workflow_paths(),
         **_audit_paths(),
         **_webhook_paths(),
+        **_outbox_paths(),
     }
 
 

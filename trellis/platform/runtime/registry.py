@@ -37,7 +37,7 @@ from trellis.platform.runtime.versioning import (
 from trellis.platform.workflow import Workflow, parse_workflow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from sqlalchemy.orm import Session
 
@@ -95,6 +95,11 @@ class ObjectMeta:
         related = {str(spec.related_name) for _, spec in self.children}
         read_only = {name for name, spec in self.fields.items() if not spec.writable}
         return frozenset(SYSTEM_COLUMNS) | related | read_only
+
+    @cached_property
+    def currency_fields(self) -> tuple[str, ...]:
+        """The currency fields, whose amounts may come as JSON strings (exact)."""
+        return tuple(name for name, spec in self.fields.items() if spec.type.name == "currency")
 
     @cached_property
     def json_converters(self) -> list[tuple[str, Callable[[Any], Any] | None]]:
@@ -174,10 +179,14 @@ class MetaRegistry:
         self._objects: dict[str, ObjectMeta] = {}
         self._roles: dict[str, dict[str, Any]] = {}
         self._automations: dict[str, Automation] = {}
+        self._automations_by_object: dict[str, tuple[Automation, ...]] = {}
         self._workflows: dict[str, tuple[int, dict[str, Any]]] = {}
         self._permissions: dict[tuple[tuple[str, ...], bool], Permissions] = {}
         self._packs: list[tuple[str, dict[str, Any]]] = []
         self.metadata = sa.MetaData()
+        # What other modules derive from this metadata (computed's plans), under their own
+        # keys; each keys its entries by revision, so a rebuild never serves a stale one.
+        self.derived: dict[str, Any] = {}
 
     @property
     def revision(self) -> int | None:
@@ -232,6 +241,7 @@ class MetaRegistry:
             self._objects = objects
             self._roles = roles
             self._automations = automations
+            self._automations_by_object = _by_object(automations.values())
 
             self._workflows = workflows
             self._packs = packs
@@ -271,11 +281,9 @@ class MetaRegistry:
 
     def automations(self, object_name: str | None = None) -> list[Automation]:
         """The current automations (of one object, when named), by name."""
-        return [
-            a
-            for a in self._automations.values()
-            if object_name is None or a.object_name == object_name
-        ]
+        if object_name is None:
+            return list(self._automations.values())
+        return list(self._automations_by_object.get(object_name, ()))
 
     def workflow_documents(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """The current workflow documents by name, each with its version."""
@@ -294,6 +302,14 @@ class MetaRegistry:
     def documents(self) -> dict[str, dict[str, Any]]:
         """The current object definitions by name, as stored (the documents are not copied)."""
         return {name: meta.definition.document for name, meta in self._objects.items()}
+
+
+def _by_object(automations: Iterable[Automation]) -> dict[str, tuple[Automation, ...]]:
+    """The automations grouped by their object, each group in name order."""
+    groups: dict[str, list[Automation]] = {}
+    for automation in automations:
+        groups.setdefault(automation.object_name, []).append(automation)
+    return {name: tuple(group) for name, group in groups.items()}
 
 
 def _still_fits(meta: ObjectMeta, document: dict[str, Any]) -> bool:

@@ -372,6 +372,9 @@ def current_documents(
     return [(name, version, dict(document)) for name, version, document in executor.execute(query)]
 
 
+METADATA_CHANGED = "metadata_changed"  # session.info: this transaction bumped the revision
+
+
 def bump_revision(session: Session) -> None:
     """Tell every process that metadata changed (the row lock also serialises changers)."""
     updated = session.execute(
@@ -382,4 +385,4 @@ def bump_revision(session: Session) -> None:
     if updated.rowcount == 0:  # type: ignore[attr-defined]
         session.add(MetaRevision(id=1, revision=1))
     # Until this commits, caches built inside the transaction must not outlive a rollback.
-    session.info["metadata_changed"] = True
+    session.info[METADATA_CHANGED] = True

@@ -64,6 +64,19 @@ def deliver_to_file(session: Any, event: jobs.outbox.OutboxEvent) -> None:
         handle.write(event.event_id + "\n")
 
 
+@jobs.outbox.deliverer("tests.effect")
+def deliver_effect(session: Any, event: jobs.outbox.OutboxEvent) -> None:
+    """Write the effect ``payload["key"]`` in the relay's session, after ``payload["sleep"]``
+    seconds; then fail as ``payload["fail"]`` says: ``"raise"`` (an error: the effect is
+    undone) or ``"told"`` (``DeliveryFailed``: the effect stays)."""
+    time.sleep(event.payload.get("sleep", 0))
+    effect(session, event.payload["key"], f"attempt {event.attempt}")
+    if event.payload.get("fail") == "raise":
+        raise RuntimeError("the receiver broke")
+    if event.payload.get("fail") == "told":
+        raise jobs.outbox.DeliveryFailed("the receiver said no (logged)")
+
+
 if os.environ.get("TRELLIS_TEST_EVERY_SECOND"):
     # Only in the worker processes of the scheduler test: a slot every second.
     jobs.periodic("tests.every_second", cron="* * * * * *", job="tests.cron_effect")

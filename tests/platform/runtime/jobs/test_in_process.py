@@ -146,6 +146,61 @@ def test_an_undeliverable_event_is_retried_then_failed(app: Flask, database: Dat
         session.commit()
 
 
+def outbox_entries(database: Database) -> dict[str, OutboxEntry]:
+    with database.session() as session:
+        entries = session.query(OutboxEntry).all()
+        session.expunge_all()
+    return {entry.payload["key"]: entry for entry in entries}
+
+
+def test_a_batch_keeps_each_deliverers_writes_apart(app: Flask, database: Database) -> None:
+    """Three events, one batch, one session: the one that raises loses its writes alone;
+    the one that reports a failure it logged keeps them; the good one is delivered with
+    the batch's commit."""
+    app.config["RETRY_BASE_SECONDS"] = 600  # one attempt each here
+    with database.session() as session:
+        for key, fail in (("good", None), ("broken", "raise"), ("told", "told")):
+            jobs.outbox.emit(session, "tests.effect", {"key": key, "fail": fail})
+        session.commit()  # relayed in-process after the commit, as one batch
+    assert effect_keys(database) == ["good", "told"]
+    entries = outbox_entries(database)
+    assert {key: (e.status, e.attempts) for key, e in entries.items()} == {
+        "good": ("delivered", 1),
+        "broken": ("pending", 1),
+        "told": ("pending", 1),
+    }
+    assert "the receiver broke" in (entries["broken"].last_error or "")
+    assert entries["told"].last_error == "the receiver said no (logged)"
+    assert entries["good"].last_error is None and entries["good"].delivered_at is not None
+
+
+def test_a_batch_past_half_its_lease_hands_back_what_it_has_not_tried(
+    app: Flask, database: Database
+) -> None:
+    """A slow batch stops at half its lease; the events it did not try are due again at
+    once, their claim not counted as an attempt, so no other relay redelivers one that
+    this relay is still busy with."""
+    app.config["JOB_LEASE_SECONDS"] = 0.4
+    app.extensions["trellis.jobs.polling"] = True  # no relay after the commit: this test's
+    try:
+        with database.session() as session:
+            for key in ("first", "second", "third"):
+                jobs.outbox.emit(session, "tests.effect", {"key": key, "sleep": 0.3})
+            session.commit()
+        assert jobs.outbox.relay_due(app, limit=3) == 1
+        entries = outbox_entries(database)
+        assert {key: (e.status, e.attempts) for key, e in entries.items()} == {
+            "first": ("delivered", 1),
+            "second": ("pending", 0),
+            "third": ("pending", 0),
+        }
+        assert effect_keys(database) == ["first"]
+        assert jobs.outbox.relay_due(app, limit=1) == 1  # due again at once
+        assert effect_keys(database) == ["first", "second"]
+    finally:
+        app.extensions.pop("trellis.jobs.polling")
+
+
 def test_an_event_rolled_back_with_its_change_is_never_sent(
     database: Database, tmp_path: Path
 ) -> None:

@@ -637,6 +637,67 @@ def job_source(job: Any) -> dict[str, Any]:
     return row_source(job, progress=progress)
 
 
+# --- the outbox --------------------------------------------------------------------------------
+
+
+class OutboxEventSchema(Shape):
+    """An outbox event as the failed-events list shows it (``GET /outbox``)."""
+
+    id = fields.Integer()
+    event_id = fields.String(metadata={"description": "the stable id receivers de-duplicate on"})
+    kind = fields.String(metadata={"description": "webhook, email, …: its deliverer"})
+    type = fields.String(
+        allow_none=True, metadata={"description": "the event's type (record.created…), if any"}
+    )
+    target = fields.String(
+        allow_none=True, metadata={"description": "a webhook's id, an e-mail address"}
+    )
+    status = fields.String(metadata={"enum": ["pending", "delivered", "failed"]})
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True, metadata={"description": "the last attempt's"})
+    created_at = Moment()
+    next_attempt_at = Moment(
+        allow_none=True, metadata={"description": "pending: when it is tried again"}
+    )
+    failed_at = Moment(allow_none=True, metadata={"description": "failed: when it was given up"})
+
+
+class OutboxEventDetailSchema(OutboxEventSchema):
+    """One outbox event (``GET /outbox/<event id>``), with what its deliverer is given."""
+
+    payload = fields.Dict()
+
+
+class OutboxPageSchema(Shape):
+    """The answer of ``GET /outbox``: ``{"items": [event, …]}``, newest first."""
+
+    items = fields.List(fields.Nested(OutboxEventSchema), metadata={"description": "newest first"})
+
+
+class OutboxQuerySchema(Body):
+    """The query string of ``GET /outbox``."""
+
+    status = fields.String(
+        validate=OneOf(["failed", "retrying"]),
+        load_default="failed",
+        metadata={"description": "failed (given up) or retrying (pending after a failure)"},
+    )
+    before = fields.Integer(validate=ID_RANGE, metadata={"description": "events older than id"})
+    limit = fields.Integer(validate=value_range(min=1, max=500), load_default=50)
+
+
+def outbox_source(entry: Any) -> dict[str, Any]:
+    """An ``outbox_events`` row as ``OutboxEventSchema`` dumps it."""
+    failed = entry.status == "failed"
+    payload = entry.payload or {}
+    return row_source(
+        entry,
+        type=payload.get("type") if isinstance(payload.get("type"), str) else None,
+        next_attempt_at=None if failed or entry.status == "delivered" else entry.next_attempt_at,
+        failed_at=entry.next_attempt_at if failed else None,
+    )
+
+
 # --- saved list views --------------------------------------------------------------------------
 
 _VIEW_COLUMNS = "field names in the order shown (id, created_at and updated_at too); empty: the"
@@ -928,6 +989,9 @@ DOCUMENTED: tuple[type[Schema], ...] = (
     JobProgressSchema,
     JobSchema,
     JobPageSchema,
+    OutboxEventSchema,
+    OutboxEventDetailSchema,
+    OutboxPageSchema,
     ViewDefinitionSchema,
     ViewSchema,
     ViewPageSchema,

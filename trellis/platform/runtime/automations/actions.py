@@ -123,7 +123,9 @@ def run(
                 email=bool(action.get("email", False)),
             )
     elif kind is ActionKind.WEBHOOK:
-        _capability("webhooks").publish(session, action["event"], meta.name, record)
+        _capability("webhooks").publish(
+            session, action["event"], meta.name, record, registry=registry
+        )
     else:  # START_APPROVAL: fire the named transition, which submits the record
         from trellis.platform.runtime.workflow.transitions import TransitionService
 

@@ -7,7 +7,12 @@ Two record-pipeline hooks (``records/hooks.py``) run every automation of a write
   ``set_fields`` actions to the values about to be validated and saved;
 - ``AFTER_WRITE`` runs their other actions in the write's transaction, each automation
   inside a savepoint: one that fails is rolled back alone and recorded as failed, and the
-  write stands. A delete (which has no ``BEFORE_VALIDATE``) decides here.
+  write stands (a run of one action that cannot half-apply, a webhook, needs none). A
+  delete (which has no ``BEFORE_VALIDATE``) decides here;
+- ``RECOMPUTED`` (``computed.tell_moved``): a record whose roll-ups or formulas another
+  record's write moved — an order line added moves its order's total and the dealer's
+  exposure — decides its update, field-changed and condition-true automations on the
+  values before and after, at the end of that write's call, and runs them.
 
 What an automation writes goes through the record service as the system (every right,
 ``created_by`` empty): it is an administrator's metadata acting, not the user whose
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -33,6 +38,7 @@ from trellis.exceptions import TrellisError
 from trellis.platform.expressions import compiled
 from trellis.platform.metadata.automations import (
     WRITE_TRIGGERS,
+    ActionKind,
     Automation,
     TriggerKind,
     changed_fields,
@@ -61,13 +67,21 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    hooks.register(Hook.BEFORE_VALIDATE, before_save)
-    hooks.register(Hook.AFTER_WRITE, after_save)
+    hooks.register(Hook.BEFORE_VALIDATE, before_save, applies=has_write_automations)
+    hooks.register(Hook.AFTER_WRITE, after_save, applies=has_write_automations)
+    hooks.register(Hook.RECOMPUTED, after_recompute, applies=has_write_automations)
     # The scheduled automations' jobs and schedules, registered on import.
     from trellis.platform.runtime.automations import background
 
     del background
     _INSTALLED = True
+
+
+def has_write_automations(meta: ObjectMeta, registry: MetaRegistry | None) -> bool:
+    """Whether writes of ``meta`` may set off an automation (the hooks' ``applies``)."""
+    return registry is not None and any(
+        a.active and a.kind in WRITE_TRIGGERS for a in registry.automations(meta.name)
+    )
 
 
 def _candidates(event: WriteEvent) -> list[Automation]:
@@ -170,8 +184,10 @@ def before_save(event: WriteEvent) -> None:
 def after_save(event: WriteEvent) -> None:
     """Run the fired automations' other actions, each in a savepoint, and record each run;
     decide the edge triggers (whose actions all run now: ``set_fields`` as an update)."""
-    decided: dict[str, str] | None = event.notes.get(_NOTES_KEY)
     candidates = _candidates(event)
+    if not candidates:  # the usual write: no automation of its object to decide or run
+        return
+    decided: dict[str, str] | None = event.notes.get(_NOTES_KEY)
     if decided is None:  # a delete: nothing was decided before it
         decided = {a.name: "fired" for a in _fired(event, candidates, event.values)}
         edges: list[Automation] = []
@@ -202,7 +218,23 @@ def after_save(event: WriteEvent) -> None:
             dict(event.values),
             automation.kind.value,
         )
-    for automation in edges:
+    _run_all(event, edges)
+
+
+def after_recompute(event: WriteEvent) -> None:
+    """A record's roll-ups or formulas moved by other records' writes (its lines, in the
+    same call): its ``update``, ``field_changed`` and ``condition_true`` automations decide
+    on the values before and after, as for an update of its own, and run every action
+    now (``set_fields`` as an update through the record service, as a scheduled run)."""
+    candidates = _candidates(event)
+    if candidates:
+        _run_all(event, _fired(event, candidates, event.values))
+
+
+def _run_all(event: WriteEvent, fired: list[Automation]) -> None:
+    """Every action of each of ``fired`` on the event's record, now (after its save)."""
+    assert event.registry is not None
+    for automation in fired:
         run_actions(
             event.session,
             event.registry,
@@ -224,20 +256,24 @@ def run_actions(
     trigger: str,
     run_key: str | None = None,
 ) -> str:
-    """Run ``to_run`` (actions of ``automation``) on one record in a savepoint; record the
-    run (``done``, ``failed`` or ``stopped``) and return its outcome."""
+    """Run ``to_run`` (actions of ``automation``) on one record in a savepoint (unless
+    ``_needs_savepoint`` says no); record the run (``done``, ``failed`` or ``stopped``)
+    and return its outcome."""
     with guarded(session, automation, record_id) as allowed:
         if not allowed:
             runs.record(session, automation, record_id, trigger, runs.STOPPED, key=run_key)
             return runs.STOPPED
         error: str | None = None
+        apart = _needs_savepoint(to_run)
         try:
-            with session.begin_nested(), _outer_checks_kept(session):
+            with session.begin_nested() if apart else nullcontext(), computed.set_aside(session):
                 for action in to_run:
                     actions.run(session, registry, automation, action, record_id, record)
         except TrellisError as exc:
             error = _describe(exc)
         except Exception as exc:  # a pack hook's own code; logged, recorded, the write stands
+            if not apart:
+                raise  # nothing to roll back to: the write fails, as on any database error
             log.exception("automation %s failed on %s %s", automation.name, trigger, record_id)
             error = repr(exc)
     outcome = runs.DONE if error is None else runs.FAILED
@@ -245,25 +281,23 @@ def run_actions(
     return outcome
 
 
+# An action that refuses before it writes anything, and then only writes rows no check can
+# refuse (outbox events): alone in a run, it cannot half-apply.
+_ALL_OR_NOTHING = frozenset({ActionKind.WEBHOOK})
+
+
+def _needs_savepoint(to_run: list[dict[str, Any]]) -> bool:
+    """Whether a run's actions need a savepoint, so that a failing one leaves nothing
+    behind: not for one action that cannot half-apply (publishing to webhooks), which
+    saves the two round trips of a write's usual automation."""
+    return not (len(to_run) == 1 and ActionKind(to_run[0]["type"]) in _ALL_OR_NOTHING)
+
+
 def _describe(exc: TrellisError) -> str:
     details = "; ".join(
         f"{d.get('field')}: {d.get('message')}" for d in exc.details if isinstance(d, dict)
     )
     return f"{exc.message} ({details})" if details else str(exc.message)
-
-
-@contextmanager
-def _outer_checks_kept(session: Session) -> Iterator[None]:
-    """The checks the write that set the automation off still has to make (rules that read
-    roll-ups, ``computed.finish``) survive the automation's own writes, which start and
-    finish their own."""
-    outer = session.info.pop(computed.PENDING_KEY, None)
-    try:
-        yield
-    finally:
-        if outer:
-            left = session.info.pop(computed.PENDING_KEY, None) or {}
-            session.info[computed.PENDING_KEY] = {**left, **outer}
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from trellis.platform.metadata.automations import Automation
 
 DONE, FAILED, STOPPED = "done", "failed", "stopped"
+_INSERT = sa.insert(cast("sa.Table", AutomationRun.__table__))
 
 
 def record(
@@ -26,19 +27,21 @@ def record(
     error: str | None = None,
     key: str | None = None,
 ) -> None:
-    """Write one run in the session's transaction."""
+    """Write one run in the session's transaction (one statement, built once: a write's
+    automation pays its round trip and little else)."""
     session.execute(
-        sa.insert(AutomationRun).values(
-            automation_name=automation.name,
-            automation_version=automation.version,
-            object_name=automation.object_name,
-            record_id=record_id,
-            trigger=trigger,
-            outcome=outcome,
-            error=error[:2000] if error else None,
-            run_key=key,
-            at=utcnow(),
-        )
+        _INSERT,
+        {
+            "automation_name": automation.name,
+            "automation_version": automation.version,
+            "object_name": automation.object_name,
+            "record_id": record_id,
+            "trigger": trigger,
+            "outcome": outcome,
+            "error": error[:2000] if error else None,
+            "run_key": key,
+            "at": utcnow(),
+        },
     )
 
 

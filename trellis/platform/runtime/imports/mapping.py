@@ -8,7 +8,9 @@ unique fields (a dealer's ``code``); the importer resolves those per batch.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,26 +143,48 @@ def _bad_mapping(details: list[dict[str, Any]]) -> BadRequest:
 def cell_value(spec: FieldSpec, cell: Any) -> Any:
     """The JSON value of a non-empty cell for ``spec`` (``FieldConversionError`` if none):
     the field type's own conversion, plus the shapes a spreadsheet gives lists and JSON."""
+    return cell_converter(spec)(cell)
+
+
+def cell_converter(spec: FieldSpec) -> Callable[[Any], Any]:
+    """``cell_value`` for one field, chosen once (an import converts a column's every
+    cell with it)."""
     kind = spec.type.name
     if kind in ("lookup", "master_detail", "user"):
-        if isinstance(cell, int) and not isinstance(cell, bool):
-            return cell
-        text = str(cell).strip()
-        if not text.isdigit():
-            raise FieldConversionError(N_("%(value)s is not a record id", value=repr(cell)))
-        return int(text)
+        return _record_id
     if kind == "multipicklist":
-        text = str(cell)
-        separator = next((s for s in LIST_SEPARATORS if s in text), None)
-        parts = text.split(separator) if separator else [text]
-        return [part.strip() for part in parts if part.strip()]
+        return _list_of_values
     if kind == "json":
-        try:
-            return json.loads(str(cell))
-        except ValueError:
-            raise FieldConversionError(N_("%(value)s is not JSON", value=repr(cell))) from None
+        return _json_value
     if kind in ("text", "textarea", "richtext", "email", "phone", "url", "picklist"):
-        return str(cell)
+        return str
+    return functools.partial(_coerced, spec)
+
+
+def _record_id(cell: Any) -> int:
+    if isinstance(cell, int) and not isinstance(cell, bool):
+        return cell
+    text = str(cell).strip()
+    if not text.isdigit():
+        raise FieldConversionError(N_("%(value)s is not a record id", value=repr(cell)))
+    return int(text)
+
+
+def _list_of_values(cell: Any) -> list[str]:
+    text = str(cell)
+    separator = next((s for s in LIST_SEPARATORS if s in text), None)
+    parts = text.split(separator) if separator else [text]
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _json_value(cell: Any) -> Any:
+    try:
+        return json.loads(str(cell))
+    except ValueError:
+        raise FieldConversionError(N_("%(value)s is not JSON", value=repr(cell))) from None
+
+
+def _coerced(spec: FieldSpec, cell: Any) -> Any:
     return spec.type.coerce(cell, spec)
 
 
@@ -175,6 +199,7 @@ def _folded(text: str) -> str:
 
 __all__ = [
     "ColumnMap",
+    "cell_converter",
     "cell_value",
     "check_mapping",
     "importable_fields",

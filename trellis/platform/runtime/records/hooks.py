@@ -9,7 +9,12 @@ for all of them, and the pipeline calls it:
 - ``VALIDATE``: check the record; raise ``ValidationFailed`` (or another ``TrellisError``);
 - ``AFTER_WRITE``: the row is written, in the same transaction (roll-ups, outbox rows);
 - ``AFTER_COMMIT``: the transaction has committed (enqueue jobs). Never runs after a
-  rollback; an error here is logged, not raised, since the change has already happened.
+  rollback; an error here is logged, not raised, since the change has already happened;
+- ``RECOMPUTED``: another record's write moved this record's stored values — a roll-up
+  over its lines, a formula reading a record it looks up — in the same transaction. Once
+  per record and service call, at its end, as an ``UPDATE`` event from the values before
+  the first move to those after the last (``changes``: the fields that moved). Records
+  the call created, or deleted, are not told.
 
 A hook receives a ``WriteEvent``. Hooks run in the order they were registered, object
 hooks after the hooks for every object.
@@ -43,6 +48,7 @@ class Hook(StrEnum):
     VALIDATE = "validate"
     AFTER_WRITE = "after_write"
     AFTER_COMMIT = "after_commit"
+    RECOMPUTED = "recomputed"
 
 
 class Action(StrEnum):
@@ -80,6 +86,7 @@ class WriteEvent:
 
 
 HookFunction = Callable[[WriteEvent], None]
+Applies = Callable[["ObjectMeta", "MetaRegistry | None"], bool]
 _AFTER_COMMIT_KEY = "trellis.after_commit"
 _COLLECTED_KEY = "trellis.after_commit.collected"
 _LISTENING_KEY = "trellis.after_commit.listening"
@@ -90,12 +97,27 @@ class HookRegistry:
 
     def __init__(self) -> None:
         self._hooks: dict[tuple[Hook, str | None], list[HookFunction]] = defaultdict(list)
+        self._applies: dict[HookFunction, Applies] = {}
+        self.generation = 0  # moves at every (un)registration: what a caller kept is stale
 
     def register(
-        self, hook: Hook, function: HookFunction, object_name: str | None = None
+        self,
+        hook: Hook,
+        function: HookFunction,
+        object_name: str | None = None,
+        *,
+        applies: Applies | None = None,
     ) -> HookFunction:
-        """Call ``function`` at ``hook`` for writes of ``object_name`` (or of every object)."""
+        """Call ``function`` at ``hook`` for writes of ``object_name`` (or of every object).
+
+        ``applies(meta, registry)`` says, from the metadata alone, whether the function
+        has anything to do for writes of an object (the automation engine: the object has
+        automations); where it says no, the write path neither calls the function nor
+        builds its event."""
         self._hooks[(Hook(hook), object_name)].append(function)
+        if applies is not None:
+            self._applies[function] = applies
+        self.generation += 1
         return function
 
     def unregister(
@@ -105,6 +127,9 @@ class HookRegistry:
         functions = self._hooks.get((Hook(hook), object_name), [])
         if function in functions:
             functions.remove(function)
+        if not any(function in registered for registered in self._hooks.values()):
+            self._applies.pop(function, None)
+        self.generation += 1
 
     def functions(self, hook: Hook, object_name: str) -> list[HookFunction]:
         """The functions to call, for every object first, then for this one."""
@@ -114,13 +139,29 @@ class HookRegistry:
         """Whether any function is registered (so the pipeline can skip building events)."""
         return bool(self._hooks.get((hook, None)) or self._hooks.get((hook, object_name)))
 
-    def run(self, hook: Hook, event: WriteEvent) -> None:
-        """Call the hook's functions now, in order; ``AFTER_COMMIT`` ones are queued instead."""
+    def wanted(
+        self, hook: Hook, meta: ObjectMeta, registry: MetaRegistry | None
+    ) -> list[HookFunction]:
+        """The functions to call for a write of ``meta`` under ``registry``: those
+        registered whose ``applies`` (if any) holds."""
+        found = self.functions(hook, meta.name)
+        if not self._applies:
+            return found
+        applies = self._applies
+        return [f for f in found if f not in applies or applies[f](meta, registry)]
+
+    def run(
+        self, hook: Hook, event: WriteEvent, functions: list[HookFunction] | None = None
+    ) -> None:
+        """Call the hook's functions (``wanted``, unless given) now, in order;
+        ``AFTER_COMMIT`` ones are queued instead."""
+        if functions is None:
+            functions = self.wanted(hook, event.meta, event.registry)
         if hook is Hook.AFTER_COMMIT:
-            for function in self.functions(hook, event.meta.name):
+            for function in functions:
                 _queue_after_commit(event.session, function, event)
             return
-        for function in self.functions(hook, event.meta.name):
+        for function in functions:
             function(event)
 
 

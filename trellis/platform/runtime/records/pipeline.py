@@ -45,7 +45,13 @@ from trellis.platform.runtime.access import OPERATIONS
 from trellis.platform.runtime.models import AutonumberCounter, RecordHistory
 from trellis.platform.runtime.query import among_param
 from trellis.platform.runtime.records import attachments
-from trellis.platform.runtime.records.hooks import Action, Hook, HookRegistry, WriteEvent
+from trellis.platform.runtime.records.hooks import (
+    Action,
+    Hook,
+    HookFunction,
+    HookRegistry,
+    WriteEvent,
+)
 from trellis.platform.runtime.records.serialise import Record, system_json
 
 if TYPE_CHECKING:
@@ -84,6 +90,19 @@ class WriteUnit:
     def dialect(self) -> str:
         """The session's dialect name (``postgresql`` or ``sqlite``), read once per unit."""
         return self.session.get_bind().dialect.name
+
+    @cached_property
+    def _wanted(self) -> dict[tuple[Any, ...], list[HookFunction]]:
+        return {}
+
+    def hook_functions(self, hook: Hook, meta: ObjectMeta) -> list[HookFunction]:
+        """``hooks.wanted`` for writes of ``meta``, kept for the unit: asked per record, it
+        changes only with the metadata's revision or the hooks registered."""
+        key = (hook, meta.name, meta.version, self.registry.revision, self.hooks.generation)
+        found = self._wanted.get(key)
+        if found is None:
+            found = self._wanted[key] = self.hooks.wanted(hook, meta, self.registry)
+        return found
 
 
 @dataclass
@@ -145,11 +164,10 @@ def deserialise(draft: Draft) -> None:
 def exact_amounts(meta: ObjectMeta, payload: dict[str, Any]) -> None:
     """Currency amounts sent as JSON strings ("1234.50") become exact Decimals; a string
     that is not an amount is left for validation to refuse."""
-    for name, value in payload.items():
+    for name in meta.currency_fields:
+        value = payload.get(name)
         if isinstance(value, str) and AMOUNT.fullmatch(value):
-            spec = meta.fields.get(name)
-            if spec is not None and spec.type.name == "currency":
-                payload[name] = Decimal(value)
+            payload[name] = Decimal(value)
 
 
 # A currency amount sent as a JSON string: digits, an optional fraction, bounded.
@@ -299,10 +317,11 @@ def compute(draft: Draft, unit: WriteUnit) -> None:
     """Fields not shown dropped and formulas computed (``computed.prepare``), then the
     ``BEFORE_VALIDATE`` hooks."""
     computed.prepare(draft, unit)
-    if not unit.hooks.has(Hook.BEFORE_VALIDATE, draft.meta.name):
+    functions = unit.hook_functions(Hook.BEFORE_VALIDATE, draft.meta)
+    if not functions:
         return
     event = event_of(unit, draft)
-    unit.hooks.run(Hook.BEFORE_VALIDATE, event)
+    unit.hooks.run(Hook.BEFORE_VALIDATE, event, functions)
     if draft.old is None:
         draft.payload = event.values
     else:  # an update writes what the hooks changed on top of what the caller sent
@@ -321,8 +340,9 @@ def validate(draft: Draft, unit: WriteUnit) -> None:
         {k: float(v) if isinstance(v, Decimal) else v for k, v in merged.items() if v is not None}
     )  # an amount sent as a string is checked as the number it is (exact from here on)
     computed.check(draft, unit)
-    if unit.hooks.has(Hook.VALIDATE, draft.meta.name):
-        unit.hooks.run(Hook.VALIDATE, event_of(unit, draft))
+    functions = unit.hook_functions(Hook.VALIDATE, draft.meta)
+    if functions:
+        unit.hooks.run(Hook.VALIDATE, event_of(unit, draft), functions)
 
 
 def to_python(draft: Draft) -> None:
@@ -587,6 +607,7 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
     ids = _insert_returning_ids(unit, meta, rows, system)
     for draft, record_id in zip(drafts, ids, strict=True):
         draft.record_id = record_id
+    computed.note_created(unit, meta, ids)
     _link_hierarchy(unit, meta, drafts)
     require_in_scope(unit, meta, ids, Operation.CREATE)
     if not computed.plan_of(unit.registry, meta).empty:
@@ -605,7 +626,7 @@ def write_new(unit: WriteUnit, meta: ObjectMeta, drafts: list[Draft], now: dt.da
         )
     write_history(unit, history_rows, bypass)
     _write_children(unit, drafts, now)
-    if unit.hooks.has(Hook.AFTER_WRITE, meta.name) or unit.hooks.has(Hook.AFTER_COMMIT, meta.name):
+    if _after_hooks(unit, meta):
         for draft in drafts:
             record = draft.record or {}
             after_write(unit, draft, {k: [None, record[k]] for k in fields})
@@ -691,13 +712,18 @@ def _write_children(unit: WriteUnit, parents: list[Draft], now: dt.datetime) -> 
 
 def after_write(unit: WriteUnit, draft: Draft, changes: dict[str, list[Any]]) -> None:
     """``AFTER_WRITE`` hooks now, in the transaction; ``AFTER_COMMIT`` ones once it commits."""
-    meta = draft.meta
     for hook in (Hook.AFTER_WRITE, Hook.AFTER_COMMIT):
-        if unit.hooks.has(hook, meta.name):
+        functions = unit.hook_functions(hook, draft.meta)
+        if functions:
             event = event_of(unit, draft)
             event.values = dict(draft.record or event.values)
             event.changes = changes
-            unit.hooks.run(hook, event)
+            unit.hooks.run(hook, event, functions)
+
+
+def _after_hooks(unit: WriteUnit, meta: ObjectMeta) -> bool:
+    """Whether a write of ``meta`` has ``AFTER_WRITE`` or ``AFTER_COMMIT`` hooks to run."""
+    return any(unit.hook_functions(h, meta) for h in (Hook.AFTER_WRITE, Hook.AFTER_COMMIT))
 
 
 def next_number(unit: WriteUnit, meta: ObjectMeta, spec: FieldSpec, now: dt.datetime) -> str:

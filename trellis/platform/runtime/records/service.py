@@ -250,13 +250,20 @@ class RecordService:
         return self._result(draft)
 
     def create_many(
-        self, object_name: str, payloads: Any, *, skip_invalid: bool = False
+        self,
+        object_name: str,
+        payloads: Any,
+        *,
+        skip_invalid: bool = False,
+        with_items: bool = True,
     ) -> dict[str, Any]:
         """Create up to ``BULK_MAX_RECORDS`` records in the caller's transaction.
 
         All or nothing by default: one bad record refuses the batch, naming every bad
         record by its index. With ``skip_invalid`` the valid ones are written and the
-        others reported.
+        others reported. ``with_items=False`` leaves ``items`` empty, for a caller that
+        only counts what was written (an import), so the records are not serialised
+        for nothing.
         """
         computed.discard(self.unit)
         meta = self.registry.get(object_name)
@@ -278,6 +285,8 @@ class RecordService:
         written = pipeline.good(drafts)
         pipeline.write_new(self.unit, meta, written, utcnow())
         computed.finish(self.unit)
+        if not with_items:
+            return {"created": len(written), "items": [], "errors": [_batch_error(d) for d in bad]}
         self._reread_rollups(meta, written)
         return {
             "created": len(written),

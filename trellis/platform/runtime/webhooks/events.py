@@ -8,7 +8,7 @@ it, in the caller's transaction: the events exist exactly when the change commit
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -17,7 +17,8 @@ from trellis.platform.messages import N_
 from trellis.platform.runtime import outbox_wiring
 from trellis.platform.runtime.models import Webhook, iso, utcnow
 from trellis.platform.runtime.records.serialise import serialise
-from trellis.platform.runtime.webhooks.service import TEST_EVENT, wants
+from trellis.platform.runtime.versioning import METADATA_CHANGED
+from trellis.platform.runtime.webhooks.service import TEST_EVENT, Route, wants
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -57,6 +58,35 @@ def record_json(
     return serialise(meta, row)
 
 
+_ROUTES_KEY = "webhooks.routes"  # in MetaRegistry.derived: (revision, routes)
+
+
+def routes(session: Session, registry: MetaRegistry | None = None) -> tuple[Route, ...]:
+    """The active webhooks, in id order. With ``registry``, read once per metadata
+    revision and kept with it: every change of a webhook's routing moves the revision
+    (``WebhookService``), so a record write that publishes reads no webhook table. Inside
+    a transaction that changed metadata itself (not committed yet) they are read afresh."""
+    revision = registry.revision if registry is not None else None
+    cacheable = registry is not None and revision is not None
+    if cacheable and not session.info.get(METADATA_CHANGED):
+        assert registry is not None
+        kept = registry.derived.get(_ROUTES_KEY)
+        if kept is not None and kept[0] == revision:
+            return cast("tuple[Route, ...]", kept[1])
+    found = tuple(
+        Route(row.id, tuple(row.events or ()), tuple(row.objects or ()))
+        for row in session.execute(
+            sa.select(Webhook.id, Webhook.events, Webhook.objects)
+            .where(Webhook.active.is_(True))
+            .order_by(Webhook.id)
+        )
+    )
+    if cacheable and not session.info.get(METADATA_CHANGED):
+        assert registry is not None
+        registry.derived[_ROUTES_KEY] = (revision, found)
+    return found
+
+
 def publish(
     session: Session,
     event_type: str,
@@ -64,20 +94,21 @@ def publish(
     record: dict[str, Any] | None,
     *,
     occurred_at: dt.datetime | None = None,
+    registry: MetaRegistry | None = None,
 ) -> list[str]:
     """One outbox event per active webhook that wants ``event_type`` on ``object_name``,
     written in the caller's transaction; the events' ids (none when no webhook wants it).
 
     ``record`` is the record's JSON as the API returns it (``record_json`` reads one).
+    With the current ``registry`` the webhooks are not read again within its revision
+    (``routes``).
     """
+    wanting = [r for r in routes(session, registry) if wants(r, event_type, object_name)]
+    if not wanting:
+        return []
     payload = event_payload(event_type, object_name, record, occurred_at)
-    webhooks = session.scalars(
-        sa.select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id)
-    )
     return [
-        outbox_wiring.emit(session, "webhook", payload, target=str(webhook.id))
-        for webhook in webhooks
-        if wants(webhook, event_type, object_name)
+        outbox_wiring.emit(session, "webhook", payload, target=str(route.id)) for route in wanting
     ]
 
 

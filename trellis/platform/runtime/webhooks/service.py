@@ -20,6 +20,7 @@ from trellis.platform.messages import N_
 from trellis.platform.runtime import audit
 from trellis.platform.runtime.models import Webhook, WebhookDelivery, utcnow
 from trellis.platform.runtime.sealing import hint, seal, unseal
+from trellis.platform.runtime.versioning import bump_revision
 from trellis.platform.runtime.webhooks.targets import Network, allowed_networks, check_target
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,28}(\.[a-z][a-z0-9_]{0,28}){1,2}$")
 MAX_EVENTS = 20
 MAX_OBJECTS = 100
 DELIVERIES_PAGE = 50
+# What decides which events a webhook gets: a change to one moves the metadata revision,
+# so that every process reads the webhooks again before it publishes (``events.routes``).
+ROUTING = frozenset({"events", "objects", "active"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,17 @@ def secret_of(webhook: Webhook, settings: WebhookSettings) -> str:
     return unseal(webhook.secret_sealed, settings.secret_key)
 
 
-def wants(webhook: Webhook, event_type: str, object_name: str | None) -> bool:
+@dataclass(frozen=True)
+class Route:
+    """What publishing needs of an active webhook: its id and what it wants."""
+
+    id: int
+    events: tuple[str, ...]
+    objects: tuple[str, ...]
+    active: bool = True
+
+
+def wants(webhook: Webhook | Route, event_type: str, object_name: str | None) -> bool:
     """Whether ``webhook`` is told about ``event_type`` on ``object_name``."""
     if not webhook.active or event_type not in webhook.events:
         return False
@@ -114,6 +128,7 @@ class WebhookService:
         self.session.add(webhook)
         self.session.flush()
         self._audit("webhook.created", webhook, sorted(values))
+        bump_revision(self.session)  # what publishing keeps (``events.routes``) moves
         return webhook, secret
 
     def update(self, webhook_id: int, data: Mapping[str, Any]) -> Webhook:
@@ -128,6 +143,8 @@ class WebhookService:
             webhook.updated_at = utcnow()
             self.session.flush()
             self._audit("webhook.updated", webhook, changed)
+            if ROUTING.intersection(changed):
+                bump_revision(self.session)
         return webhook
 
     def rotate(self, webhook_id: int) -> tuple[Webhook, str]:
@@ -151,6 +168,7 @@ class WebhookService:
         )
         self.session.delete(webhook)
         self.session.flush()
+        bump_revision(self.session)
 
     def deliveries(
         self, webhook_id: int, before: int | None = None, limit: int = DELIVERIES_PAGE

@@ -117,4 +117,8 @@ def _changed(event: WriteEvent, name: str) -> bool:
         return True  # not a value of the field: changed (validation says why)
 
 
-hooks.register(Hook.BEFORE_VALIDATE, hold_to_workflow)
+hooks.register(
+    Hook.BEFORE_VALIDATE,
+    hold_to_workflow,
+    applies=lambda meta, _registry: meta.workflow is not None,
+)
