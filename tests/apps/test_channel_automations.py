@@ -135,11 +135,14 @@ def test_an_order_line_added_past_the_line_alerts_once(pack: Api, database: Data
     manager = {"email": "cm@example.com", "password": "a long password 1",
                "roles": ["channel_manager"]}  # fmt: skip
     assert pack.post("/users", manager).status_code == 201
-    record = dealer(pack, "EXP-2", credit_limit=1000)
+    # Within its auto-approve limit, the order is approved at submission: open, and its
+    # lines may still change (a pending order's may not).
+    record = dealer(pack, "EXP-2", credit_limit=1000, auto_approve_limit=100000)
     order = create(pack, "sales_order", {"dealer": record["id"], "status": "draft",
                                          "order_date": "2026-12-01"})  # fmt: skip
     line(pack, order["id"], 100)
     submit(pack, order["id"])  # exposure 100
+    assert fetch(pack, "sales_order", order["id"])["status"] == "approved"
     assert runs_of(database, "credit_exposure_alert") == []
     line(pack, order["id"], 850)  # 950: the line alone crosses 90 %
     assert runs_of(database, "credit_exposure_alert") == [(record["id"], "done")]
