@@ -16,6 +16,7 @@
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
 | TRELLIS_WEBHOOK_TIMEOUT | seconds a webhook receiver has to answer | 10 |
 | TRELLIS_WEBHOOK_ALLOWED_NETWORKS | private networks webhooks may reach (`10.0.0.0/8`) | none |
+| TRELLIS_WEBHOOK_CA_BUNDLE | PEM file of the CAs receivers' certificates chain to | certifi's |
 | TRELLIS_SMTP_HOST | SMTP server of notification e-mails (unset: no e-mail) | unset |
 | TRELLIS_SMTP_PORT | its port | 587 |
 | TRELLIS_SMTP_USERNAME / _PASSWORD | sign-in at the SMTP server, if it needs one | unset |
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "BASE_URL": None,
     "WEBHOOK_TIMEOUT": 10.0,
     "WEBHOOK_ALLOWED_NETWORKS": "",
+    "WEBHOOK_CA_BUNDLE": None,
     "SMTP_HOST": None,
     "SMTP_PORT": 587,
     "SMTP_USERNAME": None,

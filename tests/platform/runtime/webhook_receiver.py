@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -79,14 +80,20 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def running_receiver() -> Iterator[Receiver]:
-    """A receiver served on 127.0.0.1 on a free port until the block ends."""
+def running_receiver(
+    tls: ssl.SSLContext | None = None, url_host: str = "127.0.0.1"
+) -> Iterator[Receiver]:
+    """A receiver served on 127.0.0.1 on a free port until the block ends; over HTTPS with
+    ``tls`` (a server context), its ``url`` naming the host ``url_host``."""
     receiver = Receiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_port}/hooks/trellis"
+    scheme = "https" if tls is not None else "http"
+    receiver.url = f"{scheme}://{url_host}:{server.server_port}/hooks/trellis"
     try:
         yield receiver
     finally:

@@ -48,6 +48,7 @@ class WebhookSettings:
     secret_key: str
     timeout: float
     allowed: tuple[Network, ...]
+    ca_bundle: str | None = None  # PEM file of the CAs receivers' certificates chain to
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> WebhookSettings:
@@ -56,6 +57,7 @@ class WebhookSettings:
             secret_key=str(config["SECRET_KEY"]),
             timeout=float(config.get("WEBHOOK_TIMEOUT") or 10.0),
             allowed=allowed_networks(config.get("WEBHOOK_ALLOWED_NETWORKS")),
+            ca_bundle=config.get("WEBHOOK_CA_BUNDLE") or None,
         )
 
 

@@ -6,8 +6,9 @@ can reach (SSRF: the cloud metadata address, a database's HTTP port, localhost).
 address the host name resolves to must therefore be public, unless it lies in a network
 that ``TRELLIS_WEBHOOK_ALLOWED_NETWORKS`` names (an ERP on the private network; tests
 allow loopback). The check runs when a webhook is saved *and* before each delivery, since
-what a name resolves to can change after it was saved. Redirects are not followed (the
-redirected-to address would be unchecked).
+what a name resolves to can change after it was saved, and a delivery connects to an
+address the check returned (``delivery._post``), never resolving the name again. Redirects
+are not followed (the redirected-to address would be unchecked).
 """
 
 from __future__ import annotations
