@@ -38,6 +38,11 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Every test signs in from 127.0.0.1: the per-address sign-in limit would trip the suite.
 # Tests of that limit set their own; served apps (subprocesses) inherit this.
 os.environ["TRELLIS_LOGIN_RATE_LIMIT"] = "100000 per minute"
+# The suite makes and checks thousands of password hashes: scrypt at n=128 instead of 2¹⁵
+# (the same code, half a millisecond instead of a tenth of a second); served apps and
+# commands inherit it.
+# tests/platform/runtime/test_password_hashing.py checks the default and the setting.
+os.environ["TRELLIS_PASSWORD_SCRYPT_N"] = "128"
 
 
 def require_service(name: str, problem: str) -> None:
