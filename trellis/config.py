@@ -11,6 +11,7 @@
 | TRELLIS_FILES_PATH | folder of the local file store | `files/` in the instance folder |
 | TRELLIS_SESSION_COOKIE_SECURE | send the sign-in cookie over HTTPS only | false |
 | TRELLIS_LOGIN_RATE_LIMIT | sign-in POSTs allowed per client address | 20 per minute |
+| TRELLIS_PASSWORD_SCRYPT_N | scrypt cost n of new password hashes (only tests lower it) | 32768 |
 | TRELLIS_RATE_LIMIT_STORAGE_URL | where those counts live | TRELLIS_REDIS_URL, else memory |
 | TRELLIS_RATE_LIMIT_KEY_PREFIX | prefix of the counts' keys in that storage | trellis |
 | TRELLIS_BASE_URL | public address (https://host[/prefix]) for OpenAPI `servers` | relative |
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,7 +99,32 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
             settings[key] = raw
     if "BASE_URL" in settings:
         settings["BASE_URL"] = base_url(settings["BASE_URL"])
+    password_scrypt_n(environ)  # read where hashes are made, not an app setting: checked here
     return settings
+
+
+SCRYPT_N_VARIABLE = PREFIX + "PASSWORD_SCRYPT_N"
+DEFAULT_SCRYPT_N = 2**15  # werkzeug's own (with r=8, p=1): 32 MiB of memory a hash
+
+
+def password_scrypt_n(environ: Mapping[str, str] | None = None) -> int:
+    """The scrypt cost n of new password hashes: ``TRELLIS_PASSWORD_SCRYPT_N``, else 2¹⁵.
+
+    A process-wide setting, read from the environment when a hash is made (users are made
+    outside any app too: ``trellis init``, packs' demo users). Only a test suite lowers it,
+    to sign in thousands of times; a stored hash names its own cost, so it is checked the
+    same whatever the setting is now.
+    """
+    raw = (os.environ if environ is None else environ).get(SCRYPT_N_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_SCRYPT_N
+    n = int(raw) if raw.isascii() and raw.isdigit() else 0
+    # From 128: below it werkzeug's memory bound for scrypt is too small for OpenSSL.
+    if not 2**7 <= n <= 2**20 or n & (n - 1):
+        raise ValueError(
+            f"{SCRYPT_N_VARIABLE} must be a power of two from 128 to {2**20}, not {raw!r}"
+        )
+    return n
 
 
 def base_url(raw: str) -> str:

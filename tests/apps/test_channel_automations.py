@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import Api
+from tests.conftest import Api, template_for
 from tests.platform.runtime.helpers import create, fetch
 from trellis.extensions import Database
 from trellis.platform.runtime.automations import schedule
@@ -19,7 +19,6 @@ from trellis.platform.runtime.models import AutomationRun, Notification
 from trellis.platform.runtime.packs import (
     BUILTIN_PACKS,
     automation_files,
-    install_pack,
     load_manifest,
 )
 
@@ -34,11 +33,14 @@ AUTOMATIONS = {
 
 
 @pytest.fixture
-def pack(app: Flask, database: Database, api: Api) -> Api:
-    registry = app.extensions["trellis.registry"]
-    with database.session() as session:
-        install_pack(session, registry, PACK, author_id=None)
-        session.commit()
+def db_template(request: pytest.FixtureRequest) -> str | None:
+    return template_for(request, pack="channel")
+
+
+@pytest.fixture
+def pack(app: Flask, api: Api) -> Api:
+    """The admin's API on the channel pack (no demo data): the database starts as its copy."""
+    assert app.extensions["trellis.registry"].find("sales_order") is not None
     return api
 
 

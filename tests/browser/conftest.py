@@ -7,8 +7,8 @@ The pieces every browser test shares:
   ``live_server`` (the ``app`` fixture served in a thread, on each database); a module
   overrides it, as the scenarios do with ``channel_site``;
 - ``channel_site``: ``trellis serve`` (gunicorn, two workers) on a PostgreSQL database of
-  its own with the channel pack and its demo data — one per module, so a module's
-  scenarios share it and must leave each other's records alone;
+  its own with the channel pack and its demo data (a template's copy) — one per module,
+  so a module's scenarios share it and must leave each other's records alone;
 - ``new_page``: pages, each in its own browser context (its own cookies);
 - ``sign_in``, ``submit``, ``sign_out``, ``path_of``, ``flash_text`` and ``screenshot``.
 
@@ -32,11 +32,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import PG_ADMIN_URL, _pg_database_url, _reset_pg, migrated_app
-from tests.ui.conftest import install_channel_pack
+from tests.conftest import WorkerDatabases, app_of_copy
 from trellis.extensions import Database, database_of
 
 WAIT_MS = 10_000  # every wait of the browser is bounded by this
@@ -116,27 +114,24 @@ def serve(database_url: str, folder: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def channel_site(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def channel_site(
+    test_databases: WorkerDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     """The channel pack with its demo data, served by ``trellis serve`` on PostgreSQL.
 
-    Every demo user's password is ``tests.ui.conftest.PASSWORD``. The database is this
-    worker's own for browser modules, emptied for each module and dropped after it.
+    Every demo user's password is ``tests.ui.conftest.PASSWORD``. The database, the
+    module's own, is a copy of the ``channel_demo_signed`` template (what
+    ``install_channel_pack`` makes on a migrated database), dropped after the module.
     """
-    url = _pg_database_url(f"{worker_id}_browser")
-    _reset_pg(url)
-    app = migrated_app(url)
-    install_channel_pack(app)
+    url = test_databases.pg_copy("channel_demo_signed")
+    app = app_of_copy(url)
     server = serve(url, tmp_path_factory.mktemp("channel-site"))
     try:
         yield Site(next(server), app)
     finally:
         server.close()
         database_of(app).engine.dispose()
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            name = sa.make_url(url).database
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        test_databases.drop_later(url)
 
 
 # --- pages -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from tests.conftest import Api
-from tests.platform.runtime.test_computed import new_dealer, order, pack  # noqa: F401
+from tests.platform.runtime.test_computed import db_template, new_dealer, order, pack  # noqa: F401
 
 
 def test_a_changed_formula_moves_the_rollups_that_sum_it(api: Api, pack: Flask) -> None:  # noqa: F811

@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from tests.conftest import template_for
 from trellis.extensions import Database
 from trellis.platform.runtime.api import caller_of
 from trellis.platform.runtime.identity import RoleService, UserService
 from trellis.platform.runtime.identity.sessions import authenticate_session, session_stamp
 from trellis.platform.runtime.models import User
 from trellis.platform.runtime.objects import ObjectService
-from trellis.platform.runtime.packs import install_pack, resolve_pack
 from trellis.platform.runtime.query import parse_list_query
 from trellis.platform.runtime.records import RecordService
 
@@ -23,13 +23,14 @@ CALLERS = ("admin@example.com", "east.admin@example.com", "east.sales@example.co
 
 
 @pytest.fixture
-def pack(app: Flask, database: Database) -> Flask:
-    registry = app.extensions["trellis.registry"]
-    with database.session() as session:
-        install_pack(
-            session, registry, resolve_pack("channel_pack"), author_id=None, with_demo=True
-        )
-        session.commit()
+def db_template(request: pytest.FixtureRequest) -> str | None:
+    return template_for(request, pack="channel_demo")
+
+
+@pytest.fixture
+def pack(app: Flask) -> Flask:
+    """The channel pack with its demo data: the app's database starts as their copy."""
+    assert app.extensions["trellis.registry"].find("sales_order") is not None
     return app
 
 

@@ -6,8 +6,8 @@ pack's role documents (read as JSON), the partner trees from the dealers' ``pare
 pointers (not from ``hierarchy_links``), and the records from an administrator's
 view of the data. Nothing about who may see what is copied by hand.
 
-One database per kind is built for the whole module (the channel pack with its demo
-data and demo users); tests add their own records and never rely on another test's.
+One database per kind serves the whole module (the channel pack with its demo data and
+demo users); tests add their own records and never rely on another test's.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ import sqlalchemy as sa
 from flask import Flask
 from openapi_spec_validator import validate
 
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, _pg_database_url, _reset_pg
+from tests.conftest import ADMIN_EMAIL, Api, WorkerDatabases, app_of_copy
 from tests.platform.runtime.helpers import detail_fields, error_of
-from trellis import create_app
 from trellis.extensions import Database, database_of
-from trellis.platform.runtime.bootstrap import init_database
 from trellis.platform.runtime.identity.tokens import issue_token
 from trellis.platform.runtime.models import HierarchyLink, User
-from trellis.platform.runtime.packs import install_pack, resolve_pack
+from trellis.platform.runtime.packs import resolve_pack
 
 PACK = resolve_pack("channel_pack")
 ROLE_DOCS: dict[str, dict[str, Any]] = {
@@ -174,35 +172,23 @@ class World:
 def open_world(
     request: pytest.FixtureRequest, tmp_path_factory: Any, worker_id: str, tag: str
 ) -> Iterator[World]:
-    """Build a module's database (``request.param``: sqlite or postgresql) with the pack."""
+    """A module's database (``request.param``: sqlite or postgresql) with the pack: a copy
+    of the ``channel_demo`` template (the pack and its demo data, installed on a migrated
+    database), its own for the module: the function-scoped fixtures copy others."""
     kind = request.param
+    databases: WorkerDatabases = request.getfixturevalue("test_databases")
     if kind == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp(tag) / 'trellis.db'}"
+        url = databases.sqlite_copy("channel_demo", tmp_path_factory.mktemp(tag) / "trellis.db")
     else:
-        # A database of its own: the function-scoped fixtures reset the shared one.
-        url = _pg_database_url(f"{worker_id}_{tag}")
-        _reset_pg(url)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "TESTING": True})
-    database = database_of(app)
+        url = databases.pg_copy("channel_demo")
+    app = app_of_copy(url)
     try:
-        with database.session() as session:
-            init_database(database.engine, session, ADMIN_EMAIL, ADMIN_PASSWORD)
-        with database.session() as session:
-            registry = app.extensions["trellis.registry"]
-            install_pack(session, registry, PACK, author_id=None, with_demo=True)
-            session.commit()
         # No application context is pushed: each request gets its own (and its own ``g``).
         yield World(app, kind)
     finally:
-        database.engine.dispose()
+        database_of(app).engine.dispose()
         if kind == "postgresql":
-            from tests.conftest import PG_ADMIN_URL
-
-            admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                name = sa.make_url(url).database
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            databases.drop_later(url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

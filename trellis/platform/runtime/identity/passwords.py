@@ -1,4 +1,4 @@
-"""Passwords: what we accept, and checking one against its scrypt hash."""
+"""Passwords: what we accept, hashing one with scrypt, and checking one against its hash."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from trellis.config import password_scrypt_n
 from trellis.exceptions import (
     ValidationFailed,
 )
@@ -21,10 +22,16 @@ if TYPE_CHECKING:
     pass
 
 
+def hash_password(password: str) -> str:
+    """The stored form of ``password``: werkzeug's scrypt (r=8, p=1) at the configured cost
+    n (``trellis.config.password_scrypt_n``; 2¹⁵ unless a test suite lowers it)."""
+    return generate_password_hash(password, method=f"scrypt:{password_scrypt_n()}:8:1")
+
+
 @cache
 def dummy_hash() -> str:
     """Made on first use, not at import: scrypt is deliberately slow."""
-    return generate_password_hash(secrets.token_urlsafe(16))
+    return hash_password(secrets.token_urlsafe(16))
 
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from werkzeug.security import generate_password_hash
 
 from trellis.exceptions import (
     Conflict,
@@ -15,7 +14,7 @@ from trellis.exceptions import (
 from trellis.platform.messages import N_
 from trellis.platform.metadata.fieldtypes import INT64_MAX
 from trellis.platform.metadata.permissions import Operation
-from trellis.platform.runtime.identity.passwords import check_password
+from trellis.platform.runtime.identity.passwords import check_password, hash_password
 from trellis.platform.runtime.models import (
     ApiToken,
     Role,
@@ -95,7 +94,7 @@ class UserService:
         user = User(
             email=email,
             name=str(data.get("name") or email.split("@")[0])[:120],
-            password_hash=generate_password_hash(check_password(data.get("password"))),
+            password_hash=hash_password(check_password(data.get("password"))),
             password_changed_at=utcnow(),
             is_admin=bool(data.get("is_admin", False)),
             language=self._language(data.get("language", "en")),
@@ -125,7 +124,7 @@ class UserService:
         data = _user_fields(data, UPDATE_FIELDS, N_("cannot be changed"))
         user = self.get(user_id)
         if "password" in data:
-            user.password_hash = generate_password_hash(check_password(data["password"]))
+            user.password_hash = hash_password(check_password(data["password"]))
             user.password_changed_at = utcnow()
             user.failed_logins, user.locked_until = 0, None
         if "name" in data:
