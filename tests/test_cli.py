@@ -306,7 +306,13 @@ def test_pack_install_of_an_invalid_pack_changes_nothing(
 
 # --- user create / set-password / deactivate ---------------------------------------------
 
-EAST_HIERARCHY = {"D-0101", "D-1011", "D-1012", "D-1013"}  # reg-east and its sub-dealers
+EAST_HIERARCHY = {
+    "D-0101",
+    "D-1011",
+    "D-1012",
+    "D-1013",
+    "APP-HZ-01",
+}  # reg-east, its sub-dealers, an applicant
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -358,7 +364,7 @@ def test_user_create_with_roles_and_a_partner(any_db: tuple[str, Run], api_app: 
     admin_token = last_line(trellis("token", "create", "--user", EMAIL))
     client = api_app(url).test_client()
     every_dealer = dealer_ids(client, admin_token)
-    assert len(every_dealer) == 15 and set(every_dealer) > EAST_HIERARCHY
+    assert len(every_dealer) == 16 and set(every_dealer) > EAST_HIERARCHY
     east = every_dealer["D-0101"]
 
     created = trellis(
@@ -856,7 +862,7 @@ def test_flow_on_each_database(db_url: str, tmp_path: Path, api_app: AppOn) -> N
         assert names == {"dealer", "product", "sales_order", "order_line"}
         dealers = client.get("/api/v1/records/dealer?limit=500", headers=bearer(token))
         assert dealers.status_code == 200
-        assert len(dealers.get_json()["items"]) == 15
+        assert len(dealers.get_json()["items"]) == 16
     engine = engine_for(db_url)
     with engine.connect() as connection:
         demo_users = len(demo_user_entries(BUILTIN_PACKS / "channel_pack"))
@@ -981,7 +987,7 @@ def test_serve_runs_the_api(trellis: Run, start_server: Callable[..., Server]) -
     dealers = requests.get(server.url + "/api/v1/records/dealer", headers=bearer(token), timeout=10)
     assert dealers.status_code == 200
     items = dealers.json()["items"]
-    assert len(items) == 15 and {"national", "regional", "sub_distributor"} == {
+    assert len(items) == 16 and {"national", "regional", "sub_distributor"} == {
         d["level"] for d in items
     }
     wrong = requests.get(
@@ -1025,7 +1031,7 @@ def test_demo_prints_working_credentials(start_server: Callable[..., Server]) ->
 
     dealers = requests.get(server.url + "/api/v1/records/dealer", headers=bearer(token), timeout=10)
     assert dealers.status_code == 200
-    assert len(dealers.json()["items"]) == 15
+    assert len(dealers.json()["items"]) == 16
     assert requests.get(server.url + "/api/v1/records/dealer", timeout=10).status_code == 401
 
     # Every demo user is printed with a password; east.admin's signs in through the form.

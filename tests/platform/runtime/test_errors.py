@@ -164,6 +164,7 @@ def test_every_endpoint_needs_a_valid_token(
         "import_id": 1,
         "task_id": 1,
         "action": "approve",
+        "event_id": 1,
     }
     checked = 0
     for rule in rules:

@@ -50,7 +50,7 @@ def test_bound_and_subselect_scopes_agree(
     dealer_api = Api(app.test_client(), token)
 
     bound = {name: _ids(dealer_api, name) for name in ("dealer", "sales_order", "order_line")}
-    assert len(bound["dealer"]) == 4 and bound["sales_order"] and bound["order_line"]
+    assert len(bound["dealer"]) == 5 and bound["sales_order"] and bound["order_line"]
     everything = {name: _ids(api, name) for name in bound}
     assert all(set(bound[n]) < set(everything[n]) for n in bound)
 
