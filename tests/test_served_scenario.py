@@ -47,7 +47,7 @@ def served(db_url: str, admin_token: str, tmp_path: Any) -> Iterator[tuple[str, 
             try:
                 if requests.get(base + "/objects", headers=headers, timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or a slow first answer
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]

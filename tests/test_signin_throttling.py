@@ -86,7 +86,7 @@ def served_pages(app: Flask, db_url: str, tmp_path: Any) -> Iterator[str]:
             try:
                 if requests.get(base + "/login", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or a slow first answer
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]

@@ -97,7 +97,7 @@ def serve(database_url: str, folder: Path) -> Iterator[str]:
             try:
                 if requests.get(url + "/login", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or a slow first answer
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-2000:]
