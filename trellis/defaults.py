@@ -15,7 +15,7 @@ MAX_CHILDREN_PER_RECORD = 1000  # master-detail lines written with one parent
 # Imports (docs/import-export.md); the two limits are settings too (TRELLIS_IMPORT_MAX_*)
 IMPORT_MAX_ROWS = 100_000  # data rows of one file
 IMPORT_MAX_BYTES = 50 * 1024 * 1024  # bytes of one file (the upload's own request limit)
-IMPORT_BATCH = 500  # rows handed to the record service at a time
+IMPORT_BATCH = BULK_MAX_RECORDS  # rows handed to the record service at a time (its most)
 IMPORT_PREVIEW_ROWS = 5  # rows the mapping step shows
 
 # Expressions (formulas, rules, conditions): docs/expressions.md

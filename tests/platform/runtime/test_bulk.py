@@ -174,3 +174,26 @@ def test_a_changed_definition_is_written_with_its_new_columns(api: Api, database
     assert error_of(taken, 422)["details"][0]["field"] == "[0].code"
     codes = {r["name"]: r["code"] for r in raw_rows(database, "obj_dealer")}
     assert codes == {"A": None, "B": None, "C": None, "D": "d", "E": "e", "F": None}
+
+
+def test_a_batch_document_is_the_json_the_standard_library_would_write() -> None:
+    """The rows of a batch statement go through orjson; what it refuses (an integer past
+    64 bits, a time with a zone) falls back to ``json.dumps``: the same text either way."""
+    import datetime as dt
+    import json
+    from decimal import Decimal
+
+    from trellis.platform.runtime.records.pipeline import _json_of, json_document
+
+    moment = dt.datetime(2026, 12, 3, 8, 30, 15, 120, tzinfo=dt.UTC)
+    rows = [
+        {"at": moment, "day": dt.date(2026, 1, 2), "amount": Decimal("12.50"), "n": None},
+        {"name": "华东", "flag": True, "big": 2**70, "t": dt.time(1, 2, tzinfo=dt.UTC)},
+    ]
+    assert json.loads(json_document(rows, _json_of)) == json.loads(
+        json.dumps(rows, default=_json_of)
+    )
+    assert json.loads(json_document(rows[:1], _json_of)) == [
+        {"at": "2026-12-03T08:30:15.000120+00:00", "day": "2026-01-02", "amount": "12.50",
+         "n": None}
+    ]  # fmt: skip

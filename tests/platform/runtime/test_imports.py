@@ -304,3 +304,39 @@ def test_preview_shows_columns_rows_and_the_suggested_mapping(api: Api) -> None:
     dealer = next(f for f in body["fields"] if f["name"] == "dealer")
     assert dealer["key_fields"] == ["name", "code"]
     assert listing(api, "contact")["items"] == []
+
+
+def test_a_row_of_zeros_is_data_and_a_row_of_empty_cells_is_skipped() -> None:
+    """0 and False are values (an XLSX cell holds them as such); only empty cells are blank,
+    and a skipped blank row keeps the numbering of the rows after it."""
+    from trellis.platform.runtime.imports.sheets import read_sheet
+
+    data = _xlsx([["age", "vip"], [0, False], [None, None], ["", "  "], [3, True]])
+    _kind, sheet = read_sheet(data, 10)
+    assert sheet.rows == [(2, (0, False)), (5, (3, True))]
+    _kind, sheet = read_sheet(_csv([["age", "vip"], ["0", ""], ["", " "], ["3", "1"]]), 10)
+    assert sheet.rows == [(2, ("0", "")), (4, ("3", "1"))]
+
+
+def test_a_one_shot_import_reads_its_file_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``POST …/import`` checks the upload and runs it in the same request: the run takes
+    the sheet the upload read rather than parsing the file again, and keeps nothing once
+    the request is over."""
+    from trellis.platform.runtime.imports import service
+
+    _world(api)
+    reads: list[int] = []
+    real = service.read_sheet
+
+    def counted(data: bytes, max_rows: int) -> Any:
+        reads.append(len(data))
+        return real(data, max_rows)
+
+    monkeypatch.setattr(service, "read_sheet", counted)
+    rows = [["name", "code"], ["A", "A1"], ["B", "B1"]]
+    run = _upload(api, "dealer", _csv(rows), "d.csv").get_json()
+    assert (run["status"], run["created"], len(reads)) == ("succeeded", 2, 1)
+    assert not service._READ_IN_REQUEST  # the request is over: nothing is kept
+    assert [r["code"] for r in listing(api, "dealer", sort="id")["items"]] == [
+        "E1", "W1", "A1", "B1",
+    ]  # fmt: skip

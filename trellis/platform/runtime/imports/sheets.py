@@ -63,7 +63,7 @@ def read_sheet(data: bytes, max_rows: int) -> tuple[ImportFormat, Sheet]:
     rows: list[tuple[int, tuple[Any, ...]]] = []
     for number, values in enumerate(raw, start=1):
         cells = cells_of(values)
-        if all(cell == "" for cell in cells):
+        if cells.count("") == len(cells):  # a blank row (0 and False are not blank)
             continue
         if header is None:
             header = _header(list(cells))
