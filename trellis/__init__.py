@@ -40,12 +40,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from trellis.extensions import Database
     from trellis.platform.runtime import api, files, jobs
     from trellis.platform.runtime.automations import engine as automations
+    from trellis.platform.runtime.imports.service import release_request_sheets
     from trellis.platform.runtime.workflow import deadlines  # approvals' deadline schedule
 
     # First of all: every view may read request.args, which fails on bytes that are not UTF-8.
     app.before_request(_refuse_undecodable_query)
     Database.init_app(app)
     files.init_app(app)
+    app.teardown_request(release_request_sheets)
     jobs.init_app(app)
     api.init_app(app)
     automations.install()  # the record-write hooks, once per process

