@@ -340,3 +340,20 @@ def test_a_one_shot_import_reads_its_file_once(api: Api, monkeypatch: pytest.Mon
     assert [r["code"] for r in listing(api, "dealer", sort="id")["items"]] == [
         "E1", "W1", "A1", "B1",
     ]  # fmt: skip
+
+
+def test_a_value_repeated_in_the_file_names_the_row_it_repeats(api: Api) -> None:
+    """Two rows of one batch with the same unique code: the second is reported with the
+    row of the first (not its place in the batch); the report is in row order, and an
+    all-or-nothing run that is refused still counts every row as checked."""
+    _world(api)
+    rows = [["name", "code"], ["A", "A1"], ["B", "B1"], ["C", "A1"]]
+    run = _upload(api, "dealer", _csv(rows), "d.csv").get_json()
+    assert (run["status"], run["done_rows"], run["errors"]) == ("refused", 3, 1)
+    assert _report(api, run["id"])[1:] == [["4", "code", "'A1' is also in row 2"]]
+    # A cell that does not convert (row 4) is found before a row the write refuses (3).
+    rows = [["Full name", "Age"], ["Ann", "1"], ["", "2"], ["Bob", "old"]]
+    run = _upload(api, "contact", _csv(rows), "c.csv").get_json()
+    assert [(int(r[0]), r[1]) for r in _report(api, run["id"])[1:]] == [
+        (3, "Full name"), (4, "Age"),
+    ]  # fmt: skip

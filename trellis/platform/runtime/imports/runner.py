@@ -151,6 +151,7 @@ class _Importer:
         all_or_nothing = self.run_row.mode == ImportMode.ALL_OR_NOTHING
         if all_or_nothing and self.bad_rows:
             whole.rollback()
+            self.run_row.done_rows = total  # every row was checked; the rollback undid the count
             message = N_(
                 "%(count)s of %(total)s rows are not valid; nothing was imported",
                 count=len(self.bad_rows),
@@ -269,8 +270,10 @@ class _Importer:
             savepoint.rollback()
             return sum(self._write_one(number, payload) for number, payload in payloads)
         savepoint.commit()
+        numbers = [number for number, _payload in payloads]
         for error in result["errors"]:
-            self._report_error(payloads[error["index"]][0], error["message"], error["details"])
+            details = [_in_rows(d, numbers) for d in error["details"]]
+            self._report_error(numbers[error["index"]], error["message"], details)
         created: int = result["created"]
         return created
 
@@ -302,6 +305,23 @@ class _Importer:
     def _report(self, number: int, column: str, message: str) -> None:
         self.bad_rows.add(number)
         self.problems.append({"row": number, "column": column, **stored_message(message)})
+
+
+def _in_rows(detail: dict[str, Any], numbers: list[int]) -> dict[str, Any]:
+    """A batch's duplicate names the other record by its place in the batch ("record 3 of
+    this request"); the report names the file's row instead."""
+    message = detail.get("message")
+    if not isinstance(message, Message) or message.msgid != _TAKEN_IN_BATCH:
+        return detail
+    where = message.params.get("where")
+    if not isinstance(where, Message) or not isinstance(where.params.get("index"), int):
+        return detail
+    row = numbers[where.params["index"]]
+    value = message.params.get("value")
+    return {**detail, "message": N_("%(value)s is also in row %(row)s", value=value, row=row)}
+
+
+_TAKEN_IN_BATCH = "%(value)s is already taken by %(where)s"
 
 
 @contextmanager
@@ -361,7 +381,7 @@ def _finish(
 ) -> ImportRun:
     run.status = status
     run.created_count = created
-    run.report = problems
+    run.report = sorted(problems, key=lambda p: p["row"])  # by row (stable: columns in order)
     run.error_count = len({p["row"] for p in problems})
     run.message = str(message)[:500]
     run.finished_at = utcnow()
