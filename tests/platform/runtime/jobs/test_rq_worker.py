@@ -8,6 +8,7 @@ each test waits for an outcome with a generous bound, never for a set time.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask
 from rq import Queue
+from rq import Worker as RqWorker
 
 from tests.conftest import Api
 from tests.factories import definition, field
@@ -165,3 +167,23 @@ def test_two_workers_run_each_cron_slot_exactly_once(
     assert all(job.attempts <= 1 for job in slots)
     done = sorted(str(job.key) for job in slots if job.status == "done")
     assert effect_keys(database) == done
+
+
+def test_after_redis_restarts_the_worker_registers_again_and_waits_for_jobs(
+    database: Database, redis_server: RedisServer, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A Redis restarted without persistence forgets its workers: each registers again on
+    its next heartbeat, so ``rq info`` sees it. Its blocking wait for jobs (BLMOVE, 405 s)
+    must not read on a connection with redis-py's default 5 s timeout: it timed out every
+    few seconds and backed off longer each time (a worker missing its jobs for up to a
+    minute). 8 s after the restart the log holds no such timeout, and a job runs."""
+    client = redis.Redis.from_url(redis_server.url)
+    worker = start_worker()
+    wait_for(lambda: len(RqWorker.all(connection=client)) == 1, "the worker to register")
+    redis_server.stop()
+    redis_server.start()
+    wait_for(lambda: len(RqWorker.all(connection=client)) == 1, "the worker to register again")
+    time.sleep(8)  # longer than redis-py's default read timeout: a wait for what must not come
+    assert "Timeout reading from socket" not in worker.log.read_text(errors="replace")
+    job_id = enqueue(database, "tests.effect", {"key": "after the restart"})
+    wait_for(lambda: status_of(database, job_id) == "done", "the job")

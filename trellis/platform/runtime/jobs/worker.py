@@ -202,11 +202,18 @@ class Worker:
                 wait = min(wait * 2, 30.0)
 
     def _redis(self) -> redis.Redis:
-        """A Redis client of the worker's own: no read timeout (RQ blocks on BLPOP)."""
+        """A Redis client of the worker's own: no read timeout (RQ blocks on ``BLMOVE``).
+
+        It must be said: redis-py's connections otherwise read with a 5 s timeout. RQ
+        raises the pool's for the connections it makes later, not for those the relay
+        thread already holds; once Redis had restarted, the worker's ``BLMOVE`` (405 s)
+        drew one of those, timed out after 5 s and backed off, again and again, up to a
+        minute between tries — a worker that missed its jobs until restarted."""
         client: redis.Redis | None = self.app.extensions.get("trellis.jobs.worker_redis")
         if client is None:
             client = redis.Redis.from_url(
                 self.app.config["REDIS_URL"],
+                socket_timeout=None,
                 socket_connect_timeout=2,
                 socket_keepalive=True,
                 health_check_interval=15,
@@ -264,6 +271,14 @@ def _rq_worker_class() -> type[Any]:
                     self.scheduler.register_death()
             else:
                 self.scheduler.start()
+
+        def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+            """RQ's heartbeat, which first registers the worker again when Redis has lost
+            it (restarted without persistence): else ``rq info`` and the dashboards show
+            no workers while they keep running jobs."""
+            if pipeline is None and not self.connection.exists(self.key):
+                self.register_birth()
+            super().heartbeat(timeout, pipeline)
 
         def stop_scheduler(self) -> None:
             scheduler = self.scheduler
