@@ -59,6 +59,28 @@ def test_a_slot_is_enqueued_once_and_late_slots_are_caught_up_within_grace(
     assert effect_keys(database) == cron_keys(database)  # each ran once, after its commit
 
 
+def test_a_process_writes_once_per_slot_not_once_per_tick(
+    app: Flask, database: Database, nightly: jobs.Schedule
+) -> None:
+    """A worker ticks every poll: once its slot is on the table, the ticks that follow in
+    the same slot send no statement (on SQLite each would take the write lock)."""
+    at = DAY.replace(hour=2)
+    assert len(scheduler.tick(app, at + dt.timedelta(seconds=1))) == 1
+    statements: list[str] = []
+
+    def seen(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        for second in range(2, 30):
+            assert scheduler.tick(app, at + dt.timedelta(seconds=second)) == []
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", seen)
+    assert statements == []
+    assert len(scheduler.tick(app, at + dt.timedelta(days=1, seconds=1))) == 1  # the next slot
+
+
 def test_two_racing_schedulers_enqueue_and_run_each_slot_exactly_once(
     app: Flask, database: Database, nightly: jobs.Schedule
 ) -> None:

@@ -92,21 +92,30 @@ def schedules(app: Flask) -> list[Schedule]:
     return found
 
 
+_ENQUEUED_KEY = "trellis.jobs.slots_enqueued"
+
+
 def tick(app: Flask, now: dt.datetime | None = None) -> list[int]:
     """Enqueue the job of each schedule's latest slot unless it is already there (or the
     slot is older than its grace); the ids of the jobs this tick created.
     """
     now = now or utcnow()
     created: list[int] = []
+    # The slot each schedule last had on the table, as this process knows: ticked every
+    # poll, a schedule writes (a transaction, SQLite's write lock) once per slot, not per tick.
+    enqueued: dict[str, dt.datetime] = app.extensions.setdefault(_ENQUEUED_KEY, {})
     for schedule in schedules(app):
         slot = schedule.latest_slot(now)
-        if (now - slot).total_seconds() > schedule.misfire_grace:
+        if (now - slot).total_seconds() > schedule.misfire_grace or enqueued.get(
+            schedule.name
+        ) == slot:
             continue
         try:
             job_id = _enqueue_slot(app, schedule, slot)
         except Exception:
             log.exception("schedule %s: slot %s not enqueued", schedule.name, slot)
             continue
+        enqueued[schedule.name] = slot  # created here or by another process: it is there
         if job_id is not None:
             created.append(job_id)
     return created
