@@ -187,3 +187,21 @@ def test_after_redis_restarts_the_worker_registers_again_and_waits_for_jobs(
     assert "Timeout reading from socket" not in worker.log.read_text(errors="replace")
     job_id = enqueue(database, "tests.effect", {"key": "after the restart"})
     wait_for(lambda: status_of(database, job_id) == "done", "the job")
+
+
+def test_sigterm_stops_a_worker_while_redis_is_down(
+    redis_server: RedisServer, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A stop asked for during a Redis outage (a deploy, a reboot) is kept: RQ's loop ends
+    on it but fails to record its death in Redis; the worker must not start that loop
+    again as after any other Redis error."""
+    client = redis.Redis.from_url(redis_server.url)
+    worker = start_worker()
+    wait_for(lambda: len(RqWorker.all(connection=client)) == 1, "the worker to register")
+    redis_server.stop()
+    wait_for(
+        lambda: "Connection refused" in worker.log.read_text(errors="replace"),
+        "the worker to see Redis gone",
+    )
+    worker.process.terminate()
+    wait_for(lambda: worker.process.poll() is not None, "the worker to stop", timeout=60)

@@ -113,6 +113,7 @@ class Worker:
     def _rq_loop(self) -> None:
         wait = 1.0
         while not self.stopping.is_set():
+            rq_worker = None
             try:
                 connection = self._redis()
                 rq_worker = _rq_worker_class()(self.queues, connection=connection)
@@ -120,8 +121,17 @@ class Worker:
                 if _stop_was_requested(rq_worker):
                     return
             except redis.RedisError as exc:
+                # A SIGTERM while Redis is down ends RQ's loop, whose clean-up (its death
+                # in Redis) then fails: the stop still holds, or it would be lost.
+                if rq_worker is not None and _stop_was_requested(rq_worker):
+                    return
                 log.warning("worker: Redis unavailable (%s); retrying in %.0f s", exc, wait)
-            if self.stopping.wait(_jittered(wait)):
+            from rq.worker import StopRequested
+
+            try:  # RQ's signal handlers stay installed meanwhile: a SIGTERM raises here
+                if self.stopping.wait(_jittered(wait)):
+                    return
+            except StopRequested:
                 return
             wait = min(wait * 2, 30.0)
 
