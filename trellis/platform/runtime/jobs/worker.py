@@ -126,7 +126,7 @@ class Worker:
                 if rq_worker is not None and _stop_was_requested(rq_worker):
                     return
                 log.warning("worker: Redis unavailable (%s); retrying in %.0f s", exc, wait)
-            from rq.worker import StopRequested
+            from rq.exceptions import StopRequested
 
             try:  # RQ's signal handlers stay installed meanwhile: a SIGTERM raises here
                 if self.stopping.wait(_jittered(wait)):
