@@ -214,7 +214,7 @@ class Worker:
     def _redis(self) -> redis.Redis:
         """A Redis client of the worker's own: no read timeout (RQ blocks on ``BLMOVE``).
 
-        It must be said: redis-py's connections otherwise read with a 5 s timeout. RQ
+        Said explicitly, as redis-py's connections otherwise read with a 5 s timeout. RQ
         raises the pool's for the connections it makes later, not for those the relay
         thread already holds; once Redis had restarted, the worker's ``BLMOVE`` (405 s)
         drew one of those, timed out after 5 s and backed off, again and again, up to a

@@ -842,10 +842,10 @@ def write_history(
 
 
 def json_document(value: Any, default: Callable[[Any], Any]) -> str:
-    """``value`` as the JSON text a batch statement binds: orjson (10× the standard
-    library on a 1,000-row batch, the largest part of a bulk write's own Python time);
-    what orjson does not take (an integer beyond 64 bits, a key that is not text) goes
-    through ``json.dumps``, which says what is wrong the same way."""
+    """``value`` as the JSON text a batch statement binds: orjson (0.85 ms against 8.3 ms
+    for the standard library on a 1,000-row batch); what orjson does not take (an
+    integer beyond 64 bits, a key that is not text) goes through ``json.dumps``, which
+    says what is wrong the same way."""
     try:
         return orjson.dumps(value, default=default).decode()
     except TypeError:
