@@ -45,7 +45,8 @@ def test_a_bad_row_refuses_the_whole_batch_naming_it(api: Api, database: Databas
     indexes = {d["index"] for d in error["details"]}
     assert indexes == {1, 2, 3}, error
     assert any(d["field"] == "[1].credit_limit" for d in error["details"])
-    assert any("already taken" in d["message"] for d in error["details"] if d["index"] == 2)
+    (repeat,) = [d for d in error["details"] if d["index"] == 2]
+    assert "already taken by record 0" in repeat["message"] and repeat["duplicate_of"] == 0
     assert all_rows(api, "dealer") == []
     assert raw_rows(database, "record_history") == []
 

@@ -308,20 +308,15 @@ class _Importer:
 
 
 def _in_rows(detail: dict[str, Any], numbers: list[int]) -> dict[str, Any]:
-    """A batch's duplicate names the other record by its place in the batch ("record 3 of
-    this request"); the report names the file's row instead."""
-    message = detail.get("message")
-    if not isinstance(message, Message) or message.msgid != _TAKEN_IN_BATCH:
+    """A value repeated within a batch is refused with the index of the batch's record that
+    has it first (``duplicate_of``); the report names that record's row in the file."""
+    first = detail.get("duplicate_of")
+    if not isinstance(first, int):
         return detail
-    where = message.params.get("where")
-    if not isinstance(where, Message) or not isinstance(where.params.get("index"), int):
-        return detail
-    row = numbers[where.params["index"]]
-    value = message.params.get("value")
+    message = detail["message"]
+    value = message.params.get("value") if isinstance(message, Message) else None
+    row = numbers[first]
     return {**detail, "message": N_("%(value)s is also in row %(row)s", value=value, row=row)}
-
-
-_TAKEN_IN_BATCH = "%(value)s is already taken by %(where)s"
 
 
 @contextmanager

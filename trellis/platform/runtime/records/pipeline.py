@@ -504,25 +504,35 @@ def _distinct_in_batch(meta: ObjectMeta, spec: FieldSpec, drafts: list[Draft]) -
         if not draft.ok or value is None:
             continue
         if value in seen:
+            first = seen[value]
             draft.error = _duplicate(
-                meta, spec, value, N_("record %(index)s of this request", index=seen[value])
+                meta, spec, value, N_("record %(index)s of this request", index=first), first
             )
         else:
             seen[value] = draft.index
     return seen
 
 
-def _duplicate(meta: ObjectMeta, spec: FieldSpec, value: Any, where: str | None) -> DuplicateValue:
+def _duplicate(
+    meta: ObjectMeta,
+    spec: FieldSpec,
+    value: Any,
+    where: str | None,
+    duplicate_of: int | None = None,
+) -> DuplicateValue:
+    """The refusal of a taken unique value; ``duplicate_of``: the index, in the same
+    request, of the record that has it first (the detail carries it, so a caller such as
+    the importer can name its own row)."""
     shown = repr(spec.to_json(value))
     message = (
         N_("%(value)s is already taken by %(where)s", value=shown, where=where)
         if where
         else N_("%(value)s is already taken", value=shown)
     )
-    return DuplicateValue(
-        f"another {meta.name} already has this {spec.name}",
-        [{"field": spec.name, "message": message}],
-    )
+    detail: dict[str, Any] = {"field": spec.name, "message": message}
+    if duplicate_of is not None:
+        detail["duplicate_of"] = duplicate_of
+    return DuplicateValue(f"another {meta.name} already has this {spec.name}", [detail])
 
 
 # --- children: checked before anything is written --------------------------------------

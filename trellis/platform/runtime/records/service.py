@@ -940,6 +940,7 @@ def _batch_refusal(bad: list[Draft], total: int) -> TrellisError:
             field = detail.get("field") or ""
             details.append(
                 {
+                    **detail,  # what else a detail tells (``duplicate_of``…)
                     "index": draft.index,
                     "field": f"[{draft.index}].{field}" if field else f"[{draft.index}]",
                     "message": detail.get("message") or draft.error.message,
