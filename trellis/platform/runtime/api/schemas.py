@@ -196,12 +196,6 @@ class ErrorDetailSchema(Shape):
 
     field = fields.String(metadata={"description": "the field, key or JSON pointer concerned"})
     message = fields.String()
-    duplicate_of = fields.Integer(
-        metadata={
-            "description": "a unique value repeated within one request: the index of the "
-            "record that has it first"
-        }
-    )
 
 
 class ErrorInfoSchema(Shape):
